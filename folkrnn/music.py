@@ -1,0 +1,320 @@
+"""The hub every format converts through: Tune and Note, meters, keys and modes.
+
+Times are exact: onsets and durations are ``Fraction`` quarter notes, never floats. A Tune keeps
+its notes in written order with the bar lines, repeats and endings between them; ``unfold()``
+plays it as a player would. Nothing here knows about ABC, MIDI or models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+__all__ = [
+    "Note", "BarLine", "FieldChange", "Tune", "Meter", "Key",
+    "MODES", "MODE_NAMES", "LETTERS", "LETTER_SEMITONES",
+    "key_signature", "parse_meter", "pitch_class_name",
+]
+
+# Letter names in order, their semitones above C, and their place on the line of fifths.
+LETTERS = "CDEFGAB"
+LETTER_SEMITONES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+_LINE_OF_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}
+_SHARP_ORDER = "FCGDAEB"
+
+# The modes, by their canonical three-letter name, with their offset on the line of fifths
+# from the major key of the same tonic (D dorian has the signature of C major: 2 - 2 = 0).
+MODES = {"maj": 0, "lyd": 1, "mix": -1, "dor": -2, "min": -3, "phr": -4, "loc": -5}
+MODE_NAMES = {
+    "maj": "major", "min": "minor", "dor": "dorian", "mix": "mixolydian",
+    "phr": "phrygian", "lyd": "lydian", "loc": "locrian",
+}
+# Semitones from the tonic to the relative major's tonic, per mode.
+_MODE_DEGREE = {"maj": 0, "dor": 2, "phr": 4, "lyd": 5, "mix": 7, "min": 9, "loc": 11}
+
+
+def key_signature(tonic: str, mode: str) -> dict[str, int]:
+    """Accidentals (letter -> -1, 0 or +1) of the key signature of ``tonic`` (e.g. ``"F#"``) in ``mode``.
+
+    >>> key_signature("D", "maj")["F"], key_signature("D", "dor")["F"]
+    (1, 0)
+    """
+    letter, alter = tonic[0].upper(), tonic.count("#") - tonic.count("b")
+    fifths = _LINE_OF_FIFTHS[letter] + 7 * alter + MODES[mode]
+    sig = dict.fromkeys(LETTERS, 0)
+    if fifths > 0:
+        for i in range(fifths):
+            sig[_SHARP_ORDER[i % 7]] += 1
+    elif fifths < 0:
+        for i in range(-fifths):
+            sig[_SHARP_ORDER[6 - i % 7]] -= 1
+    return sig
+
+
+def pitch_class_name(pitch_class: int, prefer_flats: bool = False) -> str:
+    """A tonic name for a pitch class: 0 -> "C", 1 -> "C#" (or "Db" with ``prefer_flats``)."""
+    sharps = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+    flats = ["C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B"]
+    return (flats if prefer_flats else sharps)[pitch_class % 12]
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A key: its tonic name (``"G"``, ``"F#"``, ``"Bb"``), mode, and the signature it implies.
+
+    ``signature`` maps each letter to its accidental (-2..2). It is the mode's signature unless
+    the K: field spelled out explicit accidentals or asked for none (``K:none``, ``K:HP``).
+    """
+
+    tonic: str = "C"
+    mode: str = "maj"
+    signature: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}")
+        if not self.signature:
+            object.__setattr__(self, "signature", tuple(key_signature(self.tonic, self.mode).items()))
+
+    @property
+    def accidentals(self) -> dict[str, int]:
+        return dict(self.signature)
+
+    @property
+    def tonic_pitch_class(self) -> int:
+        return (LETTER_SEMITONES[self.tonic[0]] + self.tonic.count("#") - self.tonic.count("b")) % 12
+
+    def __str__(self) -> str:
+        return f"{self.tonic}{self.mode}"
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    """A time signature. ``numerator == 0`` means free meter (``M:none``)."""
+
+    numerator: int = 4
+    denominator: int = 4
+    symbol: str = ""  # "C" or "C|" when written that way
+
+    @property
+    def free(self) -> bool:
+        return self.numerator == 0
+
+    @property
+    def bar_length(self) -> Fraction:
+        """Length of a full bar in quarter notes (0 for free meter)."""
+        return Fraction(4 * self.numerator, self.denominator)
+
+    @property
+    def compound(self) -> bool:
+        """6/8, 9/8, 12/8 and the like: beats of three."""
+        return self.numerator % 3 == 0 and self.numerator > 3 and self.denominator >= 8
+
+    def __str__(self) -> str:
+        if self.free:
+            return "none"
+        return f"{self.numerator}/{self.denominator}"
+
+
+def parse_meter(text: str) -> Meter:
+    """``"6/8"``, ``"C"``, ``"C|"``, ``"none"``, ``"2+3/8"`` -> Meter. Raises ValueError."""
+    text = text.strip()
+    if text in ("", "none", "None", "NONE"):
+        return Meter(0, 1)
+    if text == "C":
+        return Meter(4, 4, "C")
+    if text == "C|":
+        return Meter(2, 2, "C|")
+    if text.startswith("(") and text.endswith(")"):
+        text = text[1:-1]
+    num, sep, den = text.partition("/")
+    if not sep:
+        raise ValueError(f"meter {text!r} is not N/D, C, C| or none")
+    numerator = sum(int(part) for part in num.replace("(", "").replace(")", "").split("+"))
+    denominator = int(den)
+    if numerator <= 0 or denominator <= 0 or numerator > 64 or denominator > 64:
+        raise ValueError(f"meter {text!r} is out of range")
+    return Meter(numerator, denominator)
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """One sounding note: MIDI ``pitch``; ``onset`` and ``duration`` in quarter notes, exact.
+
+    Grace notes carry ``grace=True`` and no length: they sound just before ``onset``.
+    """
+
+    pitch: int
+    onset: Fraction
+    duration: Fraction
+    grace: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.pitch <= 127:
+            raise ValueError(f"pitch {self.pitch} is outside MIDI's 0..127")
+        if self.duration < 0:
+            raise ValueError(f"duration {self.duration} is negative")
+
+    @property
+    def end(self) -> Fraction:
+        return self.onset + self.duration
+
+
+@dataclass(frozen=True, slots=True)
+class BarLine:
+    """A bar line in written order.
+
+    ``kind`` is one of ``| || |] [| |: :| ::``. ``ending`` holds the numbers of the ending
+    that starts right after it (``(1,)`` for ``|1``, ``(1, 2)`` for ``[1,2``), else ``()``.
+    ``note_index`` is how many notes were written before it, ``onset`` where it stands.
+    """
+
+    onset: Fraction
+    kind: str
+    note_index: int
+    ending: tuple[int, ...] = ()
+
+    @property
+    def starts_repeat(self) -> bool:
+        return self.kind in ("|:", "::")
+
+    @property
+    def ends_repeat(self) -> bool:
+        return self.kind in (":|", "::")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    """A header field changed inside the body (``[K:D]``, ``[M:3/4]``, a ``K:`` line), at ``onset``."""
+
+    onset: Fraction
+    note_index: int
+    field: str
+    value: str
+
+
+@dataclass
+class Tune:
+    """A tune as written: header fields, notes in written order, and its bar lines.
+
+    ``fields`` keeps every header field in order as (letter, value); the properties give the
+    usual ones. ``notes`` are in the tune's own key and written time; ``unfold()`` expands
+    repeats and endings.
+    """
+
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    meter: Meter = field(default_factory=Meter)
+    unit: Fraction = Fraction(1, 8)
+    key: Key = field(default_factory=Key)
+    notes: list[Note] = field(default_factory=list)
+    bars: list[BarLine] = field(default_factory=list)
+    changes: list[FieldChange] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def field_values(self, letter: str) -> list[str]:
+        return [value for name, value in self.fields if name == letter]
+
+    def _first(self, letter: str) -> str:
+        values = self.field_values(letter)
+        return values[0] if values else ""
+
+    @property
+    def number(self) -> str:
+        return self._first("X")
+
+    @property
+    def title(self) -> str:
+        return self._first("T")
+
+    @property
+    def rhythm(self) -> str:
+        return self._first("R")
+
+    @property
+    def tempo(self) -> str:
+        return self._first("Q")
+
+    @property
+    def length(self) -> Fraction:
+        """Written length in quarter notes (repeats not expanded)."""
+        ends = [note.end for note in self.notes]
+        ends += [bar.onset for bar in self.bars]
+        return max(ends, default=Fraction(0))
+
+    def unfold(self) -> list[Note]:
+        """The notes in playback order, repeats and first/second endings expanded, re-timed.
+
+        A player's reading, as abc2midi plays it: ``:|`` goes back to the last ``|:`` (or the
+        start of the tune, or the last ``||``/``|]`` when none was written); on the next pass
+        an ending whose numbers do not include the pass number is skipped.
+        """
+        return [note for note, _ in unfold_segments(self)]
+
+
+def unfold_segments(tune: Tune) -> list[tuple[Note, int]]:
+    """Unfold ``tune`` and give each played note with the index of the written note it came from."""
+    notes, bars = tune.notes, tune.bars
+    if not bars:
+        return [(note, i) for i, note in enumerate(notes)]
+    # The written timeline as segments between bar lines: segment k runs from bars[k-1] to bars[k].
+    boundaries = [0] + [bar.note_index for bar in bars] + [len(notes)]
+    onsets = [Fraction(0)] + [bar.onset for bar in bars] + [tune.length]
+    out: list[tuple[Note, int]] = []
+    offset = Fraction(0)  # added to written onsets to get played onsets
+    repeat_start = 0  # segment index a :| goes back to
+    passes_done: set[int] = set()  # bar indices of :| already taken
+    pass_number = 1
+    seg = 0
+    guard = 0
+    limit = 4 * (len(bars) + 2) ** 2
+    while seg < len(boundaries) - 1:
+        guard += 1
+        if guard > limit:  # a structure no player could follow; play what was written
+            return [(note, i) for i, note in enumerate(notes)]
+        # segment `seg` starts after bar seg-1 (if any)
+        if seg > 0:
+            bar = bars[seg - 1]
+            if bar.ending and pass_number not in bar.ending:
+                # skip to the next ending that includes this pass, or past the endings
+                target = None
+                for j in range(seg, len(bars)):
+                    nxt = bars[j]
+                    if nxt.ending and pass_number in nxt.ending:
+                        target = j + 1
+                        break
+                    if nxt.starts_repeat or nxt.kind in ("||", "|]"):
+                        if not nxt.ending:
+                            target = j + 1
+                            break
+                if target is None:
+                    target = len(boundaries) - 1
+                offset -= onsets[target] - onsets[seg]
+                seg = target
+                continue
+        lo, hi = boundaries[seg], boundaries[seg + 1]
+        for i in range(lo, hi):
+            note = notes[i]
+            if offset:
+                note = Note(note.pitch, note.onset + offset, note.duration, note.grace)
+            out.append((note, i))
+        if seg >= len(bars):
+            break
+        bar = bars[seg]
+        if bar.ends_repeat and seg not in passes_done:
+            passes_done.add(seg)
+            pass_number += 1
+            offset += onsets[seg + 1] - onsets[repeat_start]
+            seg = repeat_start
+            continue
+        if bar.ends_repeat:
+            pass_number = 1
+        if bar.starts_repeat:
+            repeat_start = seg + 1
+            pass_number = 1
+        elif bar.kind in ("||", "|]") and not bar.ending:
+            # a section ended: a later :| with no |: goes back to here, not to the start
+            if not any(b.ending for b in bars[seg + 1:seg + 2]):
+                repeat_start = seg + 1
+                pass_number = 1
+        seg += 1
+    return out
