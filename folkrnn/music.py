@@ -13,7 +13,7 @@ from fractions import Fraction
 __all__ = [
     "Note", "BarLine", "FieldChange", "Tune", "Meter", "Key",
     "MODES", "MODE_NAMES", "LETTERS", "LETTER_SEMITONES",
-    "key_signature", "parse_meter", "pitch_class_name",
+    "key_signature", "parse_meter", "pitch_class_name", "expand_parts", "unfold_segments",
 ]
 
 # Letter names in order, their semitones above C, and their place on the line of fifths.
@@ -242,57 +242,121 @@ class Tune:
         return max(ends, default=Fraction(0))
 
     def unfold(self) -> list[Note]:
-        """The notes in playback order, repeats and first/second endings expanded, re-timed.
+        """The notes in playback order, repeats, endings and parts expanded, re-timed.
 
-        A player's reading, as abc2midi plays it: ``:|`` goes back to the last ``|:`` (or the
-        start of the tune, or the last ``||``/``|]`` when none was written); on the next pass
-        an ending whose numbers do not include the pass number is skipped.
+        A player's reading, as abc2midi plays it. ``:|`` goes back to the last ``|:`` or ``::``;
+        with none, the first ``:|`` of the tune goes back to its start, and a later one to just
+        after the previous ``:|`` (or a ``||``/``|]`` written after that). On the next pass, an
+        ending whose numbers do not include the pass number is skipped up to the ending that does,
+        or up to the next ``:|``, ``|:``, ``||`` or ``|]``. A header ``P:`` (``P:ABA``,
+        ``P:(AB)2``) plays the body's parts in that order.
         """
-        return [note for note, _ in unfold_segments(self)]
+        order = _part_order(self)
+        if not order:
+            return [note for note, _ in unfold_segments(self.notes, self.bars)[0]]
+        parts = _split_parts(self)
+        out: list[Note] = []
+        time = Fraction(0)
+        for label in order:
+            if label not in parts:
+                continue
+            notes, bars, start, end = parts[label]
+            played, length = unfold_segments(notes, bars, start, end)
+            shift = time - start
+            out.extend(Note(n.pitch, n.onset + shift, n.duration, n.grace) for n, _ in played)
+            time += length
+        return out
 
 
-def unfold_segments(tune: Tune) -> list[tuple[Note, int]]:
-    """Unfold ``tune`` and give each played note with the index of the written note it came from."""
-    notes, bars = tune.notes, tune.bars
+def _part_order(tune: Tune) -> str:
+    """The header P: field expanded, if the body labels its parts; else ''."""
+    header = [value for name, value in tune.fields if name == "P"]
+    if not header or not any(change.field == "P" for change in tune.changes):
+        return ""
+    return expand_parts(header[0])
+
+
+def expand_parts(text: str) -> str:
+    """A P: field's play order, expanded: ``(AB)2C`` -> ``ABABC``, ``A2B`` -> ``AAB``."""
+    text = text.split("%", 1)[0].replace(" ", "").replace(".", "")
+
+    def expand(pos: int) -> tuple[str, int]:
+        out = ""
+        while pos < len(text):
+            char = text[pos]
+            if char == "(":
+                item, pos = expand(pos + 1)
+            elif char == ")":
+                return out, pos + 1
+            elif char.isalpha():
+                item, pos = char, pos + 1
+            else:
+                pos += 1
+                continue
+            digits = ""
+            while pos < len(text) and text[pos].isdigit():
+                digits += text[pos]
+                pos += 1
+            out += item * min(int(digits or 1), 16)
+        return out, pos
+
+    return expand(0)[0]
+
+
+def _split_parts(tune: Tune) -> dict[str, tuple[list[Note], list[BarLine], Fraction, Fraction]]:
+    """The body cut at its P: labels: label -> (notes, bars rebased, written start, written end)."""
+    marks = [(c.note_index, c.onset, c.value.strip()[:1]) for c in tune.changes if c.field == "P"]
+    cuts = [(0, Fraction(0), "")] + marks + [(len(tune.notes), tune.length, None)]
+    parts = {}
+    for (index, onset, label), (next_index, next_onset, _) in zip(cuts, cuts[1:]):
+        if label is None or label in parts:
+            continue
+        notes = tune.notes[index:next_index]
+        bars = [BarLine(b.onset, b.kind, b.note_index - index, b.ending) for b in tune.bars
+                if onset <= b.onset <= next_onset and index <= b.note_index <= next_index]
+        parts[label] = (notes, bars, onset, next_onset)
+    return parts
+
+
+def unfold_segments(notes: list[Note], bars: list[BarLine], start: Fraction = Fraction(0),
+                    end: Fraction | None = None) -> tuple[list[tuple[Note, int]], Fraction]:
+    """Unfold written notes and bar lines that run from ``start`` to ``end`` (see ``Tune.unfold``).
+
+    Returns each played note with the index of the written note it came from, and the played
+    length. ``end`` defaults to the last note's end or last bar line.
+    """
+    first = start
+    end = max([end or start] + [n.end for n in notes] + [b.onset for b in bars])
     if not bars:
-        return [(note, i) for i, note in enumerate(notes)]
-    # The written timeline as segments between bar lines: segment k runs from bars[k-1] to bars[k].
+        return [(note, i) for i, note in enumerate(notes)], end - first
+    # Segment k runs from bar k-1 to bar k; segment 0 from the start.
     boundaries = [0] + [bar.note_index for bar in bars] + [len(notes)]
-    onsets = [Fraction(0)] + [bar.onset for bar in bars] + [tune.length]
+    onsets = [first] + [bar.onset for bar in bars] + [end]
     out: list[tuple[Note, int]] = []
     offset = Fraction(0)  # added to written onsets to get played onsets
-    repeat_start = 0  # segment index a :| goes back to
-    passes_done: set[int] = set()  # bar indices of :| already taken
+    repeat_start = 0  # the segment a :| goes back to
+    taken: set[int] = set()  # the :| bars already taken once
     pass_number = 1
     seg = 0
-    guard = 0
-    limit = 4 * (len(bars) + 2) ** 2
+    steps, limit = 0, 8 * (len(bars) + 2) ** 2
     while seg < len(boundaries) - 1:
-        guard += 1
-        if guard > limit:  # a structure no player could follow; play what was written
-            return [(note, i) for i, note in enumerate(notes)]
-        # segment `seg` starts after bar seg-1 (if any)
-        if seg > 0:
-            bar = bars[seg - 1]
-            if bar.ending and pass_number not in bar.ending:
-                # skip to the next ending that includes this pass, or past the endings
-                target = None
-                for j in range(seg, len(bars)):
-                    nxt = bars[j]
-                    if nxt.ending and pass_number in nxt.ending:
-                        target = j + 1
-                        break
-                    if nxt.starts_repeat or nxt.kind in ("||", "|]"):
-                        if not nxt.ending:
-                            target = j + 1
-                            break
-                if target is None:
-                    target = len(boundaries) - 1
-                offset -= onsets[target] - onsets[seg]
-                seg = target
-                continue
-        lo, hi = boundaries[seg], boundaries[seg + 1]
-        for i in range(lo, hi):
+        steps += 1
+        if steps > limit:  # no player could follow this; play it as written
+            return [(note, i) for i, note in enumerate(notes)], end - first
+        if seg > 0 and bars[seg - 1].ending and pass_number not in bars[seg - 1].ending:
+            target = len(boundaries) - 1
+            for j in range(seg, len(bars)):
+                nxt = bars[j]
+                if nxt.ending and pass_number in nxt.ending:
+                    target = j + 1
+                    break
+                if nxt.kind in (":|", "::", "|:", "||", "|]") and not nxt.ending:
+                    target = j + 1
+                    break
+            offset -= onsets[target] - onsets[seg]
+            seg = target
+            continue
+        for i in range(boundaries[seg], boundaries[seg + 1]):
             note = notes[i]
             if offset:
                 note = Note(note.pitch, note.onset + offset, note.duration, note.grace)
@@ -300,21 +364,16 @@ def unfold_segments(tune: Tune) -> list[tuple[Note, int]]:
         if seg >= len(bars):
             break
         bar = bars[seg]
-        if bar.ends_repeat and seg not in passes_done:
-            passes_done.add(seg)
+        if bar.ends_repeat and seg not in taken:
+            taken.add(seg)
             pass_number += 1
             offset += onsets[seg + 1] - onsets[repeat_start]
             seg = repeat_start
             continue
-        if bar.ends_repeat:
-            pass_number = 1
         if bar.starts_repeat:
-            repeat_start = seg + 1
-            pass_number = 1
-        elif bar.kind in ("||", "|]") and not bar.ending:
-            # a section ended: a later :| with no |: goes back to here, not to the start
-            if not any(b.ending for b in bars[seg + 1:seg + 2]):
-                repeat_start = seg + 1
-                pass_number = 1
+            repeat_start, pass_number = seg + 1, 1
+        elif bar.ends_repeat or (bar.kind in ("||", "|]") and taken):
+            # a finished repeat, or a section end after one: the next :| comes back here
+            repeat_start, pass_number = seg + 1, 1
         seg += 1
-    return out
+    return out, end - first + offset

@@ -1,0 +1,367 @@
+"""ABC 2.1 text -> a header and a flat list of body items, shared by the tokenizer and the parser.
+
+The lexer knows the syntax and nothing of meaning: it says that ``^f'3/2`` is a note with a sharp,
+letter f, one octave mark and length 3/2 of the unit, but not which MIDI pitch or how long that is.
+Items are tuples ``(kind, offset, *values)``; ``offset`` points into the body text so that an error
+can name its line and column.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from folkrnn.errors import AbcError
+from folkrnn.music import Key, Meter, parse_meter
+
+__all__ = ["Header", "Lexed", "lex", "parse_key", "parse_unit", "default_unit", "bar_kind",
+           "NOTE", "REST", "MREST", "BAR", "ENDING", "BROKEN", "TUPLET", "CHORD_START",
+           "CHORD_END", "GRACE_START", "GRACE_END", "TIE", "FIELD", "DECO", "ANNOT", "SLUR",
+           "OVERLAY"]
+
+# Item kinds.
+NOTE, REST, MREST, BAR, ENDING, BROKEN, TUPLET = "note", "rest", "mrest", "bar", "ending", "broken", "tuplet"
+CHORD_START, CHORD_END, GRACE_START, GRACE_END, TIE = "[", "]", "{", "}", "-"
+FIELD, DECO, ANNOT, SLUR, OVERLAY = "field", "deco", "annot", "slur", "&"
+
+_ACCIDENTALS = {"^": 1, "^^": 2, "_": -1, "__": -2, "=": 0}
+
+# One alternative per item kind; the order matters (inline field before ending before chord).
+_BODY = re.compile(r"""
+  (?P<note>(?P<acc>\^\^|\^|__|_|=)?(?P<letter>[A-Ga-g])(?P<oct>[,']*)(?P<num>\d+)?(?P<slash>/+)?(?P<den>\d+)?)
+| (?P<rest>(?P<rkind>[zx])(?P<rnum>\d+)?(?P<rslash>/+)?(?P<rden>\d+)?)
+| (?P<mrest>[ZX](?P<mnum>\d+)?)
+| (?P<field>\[(?P<fname>[A-Za-z]):(?P<fvalue>[^\]\n]*)\])
+| (?P<bar>(?P<bcore>:*\[?\|[\|\]]*:*|:{2,})(?:\[?(?P<bend>\d+(?:[,-]\d+)*))?)
+| (?P<ending>\[(?P<enum>\d+(?:[,-]\d+)*))
+| (?P<chord>\[)
+| (?P<chordend>\](?P<cnum>\d+)?(?P<cslash>/+)?(?P<cden>\d+)?)
+| (?P<tuplet>\((?P<tp>\d+)(?::(?P<tq>\d*)(?::(?P<tr>\d*))?)?)
+| (?P<broken>>+|<+)
+| (?P<slur>\.?[()])
+| (?P<tie>\.?-)
+| (?P<grace>\{/?)
+| (?P<graceend>\})
+| (?P<annot>"[^"\n]*")
+| (?P<deco>![^!\n]*!|\+[^+\n]*\+|[.~HLMOPSTuvJRhijklmnopqrstw])
+| (?P<space>[ \t`y$*\\]+)
+| (?P<overlay>&)
+""", re.VERBOSE)
+
+# A body line that is really a field: `K:G`, `w: la la`, but not the notes `G:|`.
+_FIELD_LINE = re.compile(r"^([A-Za-z+]):(.*)$")
+
+_MODE_WORDS = {
+    "": "maj", "m": "min", "maj": "maj", "ion": "maj", "min": "min", "aeo": "min",
+    "dor": "dor", "phr": "phr", "lyd": "lyd", "mix": "mix", "loc": "loc",
+}
+_KEY = re.compile(r"^\s*([A-Ga-g])([#b]?)\s*([A-Za-z]*)(.*)$")
+_KEY_ACC = re.compile(r"(\^\^|\^|__|_|=)([A-Ga-g])")
+
+
+@dataclass
+class Header:
+    """The header fields of one tune, in order, and the meaning of the ones that shape the body."""
+
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    meter: Meter = field(default_factory=Meter)
+    unit: Fraction | None = None  # None: not given, so the meter's default applies
+    key: Key = field(default_factory=Key)
+    key_text: str = ""
+    mode_given: bool = False  # K: named a mode (or "m"), rather than only a tonic
+    voices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Lexed:
+    """A lexed tune: header, body items, the body text the offsets point into, and where it starts."""
+
+    header: Header
+    items: list[tuple]
+    body: str
+    body_line: int  # 1-based line of the body's first line within the tune text
+    warnings: list[str] = field(default_factory=list)
+
+    def where(self, offset: int) -> tuple[int, int]:
+        """(line, column) within the tune text of a body offset, both 1-based."""
+        line = self.body.count("\n", 0, offset)
+        col = offset - (self.body.rfind("\n", 0, offset) + 1) + 1
+        return self.body_line + line, col
+
+    def error(self, message: str, offset: int) -> AbcError:
+        line, col = self.where(offset)
+        return AbcError(message, line=line, col=col)
+
+
+def default_unit(meter: Meter) -> Fraction:
+    """ABC 2.1's default L:: 1/16 when the meter is below 3/4, else 1/8 (free meter: 1/8)."""
+    if meter.free:
+        return Fraction(1, 8)
+    return Fraction(1, 16) if Fraction(meter.numerator, meter.denominator) < Fraction(3, 4) else Fraction(1, 8)
+
+
+def parse_unit(text: str) -> Fraction:
+    """``"1/8"`` -> Fraction(1, 8). Raises ValueError."""
+    num, sep, den = text.strip().partition("/")
+    value = Fraction(int(num), int(den) if sep else 1)
+    if value <= 0 or value > 4 or value.denominator > 512:
+        raise ValueError(f"note length {text!r} is out of range")
+    return value
+
+
+def parse_key(text: str) -> tuple[Key, bool]:
+    """A K: field -> (Key, whether a mode was named). Raises ValueError.
+
+    Handles ``G``, ``Gm``, ``E Minor``, ``A Dorian``, ``Amix``, ``F#m``, ``Bb``, ``HP``/``Hp``
+    (the Highland pipes: A mixolydian, whose signature has F# and C#), ``none`` and empty (C major
+    with no signature), explicit accidentals (``D ^g``, ``D exp ^f _b``), and ignores clef and
+    other settings (``clef=bass``, ``transpose=-2``, ``treble``).
+    """
+    raw = text.split("%", 1)[0].strip()
+    words = [w for w in raw.split() if "=" not in w]
+    raw = " ".join(words)
+    if raw in ("", "none", "None", "NONE") or raw.lower() in ("treble", "bass", "alto", "tenor"):
+        return Key("C", "maj"), False
+    if raw[:2] in ("HP", "Hp"):
+        signature = {"C": 1, "D": 0, "E": 0, "F": 1, "G": 0, "A": 0, "B": 0}
+        return Key("A", "mix", tuple(signature.items())), True
+    m = _KEY.match(raw)
+    if not m:
+        if raw.startswith(("^", "_", "=")):  # only explicit accidentals, on C
+            m = _KEY.match("C " + raw)
+        if not m:
+            raise ValueError(f"K:{text.strip()} is not a key")
+    letter, accidental, mode_word, rest = m.groups()
+    tonic = letter.upper() + accidental
+    mode_key = mode_word[:3].lower()
+    if mode_word and mode_word.lower() == "m":
+        mode_key = "m"
+    if mode_key in ("exp",):
+        mode_key, rest = "", "exp " + rest
+    elif mode_key not in _MODE_WORDS:
+        # a clef name or other word after the tonic: `K:G treble`
+        if mode_word.lower() in ("treble", "bass", "alto", "tenor", "clef", "perc", "none"):
+            mode_key = ""
+        else:
+            raise ValueError(f"K:{text.strip()} has an unknown mode {mode_word!r}")
+    mode = _MODE_WORDS[mode_key]
+    key = Key(tonic, mode)
+    explicit = _KEY_ACC.findall(rest)
+    if explicit:
+        signature = dict.fromkeys("CDEFGAB", 0) if "exp" in rest.split() else key.accidentals
+        for acc, note in explicit:
+            signature[note.upper()] = _ACCIDENTALS[acc]
+        key = Key(tonic, mode, tuple(signature.items()))
+    return key, bool(mode_word) and mode_key != ""
+
+
+def bar_kind(text: str) -> str:
+    """Canonical kind of a written bar line: ``| || |] [| |: :| ::``."""
+    left = text.startswith(":")
+    right = text.endswith(":")
+    if left and right:
+        return "::"
+    if left:
+        return ":|"
+    if right:
+        return "|:"
+    core = text.strip(":")
+    if core in ("|", ""):
+        return "|"
+    if core.startswith("[") :
+        return "[|"
+    if core.endswith("]"):
+        return "|]"
+    return "||"
+
+
+def _endings(text: str) -> tuple[int, ...]:
+    numbers: list[int] = []
+    for part in text.split(","):
+        lo, dash, hi = part.partition("-")
+        if dash and lo and hi:
+            numbers.extend(range(int(lo), int(hi) + 1))
+        elif lo:
+            numbers.append(int(lo))
+    return tuple(numbers)
+
+
+def _length(num: str | None, slash: str | None, den: str | None) -> tuple[int, int]:
+    """The (numerator, denominator) multiplier of the unit: ``3/2``, ``/``, ``//``, ``/4``."""
+    n = int(num) if num else 1
+    if slash:
+        d = int(den) if den else 2 ** len(slash)
+        if den and len(slash) > 1:
+            d = int(den) * 2 ** (len(slash) - 1)
+    else:
+        d = 1
+    return n, d
+
+
+def _header_field(header: Header, name: str, value: str, line: int) -> None:
+    value = value.strip()
+    try:
+        if name == "M":
+            header.meter = parse_meter(value.split("%", 1)[0])
+        elif name == "L":
+            header.unit = parse_unit(value.split("%", 1)[0])
+        elif name == "K":
+            header.key, header.mode_given = parse_key(value)
+            header.key_text = value
+        elif name == "V":
+            voice = value.split()[0] if value.split() else ""
+            if voice and voice not in header.voices:
+                header.voices.append(voice)
+    except (ValueError, ZeroDivisionError) as error:
+        raise AbcError(f"bad {name}: field: {error}", line=line, col=1) from None
+
+
+def lex(text: str) -> Lexed:
+    """Lex one tune's text (from X: onwards). Raises AbcError naming line and column."""
+    lines = text.split("\n")
+    header = Header()
+    i = 0
+    # The header runs up to and including the first K: line.
+    seen_k = False
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        stripped = line.strip()
+        if not stripped or stripped.startswith("%"):
+            continue
+        m = _FIELD_LINE.match(stripped)
+        if not m:
+            if header.fields:  # music before K: -- ABC requires K: to end the header
+                raise AbcError("expected a K: field to end the header before the music",
+                               line=i, col=1)
+            raise AbcError("expected a field line such as X:1", line=i, col=1)
+        name, value = m.group(1), m.group(2)
+        if name == "+" and header.fields:
+            last_name, last_value = header.fields[-1]
+            header.fields[-1] = (last_name, f"{last_value} {value.strip()}")
+            continue
+        header.fields.append((name, value.strip()))
+        _header_field(header, name, value, i)
+        if name == "K":
+            seen_k = True
+            break
+    if not seen_k:
+        raise AbcError("no K: field: a tune's header must end with K:", line=max(i, 1), col=1)
+    body_lines = lines[i:]
+    body = "\n".join(body_lines)
+    lexed = Lexed(header, [], body, i + 1)
+    _lex_body(lexed)
+    return lexed
+
+
+def _lex_body(lexed: Lexed) -> None:
+    body, items = lexed.body, lexed.items
+    first_voice = lexed.header.voices[0] if lexed.header.voices else None
+    in_voice = True  # are we in the first voice?
+    skipped_voices: set[str] = set()
+    overlaid = False
+    offset = 0
+    match = _BODY.match
+    append = items.append
+    for line in body.split("\n"):
+        start = offset
+        offset += len(line) + 1
+        stripped = line.strip()
+        if not stripped or stripped.startswith("%"):
+            continue
+        fm = _FIELD_LINE.match(stripped)
+        if fm and not (fm.group(1) in "ABCDEFGabcdefg" and fm.group(2)[:1] in ("|", ":", "")):
+            name, value = fm.group(1), fm.group(2).strip()
+            if name == "V":
+                voice = value.split()[0] if value.split() else ""
+                if first_voice is None:
+                    first_voice = voice
+                in_voice = voice == first_voice
+                if not in_voice:
+                    skipped_voices.add(voice)
+            elif in_voice and name in ("K", "M", "L", "P", "Q"):
+                append((FIELD, start + line.index(":") - 1, name, value))
+            continue
+        if not in_voice:
+            continue
+        end = line.find("%")
+        if end < 0:
+            end = len(line)
+        pos = 0
+        while pos < end:
+            m = match(line, pos, end)
+            if m is None:
+                raise lexed.error(f"unexpected {line[pos]!r} in the music", start + pos)
+            kind = m.lastgroup
+            at = start + pos
+            pos = m.end()
+            if kind == "note":
+                acc = m.group("acc")
+                octave = m.group("oct")
+                n, d = _length(m.group("num"), m.group("slash"), m.group("den"))
+                append((NOTE, at, _ACCIDENTALS[acc] if acc else None, m.group("letter"),
+                        octave.count("'") - octave.count(","), n, d))
+            elif kind == "space":
+                continue
+            elif kind == "bar":
+                core, bend = m.group("bcore"), m.group("bend")
+                append((BAR, at, bar_kind(core), _endings(bend) if bend else (), core))
+            elif kind == "deco":
+                append((DECO, at, m.group("deco")))
+            elif kind == "slur":
+                append((SLUR, at, m.group("slur")[-1]))
+            elif kind == "annot":
+                append((ANNOT, at, m.group("annot")))
+            elif kind == "tie":
+                append((TIE, at))
+            elif kind == "broken":
+                text = m.group("broken")
+                append((BROKEN, at, len(text) if text[0] == ">" else -len(text)))
+            elif kind == "rest":
+                n, d = _length(m.group("rnum"), m.group("rslash"), m.group("rden"))
+                append((REST, at, m.group("rkind"), n, d))
+            elif kind == "chord":
+                append((CHORD_START, at))
+            elif kind == "chordend":
+                n, d = _length(m.group("cnum"), m.group("cslash"), m.group("cden"))
+                append((CHORD_END, at, n, d))
+            elif kind == "tuplet":
+                p = int(m.group("tp"))
+                q = m.group("tq")
+                r = m.group("tr")
+                append((TUPLET, at, p, int(q) if q else None, int(r) if r else None))
+            elif kind == "grace":
+                append((GRACE_START, at))
+            elif kind == "graceend":
+                append((GRACE_END, at))
+            elif kind == "field":
+                name, value = m.group("fname"), m.group("fvalue").strip()
+                if name == "V":
+                    voice = value.split()[0] if value.split() else ""
+                    if first_voice is None:
+                        first_voice = voice
+                    in_voice = voice == first_voice
+                    if not in_voice:
+                        skipped_voices.add(voice)
+                        break  # the rest of this line belongs to another voice
+                elif name in ("K", "M", "L", "P", "Q"):
+                    append((FIELD, at, name, value))
+                elif name in ("I", "N", "r", "R", "T", "U", "W", "w"):
+                    pass  # remarks and instructions that do not change the notes
+                else:
+                    raise lexed.error(f"unknown inline field [{name}:]", at)
+            elif kind == "ending":
+                append((ENDING, at, _endings(m.group("enum"))))
+            elif kind == "mrest":
+                append((MREST, at, int(m.group("mnum") or 1)))
+            elif kind == "overlay":
+                # a second voice overlaid on this bar: keep the first voice, skip to the bar line
+                bar_at = line.find("|", pos, end)
+                pos = end if bar_at < 0 else bar_at
+                overlaid = True
+    if skipped_voices:
+        lexed.warnings.append("kept only the first voice; skipped " + ", ".join(sorted(skipped_voices)))
+    if overlaid:
+        lexed.warnings.append("kept only the first voice of overlaid bars (&)")
+

@@ -1,0 +1,270 @@
+"""ABC text -> Tune: the notes as a player reads them, in the tune's own key and written time.
+
+It applies the key signature, carries accidentals through the bar, merges ties, and times broken
+rhythm, tuplets, chords, grace notes, rests and inline key, meter and length changes. Where ABC
+2.1 leaves a case open, it follows abc2midi, the reference player (see docs in tests and
+benchmarks/abc2midi_agreement.py); where the two differ, ``propagate`` chooses.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from folkrnn.abc.lexer import (
+    BAR, BROKEN, CHORD_END, CHORD_START, ENDING, FIELD, GRACE_END, GRACE_START, MREST, NOTE,
+    REST, TIE, TUPLET, Lexed, default_unit, lex, parse_key, parse_unit,
+)
+from folkrnn.errors import AbcError, FolkError
+from folkrnn.music import LETTER_SEMITONES, BarLine, FieldChange, Note, Tune, parse_meter
+
+__all__ = ["parse", "tune_from_lexed", "PROPAGATE"]
+
+# How far an accidental reaches within its bar: ABC 2.1 says notes of the same pitch in the same
+# octave ("octave"); abc2midi applies it to the letter in every octave ("pitch").
+PROPAGATE = ("octave", "pitch")
+
+_MAX_UNITS = Fraction(256)  # the longest note length we accept, in units of L
+
+
+def _tuplet_q(p: int, compound: bool) -> int:
+    if p in (2, 4, 8):
+        return 3
+    if p in (3, 6):
+        return 2
+    return 3 if compound else 2
+
+
+def parse(tune_text: str, *, propagate: str = "octave") -> Tune:
+    """Parse one tune's ABC text into a Tune. Raises AbcError naming the line and column.
+
+    Parameters
+    ----------
+    tune_text
+        The tune, from its X: line (a header without X: is accepted) to its last music line.
+    propagate
+        ``"octave"`` (ABC 2.1): an accidental holds for the same letter and octave until the bar
+        line. ``"pitch"`` (abc2midi): for the letter in every octave.
+    """
+    try:
+        lexed = lex(tune_text)
+        return tune_from_lexed(lexed, propagate=propagate)
+    except FolkError:
+        raise
+    except (ValueError, ZeroDivisionError, OverflowError) as error:  # defensive: a bug, named
+        raise AbcError(f"cannot read this tune: {error}") from None
+
+
+def tune_from_lexed(lexed: Lexed, *, propagate: str = "octave") -> Tune:
+    """Interpret lexed items as notes and bar lines (see :func:`parse`)."""
+    header = lexed.header
+    meter = header.meter
+    unit = header.unit if header.unit is not None else default_unit(meter)
+    tune = Tune(fields=list(header.fields), meter=meter, unit=unit, key=header.key)
+    tune.warnings.extend(lexed.warnings)
+    signature = header.key.accidentals
+    by_octave = propagate == "octave"
+
+    notes: list[Note] = tune.notes
+    note_keys: list[tuple[str, int]] = []  # the (letter, octave) each note was written as
+    bars: list[BarLine] = tune.bars
+    quarter_per_unit = unit * 4
+    t = Fraction(0)
+    bar_acc: dict = {}
+
+    tuplet_left = 0
+    tuplet_factor = Fraction(1)
+    compound = meter.compound
+
+    # The last note event (single note, chord or rest), for broken rhythm and ties:
+    # its start, its duration, and the indices of its notes in `notes`.
+    last_start = Fraction(0)
+    last_duration = Fraction(0)
+    last_indices: list[int] = []
+    broken = 0  # pending broken rhythm: +n for '>' * n, -n for '<' * n
+    broken_at = 0
+    tied: dict[tuple[str, int], int] = {}  # (letter, octave) -> index of the note tied onward
+    tie_pending = False
+
+    in_chord = False
+    chord_notes: list[tuple[int, Fraction, tuple[str, int]]] = []  # (pitch, units, letter key)
+    chord_at = 0
+    in_grace = False
+    grace_at = 0
+
+    def pitch_of(acc, letter, octave, at) -> tuple[int, tuple[str, int]]:
+        upper = letter.upper()
+        octave_number = octave + (1 if letter.islower() else 0)
+        key = (upper, octave_number)
+        slot = key if by_octave else upper
+        if acc is not None:
+            bar_acc[slot] = acc
+            alter = acc
+        elif slot in bar_acc:
+            alter = bar_acc[slot]
+        elif key in tied:
+            alter = notes[tied[key]].pitch - (60 + LETTER_SEMITONES[upper] + 12 * octave_number)
+        else:
+            alter = signature[upper]
+        pitch = 60 + LETTER_SEMITONES[upper] + 12 * octave_number + alter
+        if not 0 <= pitch <= 127:
+            raise lexed.error(f"note {letter}{'' if octave == 0 else octave} is outside MIDI's range", at)
+        return pitch, key
+
+    def units_of(n: int, d: int, at: int) -> Fraction:
+        if n == 0:
+            n = 1  # abc2midi plays A0 as A
+            if "a zero note length was read as 1" not in tune.warnings:
+                tune.warnings.append("a zero note length was read as 1")
+        units = Fraction(n, d)
+        if units > _MAX_UNITS:
+            raise lexed.error(f"note length {n}/{d} is longer than {_MAX_UNITS} units", at)
+        return units
+
+    def place(events: list[tuple[int, tuple[str, int]]], units: Fraction, is_rest: bool, at: int) -> None:
+        """Put a note event (a note, a chord's notes, or a rest) at time t and advance t."""
+        nonlocal t, tuplet_left, broken, last_start, last_duration, last_indices, tie_pending
+        duration = units * quarter_per_unit
+        if broken:
+            factor = Fraction(1, 2 ** abs(broken))
+            if duration == last_duration:
+                long, short = 2 - factor, factor
+                first, second = (long, short) if broken > 0 else (short, long)
+                new_last = last_duration * first
+                for index in last_indices:
+                    old = notes[index]
+                    notes[index] = Note(old.pitch, old.onset, old.duration - last_duration + new_last,
+                                        old.grace)
+                t = last_start + new_last
+                duration = duration * second
+            else:
+                tune.warnings.append("broken rhythm between notes of unequal length was ignored")
+            broken = 0
+        if tuplet_left:
+            duration *= tuplet_factor
+            tuplet_left -= 1
+        start = t
+        indices: list[int] = []
+        for pitch, key in events:
+            previous = tied.get(key) if tie_pending else None
+            if previous is not None and notes[previous].pitch == pitch:
+                old = notes[previous]
+                notes[previous] = Note(old.pitch, old.onset, start + duration - old.onset, old.grace)
+                indices.append(previous)
+            else:
+                indices.append(len(notes))
+                notes.append(Note(pitch, start, duration))
+                note_keys.append(key)
+        tied.clear()
+        tie_pending = False
+        last_start, last_duration, last_indices = start, duration, indices
+        t = start + duration
+        if is_rest:
+            last_indices = []
+
+    items = lexed.items
+    for item in items:
+        kind = item[0]
+        at = item[1]
+        if kind is NOTE:
+            _, _, acc, letter, octave, n, d = item
+            if in_grace:
+                pitch, _ = pitch_of(acc, letter, octave, at)
+                notes.append(Note(pitch, t, Fraction(0), True))
+                note_keys.append(("", 0))
+                continue
+            pitch, key = pitch_of(acc, letter, octave, at)
+            units = units_of(n, d, at)
+            if in_chord:
+                chord_notes.append((pitch, units, key))
+                continue
+            place([(pitch, key)], units, False, at)
+        elif kind is BAR:
+            if in_chord or in_grace:
+                raise lexed.error("a bar line inside a chord or grace group", at)
+            _, _, bar, ending, _raw = item
+            bars.append(BarLine(t, bar, len(notes), ending))
+            bar_acc.clear()
+        elif kind is TIE:
+            if last_indices and not in_grace:
+                tie_pending = True
+                tied.clear()
+                for index in last_indices:
+                    tied[note_keys[index]] = index
+        elif kind is BROKEN:
+            if not last_indices and last_duration == 0:
+                raise lexed.error("broken rhythm (> or <) with no note before it", at)
+            broken = item[2]
+            broken_at = at
+        elif kind is REST:
+            _, _, rest_kind, n, d = item
+            if in_chord or in_grace:
+                raise lexed.error("a rest inside a chord or grace group", at)
+            place([], units_of(n, d, at), True, at)
+        elif kind is CHORD_START:
+            if in_chord:
+                raise lexed.error("a chord inside a chord: expected ']' first", at)
+            in_chord, chord_notes, chord_at = True, [], at
+        elif kind is CHORD_END:
+            if not in_chord:
+                raise lexed.error("']' closes no chord", at)
+            in_chord = False
+            if not chord_notes:
+                continue  # `[]`: an empty chord plays nothing
+            _, _, n, d = item
+            # abc2midi: a chord lasts as long as its first note, times the length after ']'
+            units = chord_notes[0][1] * units_of(n, d, at)
+            place([(pitch, key) for pitch, _, key in chord_notes], units, False, at)
+        elif kind is GRACE_START:
+            if in_grace or in_chord:
+                raise lexed.error("'{' inside a chord or grace group", at)
+            in_grace, grace_at = True, at
+        elif kind is GRACE_END:
+            if not in_grace:
+                raise lexed.error("'}' closes no grace group", at)
+            in_grace = False
+        elif kind is TUPLET:
+            _, _, p, q, r = item
+            if not 2 <= p <= 9:
+                raise lexed.error(f"tuplet ({p} is not between (2 and (9", at)
+            q = q or _tuplet_q(p, compound)
+            r = r or p
+            tuplet_factor = Fraction(q, p)
+            tuplet_left = r
+        elif kind is ENDING:
+            ending = item[2]
+            if bars and bars[-1].note_index == len(notes) and bars[-1].onset == t and not bars[-1].ending:
+                last = bars[-1]
+                bars[-1] = BarLine(last.onset, last.kind, last.note_index, ending)
+            else:
+                bars.append(BarLine(t, "|", len(notes), ending))
+                bar_acc.clear()
+        elif kind is MREST:
+            if meter.free:
+                raise lexed.error("a multi-bar rest Z needs a meter", at)
+            t += item[2] * meter.bar_length
+            last_indices, last_duration = [], Fraction(0)
+        elif kind is FIELD:
+            _, _, name, value = item
+            tune.changes.append(FieldChange(t, len(notes), name, value))
+            try:
+                if name == "K":
+                    key, _ = parse_key(value)
+                    signature = key.accidentals
+                    bar_acc.clear()
+                elif name == "M":
+                    meter = parse_meter(value.split("%", 1)[0])
+                    compound = meter.compound
+                elif name == "L":
+                    unit = parse_unit(value.split("%", 1)[0])
+                    quarter_per_unit = unit * 4
+            except (ValueError, ZeroDivisionError) as error:
+                raise lexed.error(f"bad inline {name}: field: {error}", at) from None
+        # decorations, annotations, slurs and overlays do not change the notes
+    if in_chord:
+        raise lexed.error("a chord is not closed: expected ']'", chord_at)
+    if in_grace:
+        raise lexed.error("a grace group is not closed: expected '}'", grace_at)
+    if broken and not in_chord:
+        raise lexed.error("broken rhythm (> or <) with no note after it", broken_at)
+    return tune
+

@@ -1,0 +1,550 @@
+"""ABC text <-> model tokens, with the normalisation for modelling (folk-rnn v2 style, extended).
+
+A tune becomes ``<s>``, its title's characters, ``R:`` rhythm, ``M:`` meter, ``K:`` mode, the body
+tokens, ``</s>``. Normalisation transposes the tonic to C keeping the mode, rescales lengths to
+L:1/8, strips what a model need not learn (chord symbols, annotations, decorations, slurs,
+fingerings, lyrics), makes bar tokens canonical and maps R: to a small set of rhythms. Each step can
+be turned off (:class:`Normalisation`); the settings travel with any model trained on the tokens.
+
+``detokenize(tokenize(x))`` is the normalised ABC text of x, and tokenising that text again gives
+the same tokens.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+
+from folkrnn.abc.lexer import (
+    ANNOT, BAR, BROKEN, CHORD_END, CHORD_START, DECO, ENDING, FIELD, GRACE_END, GRACE_START,
+    MREST, NOTE, REST, SLUR, TIE, TUPLET, Lexed, default_unit, lex, parse_key, parse_unit,
+)
+from folkrnn.errors import AbcError, FolkError
+from folkrnn.music import (
+    LETTER_SEMITONES, LETTERS, Key, expand_parts, key_signature, parse_meter,
+)
+
+__all__ = ["Normalisation", "tokenize", "tokenize_lexed", "detokenize", "map_rhythm",
+           "RHYTHMS", "TOKENIZER_VERSION", "BOS", "EOS", "SPACE"]
+
+TOKENIZER_VERSION = 1
+BOS, EOS = "<s>", "</s>"
+SPACE = "\u2581"  # a space inside a title, as one token ("▁"), so tokens never contain spaces
+
+RHYTHMS = ("reel", "jig", "slipjig", "hornpipe", "polka", "slide", "waltz", "march",
+           "strathspey", "air", "mazurka", "barndance", "song", "other")
+_RHYTHM_WORDS = [  # checked in order: the first word found in the lower-cased R: field wins
+    ("slipjig", ("slip jig", "slipjig", "slip-jig", "hop jig", "hopjig")),
+    ("slide", ("slide",)),
+    ("jig", ("jig",)),
+    ("reel", ("reel",)),
+    ("hornpipe", ("hornpipe", "clog")),
+    ("strathspey", ("strathspey", "fling")),
+    ("polka", ("polka",)),
+    ("waltz", ("waltz", "walzer", "valse")),
+    ("mazurka", ("mazurka", "mazur")),
+    ("barndance", ("barndance", "barn dance", "schottische", "german")),
+    ("march", ("march", "marsch", "quickstep", "quick step")),
+    ("air", ("air", "lament", "slow")),
+    ("song", ("song", "lied", "lieder", "ballad", "romanze", "xiaodiao", "shange", "carol",
+              "hymn", "chanson", "canzone")),
+]
+RHYTHM_NAMES = {"slipjig": "slip jig"}
+
+
+def map_rhythm(text: str) -> str:
+    """A free-text R: field -> one of :data:`RHYTHMS` ("Double Jig" -> "jig", "" -> "other")."""
+    lowered = text.lower()
+    for rhythm, words in _RHYTHM_WORDS:
+        if any(word in lowered for word in words):
+            return rhythm
+    return "other"
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Which normalisation steps :func:`tokenize` applies. Saved with every model as a dict."""
+
+    transpose: bool = True  # move the tonic to C, keeping the mode
+    unit_length: bool = True  # rescale note lengths to L:1/8
+    strip: bool = True  # drop chord symbols, annotations, decorations, slurs, fingerings, lyrics
+    canonical_bars: bool = True  # || |] [| -> ||, :: -> :| |:, endings as their own token
+    map_rhythm: bool = True  # R: to the small rhythm set, else the R: text itself
+    detect_mode: bool = True  # a K: naming only a tonic takes its mode from the final note
+    title: bool = True  # put the title's characters in the sequence
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Normalisation":
+        known = {name: bool(value) for name, value in data.items() if name in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+# ---------------------------------------------------------------------------------------------
+# Transposition on spellings: a note is a diatonic step number (octave * 7 + letter index) and
+# an accidental; moving the tonic to C shifts every step by `steps` and every pitch by `semitones`.
+
+_LETTER_INDEX = {letter: i for i, letter in enumerate(LETTERS)}
+# The degree (semitones above the tonic) the final note sits on -> the mode it implies.
+_FINAL_DEGREE_MODE = {0: "maj", 9: "min", 2: "dor", 7: "mix"}
+
+
+def _step_pitch(step: int) -> int:
+    """Natural pitch of a diatonic step (0 = middle C)."""
+    return 60 + 12 * (step // 7) + LETTER_SEMITONES[LETTERS[step % 7]]
+
+
+def _shift_to_c(tonic: str) -> tuple[int, int]:
+    """(diatonic steps, semitones) that move ``tonic`` to C by the smallest interval."""
+    pitch_class = (LETTER_SEMITONES[tonic[0]] + tonic.count("#") - tonic.count("b")) % 12
+    semitones = (-pitch_class) % 12
+    if semitones > 6:
+        semitones -= 12
+    steps = (-_LETTER_INDEX[tonic[0]]) % 7
+    if semitones < 0 and steps > 0:
+        steps -= 7
+    if semitones > 0 and steps == 0 and tonic[0] != "C":
+        steps = 7
+    return steps, semitones
+
+
+def _accidental_text(alter: int) -> str:
+    return {-2: "__", -1: "_", 0: "=", 1: "^", 2: "^^"}[alter]
+
+
+def _note_text(step: int) -> str:
+    """Letter and octave marks of a diatonic step: 0 -> C, 7 -> c, 14 -> c', -7 -> C,."""
+    octave, index = divmod(step, 7)
+    letter = LETTERS[index]
+    if octave >= 1:
+        return letter.lower() + "'" * (octave - 1)
+    return letter + "," * (-octave)
+
+
+def _length_text(units: Fraction) -> str:
+    """A length in units of L as ABC writes it: 1 -> '', 2 -> '2', 1/2 -> '/2', 3/2 -> '3/2'."""
+    if units == 1:
+        return ""
+    if units.denominator == 1:
+        return str(units.numerator)
+    if units.numerator == 1:
+        return f"/{units.denominator}"
+    return f"{units.numerator}/{units.denominator}"
+
+
+def _ascii_title(text: str) -> str:
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    folded = re.sub(r"\s+", " ", folded).strip()
+    return "".join(ch for ch in folded if 32 <= ord(ch) < 127)
+
+
+def _final_pitch_class(lexed: Lexed) -> int | None:
+    """Pitch class of the last written note (graces and chords' upper notes aside), if any."""
+    from folkrnn.abc.parser import tune_from_lexed
+
+    tune = tune_from_lexed(lexed)
+    for note in reversed(tune.notes):
+        if not note.grace:
+            return note.pitch % 12
+    return None
+
+
+def _detect_key(lexed: Lexed) -> Key:
+    """The tune's key, its mode taken from the final note when K: named only a tonic.
+
+    ``K:G`` ending on E is E minor (aeolian), on A it is A dorian, on D D mixolydian; a final
+    note on any other degree (or a modified signature) keeps the written major.
+    """
+    key = lexed.header.key
+    if lexed.header.mode_given or key.mode != "maj":
+        return key
+    final = _final_pitch_class(lexed)
+    if final is None:
+        return key
+    standard = tuple(key_signature(key.tonic, key.mode).items())
+    if key.signature != standard:
+        return key
+    degree = (final - key.tonic_pitch_class) % 12
+    mode = _FINAL_DEGREE_MODE.get(degree)
+    if mode is None or mode == "maj":
+        return key
+    # name the new tonic by spelling the final note within the signature
+    signature = key.accidentals
+    for letter in LETTERS:
+        if (LETTER_SEMITONES[letter] + signature[letter]) % 12 == final:
+            alter = signature[letter]
+            return Key(letter + ("#" * alter if alter > 0 else "b" * -alter), mode, key.signature)
+    return key
+
+
+class _Transposer:
+    """Rewrites spellings for a fixed (steps, semitones) shift, under a key that may change."""
+
+    def __init__(self, steps: int, semitones: int) -> None:
+        self.steps, self.semitones = steps, semitones
+        self.needed: dict[str, int] = {}  # target letter -> accidental to write when none is carried
+
+    def set_key(self, key: Key) -> tuple[str, str]:
+        """Enter ``key``: returns the transposed key's (tonic, mode), remembering which letters need
+        an explicit accidental because the transposed signature is not the standard one."""
+        target_signature: dict[str, int] = {}
+        for letter, alter in key.signature:
+            step = _LETTER_INDEX[letter]
+            new_step = step + self.steps
+            new_alter = alter + self.semitones - (_step_pitch(new_step) - _step_pitch(step))
+            target_signature[LETTERS[new_step % 7]] = new_alter
+        tonic_alter = key.tonic.count("#") - key.tonic.count("b")
+        step = _LETTER_INDEX[key.tonic[0]]
+        new_step = step + self.steps
+        new_alter = tonic_alter + self.semitones - (_step_pitch(new_step) - _step_pitch(step))
+        if abs(new_alter) > 1:
+            raise ValueError(f"the key {key.tonic} cannot be moved to C by this interval")
+        tonic = LETTERS[new_step % 7] + ("#" if new_alter > 0 else "b" if new_alter < 0 else "")
+        standard = key_signature(tonic, key.mode)
+        self.needed = {letter: alter for letter, alter in target_signature.items()
+                       if standard[letter] != alter}
+        return tonic, key.mode
+
+    def note(self, acc: int | None, step: int, carried: bool) -> str:
+        new_step = step + self.steps
+        letter = LETTERS[new_step % 7]
+        if acc is not None:
+            new_acc = acc + self.semitones - (_step_pitch(new_step) - _step_pitch(step))
+            if not -2 <= new_acc <= 2:
+                raise ValueError("transposing this note needs a triple accidental")
+            return _accidental_text(new_acc) + _note_text(new_step)
+        if not carried and letter in self.needed:
+            return _accidental_text(self.needed[letter]) + _note_text(new_step)
+        return _note_text(new_step)
+
+
+def tokenize(tune_text: str, settings: Normalisation | None = None) -> list[str]:
+    """One tune's ABC text -> its normalised model tokens, ``<s>`` to ``</s>``. Raises AbcError."""
+    try:
+        lexed = lex(tune_text)
+        return tokenize_lexed(lexed, settings or Normalisation())
+    except FolkError:
+        raise
+    except (ValueError, ZeroDivisionError, OverflowError, KeyError) as error:
+        raise AbcError(f"cannot normalise this tune: {error}") from None
+
+
+def tokenize_lexed(lexed: Lexed, settings: Normalisation) -> list[str]:
+    """Tokenise an already lexed tune (see :func:`tokenize`)."""
+    header = lexed.header
+    meter = header.meter
+    unit = header.unit if header.unit is not None else default_unit(meter)
+    key = _detect_key(lexed) if settings.detect_mode else header.key
+    tokens = [BOS]
+    if settings.title:
+        titles = [value for name, value in header.fields if name == "T"]
+        title = _ascii_title(titles[0]) if titles else ""
+        tokens.extend(SPACE if ch == " " else ch for ch in title)
+    rhythm_text = next((value for name, value in header.fields if name == "R"), "")
+    if settings.map_rhythm:
+        rhythm = map_rhythm(rhythm_text)
+    else:
+        rhythm = re.sub(r"\s+", "_", rhythm_text.strip().lower()) or "other"
+    tokens.append(f"R:{rhythm}")
+    tokens.append(f"M:{meter}")
+    if not settings.unit_length:
+        tokens.append(f"L:{unit.numerator}/{unit.denominator}")
+    transposer = None
+    if settings.transpose:
+        steps, semitones = _shift_to_c(key.tonic)
+        transposer = _Transposer(steps, semitones)
+        tonic, mode = transposer.set_key(key)
+        tokens.append(f"K:{tonic}{mode}")
+    else:
+        tokens.append(f"K:{key.tonic}{key.mode}")
+    items = lexed.items
+    order = _part_order_of_items(header.fields, items)
+    if order is not None:
+        items = order
+    _body_tokens(lexed, items, settings, transposer, unit, meter, tokens)
+    tokens.append(EOS)
+    return tokens
+
+
+def _part_order_of_items(fields: list[tuple[str, str]], items: list[tuple]) -> list[tuple] | None:
+    """The body items in the order a header P: field plays the parts, or None."""
+    header = [value for name, value in fields if name == "P"]
+    if not header or not any(item[0] is FIELD and item[2] == "P" for item in items):
+        return None
+    order = expand_parts(header[0])
+    chunks: dict[str, list[tuple]] = {}
+    current = ""
+    chunks[current] = []
+    for item in items:
+        if item[0] is FIELD and item[2] == "P":
+            current = item[3].strip()[:1]
+            chunks.setdefault(current, [])
+            continue
+        chunks[current].append(item)
+    out = list(chunks[""])
+    for label in order:
+        if label in chunks and label != "":
+            part = chunks[label]
+            if out and part and out[-1][0] is not BAR and part[0][0] is not BAR:
+                out.append((BAR, part[0][1], "|", (), "|"))
+            out.extend(part)
+    return out
+
+
+def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
+                 transposer: _Transposer | None, unit: Fraction, meter, tokens: list[str]) -> None:
+    scale = unit * 8 if settings.unit_length else Fraction(1)
+    carried: set[tuple[str, int]] = set()  # (letter, octave) with an accidental in this bar
+    canonical = settings.canonical_bars
+    strip = settings.strip
+    in_chord = False
+    in_grace = False
+    append = tokens.append
+    for item in items:
+        kind = item[0]
+        if kind is NOTE:
+            _, at, acc, letter, octave, n, d = item
+            upper = letter.upper()
+            octave_number = octave + (1 if letter.islower() else 0)
+            slot = (upper, octave_number)
+            was_carried = slot in carried
+            if acc is not None:
+                carried.add(slot)
+            if transposer is not None:
+                append(transposer.note(acc, octave_number * 7 + _LETTER_INDEX[upper], was_carried))
+            else:
+                append((_accidental_text(acc) if acc is not None else "")
+                       + _note_text(octave_number * 7 + _LETTER_INDEX[upper]))
+            if not in_grace or n != 1 or d != 1:
+                length = _length_text(Fraction(n or 1, d) * scale)
+                if length:
+                    append(length)
+        elif kind is BAR:
+            _, at, bar, ending, raw = item
+            carried.clear()
+            if canonical:
+                if bar == "::":
+                    append(":|")
+                    append("|:")
+                else:
+                    append("||" if bar in ("[|", "|]") else bar)
+                if ending:
+                    append("[" + ",".join(map(str, ending)))
+            else:
+                append(raw + ("[" + ",".join(map(str, ending)) if ending else ""))
+        elif kind is REST:
+            _, at, rest_kind, n, d = item
+            append("z" if strip or rest_kind == "z" else "x")
+            length = _length_text(Fraction(n or 1, d) * scale)
+            if length:
+                append(length)
+        elif kind is TIE:
+            append("-")
+        elif kind is BROKEN:
+            count = item[2]
+            append(">" * count if count > 0 else "<" * -count)
+        elif kind is CHORD_START:
+            in_chord = True
+            append("[")
+        elif kind is CHORD_END:
+            in_chord = False
+            append("]")
+            length = _length_text(Fraction(item[2] or 1, item[3]))
+            if length:
+                append(length)
+        elif kind is GRACE_START:
+            in_grace = True
+            append("{")
+        elif kind is GRACE_END:
+            in_grace = False
+            append("}")
+        elif kind is TUPLET:
+            _, at, p, q, r = item
+            if q is None and r is None:
+                append(f"({p}")
+            else:
+                from folkrnn.abc.parser import _tuplet_q
+
+                append(f"({p}:{q or _tuplet_q(p, meter.compound)}:{r or p}")
+        elif kind is ENDING:
+            ending = item[2]
+            if not tokens or not tokens[-1].endswith(("|", ":")):
+                append("|")
+                carried.clear()
+            append("[" + ",".join(map(str, ending)))
+        elif kind is MREST:
+            if meter.free:
+                raise lexed.error("a multi-bar rest Z needs a meter", item[1])
+            bar_units = _length_text(meter.bar_length / 4 / unit * scale)
+            for i in range(item[2]):
+                if i:
+                    append("|")
+                append("z")
+                if bar_units:
+                    append(bar_units)
+        elif kind is FIELD:
+            _, at, name, value = item
+            if name == "K":
+                key, _ = parse_key(value)
+                carried.clear()
+                if transposer is not None:
+                    tonic, mode = transposer.set_key(key)
+                    append(f"[K:{tonic}{mode}]")
+                else:
+                    append(f"[K:{key.tonic}{key.mode}]")
+            elif name == "M":
+                meter = parse_meter(value.split("%", 1)[0])
+                append(f"[M:{meter}]")
+            elif name == "L":
+                unit = parse_unit(value.split("%", 1)[0])
+                if settings.unit_length:
+                    scale = unit * 8
+                else:
+                    append(f"[L:{unit.numerator}/{unit.denominator}]")
+        elif not strip:
+            if kind is DECO or kind is ANNOT:
+                append(item[2])
+            elif kind is SLUR:
+                append(item[2])
+    if in_chord or in_grace:
+        raise lexed.error("a chord or grace group is not closed", len(lexed.body))
+
+
+# ---------------------------------------------------------------------------------------------
+# tokens -> ABC text
+
+_HEADER_TOKEN = re.compile(r"^[RMLK]:")
+_NOTE_TOKEN = re.compile(r"^(\^\^|\^|__|_|=)?[A-Ga-g][,']*$")
+_LENGTH_TOKEN = re.compile(r"^(\d+)?(?:/(\d+))?$")
+_SECTION_BARS = (":|", "||", "|]")
+
+
+def _beat_units(meter_text: str) -> Fraction:
+    """Units of L:1/8 per beamed group: 3 in compound meters, 4 in 4/4 and 2/2, else 2."""
+    try:
+        meter = parse_meter(meter_text)
+    except ValueError:
+        return Fraction(2)
+    if meter.free:
+        return Fraction(2)
+    if meter.compound:
+        return Fraction(3 * 8, meter.denominator)
+    if meter.bar_length in (4,) and meter.numerator in (4, 2):
+        return Fraction(4)
+    return Fraction(8, meter.denominator)
+
+
+def detokenize(tokens: list[str], *, number: int = 1) -> str:
+    """Model tokens -> the ABC text of the normalised tune (X:, T:, R:, M:, L:, K:, body).
+
+    Raises AbcError when the sequence has no K: token.
+    """
+    seq = list(tokens)
+    if seq and seq[0] == BOS:
+        seq = seq[1:]
+    if EOS in seq:
+        seq = seq[: seq.index(EOS)]
+    title_chars: list[str] = []
+    i = 0
+    while i < len(seq) and not (len(seq[i]) > 2 and _HEADER_TOKEN.match(seq[i])):
+        title_chars.append(" " if seq[i] == SPACE else seq[i])
+        i += 1
+    fields = {"R": "", "M": "4/4", "L": "1/8", "K": ""}
+    while i < len(seq) and len(seq[i]) > 2 and _HEADER_TOKEN.match(seq[i]):
+        fields[seq[i][0]] = seq[i][2:]
+        i += 1
+    if not fields["K"]:
+        raise AbcError("the token sequence has no K: token")
+    rhythm = RHYTHM_NAMES.get(fields["R"], fields["R"].replace("_", " "))
+    title = "".join(title_chars).strip() or "Untitled"
+    lines = [f"X:{number}", f"T:{title}"]
+    if rhythm:
+        lines.append(f"R:{rhythm}")
+    lines += [f"M:{fields['M']}", f"L:{fields['L']}", f"K:{fields['K']}"]
+    lines.extend(_body_text(seq[i:], _beat_units(fields["M"])))
+    return "\n".join(lines) + "\n"
+
+
+def _body_text(body: list[str], beat: Fraction) -> list[str]:
+    """Join body tokens into lines of music, a space between beamed groups and after bar lines."""
+    lines: list[str] = []
+    line: list[str] = []
+    position = Fraction(0)  # within the bar, in units of L:1/8
+    tuplet_left, tuplet_factor = 0, Fraction(1)
+    bars_on_line = 0
+    depth = 0  # inside [] or {}
+    pending: Fraction | None = None  # the duration of the note event just written, not yet added
+    broken_next = Fraction(1)
+    k = 0
+    n = len(body)
+    while k < n:
+        token = body[k]
+        nxt = body[k + 1] if k + 1 < n else ""
+        starts_event = depth == 0 and (token == "[" or token == "{" or token.startswith("(")
+                                       or token == "z" or _NOTE_TOKEN.match(token) is not None)
+        if (starts_event and line and position > 0 and position % beat == 0
+                and line[-1][-1] not in " }<>" and not line[-1].startswith("(")):
+            line.append(" ")
+        if token in ("|", "||", "|]", "[|", "|:", ":|", "::"):
+            text = token
+            ending = nxt.startswith("[") and nxt[1:2].isdigit()
+            if ending:
+                text += nxt[1:] if token in ("|", ":|") else nxt
+                k += 1
+            if line and line[-1] != " ":
+                line.append(" ")
+            line.append(text)
+            line.append(" ")
+            position = Fraction(0)
+            bars_on_line += 1
+            if (token in _SECTION_BARS or bars_on_line >= 4) and not ending:
+                lines.append("".join(line).strip())
+                line, bars_on_line = [], 0
+            k += 1
+            continue
+        line.append(token)
+        if token in ("[", "{"):
+            depth += 1
+        elif token in ("]", "}"):
+            depth -= 1
+        if token.startswith("(") and token[1:2].isdigit():
+            parts = token[1:].split(":")
+            p = int(parts[0])
+            q = int(parts[1]) if len(parts) > 1 and parts[1] else (3 if p in (2, 4, 8) else 2)
+            r = int(parts[2]) if len(parts) > 2 and parts[2] else p
+            tuplet_left, tuplet_factor = r, Fraction(q, p)
+        # the duration of a note, rest or chord (its first note), at its end
+        if depth == 0 and (token == "]" or token == "z" or _NOTE_TOKEN.match(token)):
+            units = Fraction(1)
+            if _LENGTH_TOKEN.match(nxt) and nxt:
+                line.append(nxt)
+                k += 1
+                num, den = _LENGTH_TOKEN.match(nxt).groups()
+                units = Fraction(int(num or 1), int(den or 1))
+            if token == "]":
+                units *= _chord_first_units(line)
+            if tuplet_left:
+                units *= tuplet_factor
+                tuplet_left -= 1
+            position += units
+        elif depth == 1 and token == "]":
+            pass
+        k += 1
+    if line:
+        lines.append("".join(line).strip())
+    return [text for text in lines if text]
+
+
+def _chord_first_units(line: list[str]) -> Fraction:
+    """The length of the first note of the chord that ``line`` ends with."""
+    start = len(line) - 1 - line[::-1].index("[")
+    if start + 2 < len(line):
+        match = _LENGTH_TOKEN.match(line[start + 2])
+        if match and line[start + 2]:
+            num, den = match.groups()
+            return Fraction(int(num or 1), int(den or 1))
+    return Fraction(1)
