@@ -119,7 +119,7 @@ class Meter:
 def parse_meter(text: str) -> Meter:
     """``"6/8"``, ``"C"``, ``"C|"``, ``"none"``, ``"2+3/8"`` -> Meter. Raises ValueError."""
     text = text.strip()
-    if text in ("", "none", "None", "NONE"):
+    if text.lower() in ("", "none") or text.upper().startswith("FREI"):  # Essen writes FREI4
         return Meter(0, 1)
     if text == "C":
         return Meter(4, 4, "C")

@@ -15,6 +15,9 @@ module undoes it so that onsets are the written ones (see /work/helpers/abc2midi
 - A tune with voices becomes a format-1 file: a meta track, then one ``note track`` per voice
   (numbered voices by number, named ones in the order the header declares them). Only the
   first voice with notes is read; gchord, drone and drum tracks and channel 10 never are.
+- abc2midi shortens a staccato note, and then ignores a broken rhythm next to it (``A>.B`` and
+  ``.A>B`` play as ``AB``, though the dot is only a decoration); staccato dots are taken out.
+- With ``R:hornpipe`` abc2midi plays ``>`` as 2:1 rather than 3:1; that R: line is hidden.
 - ``-quiet`` hides the bar-length warnings, so the check runs without it.
 """
 
@@ -63,6 +66,9 @@ def _tune_label(tune_text: str) -> str | None:
     return " ".join(parts) or None
 
 
+_HORNPIPE = re.compile(r"^R:.*hornpipe.*$", re.MULTILINE | re.IGNORECASE)
+
+
 def _prepare(tune_text: str, directives: list[str]) -> str:
     """The tune with X: first (abc2midi plays nothing before one) and ``directives`` after it."""
     lines = tune_text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -102,6 +108,12 @@ def strip_ornaments(tune_text: str) -> str:
                 if piece not in ("!trill!", "!roll!"):
                     kept.append(piece)
                 i = end + 1
+                continue
+            if char == ".":
+                # abc2midi plays a staccato note shorter, and then refuses a broken rhythm
+                # between it and its neighbour ("notes not equal durations"): `A>.B` and
+                # `.A>B` play as `AB`. The dot does not change the written notes, so it goes.
+                i += 1
                 continue
             if char not in "~TR":
                 kept.append(char)
@@ -192,6 +204,9 @@ def abc2midi_notes(tune_text: str, *, timeout: float = 10,
         abc2midi is missing, timed out, or wrote no MIDI file (its messages are quoted).
     """
     played = tune_text if ornaments else strip_ornaments(tune_text)
+    # abc2midi plays `>` as 2:1 instead of 3:1 when R: says hornpipe (its own lilt, a
+    # performance choice, not the notation): hide the R: field so onsets are the written ones
+    played = _HORNPIPE.sub("R:", played)
     text = _prepare(played, ["%%MIDI chordattack 0"])
     with tempfile.TemporaryDirectory(prefix="folkrnn-abc2midi-") as folder:
         source, target = Path(folder) / "tune.abc", Path(folder) / "tune.mid"

@@ -44,10 +44,14 @@ _BODY = re.compile(r"""
 | (?P<grace>\{/?)
 | (?P<graceend>\})
 | (?P<annot>"[^"\n]*")
-| (?P<deco>![^!\n]*!|\+[^+\n]*\+|[.~HLMOPSTuvJRhijklmnopqrstw])
-| (?P<space>[ \t`y$*\\]+)
+| (?P<deco>![^!\n]*!|\+[^+\n]*\+|[.~H-Wh-w])
+| (?P<space>[ \t`y$*\\!]+)
 | (?P<overlay>&)
+| (?P<colon>:)
+| (?P<stray>\d+|[=^_]+(?![A-Ga-g=^_])|\])
 """, re.VERBOSE)
+
+_QP_DEBRIS = re.compile(r"=20|=$", re.MULTILINE)
 
 # A body line that is really a field: `K:G`, `w: la la`, but not the notes `G:|`.
 _FIELD_LINE = re.compile(r"^([A-Za-z+]):(.*)$")
@@ -224,6 +228,7 @@ def lex(text: str) -> Lexed:
     i = 0
     # The header runs up to and including the first K: line.
     seen_k = False
+    skipped_header: list[int] = []
     while i < len(lines):
         line = lines[i]
         i += 1
@@ -232,10 +237,11 @@ def lex(text: str) -> Lexed:
             continue
         m = _FIELD_LINE.match(stripped)
         if not m:
-            if header.fields:  # music before K: -- ABC requires K: to end the header
-                raise AbcError("expected a K: field to end the header before the music",
-                               line=i, col=1)
-            raise AbcError("expected a field line such as X:1", line=i, col=1)
+            if not header.fields:
+                raise AbcError("expected a field line such as X:1", line=i, col=1)
+            # a stray line inside the header (a broken-off field value): skipped, as abc2midi does
+            skipped_header.append(i)
+            continue
         name, value = m.group(1), m.group(2)
         if name == "+" and header.fields:
             last_name, last_value = header.fields[-1]
@@ -250,7 +256,13 @@ def lex(text: str) -> Lexed:
         raise AbcError("no K: field: a tune's header must end with K:", line=max(i, 1), col=1)
     body_lines = lines[i:]
     body = "\n".join(body_lines)
+    if "=\n" in body or "=20" in body:
+        # quoted-printable debris from e-mailed files: a soft line break, an encoded space
+        body = _QP_DEBRIS.sub(lambda m: " " if m.group(0) == "=20" else " " * len(m.group(0)), body)
     lexed = Lexed(header, [], body, i + 1)
+    if skipped_header:
+        lexed.warnings.append("skipped header lines that are not fields: "
+                              + ", ".join(map(str, skipped_header)))
     _lex_body(lexed)
     return lexed
 
@@ -261,6 +273,7 @@ def _lex_body(lexed: Lexed) -> None:
     in_voice = True  # are we in the first voice?
     skipped_voices: set[str] = set()
     overlaid = False
+    stray: list[str] = []
     offset = 0
     match = _BODY.match
     append = items.append
@@ -355,6 +368,17 @@ def _lex_body(lexed: Lexed) -> None:
                 append((ENDING, at, _endings(m.group("enum"))))
             elif kind == "mrest":
                 append((MREST, at, int(m.group("mnum") or 1)))
+            elif kind == "colon":
+                # a repeat sign split from its bar line (`|` at the end of one line, `:` at the
+                # start of the next): join them, as abc2midi does
+                if items and items[-1][0] is BAR:
+                    _, bar_at, bar, ending, core = items[-1]
+                    joined = core + ":"
+                    items[-1] = (BAR, bar_at, bar_kind(joined), ending, joined)
+                else:
+                    stray.append(f"':' at line {lexed.where(at)[0]}")
+            elif kind == "stray":
+                stray.append(f"{m.group('stray')!r} at line {lexed.where(at)[0]}")
             elif kind == "overlay":
                 # a second voice overlaid on this bar: keep the first voice, skip to the bar line
                 bar_at = line.find("|", pos, end)
@@ -362,6 +386,8 @@ def _lex_body(lexed: Lexed) -> None:
                 overlaid = True
     if skipped_voices:
         lexed.warnings.append("kept only the first voice; skipped " + ", ".join(sorted(skipped_voices)))
+    if stray:
+        lexed.warnings.append("ignored stray " + ", ".join(stray[:5]) + (" ..." if len(stray) > 5 else ""))
     if overlaid:
         lexed.warnings.append("kept only the first voice of overlaid bars (&)")
 

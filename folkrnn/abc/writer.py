@@ -1,0 +1,341 @@
+"""Tune -> ABC text: the notes of a Tune written back as ABC 2.1 that reads back to the same notes.
+
+What it writes:
+
+- a header with X:, T:, the tune's other descriptive fields (R:, C:, O:, Q:, N:, ...), M:, L:, K:;
+- pitches spelled in the key: the key signature applies, and an accidental (``^``, ``_``, ``=``)
+  is written only when the note differs from what the signature and the earlier accidentals of
+  the bar give. The bar's accidentals are tracked both ways ABC readers apply them (same letter
+  and octave, as ABC 2.1 says; same letter in every octave, as abc2midi does), and an accidental
+  is written whenever either reading would get the note wrong;
+- lengths in units of L; a note that crosses a bar line is split and tied (``-``), a gap becomes
+  a rest; three notes in the time of two become ``(3``, other tuplets ``(p:q:r``; a long-short
+  pair of equal written notes becomes ``>`` (``<`` for short-long);
+- bar lines, repeats and endings from ``tune.bars``, or, when there are none, a bar line every
+  bar of the meter; four bars to a line.
+
+The body is one voice: notes that start together form a chord lasting as long as its shortest
+note, and a note still sounding when the next one starts is cut there (ABC cannot write the
+overlap in one voice). Inline field changes (``[K:]``, ``[M:]``) are not written: every pitch is
+spelled against the header key, with the accidentals it needs.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from folkrnn.music import LETTER_SEMITONES, LETTERS, BarLine, Key, Note, Tune, key_signature
+
+__all__ = ["tune_to_abc", "spell_pitch", "format_length"]
+
+# Header fields worth keeping, in the order they are written after X: and T:.
+_KEPT_FIELDS = "CORAQBDFGHNSZ"
+_ACCIDENTAL_TEXT = {-2: "__", -1: "_", 0: "=", 1: "^", 2: "^^"}
+_NOTES_PER_LINE_BARS = 4
+
+
+def format_length(units: Fraction) -> str:
+    """A length in units of L as ABC writes it: 1 -> "", 2 -> "2", 1/2 -> "/2", 3/2 -> "3/2"."""
+    if units == 1:
+        return ""
+    if units.denominator == 1:
+        return str(units.numerator)
+    if units.numerator == 1:
+        return f"/{units.denominator}"
+    return f"{units.numerator}/{units.denominator}"
+
+
+def _is_binary(value: Fraction) -> bool:
+    d = value.denominator
+    return d & (d - 1) == 0
+
+
+def _key_fifths(signature: dict[str, int]) -> int:
+    return sum(signature.values())
+
+
+def spell_pitch(pitch: int, signature: dict[str, int]) -> tuple[str, int]:
+    """Choose a letter and alteration for a MIDI pitch in a key: (letter, alter).
+
+    A note of the scale takes the signature's spelling. Otherwise a natural sign on an altered
+    letter comes first (F natural in G major); then sharps in sharp keys and flats in flat keys;
+    with no signature, sharps, except E flat; B flat rather than A sharp unless in five sharps.
+    """
+    pitch_class = pitch % 12
+    for letter in LETTERS:
+        if (LETTER_SEMITONES[letter] + signature[letter]) % 12 == pitch_class:
+            return letter, signature[letter]
+    options = []
+    for letter in LETTERS:
+        for alter in (0, 1, -1):
+            if (LETTER_SEMITONES[letter] + alter) % 12 == pitch_class:
+                options.append((letter, alter))
+    fifths = _key_fifths(signature)
+    prefer_flat = fifths < 0 or (fifths == 0 and pitch_class == 3) or (fifths < 5 and pitch_class == 10)
+
+    def rank(option: tuple[str, int]) -> tuple[int, int]:
+        alter = option[1]
+        if alter == 0:
+            return (0, 0)
+        return (1, 0 if (alter < 0) == prefer_flat else 1)
+
+    return min(options, key=rank)
+
+
+@dataclass
+class _Speller:
+    """Spells notes in a bar, tracking the accidentals written so far in the bar."""
+
+    signature: dict[str, int]
+    by_letter: dict[str, int] = field(default_factory=dict)  # abc2midi's reading
+    by_octave: dict[tuple[str, int], int] = field(default_factory=dict)  # ABC 2.1's reading
+
+    def new_bar(self) -> None:
+        self.by_letter.clear()
+        self.by_octave.clear()
+
+    def write(self, pitch: int) -> str:
+        letter, alter = spell_pitch(pitch, self.signature)
+        octave = (pitch - alter - LETTER_SEMITONES[letter] - 60) // 12
+        implied_letter = self.by_letter.get(letter, self.signature[letter])
+        implied_octave = self.by_octave.get((letter, octave), self.signature[letter])
+        text = ""
+        if implied_letter != alter or implied_octave != alter:
+            text = _ACCIDENTAL_TEXT[alter]
+            self.by_letter[letter] = alter
+            self.by_octave[(letter, octave)] = alter
+        if octave >= 1:
+            return text + letter.lower() + "'" * (octave - 1)
+        return text + letter + "," * (-octave)
+
+
+@dataclass
+class _Event:
+    """A note, chord or rest of the one voice, possibly a piece of a longer one (tied on)."""
+
+    onset: Fraction
+    units: Fraction  # length in units of L
+    pitches: tuple[int, ...]  # () for a rest
+    graces: tuple[int, ...] = ()
+    tie: bool = False  # tied to the next piece
+
+
+def _header(tune: Tune) -> list[str]:
+    lines = [f"X:{tune.number or 1}"]
+    titles = tune.field_values("T") or ["Untitled"]
+    lines += [f"T:{title}" for title in titles]
+    for letter in _KEPT_FIELDS:
+        lines += [f"{letter}:{value}" for value in tune.field_values(letter)]
+    meter = tune.meter
+    lines.append(f"M:{meter.symbol or meter}")
+    lines.append(f"L:{tune.unit.numerator}/{tune.unit.denominator}")
+    lines.append(f"K:{_key_text(tune.key)}")
+    return lines
+
+
+def _key_text(key: Key) -> str:
+    mode = "" if key.mode == "maj" else key.mode
+    text = f"{key.tonic}{mode}"
+    if key.accidentals != key_signature(key.tonic, key.mode):
+        marks = [f"{_ACCIDENTAL_TEXT[alter]}{letter.lower()}"
+                 for letter, alter in key.accidentals.items() if alter]
+        text += " exp" + ("".join(f" {m}" for m in marks) if marks else "")
+    return text
+
+
+def _voice(notes: list[Note]) -> list[tuple[Fraction, Fraction, tuple[int, ...], tuple[int, ...]]]:
+    """Notes -> (onset, duration, pitches, graces) groups of one voice, gaps not yet filled."""
+    main = sorted((n for n in notes if not n.grace), key=lambda n: (n.onset, n.pitch))
+    grace_notes = [n for n in notes if n.grace]  # in written order
+    onsets: list[Fraction] = []
+    groups: dict[Fraction, list[Note]] = {}
+    for note in main:
+        if note.duration <= 0:
+            continue
+        if note.onset not in groups:
+            groups[note.onset] = []
+            onsets.append(note.onset)
+        groups[note.onset].append(note)
+    out = []
+    for i, onset in enumerate(onsets):
+        duration = min(n.duration for n in groups[onset])
+        if i + 1 < len(onsets):
+            duration = min(duration, onsets[i + 1] - onset)
+        pitches = tuple(sorted(n.pitch for n in groups[onset]))  # unisons stay: [AA]
+        out.append([onset, duration, pitches, []])
+    # each grace goes before the first group starting at or after it
+    starts = [group[0] for group in out]
+    for grace in grace_notes:
+        k = bisect_left(starts, grace.onset)
+        if k < len(out):
+            out[k][3].append(grace.pitch)
+    return [(o, d, p, tuple(g)) for o, d, p, g in out]
+
+
+def _bar_lines(tune: Tune, end: Fraction) -> list[BarLine]:
+    if tune.bars:
+        return list(tune.bars)
+    bar_length = tune.meter.bar_length
+    if not bar_length:
+        return [BarLine(end, "|]", 0)] if end > 0 else []
+    out = []
+    position = bar_length
+    while position < end:
+        out.append(BarLine(position, "|", 0))
+        position += bar_length
+    out.append(BarLine(end, "|]", 0))
+    return out
+
+
+def _bar_text(bar: BarLine) -> str:
+    return bar.kind + (",".join(str(n) for n in bar.ending) if bar.ending else "")
+
+
+def _tuplet_plan(units: list[Fraction]) -> tuple[int, int, int, Fraction] | None:
+    """For a run of lengths that are not binary fractions, find (p, q, r, factor): written
+    lengths are ``unit * p / q`` and the run of r notes sums to a binary length."""
+    for p, q in ((3, 2), (6, 4), (5, 4), (7, 4), (9, 8), (2, 3), (4, 3), (5, 2), (7, 8)):
+        factor = Fraction(p, q)
+        total = Fraction(0)
+        for r, value in enumerate(units, start=1):
+            if not _is_binary(value * factor):
+                break
+            total += value
+            if _is_binary(total) and r >= 2:
+                return p, q, r, factor
+    return None
+
+
+def tune_to_abc(tune: Tune) -> str:
+    """Write a Tune as ABC text (see the module docstring). Ends with a newline."""
+    unit_quarters = tune.unit * 4
+    groups = _voice(tune.notes)
+    end = max([onset + duration for onset, duration, _, _ in groups] + [tune.length, Fraction(0)])
+    bars = _bar_lines(tune, end)
+    bar_onsets = [bar.onset for bar in bars]
+
+    # The voice as events between time 0 and the end: notes, chords and rests, split at bars.
+    events: list[_Event] = []
+    time = Fraction(0)
+
+    def add(onset: Fraction, duration: Fraction, pitches: tuple[int, ...], graces: tuple[int, ...]):
+        cuts = [b for b in bar_onsets[bisect_right(bar_onsets, onset):] if b < onset + duration]
+        edges = [onset] + cuts + [onset + duration]
+        for k, (a, b) in enumerate(zip(edges, edges[1:])):
+            if b <= a:
+                continue
+            events.append(_Event(a, (b - a) / unit_quarters, pitches,
+                                 graces if k == 0 else (), bool(pitches) and k < len(edges) - 2))
+
+    for onset, duration, pitches, graces in groups:
+        if onset > time:
+            add(time, onset - time, (), ())
+        add(onset, duration, pitches, graces)
+        time = onset + duration
+    if bars and bars[-1].onset > time and tune.bars:
+        add(time, bars[-1].onset - time, (), ())
+
+    speller = _Speller(tune.key.accidentals)
+    beat = Fraction(3, 2) if tune.meter.compound else (
+        Fraction(4, tune.meter.denominator) if not tune.meter.free else Fraction(1))
+    out: list[str] = []
+    bar_index = 0
+    bars_on_line = 0
+    line: list[str] = []
+
+    def flush_bars_until(onset: Fraction) -> None:
+        nonlocal bar_index, bars_on_line, line
+        while bar_index < len(bars) and bars[bar_index].onset <= onset:
+            line.append(_bar_text(bars[bar_index]))
+            speller.new_bar()
+            bar_index += 1
+            if bars[bar_index - 1].onset > 0:
+                bars_on_line += 1
+            if (bars_on_line >= _NOTES_PER_LINE_BARS and bar_index < len(bars)
+                    and not bars[bar_index - 1].ending):
+                out.append("".join(line).strip())
+                line = []
+                bars_on_line = 0
+
+    def note_text(event: _Event, units: Fraction) -> str:
+        text = ""
+        if event.graces:
+            text += "{" + "".join(speller.write(p) for p in event.graces) + "}"
+        if not event.pitches:
+            return text + "z" + format_length(units)
+        if len(event.pitches) == 1:
+            text += speller.write(event.pitches[0]) + format_length(units)
+        else:
+            text += "[" + "".join(speller.write(p) for p in event.pitches) + "]" + format_length(units)
+        return text + ("-" if event.tie else "")
+
+    i = 0
+    while i < len(events):
+        event = events[i]
+        flush_bars_until(event.onset)
+        if line and not line[-1].endswith(("|", ":")) and tune.meter.bar_length \
+                and _on_beat(event.onset, bars, beat, tune):
+            line.append(" ")
+        next_bar = bars[bar_index].onset if bar_index < len(bars) else None
+        # a tuplet: a run of lengths that are not binary fractions, within the bar
+        if not _is_binary(event.units):
+            run = []
+            for later in events[i:]:
+                if _is_binary(later.units) or (next_bar is not None and later.onset >= next_bar):
+                    break
+                run.append(later)
+            plan = _tuplet_plan([e.units for e in run])
+            if plan:
+                p, q, r, factor = plan
+                line.append(f"({p}" if (q, r) == (2, 3) and p == 3 else f"({p}:{q}:{r}")
+                for member in run[:r]:
+                    line.append(note_text(member, member.units * factor))
+                i += r
+                continue
+            line.append(note_text(event, event.units))  # no plan: the plain fraction
+            i += 1
+            continue
+        # broken rhythm: two single notes, long-short or short-long, within the bar
+        if i + 1 < len(events):
+            second = events[i + 1]
+            same_bar = next_bar is None or second.onset < next_bar
+            plain = (len(event.pitches) == 1 and len(second.pitches) == 1 and not event.tie
+                     and not second.tie and not second.graces and same_bar)
+            # only where the pair is written as notes of at most one unit ("A>B", "A/>B/")
+            # and fills a span of its own length in the bar (so "g>e", never "f<g" off it)
+            written_quarters = 2 * min(event.units, second.units) * unit_quarters
+            plain = (plain and min(event.units, second.units) <= Fraction(1, 2)
+                     and _bar_position(event.onset, bars, tune) % (2 * written_quarters) == 0)
+            if plain and event.units == 3 * second.units:
+                written = 2 * second.units
+                line.append(note_text(event, written) + ">" + note_text(second, written))
+                i += 2
+                continue
+            if plain and second.units == 3 * event.units:
+                written = 2 * event.units
+                line.append(note_text(event, written) + "<" + note_text(second, written))
+                i += 2
+                continue
+        line.append(note_text(event, event.units))
+        i += 1
+    flush_bars_until(max(end, bars[-1].onset if bars else end))
+    if line:
+        out.append("".join(line).strip())
+    body = "\n".join(text for text in out if text)
+    return "\n".join(_header(tune) + ([body] if body else [])) + "\n"
+
+
+def _bar_position(onset: Fraction, bars: list[BarLine], tune: Tune) -> Fraction:
+    """Quarter notes from the last bar line to ``onset`` (a pickup counts back from its end)."""
+    k = bisect_right([b.onset for b in bars], onset) - 1
+    start = bars[k].onset if k >= 0 else Fraction(0)
+    if k < 0 and bars and bars[0].onset < tune.meter.bar_length:
+        start = bars[0].onset - tune.meter.bar_length
+    return onset - start
+
+
+def _on_beat(onset: Fraction, bars: list[BarLine], beat: Fraction, tune: Tune) -> bool:
+    """Whether ``onset`` falls on a beat of its bar (a space goes before it)."""
+    return _bar_position(onset, bars, tune) % beat == 0
