@@ -75,6 +75,7 @@ class Header:
     key_text: str = ""
     mode_given: bool = False  # K: named a mode (or "m"), rather than only a tonic
     voices: list[str] = field(default_factory=list)
+    propagate: str = "pitch"  # %%propagate-accidentals: pitch (every octave) or octave
 
 
 @dataclass
@@ -234,6 +235,10 @@ def lex(text: str) -> Lexed:
         i += 1
         stripped = line.strip()
         if not stripped or stripped.startswith("%"):
+            if stripped.startswith("%%propagate-accidentals"):
+                words = stripped.split()
+                if len(words) > 1 and words[1] in ("pitch", "octave"):
+                    header.propagate = words[1]
             continue
         m = _FIELD_LINE.match(stripped)
         if not m:

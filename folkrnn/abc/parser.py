@@ -19,14 +19,15 @@ from folkrnn.music import LETTER_SEMITONES, BarLine, FieldChange, Note, Tune, pa
 
 __all__ = ["parse", "tune_from_lexed", "PROPAGATE"]
 
-# How far an accidental reaches within its bar: ABC 2.1 says notes of the same pitch in the same
-# octave ("octave"); abc2midi applies it to the letter in every octave ("pitch").
-PROPAGATE = ("octave", "pitch")
+# How far an accidental reaches within its bar, as ABC 2.1's %%propagate-accidentals names it:
+# "pitch" (the default, and abc2midi's): the letter in every octave; "octave": the same octave.
+PROPAGATE = ("pitch", "octave")
 
 _MAX_UNITS = Fraction(256)  # the longest note length we accept, in units of L
 
 
 def _tuplet_q(p: int, compound: bool) -> int:
+    """The default q of ``(p``; ``compound`` as abc2midi reads it: the numerator divides by 3."""
     if p in (2, 4, 8):
         return 3
     if p in (3, 6):
@@ -34,7 +35,7 @@ def _tuplet_q(p: int, compound: bool) -> int:
     return 3 if compound else 2
 
 
-def parse(tune_text: str, *, propagate: str = "octave") -> Tune:
+def parse(tune_text: str, *, propagate: str | None = None) -> Tune:
     """Parse one tune's ABC text into a Tune. Raises AbcError naming the line and column.
 
     Parameters
@@ -42,8 +43,9 @@ def parse(tune_text: str, *, propagate: str = "octave") -> Tune:
     tune_text
         The tune, from its X: line (a header without X: is accepted) to its last music line.
     propagate
-        ``"octave"`` (ABC 2.1): an accidental holds for the same letter and octave until the bar
-        line. ``"pitch"`` (abc2midi): for the letter in every octave.
+        ``"pitch"`` (ABC 2.1's default, and abc2midi's): an accidental holds for its letter in
+        every octave until the bar line; ``"octave"``: only in its own octave. None: what the
+        tune's ``%%propagate-accidentals`` says, else ``"pitch"``.
     """
     try:
         lexed = lex(tune_text)
@@ -54,7 +56,7 @@ def parse(tune_text: str, *, propagate: str = "octave") -> Tune:
         raise AbcError(f"cannot read this tune: {error}") from None
 
 
-def tune_from_lexed(lexed: Lexed, *, propagate: str = "octave") -> Tune:
+def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
     """Interpret lexed items as notes and bar lines (see :func:`parse`)."""
     header = lexed.header
     meter = header.meter
@@ -62,7 +64,7 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str = "octave") -> Tune:
     tune = Tune(fields=list(header.fields), meter=meter, unit=unit, key=header.key)
     tune.warnings.extend(lexed.warnings)
     signature = header.key.accidentals
-    by_octave = propagate == "octave"
+    by_octave = (propagate or lexed.header.propagate) == "octave"
 
     notes: list[Note] = tune.notes
     note_keys: list[tuple[str, int]] = []  # the (letter, octave) each note was written as
@@ -73,7 +75,7 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str = "octave") -> Tune:
 
     tuplet_left = 0
     tuplet_factor = Fraction(1)
-    compound = meter.compound
+    compound = meter.numerator % 3 == 0 and not meter.free
 
     # The last note event (single note, chord or rest), for broken rhythm and ties:
     # its start, its duration, and the indices of its notes in `notes`.
@@ -253,7 +255,7 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str = "octave") -> Tune:
                     bar_acc.clear()
                 elif name == "M":
                     meter = parse_meter(value.split("%", 1)[0])
-                    compound = meter.compound
+                    compound = meter.numerator % 3 == 0 and not meter.free
                 elif name == "L":
                     unit = parse_unit(value.split("%", 1)[0])
                     quarter_per_unit = unit * 4

@@ -298,7 +298,9 @@ def _part_order_of_items(fields: list[tuple[str, str]], items: list[tuple]) -> l
 def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
                  transposer: _Transposer | None, unit: Fraction, meter, tokens: list[str]) -> None:
     scale = unit * 8 if settings.unit_length else Fraction(1)
-    carried: set[tuple[str, int]] = set()  # (letter, octave) with an accidental in this bar
+    # the letters (or letter and octave) with an accidental written in this bar
+    carried: set = set()
+    by_octave = lexed.header.propagate == "octave"
     canonical = settings.canonical_bars
     strip = settings.strip
     in_chord = False
@@ -310,7 +312,7 @@ def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
             _, at, acc, letter, octave, n, d = item
             upper = letter.upper()
             octave_number = octave + (1 if letter.islower() else 0)
-            slot = (upper, octave_number)
+            slot = (upper, octave_number) if by_octave else upper
             was_carried = slot in carried
             if acc is not None:
                 carried.add(slot)
@@ -369,7 +371,7 @@ def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
             else:
                 from folkrnn.abc.parser import _tuplet_q
 
-                append(f"({p}:{q or _tuplet_q(p, meter.compound)}:{r or p}")
+                append(f"({p}:{q or _tuplet_q(p, meter.numerator % 3 == 0)}:{r or p}")
         elif kind is ENDING:
             ending = item[2]
             if not tokens or not tokens[-1].endswith(("|", ":")):
