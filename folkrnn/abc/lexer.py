@@ -45,7 +45,7 @@ _BODY = re.compile(r"""
 | (?P<graceend>\})
 | (?P<annot>"[^"\n]*")
 | (?P<deco>![^!\n]*!|\+[^+\n]*\+|[.~H-Wh-w])
-| (?P<space>[ \t`y$*\\!]+)
+| (?P<space>[ \t`y$*\\]+|!)
 | (?P<overlay>&)
 | (?P<colon>:)
 | (?P<stray>\d+|[=^_]+(?![A-Ga-g=^_])|\])

@@ -81,6 +81,7 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
     # its start, its duration, and the indices of its notes in `notes`.
     last_start = Fraction(0)
     last_duration = Fraction(0)
+    last_written = Fraction(0)  # its length before a tuplet scaled it (broken rhythm compares these)
     last_indices: list[int] = []
     broken = 0  # pending broken rhythm: +n for '>' * n, -n for '<' * n
     broken_at = 0
@@ -124,12 +125,17 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
 
     def place(events: list[tuple[int, tuple[str, int]]], units: Fraction, is_rest: bool, at: int) -> None:
         """Put a note event (a note, a chord's notes, or a rest) at time t and advance t."""
-        nonlocal t, tuplet_left, broken, last_start, last_duration, last_indices, tie_pending
-        duration = units * quarter_per_unit
+        nonlocal t, tuplet_left, broken, last_start, last_duration, last_written, last_indices
+        nonlocal tie_pending
+        duration = units * quarter_per_unit  # before any tuplet
+        factor = Fraction(1)
+        if tuplet_left:
+            factor = tuplet_factor
+            tuplet_left -= 1
         if broken:
-            factor = Fraction(1, 2 ** abs(broken))
-            if duration == last_duration:
-                long, short = 2 - factor, factor
+            if duration == last_written:
+                short = Fraction(1, 2 ** abs(broken))
+                long = 2 - short
                 first, second = (long, short) if broken > 0 else (short, long)
                 new_last = last_duration * first
                 for index in last_indices:
@@ -141,9 +147,8 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
             else:
                 tune.warnings.append("broken rhythm between notes of unequal length was ignored")
             broken = 0
-        if tuplet_left:
-            duration *= tuplet_factor
-            tuplet_left -= 1
+        last_written = duration
+        duration *= factor
         start = t
         indices: list[int] = []
         for pitch, key in events:
