@@ -33,6 +33,7 @@ _BODY = re.compile(r"""
 | (?P<rest>(?P<rkind>[zx])(?P<rnum>\d+)?(?P<rslash>/+)?(?P<rden>\d+)?)
 | (?P<mrest>[ZX](?P<mnum>\d+)?)
 | (?P<field>\[(?P<fname>[A-Za-z]):(?P<fvalue>[^\]\n]*)\])
+| (?P<ibar>\[\|\])
 | (?P<bar>(?P<bcore>:*\[?\|[\|\]]*:*|:{2,})(?:\[?(?P<bend>\d+(?:[,-]\d+)*))?)
 | (?P<ending>\[(?P<enum>\d+(?:[,-]\d+)*))
 | (?P<chord>\[)
@@ -322,6 +323,9 @@ def _lex_body(lexed: Lexed) -> None:
                         octave.count("'") - octave.count(","), n, d))
             elif kind == "space":
                 continue
+            elif kind == "ibar":
+                # `[|]`, ABC 2.1's invisible bar line: a bar line for the player, unseen
+                append((BAR, at, "|", (), "[|]"))
             elif kind == "bar":
                 core, bend = m.group("bcore"), m.group("bend")
                 append((BAR, at, bar_kind(core), _endings(bend) if bend else (), core))

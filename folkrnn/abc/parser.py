@@ -94,13 +94,14 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
     in_grace = False
     grace_at = 0
 
-    def pitch_of(acc, letter, octave, at) -> tuple[int, tuple[str, int]]:
+    def pitch_of(acc, letter, octave, at, carry: bool = True) -> tuple[int, tuple[str, int]]:
         upper = letter.upper()
         octave_number = octave + (1 if letter.islower() else 0)
         key = (upper, octave_number)
         slot = key if by_octave else upper
         if acc is not None:
-            bar_acc[slot] = acc
+            if carry:
+                bar_acc[slot] = acc
             alter = acc
         elif slot in bar_acc:
             alter = bar_acc[slot]
@@ -175,7 +176,8 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
         if kind is NOTE:
             _, _, acc, letter, octave, n, d = item
             if in_grace:
-                pitch, _ = pitch_of(acc, letter, octave, at)
+                # a grace note's accidental is its own: it does not carry through the bar
+                pitch, _ = pitch_of(acc, letter, octave, at, carry=False)
                 notes.append(Note(pitch, t, Fraction(0), True))
                 note_keys.append(("", 0))
                 continue

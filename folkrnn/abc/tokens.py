@@ -314,7 +314,7 @@ def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
             octave_number = octave + (1 if letter.islower() else 0)
             slot = (upper, octave_number) if by_octave else upper
             was_carried = slot in carried
-            if acc is not None:
+            if acc is not None and not in_grace:
                 carried.add(slot)
             if transposer is not None:
                 append(transposer.note(acc, octave_number * 7 + _LETTER_INDEX[upper], was_carried))
