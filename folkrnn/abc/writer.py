@@ -89,23 +89,36 @@ class _Speller:
     """Spells notes in a bar, tracking the accidentals written so far in the bar."""
 
     signature: dict[str, int]
-    by_letter: dict[str, int] = field(default_factory=dict)  # abc2midi's reading
-    by_octave: dict[tuple[str, int], int] = field(default_factory=dict)  # ABC 2.1's reading
+    by_letter: dict[str, int] = field(default_factory=dict)  # the same letter in any octave
+    by_octave: dict[tuple[str, int], int] = field(default_factory=dict)  # same letter and octave
+    unsure: set[str] = field(default_factory=set)  # letters a grace note's accidental may carry to
 
     def new_bar(self) -> None:
         self.by_letter.clear()
         self.by_octave.clear()
+        self.unsure.clear()
 
-    def write(self, pitch: int) -> str:
+    def write(self, pitch: int, grace: bool = False) -> str:
+        """A note's ABC pitch, with an accidental where a reader could get it wrong without.
+
+        A grace note's accidental is its own (it does not carry, as folkrnn and abc2midi read
+        it); since other readers may carry it, the next note of its letter in the bar gets an
+        explicit accidental too.
+        """
         letter, alter = spell_pitch(pitch, self.signature)
         octave = (pitch - alter - LETTER_SEMITONES[letter] - 60) // 12
         implied_letter = self.by_letter.get(letter, self.signature[letter])
         implied_octave = self.by_octave.get((letter, octave), self.signature[letter])
         text = ""
-        if implied_letter != alter or implied_octave != alter:
+        if implied_letter != alter or implied_octave != alter or (
+                letter in self.unsure and not grace):
             text = _ACCIDENTAL_TEXT[alter]
-            self.by_letter[letter] = alter
-            self.by_octave[(letter, octave)] = alter
+            if grace:
+                self.unsure.add(letter)
+            else:
+                self.by_letter[letter] = alter
+                self.by_octave[(letter, octave)] = alter
+                self.unsure.discard(letter)
         if octave >= 1:
             return text + letter.lower() + "'" * (octave - 1)
         return text + letter + "," * (-octave)
@@ -262,7 +275,7 @@ def tune_to_abc(tune: Tune) -> str:
     def note_text(event: _Event, units: Fraction) -> str:
         text = ""
         if event.graces:
-            text += "{" + "".join(speller.write(p) for p in event.graces) + "}"
+            text += "{" + "".join(speller.write(p, grace=True) for p in event.graces) + "}"
         if not event.pitches:
             return text + "z" + format_length(units)
         if len(event.pitches) == 1:

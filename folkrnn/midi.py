@@ -1,0 +1,751 @@
+"""MIDI files <-> performed notes, and a Tune played as a musician would: expressive or straight.
+
+Reading uses symusic (C++, measured fastest: see ``benchmarks/midi_speed.py``); writing uses
+pretty_midi, always atomically (a temporary file in the same folder, then ``os.replace``), so no
+half-written file is ever left. Both are imported lazily.
+
+**Reading** (``read_performance``, ``read_note_arrays``): format 0 and 1, running status and tempo
+changes (ticks become seconds through the tempo map); drum tracks are skipped; the other
+instruments are merged unless a program or a track name picks some; the sustain pedal (CC64 >= 64)
+extends a note to the pedal release or to the next onset of its pitch, as in Performance RNN.
+
+**Playing a Tune** (``tune_to_performance``, ``write_tune_midi``): the tune is unfolded (repeats
+and endings), timed at the tempo of its rhythm (``RHYTHM_TEMPOS``) unless Q: or ``tempo`` says
+otherwise, and voiced by a General MIDI instrument (``INSTRUMENTS``). By default it is
+expressive: velocity follows the beat position in the meter, hornpipes, strathspeys and their
+kin get a lilt (off-beat eighths late), each instrument has its articulation, and a small seeded
+humanisation moves onsets and velocities (same seed, same file). ``straight=True`` gives exact
+timing, full note lengths and one velocity. Grace notes are short notes just before their beat.
+Accents and the lilt follow the header meter (inline ``[M:]`` changes are not followed) and the
+written bar lines (a short first bar is a pickup).
+
+**Training data** (``tune_performances``, ``midi_folder_performances``): event-id sequences
+for the MIDI-event model.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import random
+import re
+import tempfile
+import warnings
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from fractions import Fraction
+from os import PathLike
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from folkrnn.errors import FolkError, MidiError, OptionError
+from folkrnn.events import EventConfig, PerformanceNote, arrays_to_events, notes_to_events
+from folkrnn.music import Key, Meter, Note, Tune
+
+__all__ = [
+    "MidiWarning", "MidiInfo", "Instrument", "INSTRUMENTS", "RHYTHM_TEMPOS", "LILT",
+    "read_note_arrays", "read_performance", "read_midi_info", "write_performance", "write_atomic",
+    "tune_tempo", "tune_to_performance", "write_tune_midi",
+    "tune_performances", "midi_folder_performances",
+]
+
+
+class MidiWarning(UserWarning):
+    """Something odd in a MIDI file that was read anyway (an implausible tempo)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+
+_DEFAULT_MSPQ = 500_000  # MIDI's default tempo, 120 quarter notes per minute
+_MAX_SECONDS = 24 * 3600  # a file longer than a day is corrupt, not music
+_PLAUSIBLE_QPM = (4.0, 1000.0)  # outside this a tempo is read, with a MidiWarning
+
+
+def _load_score(path: str | PathLike):
+    """Read a MIDI file with symusic, turning every failure into one MidiError naming the file."""
+    from symusic import Score
+
+    name = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise MidiError("is a folder, not a MIDI file", file=name) from None
+    except OSError as error:
+        raise MidiError(f"cannot be read: {error.strerror or error}", file=name) from None
+    if not data:
+        raise MidiError("is empty", file=name)
+    if not data.startswith(b"MThd"):
+        raise MidiError("is not a MIDI file (it does not start with MThd)", file=name)
+    if len(data) < 14:
+        raise MidiError(f"is truncated: the header needs 14 bytes, the file has {len(data)}",
+                        file=name)
+    division = int.from_bytes(data[12:14], "big")
+    if division & 0x8000:
+        raise MidiError("uses SMPTE time division, which is not supported", file=name)
+    if division == 0:
+        raise MidiError("has 0 ticks per quarter note", file=name)
+    try:
+        return Score.from_midi(data)
+    except Exception as error:  # symusic raises RuntimeError with its own text
+        reason = " ".join(str(error).split())[:160] or type(error).__name__
+        raise MidiError(f"is damaged or truncated ({reason})", file=name) from None
+
+
+def _tempo_map(score, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(tempo-change ticks, seconds at each change, seconds per tick after it, tpq)."""
+    tpq = int(score.ticks_per_quarter)
+    tempos = score.tempos.numpy()
+    ticks = tempos["time"].astype(np.int64)
+    mspq = tempos["mspq"].astype(np.int64)
+    if len(ticks):
+        order = np.argsort(ticks, kind="stable")
+        ticks, mspq = ticks[order], mspq[order]
+        bad = np.flatnonzero(mspq <= 0)
+        if len(bad):
+            raise MidiError(f"has an impossible tempo ({int(mspq[bad[0]])} microseconds per "
+                            f"quarter note) at tick {int(ticks[bad[0]])}", file=name)
+        qpm = 60e6 / mspq
+        odd = np.flatnonzero((qpm < _PLAUSIBLE_QPM[0]) | (qpm > _PLAUSIBLE_QPM[1]))
+        if len(odd):
+            warnings.warn(f"{name}: implausible tempo {qpm[odd[0]]:.4g} quarter notes per "
+                          f"minute at tick {int(ticks[odd[0]])}; read as written", MidiWarning,
+                          stacklevel=3)
+    if not len(ticks) or ticks[0] > 0:
+        ticks = np.concatenate([[0], ticks])
+        mspq = np.concatenate([[_DEFAULT_MSPQ], mspq])
+    seconds_per_tick = mspq / 1e6 / tpq
+    seconds_at = np.concatenate([[0.0], np.cumsum(np.diff(ticks) * seconds_per_tick[:-1])])
+    return ticks, seconds_at, seconds_per_tick, tpq
+
+
+def _to_seconds(tick: np.ndarray, tempo_map) -> np.ndarray:
+    ticks, seconds_at, seconds_per_tick, _ = tempo_map
+    index = np.searchsorted(ticks, tick, side="right") - 1
+    return seconds_at[index] + (tick - ticks[index]) * seconds_per_tick[index]
+
+
+def _apply_sustain(start: np.ndarray, end: np.ndarray, pitch: np.ndarray,
+                   pedal_time: np.ndarray, pedal_value: np.ndarray, sequence_end: float):
+    """Performance RNN's sustain rule for one instrument, vectorised. Returns (end, keep).
+
+    With the pedal down (CC64 >= 64) when its key is released, a note sounds on until the pedal
+    is lifted, or until its pitch is struck again while the pedal is down; a pedal never lifted
+    holds it to the end of the sequence. Pedal events count before notes at the same time.
+    """
+    order = np.argsort(pedal_time, kind="stable")
+    pedal_time, down = pedal_time[order], pedal_value[order] >= 64
+    count = len(pedal_time)
+    # the time of the first release after each pedal event (sequence_end when none)
+    release = np.where(down, np.inf, pedal_time)
+    next_release = np.minimum.accumulate(release[::-1])[::-1]
+    next_release = np.concatenate([next_release[1:], [np.inf]])
+    next_release = np.where(np.isinf(next_release), max(sequence_end, pedal_time[-1]), next_release)
+
+    def pedal_down(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        index = np.searchsorted(pedal_time, times, side="right") - 1
+        safe = np.clip(index, 0, count - 1)
+        return (index >= 0) & down[safe], safe
+
+    held, index = pedal_down(end)
+    extended = np.where(held, np.maximum(end, next_release[index]), end)
+    # the next onset of the same pitch, in (start, pitch) order
+    n = len(start)
+    order = np.lexsort((np.arange(n), start, pitch))
+    same_pitch_next = np.full(n, np.inf)
+    follows = pitch[order][1:] == pitch[order][:-1]
+    same_pitch_next[order[:-1][follows]] = start[order][1:][follows]
+    down_then, _ = pedal_down(np.where(np.isfinite(same_pitch_next), same_pitch_next, 0.0))
+    cut = np.isfinite(same_pitch_next) & down_then & (same_pitch_next < extended)
+    new_end = np.where(cut, same_pitch_next, extended)
+    keep = new_end > start  # a note struck again at its own start, pedal down: only one stays
+    keep |= ~cut & (new_end == start)  # zero-length notes from the file stay (they get a step)
+    return new_end, keep
+
+
+def _track_matches(track, program: int | None, instrument: str | None) -> bool:
+    if program is not None and int(track.program) != program:
+        return False
+    if instrument is not None and instrument.strip().lower() not in track.name.strip().lower():
+        return False
+    return True
+
+
+def read_note_arrays(path: str | PathLike, *, program: int | None = None,
+                     instrument: str | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A MIDI file's notes as arrays (pitch, start s, end s, velocity), sustain applied.
+
+    Drum tracks are skipped and the rest merged, or only the tracks with ``program`` (0-127)
+    and/or whose name contains ``instrument`` (case-insensitive) are read. Raises MidiError,
+    naming the file, for a file that cannot be read or has no notes to give.
+    """
+    name = str(path)
+    if program is not None and not 0 <= program <= 127:
+        raise OptionError(f"program {program} is outside General MIDI's 0..127")
+    score = _load_score(path)
+    tempo_map = _tempo_map(score, name)
+    tracks = [track for track in score.tracks if track.note_num() > 0]
+    if not tracks:
+        raise MidiError("has no notes", file=name)
+    melodic = [track for track in tracks if not track.is_drum]
+    if not melodic:
+        raise MidiError("has only drum notes (channel 10), which are skipped", file=name)
+    chosen = [track for track in melodic if _track_matches(track, program, instrument)]
+    if not chosen:
+        have = "; ".join(sorted({f"program {int(t.program)} {t.name.strip()!r}" for t in melodic}))
+        wanted = " and ".join(part for part in (
+            f"program {program}" if program is not None else "",
+            f"name containing {instrument!r}" if instrument is not None else "") if part)
+        raise MidiError(f"has no instrument with {wanted}; it has: {have}", file=name)
+
+    parts = []
+    for track in chosen:
+        notes = track.notes.numpy()
+        tick = notes["time"].astype(np.int64)
+        start = _to_seconds(tick, tempo_map)
+        end = _to_seconds(tick + notes["duration"].astype(np.int64), tempo_map)
+        pitch = notes["pitch"].astype(np.int64)
+        velocity = notes["velocity"].astype(np.int64)
+        pedal = None
+        if len(track.controls):
+            controls = track.controls.numpy()
+            is_sustain = controls["number"] == 64
+            if is_sustain.any():
+                pedal = (_to_seconds(controls["time"][is_sustain].astype(np.int64), tempo_map),
+                         controls["value"][is_sustain].astype(np.int64))
+        parts.append((pitch, start, end, velocity, pedal))
+    sequence_end = max(float(part[2].max()) for part in parts)
+    out = []
+    for pitch, start, end, velocity, pedal in parts:
+        if pedal is not None:
+            end, keep = _apply_sustain(start, end, pitch, pedal[0], pedal[1], sequence_end)
+            pitch, start, end, velocity = pitch[keep], start[keep], end[keep], velocity[keep]
+        out.append((pitch, start, end, velocity))
+    pitch, start, end, velocity = (np.concatenate(column) for column in zip(*out))
+    last = float(end.max()) if len(end) else 0.0
+    if last > _MAX_SECONDS:
+        raise MidiError(f"lasts {last / 3600:.0f} hours, more than a day: the file is corrupt "
+                        f"or its tempo is absurd", file=name)
+    return pitch, start, end, velocity
+
+
+def read_performance(path: str | PathLike, *, program: int | None = None,
+                     instrument: str | None = None) -> list[PerformanceNote]:
+    """A MIDI file's notes as PerformanceNotes (seconds), sorted by start and pitch.
+
+    See ``read_note_arrays`` for what is read and the errors.
+    """
+    pitch, start, end, velocity = read_note_arrays(path, program=program, instrument=instrument)
+    order = np.lexsort((pitch, start))
+    return [PerformanceNote(int(p), float(s), float(e), int(v))
+            for p, s, e, v in zip(pitch[order], start[order], end[order], velocity[order])]
+
+
+@dataclass(frozen=True)
+class MidiInfo:
+    """What a MIDI file says about its music besides the notes (the first of each, if any)."""
+
+    qpm: float | None  # first tempo, quarter notes per minute
+    meter: Meter | None  # first time signature
+    key: Key | None  # first key signature (major or minor only: MIDI knows no other modes)
+
+
+def read_midi_info(path: str | PathLike) -> MidiInfo:
+    """The first tempo, time signature and key signature of a MIDI file, where it has them."""
+    score = _load_score(path)
+    qpm = None
+    if len(score.tempos):
+        first = min(score.tempos, key=lambda tempo: tempo.time)
+        if first.mspq > 0:
+            qpm = 60e6 / first.mspq
+    meter = None
+    if len(score.time_signatures):
+        sig = min(score.time_signatures, key=lambda sig: sig.time)
+        if sig.numerator > 0 and sig.denominator > 0:
+            meter = Meter(int(sig.numerator), int(sig.denominator))
+    key = None
+    if len(score.key_signatures):
+        sig = min(score.key_signatures, key=lambda sig: sig.time)
+        key = _key_from_fifths(int(sig.key), bool(sig.tonality))
+    return MidiInfo(qpm, meter, key)
+
+
+_MAJOR_BY_FIFTHS = {-7: "Cb", -6: "Gb", -5: "Db", -4: "Ab", -3: "Eb", -2: "Bb", -1: "F", 0: "C",
+                    1: "G", 2: "D", 3: "A", 4: "E", 5: "B", 6: "F#", 7: "C#"}
+_MINOR_BY_FIFTHS = {-7: "Ab", -6: "Eb", -5: "Bb", -4: "F", -3: "C", -2: "G", -1: "D", 0: "A",
+                    1: "E", 2: "B", 3: "F#", 4: "C#", 5: "G#", 6: "D#", 7: "A#"}
+
+
+def _key_from_fifths(fifths: int, minor: bool) -> Key | None:
+    if not -7 <= fifths <= 7:
+        return None
+    return Key(_MINOR_BY_FIFTHS[fifths], "min") if minor else Key(_MAJOR_BY_FIFTHS[fifths], "maj")
+
+
+def _key_fifths(key: Key) -> int:
+    """Sharps (positive) or flats (negative) in a key's signature."""
+    return sum(key.accidentals.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+def write_atomic(path: str | PathLike, data: bytes, error: type[FolkError] = MidiError) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    Either the whole file appears or none does. Raises ``error`` (a FolkError kind) when the
+    folder cannot be written.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as failure:
+        raise error(f"cannot write here: {failure.strerror or failure}", file=str(path)) from None
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException as failure:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        if isinstance(failure, OSError):
+            raise error(f"cannot write: {failure.strerror or failure}", file=str(path)) from None
+        raise
+    return path
+
+
+def write_performance(notes: Iterable[PerformanceNote], path: str | PathLike, *, program: int = 0,
+                      qpm: float = 120.0, meter: Meter | None = None, key: Key | None = None,
+                      name: str = "", resolution: int = 480) -> Path:
+    """Write performed notes as a one-instrument MIDI file (pretty_midi), atomically.
+
+    ``qpm``, ``meter`` and ``key`` go into the file's tempo, time and key signatures, so that
+    notation programs (and ``midi2abc``) find the beat; they do not move any note.
+    """
+    import pretty_midi
+
+    if not 0 <= program <= 127:
+        raise OptionError(f"program {program} is outside General MIDI's 0..127")
+    if not 1.0 <= qpm <= 1000.0:
+        raise OptionError(f"tempo {qpm} quarter notes per minute is outside 1..1000")
+    midi = pretty_midi.PrettyMIDI(resolution=resolution, initial_tempo=float(qpm))
+    instrument = pretty_midi.Instrument(program=program, name=name)
+    instrument.notes = [pretty_midi.Note(velocity=max(1, int(note.velocity)), pitch=int(note.pitch),
+                                         start=float(note.start), end=float(note.end))
+                        for note in notes]
+    midi.instruments.append(instrument)
+    if meter is not None and not meter.free:
+        midi.time_signature_changes.append(
+            pretty_midi.TimeSignature(meter.numerator, meter.denominator, 0.0))
+    if key is not None:
+        fifths = max(-7, min(7, _key_fifths(key)))
+        tonic = (7 * fifths + (9 if key.mode == "min" else 0)) % 12
+        midi.key_signature_changes.append(
+            pretty_midi.KeySignature(tonic + (12 if key.mode == "min" else 0), 0.0))
+    buffer = io.BytesIO()
+    midi.write(buffer)
+    return write_atomic(path, buffer.getvalue())
+
+
+# ---------------------------------------------------------------------------------------------
+# Playing a Tune
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Instrument:
+    """How an instrument sounds in General MIDI and how it is played."""
+
+    program: int  # General MIDI program, 0-based (40 is the violin)
+    articulation: float  # fraction of its written length a note sounds (expressive; <= 40 ms off)
+    dynamics: float  # scale of the metric accents: 0 for instruments with no dynamics (pipes)
+
+
+# Nearest General MIDI sounds. Bowed strings play legato, winds breathe between notes, plucked
+# and struck strings ring for the note's length; bagpipes and organs cannot accent by loudness.
+INSTRUMENTS: dict[str, Instrument] = {
+    "fiddle": Instrument(40, 0.95, 1.0),
+    "violin": Instrument(40, 0.95, 1.0),
+    "viola": Instrument(41, 0.95, 1.0),
+    "cello": Instrument(42, 0.95, 1.0),
+    "flute": Instrument(73, 0.88, 0.8),
+    "whistle": Instrument(78, 0.85, 0.6),
+    "piccolo": Instrument(72, 0.85, 0.8),
+    "recorder": Instrument(74, 0.85, 0.6),
+    "accordion": Instrument(21, 0.92, 0.5),
+    "melodeon": Instrument(21, 0.92, 0.5),
+    "concertina": Instrument(23, 0.90, 0.5),
+    "harmonica": Instrument(22, 0.90, 0.7),
+    "piano": Instrument(0, 0.90, 1.2),
+    "harpsichord": Instrument(6, 0.95, 0.0),
+    "harp": Instrument(46, 1.0, 1.0),
+    "guitar": Instrument(25, 1.0, 1.0),
+    "banjo": Instrument(105, 1.0, 1.0),
+    "mandolin": Instrument(25, 1.0, 1.0),
+    "bouzouki": Instrument(25, 1.0, 1.0),
+    "dulcimer": Instrument(15, 1.0, 1.0),
+    "bagpipe": Instrument(109, 1.0, 0.0),
+    "pipes": Instrument(109, 1.0, 0.0),
+    "clarinet": Instrument(71, 0.90, 0.8),
+    "oboe": Instrument(68, 0.90, 0.8),
+    "organ": Instrument(19, 1.0, 0.0),
+}
+
+# Beats per minute by rhythm (R:), at a moderate session pace, a little below the fastest
+# sessions. A beat is a dotted quarter in compound meters (6/8, 9/8, 12/8) and a quarter
+# otherwise, so a reel at 200 is 100 half notes, and a jig at 116 is 116 dotted quarters.
+RHYTHM_TEMPOS: dict[str, float] = {
+    "reel": 200, "jig": 116, "doublejig": 116, "singlejig": 120, "slipjig": 116, "hopjig": 116,
+    "slide": 130, "hornpipe": 160, "barndance": 170, "germandance": 160, "schottische": 150,
+    "highland": 150, "fling": 150, "strathspey": 120, "polka": 140, "march": 110, "waltz": 132,
+    "mazurka": 120, "polska": 110, "setdance": 120, "threetwo": 160, "planxty": 96, "air": 72,
+    "slowair": 60, "song": 90, "lament": 56, "clog": 150, "rant": 180, "countrydance": 140,
+}
+# When R: is missing or unknown, the meter decides.
+_METER_RHYTHMS = {(6, 8): "jig", (9, 8): "slipjig", (12, 8): "slide", (2, 4): "polka",
+                  (3, 4): "waltz", (4, 4): "reel", (2, 2): "reel", (3, 2): "threetwo"}
+_FALLBACK_TEMPO = 100.0
+
+# The lilt: where an off-beat eighth falls within its quarter (0.5 is straight; 2/3 a triplet feel).
+LILT: dict[str, float] = {"hornpipe": 0.60, "strathspey": 0.58, "barndance": 0.58,
+                          "germandance": 0.58, "schottische": 0.58, "highland": 0.58,
+                          "fling": 0.58, "clog": 0.60}
+
+_STRAIGHT_VELOCITY = 80
+_BASE_VELOCITY = 72
+_GRACE_SECONDS = 0.04  # longest grace note; at most a sixty-fourth note at fast tempos
+_RELEASE_SECONDS = 0.04  # the most a note is released before its written end (articulation)
+_ONSET_JITTER = 0.008  # s, standard deviation of the humanised onset (clipped at 2.5 sigma)
+_VELOCITY_JITTER = 3.0  # standard deviation of the humanised velocity
+
+
+def _rhythm_name(text: str) -> str:
+    return re.sub(r"[^a-z]", "", text.lower())
+
+
+def _beat_quarters(meter: Meter) -> Fraction:
+    """The beat in quarter notes: a dotted quarter in compound meters, else a quarter."""
+    return Fraction(3, 2) if meter.compound else Fraction(1)
+
+
+def _q_field_qpm(text: str) -> float | None:
+    """Q: -> quarter notes per minute. ``1/4=120``, ``3/8=100``, ``"Allegro" 1/4=120``; a bare
+    number is taken as quarter notes per minute, as abc2midi plays it; text alone gives None."""
+    text = re.sub(r'"[^"]*"', " ", text)
+    match = re.search(r"((?:\d+/\d+\s*)+)=\s*(\d+(?:\.\d+)?)", text)
+    if match:
+        beat = sum(Fraction(part) for part in match.group(1).split())
+        return float(beat * 4) * float(match.group(2))
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*", text)
+    if match:
+        return float(match.group(1))
+    return None
+
+
+def tune_tempo(tune: Tune, tempo: float | None = None) -> float:
+    """Quarter notes per minute for playing ``tune``.
+
+    ``tempo`` (beats per minute, the beat a dotted quarter in compound meters, else a quarter)
+    wins; then the tune's Q: field; then ``RHYTHM_TEMPOS`` by R:, or by the meter.
+    """
+    beat = _beat_quarters(tune.meter)
+    if tempo is not None:
+        if not 20 <= tempo <= 400:
+            raise OptionError(f"tempo {tempo} is outside 20..400 beats per minute")
+        return float(tempo * beat)
+    if tune.tempo:
+        qpm = _q_field_qpm(tune.tempo)
+        if qpm is not None and 10 <= qpm <= 1000:
+            return qpm
+    rhythm = _rhythm_name(tune.rhythm)
+    if rhythm not in RHYTHM_TEMPOS:
+        rhythm = _METER_RHYTHMS.get((tune.meter.numerator, tune.meter.denominator), "")
+    return float(RHYTHM_TEMPOS.get(rhythm, _FALLBACK_TEMPO) * beat)
+
+
+def _instrument(name: str) -> Instrument:
+    style = INSTRUMENTS.get(name.strip().lower())
+    if style is None:
+        raise OptionError(f"unknown instrument {name!r}; choose one of: {', '.join(INSTRUMENTS)}")
+    return style
+
+
+def _played_notes(tune: Tune) -> tuple[list[tuple[Note, int]], list[Fraction | None]]:
+    """``tune.unfold()`` with each note's written index (-1 when unknown) and its bar position.
+
+    The written index comes from ``music.unfold_segments`` when it gives the same notes as
+    ``Tune.unfold`` (it does unless P: reorders parts); otherwise positions are counted in
+    played time from the first bar line.
+    """
+    notes = tune.unfold()
+    try:
+        from folkrnn.music import unfold_segments
+
+        segments = unfold_segments(tune.notes, tune.bars)[0]
+        if [note for note, _ in segments] == notes:
+            return segments, _metric_positions(tune, segments)
+    except (ImportError, TypeError, ValueError, IndexError):
+        pass
+    played = [(note, -1) for note in notes]
+    bar_length = tune.meter.bar_length
+    if not bar_length:
+        return played, [None] * len(played)
+    first_bar = min((bar.onset for bar in tune.bars if bar.onset > 0), default=Fraction(0))
+    pickup = bar_length - first_bar if 0 < first_bar < bar_length else Fraction(0)
+    return played, [(note.onset + pickup) % bar_length for note in notes]
+
+
+def _metric_positions(tune: Tune, played: list[tuple[Note, int]]) -> list[Fraction | None]:
+    """Each played note's position in its bar (quarter notes from the downbeat), from the
+    written bar lines: a short first bar is a pickup, ending on the next downbeat."""
+    bar_length = tune.meter.bar_length
+    if not bar_length:
+        return [None] * len(played)
+    # bar k runs from edges[k] to edges[k + 1]; edges[0] is the start of the tune
+    edges = [Fraction(0)] + sorted({bar.onset for bar in tune.bars if bar.onset > 0})
+    end = max(tune.length, edges[-1])
+    if end > edges[-1]:
+        edges.append(end)
+    lengths = [b - a for a, b in zip(edges, edges[1:])]
+    # A short bar is a pickup (its notes lead into the next downbeat) when it opens the tune or
+    # completes, with the short bar before it, one full bar (a section's end, then its pickup).
+    pickup = [length < bar_length and (k == 0 or (lengths[k - 1] < bar_length
+                                                 and lengths[k - 1] + length == bar_length))
+              for k, length in enumerate(lengths)]
+    out: list[Fraction | None] = []
+    for _, index in played:
+        onset = tune.notes[index].onset
+        k = min(max(bisect_right(edges, onset) - 1, 0), max(len(lengths) - 1, 0))
+        if not lengths:
+            position = onset % bar_length
+        elif pickup[k]:
+            position = (bar_length - lengths[k] + onset - edges[k]) % bar_length
+        else:
+            position = (onset - edges[k]) % bar_length
+        out.append(position)
+    return out
+
+
+def _accent(position: Fraction | None, meter: Meter) -> float:
+    """Velocity added for a note at ``position`` in the bar: downbeat, strong beat, beat, off-beat."""
+    if position is None:
+        return 0.0
+    beat = _beat_quarters(meter) if meter.compound else Fraction(4, meter.denominator)
+    beats = max(1, int(meter.bar_length / beat))
+    if position % beat == 0:
+        index = int(position / beat)
+        if index == 0:
+            return 20.0
+        if beats % 2 == 0 and index == beats // 2:
+            return 12.0
+        return 6.0
+    if position % (beat / 2) == 0 or (meter.compound and position % (beat / 3) == 0):
+        return 0.0
+    return -6.0
+
+
+def _lilt_warp(position: float, lilt: float) -> float:
+    """Move a time within its quarter note so an off-beat eighth lands at ``lilt`` of the quarter."""
+    whole = math.floor(position)
+    f = position - whole
+    if f <= 0.5:
+        return whole + f * lilt / 0.5
+    return whole + lilt + (f - 0.5) * (1 - lilt) / 0.5
+
+
+def tune_to_performance(tune: Tune, *, straight: bool = False, tempo: float | None = None,
+                        instrument: str = "fiddle", seed: int = 0) -> list[PerformanceNote]:
+    """Play a Tune: its unfolded notes as PerformanceNotes (seconds), sorted by start and pitch.
+
+    Parameters
+    ----------
+    tune
+        The tune; its repeats and endings are expanded (``Tune.unfold``).
+    straight
+        Exact timing, full written lengths and one velocity, for practice and comparisons.
+    tempo
+        Beats per minute (dotted quarters in 6/8, 9/8, 12/8; quarters otherwise); by default
+        the Q: field, else the rhythm's tempo (``tune_tempo``).
+    instrument
+        A name from ``INSTRUMENTS``: it sets the articulation and dynamics (and, when written,
+        the program). Raises OptionError for an unknown name.
+    seed
+        Seeds the humanisation: the same seed gives the same performance.
+    """
+    style = _instrument(instrument)
+    qpm = tune_tempo(tune, tempo)
+    seconds_per_quarter = 60.0 / qpm
+    played, positions = _played_notes(tune)
+    if not played:
+        return []
+    rng = random.Random(seed)
+    lilt = 0.5 if straight else LILT.get(_rhythm_name(tune.rhythm), 0.5)
+    if tune.meter.compound or tune.meter.denominator not in (2, 4):
+        lilt = 0.5
+
+    def warp(onset: Fraction, position: Fraction | None) -> float:
+        """Played time in quarters, with the lilt applied relative to the beat."""
+        value = float(onset)
+        if lilt == 0.5 or position is None:
+            return value
+        shift = float(position) - math.floor(float(position))
+        base = value - shift
+        return base + _lilt_warp(shift, lilt)
+
+    jitter: dict[Fraction, float] = {}  # one onset jitter per distinct onset: chords stay together
+    notes: list[tuple[float, float, int, int, bool]] = []  # start, end, pitch, velocity, grace
+    graces: dict[Fraction, list[tuple[int, Fraction | None]]] = {}
+    for (note, _), position in zip(played, positions):
+        if note.grace:
+            graces.setdefault(note.onset, []).append((note.pitch, position))
+            continue
+        start = warp(note.onset, position)
+        end_position = None if position is None else position + note.duration
+        end = warp(note.end, end_position)
+        start_s, end_s = start * seconds_per_quarter, end * seconds_per_quarter
+        if straight:
+            velocity = _STRAIGHT_VELOCITY
+        else:
+            if note.onset not in jitter:
+                jitter[note.onset] = max(-2.5, min(2.5, rng.gauss(0, 1))) * _ONSET_JITTER
+            start_s += jitter[note.onset]
+            length = max(end_s - start_s, 0.0)
+            end_s = start_s + length - min((1 - style.articulation) * length, _RELEASE_SECONDS)
+            velocity = (_BASE_VELOCITY + style.dynamics * _accent(position, tune.meter)
+                        + rng.gauss(0, _VELOCITY_JITTER))
+            velocity = int(round(min(127, max(1, velocity))))
+        notes.append((start_s, end_s, note.pitch, velocity, False))
+
+    # Grace notes: short notes just before their beat; the note they interrupt is cut short.
+    main_starts: dict[Fraction, float] = {}
+    for (note, _), position in zip(played, positions):
+        if not note.grace and note.onset not in main_starts:
+            main_starts[note.onset] = warp(note.onset, position) * seconds_per_quarter \
+                + jitter.get(note.onset, 0.0)
+    main_notes = sorted((n[0], n[1]) for n in notes)
+    main_note_starts = [start for start, _ in main_notes]
+    main_onsets = sorted(main_starts)
+    for onset, group in graces.items():
+        # graces lead into the next main note (at their onset, or the first after it)
+        k = bisect_left(main_onsets, onset)
+        if k < len(main_onsets):
+            beat_start = main_starts[main_onsets[k]]
+        else:
+            beat_start = warp(onset, group[0][1]) * seconds_per_quarter
+        length = min(_GRACE_SECONDS, seconds_per_quarter / 16)
+        # a group takes at most a third of the note before it, which stays a note
+        before = bisect_right(main_note_starts, beat_start - 1e-9) - 1
+        if before >= 0:
+            previous_length = main_notes[before][1] - main_notes[before][0]
+            if previous_length > 0:
+                length = min(length, previous_length / (3 * len(group)))
+        first = beat_start - length * len(group)
+        for k, (pitch, _) in enumerate(group):
+            velocity = _STRAIGHT_VELOCITY if straight else int(max(1, _BASE_VELOCITY - 10))
+            notes.append((first + k * length, first + (k + 1) * length, pitch, velocity, True))
+        for i, (start_s, end_s, pitch, velocity, grace) in enumerate(notes):
+            if not grace and start_s < first < end_s:
+                notes[i] = (start_s, first, pitch, velocity, grace)
+
+    # No two notes of one pitch overlap: the earlier one ends where the later one starts.
+    notes.sort(key=lambda n: (n[0], n[2]))
+    last_of_pitch: dict[int, int] = {}
+    for i, (start_s, end_s, pitch, velocity, grace) in enumerate(notes):
+        j = last_of_pitch.get(pitch)
+        if j is not None and notes[j][1] > start_s:
+            s, _, p, v, g = notes[j]
+            notes[j] = (s, start_s, p, v, g)
+        last_of_pitch[pitch] = i
+    lead = -min(n[0] for n in notes)
+    lead = lead if lead > 0 else 0.0
+    return [PerformanceNote(pitch, start_s + lead, end_s + lead, velocity)
+            for start_s, end_s, pitch, velocity, _ in notes if end_s > start_s]
+
+
+def write_tune_midi(tune: Tune, path: str | PathLike, *, straight: bool = False,
+                    tempo: float | None = None, instrument: str = "fiddle", seed: int = 0) -> Path:
+    """Play ``tune`` (``tune_to_performance``) into a MIDI file with its instrument, tempo, meter
+    and key, written atomically. Returns the path."""
+    notes = tune_to_performance(tune, straight=straight, tempo=tempo, instrument=instrument,
+                                seed=seed)
+    if not notes:
+        raise MidiError("the tune has no notes to play", tune=_label(tune))
+    return write_performance(notes, path, program=_instrument(instrument).program,
+                             qpm=tune_tempo(tune, tempo), meter=tune.meter, key=tune.key,
+                             name=instrument.strip().lower())
+
+
+def _label(tune: Tune) -> str:
+    parts = ([f"X:{tune.number}"] if tune.number else []) + ([repr(tune.title)] if tune.title else [])
+    return " ".join(parts) or "(untitled)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Training data
+# ---------------------------------------------------------------------------------------------
+
+def tune_performances(tunes: Iterable[Tune], config: EventConfig | None = None, *,
+                      tempo_factors: Sequence[float] = (0.9, 1.0, 1.1),
+                      instruments: Sequence[str] = ("fiddle", "flute", "accordion", "piano"),
+                      renderings: int = 2, seed: int = 0) -> Iterator[list[int]]:
+    """Expressive renderings of tunes as event-id sequences: the MIDI-event model's training data.
+
+    Each tune is played ``renderings`` times, each time at its rhythm's tempo times one of
+    ``tempo_factors`` and by one of ``instruments`` (articulation and dynamics differ), chosen
+    with a generator seeded by ``seed`` and the tune's position, so the corpus is reproducible.
+    A tune that cannot be played (no notes) is skipped.
+    """
+    config = config or EventConfig()
+    for style in instruments:
+        _instrument(style)  # fail early on a bad name
+    if renderings < 1:
+        raise OptionError("renderings must be at least 1")
+    for position, tune in enumerate(tunes):
+        rng = random.Random(f"{seed}:{position}")
+        for rendering in range(renderings):
+            factor = rng.choice(list(tempo_factors))
+            style = rng.choice(list(instruments))
+            qpm = tune_tempo(tune) * factor
+            beats = qpm / float(_beat_quarters(tune.meter))
+            beats = min(400.0, max(20.0, beats))
+            notes = tune_to_performance(tune, tempo=beats, instrument=style,
+                                        seed=rng.randrange(2**31))
+            if notes:
+                yield notes_to_events(notes, config)
+
+
+def midi_folder_performances(folder: str | PathLike, config: EventConfig | None = None, *,
+                             recursive: bool = True,
+                             on_error: Callable[[Path, MidiError], None] | None = None,
+                             ) -> Iterator[tuple[Path, list[int]]]:
+    """Every MIDI file (``.mid``, ``.midi``) in ``folder`` as (path, event ids), sorted by path.
+
+    A file that cannot be read is passed to ``on_error`` (default: a MidiWarning) and skipped.
+    Raises MidiError when the folder does not exist.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise MidiError("is not a folder", file=str(root))
+    pattern = "**/*" if recursive else "*"
+    paths = sorted(p for p in root.glob(pattern)
+                   if p.suffix.lower() in (".mid", ".midi") and p.is_file())
+    for path in paths:
+        try:
+            pitch, start, end, velocity = read_note_arrays(path)
+        except MidiError as error:
+            if on_error is not None:
+                on_error(path, error)
+            else:
+                warnings.warn(str(error), MidiWarning, stacklevel=2)
+            continue
+        yield path, arrays_to_events(pitch, start, end, velocity, config)
