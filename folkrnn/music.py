@@ -130,8 +130,11 @@ def parse_meter(text: str) -> Meter:
     num, sep, den = text.partition("/")
     if not sep:
         raise ValueError(f"meter {text!r} is not N/D, C, C| or none")
-    numerator = sum(int(part) for part in num.replace("(", "").replace(")", "").split("+"))
-    denominator = int(den)
+    try:
+        numerator = sum(int(part) for part in num.replace("(", "").replace(")", "").split("+"))
+        denominator = int(den)
+    except ValueError:
+        raise ValueError(f"meter {text!r} is not N/D, C, C| or none") from None
     if numerator <= 0 or denominator <= 0 or numerator > 64 or denominator > 64:
         raise ValueError(f"meter {text!r} is out of range")
     return Meter(numerator, denominator)
@@ -244,12 +247,17 @@ class Tune:
     def unfold(self) -> list[Note]:
         """The notes in playback order, repeats, endings and parts expanded, re-timed.
 
-        A player's reading, as abc2midi plays it. ``:|`` goes back to the last ``|:`` or ``::``;
-        with none, the first ``:|`` of the tune goes back to its start, and a later one to just
-        after the previous ``:|`` (or a ``||``/``|]`` written after that). On the next pass, an
-        ending whose numbers do not include the pass number is skipped up to the ending that does,
-        or up to the next ``:|``, ``|:``, ``||`` or ``|]``. A header ``P:`` (``P:ABA``,
-        ``P:(AB)2``) plays the body's parts in that order.
+        A player's reading; where abc2midi plays the notation otherwise, docs/abc2midi.md says
+        who is right and why. ``:|`` goes back to the last ``|:`` or ``::``; with none, the
+        first ``:|`` of the tune goes back to its start, and a later one to just after the
+        previous ``:|``, or after a ``||``/``|]`` written after that (not one before a first
+        ending, ``||1``). A ``|:`` while an earlier ``|:`` is still open closes it first, as if
+        written ``::``. On the next pass, an ending whose numbers do not include the pass number
+        is skipped up to the ending that does, or up to the next ``:|``, ``|:``, ``||`` or ``|]``.
+        A repeat with endings goes back after its first pass, and after a later one only while
+        an ending is numbered for the pass after it, so ``|1 ... :|2 ... :|`` plays twice, not
+        three times. A header ``P:`` (``P:ABA``, ``P:(AB)2``) plays the body's parts in that
+        order.
         """
         order = _part_order(self)
         if not order:
@@ -318,6 +326,32 @@ def _split_parts(tune: Tune) -> dict[str, tuple[list[Note], list[BarLine], Fract
     return parts
 
 
+def _goes_back(bars: list[BarLine], repeat_start: int, seg: int, pass_number: int,
+              passes_taken: set[int] | None) -> bool:
+    """Whether the ``:|`` at ``bars[seg]`` sends the player back for another pass.
+
+    A plain repeat goes back once. A repeat with endings goes back after the first pass, and
+    after a later one while an ending is numbered for the pass after it (``|1,2 ... :|3`` goes
+    back twice), so a ``:|`` or ``::`` closing the last ending (``|1 ... :|2 ... :|``) ends the
+    section, as a player reads it, rather than going back to play the body once more with no
+    ending.
+    """
+    first = max(repeat_start - 1, 0)
+    if not any(bar.ending for bar in bars[first:seg + 1]):
+        return not passes_taken  # not the close of an ending
+    if passes_taken and pass_number in passes_taken:
+        return False
+    if pass_number == 1:
+        return True  # the first time through always goes back, ending 2 written or not
+    for j in range(first, len(bars)):
+        bar = bars[j]
+        if j > seg and not bar.ending and bar.kind in ("|:", "::", "||", "|]", ":|"):
+            break
+        if pass_number + 1 in bar.ending:
+            return True
+    return False
+
+
 def unfold_segments(notes: list[Note], bars: list[BarLine], start: Fraction = Fraction(0),
                     end: Fraction | None = None) -> tuple[list[tuple[Note, int]], Fraction]:
     """Unfold written notes and bar lines that run from ``start`` to ``end`` (see ``Tune.unfold``).
@@ -335,7 +369,8 @@ def unfold_segments(notes: list[Note], bars: list[BarLine], start: Fraction = Fr
     out: list[tuple[Note, int]] = []
     offset = Fraction(0)  # added to written onsets to get played onsets
     repeat_start = 0  # the segment a :| goes back to
-    taken: set[int] = set()  # the :| bars already taken once
+    written_start = False  # was repeat_start set by a written |: (which a || does not move)?
+    taken: dict[int, set[int]] = {}  # the :| bars already taken, with the passes they ended
     pass_number = 1
     seg = 0
     steps, limit = 0, 8 * (len(bars) + 2) ** 2
@@ -364,16 +399,26 @@ def unfold_segments(notes: list[Note], bars: list[BarLine], start: Fraction = Fr
         if seg >= len(bars):
             break
         bar = bars[seg]
-        if bar.ends_repeat and seg not in taken:
-            taken.add(seg)
+        # a |: while a written |: is still open closes it first, as if written :: (abc2midi)
+        closes = bar.ends_repeat or (bar.kind == "|:" and written_start
+                                     and all(s < repeat_start for s in taken))
+        if closes and _goes_back(bars, repeat_start, seg, pass_number, taken.get(seg)):
+            taken.setdefault(seg, set()).add(pass_number)
             pass_number += 1
             offset += onsets[seg + 1] - onsets[repeat_start]
             seg = repeat_start
             continue
         if bar.starts_repeat:
-            repeat_start, pass_number = seg + 1, 1
-        elif bar.ends_repeat or (bar.kind in ("||", "|]") and taken):
-            # a finished repeat, or a section end after one: the next :| comes back here
-            repeat_start, pass_number = seg + 1, 1
+            repeat_start, pass_number, written_start = seg + 1, 1, True
+        elif bar.ends_repeat and not bar.ending:
+            # a finished repeat: the next :| with no |: comes back here (a `:|2` passed on the
+            # second time through opens that pass's ending instead)
+            repeat_start, pass_number, written_start = seg + 1, 1, False
+        elif bar.kind in ("||", "|]") and not bar.ending and taken and seg > max(taken) and not (
+                written_start and repeat_start > max(taken)):
+            # a section end after a repeat, with no |: since: the next :| comes back here (not
+            # one passed again on the way back through a repeat: that would restart the count
+            # of endings)
+            repeat_start, pass_number, written_start = seg + 1, 1, False
         seg += 1
     return out, end - first + offset

@@ -52,6 +52,8 @@ _BODY = re.compile(r"""
 | (?P<stray>\d+|[=^_]+(?![A-Ga-g=^_])|\])
 """, re.VERBOSE)
 
+_CONTINUED_ENDING = re.compile(r"[ \t]*(\d+(?:[,-]\d+)*)")
+
 _QP_DEBRIS = re.compile(r"=20|=$", re.MULTILINE)
 
 # A body line that is really a field: `K:G`, `w: la la`, but not the notes `G:|`.
@@ -62,6 +64,7 @@ _MODE_WORDS = {
     "dor": "dor", "phr": "phr", "lyd": "lyd", "mix": "mix", "loc": "loc",
 }
 _KEY = re.compile(r"^\s*([A-Ga-g])([#b]?)\s*([A-Za-z]*)(.*)$")
+_KEY_SETTING = re.compile(r"^[a-z][a-z-]*=")  # clef=, middle=, transpose=, octave=, ...
 _KEY_ACC = re.compile(r"(\^\^|\^|__|_|=)([A-Ga-g])")
 
 
@@ -125,7 +128,8 @@ def parse_key(text: str) -> tuple[Key, bool]:
     other settings (``clef=bass``, ``transpose=-2``, ``treble``).
     """
     raw = text.split("%", 1)[0].strip()
-    words = [w for w in raw.split() if "=" not in w]
+    # settings such as clef=bass or transpose=-2 go; `Dmix=c` (an explicit natural) stays
+    words = [w for w in raw.split() if not _KEY_SETTING.match(w)]
     raw = " ".join(words)
     if raw in ("", "none", "None", "NONE") or raw.lower() in ("treble", "bass", "alto", "tenor"):
         return Key("C", "maj"), False
@@ -150,7 +154,9 @@ def parse_key(text: str) -> tuple[Key, bool]:
         if mode_word.lower() in ("treble", "bass", "alto", "tenor", "clef", "perc", "none"):
             mode_key = ""
         else:
-            raise ValueError(f"K:{text.strip()} has an unknown mode {mode_word!r}")
+            hint = "; a flat is b, as in Eb" if mode_word.lower() in ("s", "es", "is") else ""
+            raise ValueError(f"K:{text.strip()} has an unknown mode {mode_word!r} (modes: maj, "
+                             f"min, m, dor, phr, lyd, mix, loc{hint})")
     mode = _MODE_WORDS[mode_key]
     key = Key(tonic, mode)
     explicit = _KEY_ACC.findall(rest)
@@ -245,6 +251,11 @@ def lex(text: str) -> Lexed:
         if not m:
             if not header.fields:
                 raise AbcError("expected a field line such as X:1", line=i, col=1)
+            if "|" in stripped and not any(later.startswith("K:") for later in lines[i:]):
+                # music, and no K: follows: the header never ended (a stray line with a bar
+                # sign before K:, such as a broken-off `I (1) :| (2) ||`, is skipped below)
+                raise AbcError("expected a K: field to end the header before the music",
+                               line=i, col=1)
             # a stray line inside the header (a broken-off field value): skipped, as abc2midi does
             skipped_header.append(i)
             continue
@@ -261,6 +272,13 @@ def lex(text: str) -> Lexed:
     if not seen_k:
         raise AbcError("no K: field: a tune's header must end with K:", line=max(i, 1), col=1)
     body_lines = lines[i:]
+    # ABC 2.1 section 2.2.1: the tune body ends at the first empty line (white space only);
+    # what follows is free text between tunes, as abc2midi and abcm2ps read it
+    end = next((j for j, line in enumerate(body_lines) if not line.strip()), None)
+    ignored = 0
+    if end is not None:
+        ignored = sum(1 for line in body_lines[end:] if line.strip() and not line.lstrip().startswith("%"))
+        body_lines = body_lines[:end]
     body = "\n".join(body_lines)
     if "=\n" in body or "=20" in body:
         # quoted-printable debris from e-mailed files: a soft line break, an encoded space
@@ -269,6 +287,9 @@ def lex(text: str) -> Lexed:
     if skipped_header:
         lexed.warnings.append("skipped header lines that are not fields: "
                               + ", ".join(map(str, skipped_header)))
+    if ignored:
+        lexed.warnings.append(f"the tune ends at the empty line {i + 1 + end}; "
+                              f"{ignored} line(s) after it were ignored")
     _lex_body(lexed)
     return lexed
 
@@ -279,6 +300,7 @@ def _lex_body(lexed: Lexed) -> None:
     in_voice = True  # are we in the first voice?
     skipped_voices: set[str] = set()
     overlaid = False
+    continued = False  # did the last music line end with a `\` continuation?
     stray: list[str] = []
     offset = 0
     match = _BODY.match
@@ -299,15 +321,27 @@ def _lex_body(lexed: Lexed) -> None:
                 in_voice = voice == first_voice
                 if not in_voice:
                     skipped_voices.add(voice)
-            elif in_voice and name in ("K", "M", "L", "P", "Q"):
+            elif name == "P" or (in_voice and name in ("K", "M", "L", "Q")):
+                # a part label belongs to the whole tune, whichever voice was written last
                 append((FIELD, start + line.index(":") - 1, name, value))
+            continued = False
             continue
+        pos = 0
         if not in_voice:
-            continue
+            pos = line.find("[V:")  # an inline [V:1] may bring the first voice back
+            if pos < 0:
+                continue
         end = line.find("%")
         if end < 0:
             end = len(line)
-        pos = 0
+        if continued and items and items[-1][0] is BAR and not items[-1][3]:
+            # `|\` then `1 ...` on the next line: the continuation joins them into `|1`
+            em = _CONTINUED_ENDING.match(line, pos, end)
+            if em:
+                _, bar_at, bar, _, core = items[-1]
+                items[-1] = (BAR, bar_at, bar, _endings(em.group(1)), core)
+                pos = em.end()
+        continued = line[:end].rstrip().endswith("\\")
         while pos < end:
             m = match(line, pos, end)
             if m is None:
@@ -366,7 +400,10 @@ def _lex_body(lexed: Lexed) -> None:
                     in_voice = voice == first_voice
                     if not in_voice:
                         skipped_voices.add(voice)
-                        break  # the rest of this line belongs to another voice
+                        # the rest of this line belongs to another voice, up to a [V: switch
+                        pos = line.find("[V:", pos)
+                        if pos < 0:
+                            break
                 elif name in ("K", "M", "L", "P", "Q"):
                     append((FIELD, at, name, value))
                 elif name in ("I", "N", "r", "R", "T", "U", "W", "w"):

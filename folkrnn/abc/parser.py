@@ -2,8 +2,9 @@
 
 It applies the key signature, carries accidentals through the bar, merges ties, and times broken
 rhythm, tuplets, chords, grace notes, rests and inline key, meter and length changes. Where ABC
-2.1 leaves a case open, it follows abc2midi, the reference player (see docs in tests and
-benchmarks/abc2midi_agreement.py); where the two differ, ``propagate`` chooses.
+2.1 leaves a case open, it follows abc2midi, the reference player, unless abc2midi's reading
+is not what a musician would play; docs/abc2midi.md lists every case where the two still differ
+on the default corpus, and why. Accidentals: ``propagate`` chooses.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
     # its start, its duration, and the indices of its notes in `notes`.
     last_start = Fraction(0)
     last_duration = Fraction(0)
-    last_written = Fraction(0)  # its length before a tuplet scaled it (broken rhythm compares these)
+    last_written = Fraction(0)  # its length as written, tuplet applied (broken rhythm compares these)
     last_indices: list[int] = []
     broken = 0  # pending broken rhythm: +n for '>' * n, -n for '<' * n
     broken_at = 0
@@ -91,6 +92,7 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
     in_chord = False
     chord_notes: list[tuple[int, Fraction, tuple[str, int]]] = []  # (pitch, units, letter key)
     chord_at = 0
+    chord_ties: set[tuple[str, int]] = set()  # the notes of this chord tied onward
     in_grace = False
     grace_at = 0
 
@@ -134,7 +136,9 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
             factor = tuplet_factor
             tuplet_left -= 1
         if broken:
-            if duration == last_written:
+            # as abc2midi: only between notes that sound equally long (a tuplet note and a plain
+            # one of the same written length do not), else the `>` is ignored
+            if duration * factor == last_written:
                 short = Fraction(1, 2 ** abs(broken))
                 long = 2 - short
                 first, second = (long, short) if broken > 0 else (short, long)
@@ -148,8 +152,8 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
             else:
                 tune.warnings.append("broken rhythm between notes of unequal length was ignored")
             broken = 0
-        last_written = duration
         duration *= factor
+        last_written = duration
         start = t
         indices: list[int] = []
         for pitch, key in events:
@@ -194,12 +198,22 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
             bars.append(BarLine(t, bar, len(notes), ending))
             bar_acc.clear()
         elif kind is TIE:
-            if last_indices and not in_grace:
+            if in_chord:
+                # `[d3-f3]`: a tie on one note of a chord, to the same note in what follows
+                if chord_notes:
+                    chord_ties.add(chord_notes[-1][2])
+            elif last_indices and not in_grace:
                 tie_pending = True
                 tied.clear()
                 for index in last_indices:
                     tied[note_keys[index]] = index
         elif kind is BROKEN:
+            if in_chord:
+                # `[A>e]`: not ABC (broken rhythm joins two notes, not notes of one chord);
+                # ignored, as abc2midi does
+                if "broken rhythm inside a chord was ignored" not in tune.warnings:
+                    tune.warnings.append("broken rhythm inside a chord was ignored")
+                continue
             if not last_indices and last_duration == 0:
                 raise lexed.error("broken rhythm (> or <) with no note before it", at)
             broken = item[2]
@@ -212,7 +226,7 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
         elif kind is CHORD_START:
             if in_chord:
                 raise lexed.error("a chord inside a chord: expected ']' first", at)
-            in_chord, chord_notes, chord_at = True, [], at
+            in_chord, chord_notes, chord_at, chord_ties = True, [], at, set()
         elif kind is CHORD_END:
             if not in_chord:
                 raise lexed.error("']' closes no chord", at)
@@ -223,6 +237,10 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
             # abc2midi: a chord lasts as long as its first note, times the length after ']'
             units = chord_notes[0][1] * units_of(n, d, at)
             place([(pitch, key) for pitch, _, key in chord_notes], units, False, at)
+            if chord_ties:
+                tied.update((note_keys[index], index) for index in last_indices
+                            if note_keys[index] in chord_ties)
+                tie_pending = True
         elif kind is GRACE_START:
             if in_grace or in_chord:
                 raise lexed.error("'{' inside a chord or grace group", at)

@@ -21,9 +21,10 @@ from folkrnn.abc.lexer import (
     ANNOT, BAR, BROKEN, CHORD_END, CHORD_START, DECO, ENDING, FIELD, GRACE_END, GRACE_START,
     MREST, NOTE, REST, SLUR, TIE, TUPLET, Lexed, default_unit, lex, parse_key, parse_unit,
 )
+from folkrnn.abc.parser import _tuplet_q, tune_from_lexed
 from folkrnn.errors import AbcError, FolkError
 from folkrnn.music import (
-    LETTER_SEMITONES, LETTERS, Key, expand_parts, key_signature, parse_meter,
+    LETTER_SEMITONES, LETTERS, Key, Tune, expand_parts, key_signature, parse_meter,
 )
 
 __all__ = ["Normalisation", "tokenize", "tokenize_lexed", "detokenize", "map_rhythm",
@@ -142,60 +143,7 @@ def _ascii_title(text: str) -> str:
     return "".join(ch for ch in folded if 32 <= ord(ch) < 127)
 
 
-def _final_pitch_class(lexed: Lexed) -> int | None:
-    """Pitch class of the last written main note (not a grace note; a chord's first note).
-
-    A cheap reading of the final bar only: the note's own accidental, else one written earlier
-    in its bar on the same letter, else the key signature in force (inline K: changes counted).
-    """
-    items = lexed.items
-    signature = lexed.header.key.accidentals
-    last = None
-    in_grace = in_chord = False
-    chord_first = False
-    for index, item in enumerate(items):
-        kind = item[0]
-        if kind is NOTE and not in_grace and (not in_chord or chord_first):
-            last = index
-            chord_first = False
-        elif kind is GRACE_START:
-            in_grace = True
-        elif kind is GRACE_END:
-            in_grace = False
-        elif kind is CHORD_START:
-            in_chord, chord_first = True, True
-        elif kind is CHORD_END:
-            in_chord = False
-        elif kind is FIELD and item[2] == "K":
-            try:
-                signature = parse_key(item[3])[0].accidentals
-            except ValueError:
-                pass
-    if last is None:
-        return None
-    # the bar the last note sits in starts after the last bar line before it
-    for index in range(last - 1, -1, -1):
-        if items[index][0] is BAR or items[index][0] is ENDING:
-            bar_start = index + 1
-            break
-    else:
-        bar_start = 0
-    _, _, acc, letter, _octave, _, _ = items[last]
-    upper = letter.upper()
-    if acc is None:
-        in_grace = False
-        for item in items[bar_start:last]:
-            if item[0] is GRACE_START or item[0] is GRACE_END:
-                in_grace = item[0] is GRACE_START
-            elif (item[0] is NOTE and not in_grace and item[2] is not None
-                  and item[3].upper() == upper):
-                acc = item[2]
-    if acc is None:
-        acc = signature[upper]
-    return (LETTER_SEMITONES[upper] + acc) % 12
-
-
-def _detect_key(lexed: Lexed) -> Key:
+def _detect_key(lexed: Lexed, tune: Tune) -> Key:
     """The tune's key, its mode taken from the final note when K: named only a tonic.
 
     ``K:G`` ending on E is E minor (aeolian), on A it is A dorian, on D D mixolydian; a final
@@ -204,7 +152,7 @@ def _detect_key(lexed: Lexed) -> Key:
     key = lexed.header.key
     if lexed.header.mode_given or key.mode != "maj":
         return key
-    final = _final_pitch_class(lexed)
+    final = next((note.pitch % 12 for note in reversed(tune.notes) if not note.grace), None)
     if final is None:
         return key
     standard = tuple(key_signature(key.tonic, key.mode).items())
@@ -289,7 +237,10 @@ def tokenize_lexed(lexed: Lexed, settings: Normalisation) -> list[str]:
     header = lexed.header
     meter = header.meter
     unit = header.unit if header.unit is not None else default_unit(meter)
-    key = _detect_key(lexed) if settings.detect_mode else header.key
+    # parsing checks the tune as the parser would (a tune we tokenise is a tune we can play),
+    # and gives its final note for the mode
+    tune = tune_from_lexed(lexed)
+    key = _detect_key(lexed, tune) if settings.detect_mode else header.key
     tokens = [BOS]
     if settings.title:
         titles = [value for name, value in header.fields if name == "T"]
@@ -425,8 +376,6 @@ def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
             if q is None and r is None:
                 append(f"({p}")
             else:
-                from folkrnn.abc.parser import _tuplet_q
-
                 append(f"({p}:{q or _tuplet_q(p, meter.numerator % 3 == 0)}:{r or p}")
         elif kind is ENDING:
             ending = item[2]
