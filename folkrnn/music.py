@@ -7,13 +7,16 @@ plays it as a player would. Nothing here knows about ABC, MIDI or models.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass, field
 from fractions import Fraction
+from math import gcd
 
 __all__ = [
     "Note", "BarLine", "FieldChange", "Tune", "Meter", "Key",
     "MODES", "MODE_NAMES", "LETTERS", "LETTER_SEMITONES",
     "key_signature", "parse_meter", "pitch_class_name", "expand_parts", "unfold_segments",
+    "TICKS", "quarters_from_ticks", "ticks_from_quarters",
 ]
 
 # Letter names in order, their semitones above C, and their place on the line of fifths.
@@ -31,6 +34,36 @@ MODE_NAMES = {
 }
 # Semitones from the tonic to the relative major's tonic, per mode.
 _MODE_DEGREE = {"maj": 0, "dor": 2, "phr": 4, "lyd": 5, "mix": 7, "min": 9, "loc": 11}
+
+
+# Exact time as integers: ticks per quarter note, 2^10 * 3^2 * 5 * 7, which times every length
+# ABC writes (units down to 1/4096 of a whole note, tuplets of 2 to 9, broken rhythm down to an
+# eighth) exactly. Hot loops count in ticks and hand out Fractions of a quarter note.
+TICKS = 2 ** 10 * 3 ** 2 * 5 * 7
+
+
+def _quarters_fast(ticks: int) -> Fraction:
+    divisor = gcd(ticks, TICKS)
+    value = object.__new__(Fraction)
+    value._numerator = ticks // divisor
+    value._denominator = TICKS // divisor
+    return value
+
+
+def _quarters_plain(ticks: int) -> Fraction:
+    return Fraction(ticks, TICKS)
+
+
+# The fast path builds the Fraction without its argument checks, relying on how CPython's
+# Fraction stores itself; it is checked once here, else the plain way is used.
+quarters_from_ticks = _quarters_fast if _quarters_fast(TICKS // 2) == Fraction(1, 2) \
+    and hash(_quarters_fast(TICKS // 2)) == hash(Fraction(1, 2)) else _quarters_plain
+quarters_from_ticks.__doc__ = "``Fraction(ticks, TICKS)``: ticks -> exact quarter notes."
+
+
+def ticks_from_quarters(quarters: Fraction) -> int:
+    """Exact quarter notes -> ticks (a multiple of 1/TICKS, as every parsed time is)."""
+    return quarters.numerator * (TICKS // quarters.denominator)
 
 
 def key_signature(tonic: str, mode: str) -> dict[str, int]:
@@ -140,23 +173,21 @@ def parse_meter(text: str) -> Meter:
     return Meter(numerator, denominator)
 
 
-@dataclass(frozen=True, slots=True)
-class Note:
+class Note(namedtuple("Note", "pitch onset duration grace", defaults=(False,))):
     """One sounding note: MIDI ``pitch``; ``onset`` and ``duration`` in quarter notes, exact.
 
-    Grace notes carry ``grace=True`` and no length: they sound just before ``onset``.
+    Grace notes carry ``grace=True`` and no length: they sound just before ``onset``. A Note is
+    an immutable named tuple, so that a tune of thousands of notes is cheap to build.
     """
 
-    pitch: int
-    onset: Fraction
-    duration: Fraction
-    grace: bool = False
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        if not 0 <= self.pitch <= 127:
-            raise ValueError(f"pitch {self.pitch} is outside MIDI's 0..127")
-        if self.duration < 0:
-            raise ValueError(f"duration {self.duration} is negative")
+    def __new__(cls, pitch: int, onset: Fraction, duration: Fraction, grace: bool = False) -> "Note":
+        if not 0 <= pitch <= 127:
+            raise ValueError(f"pitch {pitch} is outside MIDI's 0..127")
+        if duration < 0:
+            raise ValueError(f"duration {duration} is negative")
+        return tuple.__new__(cls, (pitch, onset, duration, grace))
 
     @property
     def end(self) -> Fraction:
@@ -360,9 +391,11 @@ def unfold_segments(notes: list[Note], bars: list[BarLine], start: Fraction = Fr
     length. ``end`` defaults to the last note's end or last bar line.
     """
     first = start
-    end = max([end or start] + [n.end for n in notes] + [b.onset for b in bars])
-    if not bars:
-        return [(note, i) for i, note in enumerate(notes)], end - first
+    # the last notes end last (ties and chords reach back only a few notes)
+    end = max([end or start] + [n.onset + n.duration for n in notes[-16:]]
+              + [bars[-1].onset] if bars else [end or start] + [n.end for n in notes[-16:]])
+    if not any(bar.kind in (":|", "::", "|:") or bar.ending for bar in bars):
+        return list(zip(notes, range(len(notes)))), end - first  # nothing to expand
     # Segment k runs from bar k-1 to bar k; segment 0 from the start.
     boundaries = [0] + [bar.note_index for bar in bars] + [len(notes)]
     onsets = [first] + [bar.onset for bar in bars] + [end]
@@ -391,11 +424,21 @@ def unfold_segments(notes: list[Note], bars: list[BarLine], start: Fraction = Fr
             offset -= onsets[target] - onsets[seg]
             seg = target
             continue
-        for i in range(boundaries[seg], boundaries[seg + 1]):
-            note = notes[i]
-            if offset:
-                note = Note(note.pitch, note.onset + offset, note.duration, note.grace)
-            out.append((note, i))
+        if offset:
+            # re-time in integer ticks where the times allow it (every parsed tune's do)
+            shift = offset.numerator * (TICKS // offset.denominator) \
+                if not TICKS % offset.denominator else None
+            for i in range(boundaries[seg], boundaries[seg + 1]):
+                note = notes[i]
+                onset = note.onset
+                if shift is not None and not TICKS % onset.denominator:
+                    onset = quarters_from_ticks(onset.numerator * (TICKS // onset.denominator) + shift)
+                else:
+                    onset = onset + offset
+                out.append((tuple.__new__(Note, (note.pitch, onset, note.duration, note.grace)), i))
+        else:
+            out.extend(zip(notes[boundaries[seg]:boundaries[seg + 1]],
+                           range(boundaries[seg], boundaries[seg + 1])))
         if seg >= len(bars):
             break
         bar = bars[seg]

@@ -4,11 +4,11 @@ from folkrnn.abc.lexer import lex
 from folkrnn.abc.parser import parse
 from folkrnn.abc.text import TuneText, decode_bytes, read_text, split_tunebook, split_tunes
 from folkrnn.abc.tokens import (
-    BOS, EOS, RHYTHMS, SPACE, TOKENIZER_VERSION, Normalisation, detokenize, map_rhythm, tokenize,
+    BOS, EOS, RHYTHMS, SPACE, TOKENIZER_VERSION, Normalisation, detokenize, map_rhythm, tokenize, tokenize_and_parse,
 )
 
 __all__ = [
     "BOS", "EOS", "RHYTHMS", "SPACE", "TOKENIZER_VERSION", "Normalisation", "TuneText", "decode_bytes",
     "detokenize", "lex", "map_rhythm", "parse", "read_text", "split_tunebook", "split_tunes",
-    "tokenize",
+    "tokenize", "tokenize_and_parse",
 ]

@@ -28,7 +28,7 @@ FIELD, DECO, ANNOT, SLUR, OVERLAY = "field", "deco", "annot", "slur", "&"
 _ACCIDENTALS = {"^": 1, "^^": 2, "_": -1, "__": -2, "=": 0}
 
 # One alternative per item kind; the order matters (inline field before ending before chord).
-_BODY = re.compile(r"""
+_BODY = re.compile(r"""[ \t`]*(?:
   (?P<note>(?P<acc>\^\^|\^|__|_|=)?(?P<letter>[A-Ga-g])(?P<oct>[,']*)(?P<num>\d+)?(?P<slash>/+)?(?P<den>\d+)?)
 | (?P<rest>(?P<rkind>[zx])(?P<rnum>\d+)?(?P<rslash>/+)?(?P<rden>\d+)?)
 | (?P<mrest>[ZX](?P<mnum>\d+)?)
@@ -50,11 +50,13 @@ _BODY = re.compile(r"""
 | (?P<overlay>&)
 | (?P<colon>:)
 | (?P<stray>\d+|[=^_]+(?![A-Ga-g=^_])|\])
-""", re.VERBOSE)
+)""", re.VERBOSE)
 
 _CONTINUED_ENDING = re.compile(r"[ \t]*(\d+(?:[,-]\d+)*)")
 
 _QP_DEBRIS = re.compile(r"=20|=$", re.MULTILINE)
+
+_NOTE_GROUPS = tuple(_BODY.groupindex[name] for name in ("acc", "letter", "oct", "num", "slash", "den"))
 
 # A body line that is really a field: `K:G`, `w: la la`, but not the notes `G:|`.
 _FIELD_LINE = re.compile(r"^([A-Za-z+]):(.*)$")
@@ -334,6 +336,8 @@ def _lex_body(lexed: Lexed) -> None:
         end = line.find("%")
         if end < 0:
             end = len(line)
+        while end > pos and line[end - 1] in " \t`":  # so that every match holds an item
+            end -= 1
         if continued and items and items[-1][0] is BAR and not items[-1][3]:
             # `|\` then `1 ...` on the next line: the continuation joins them into `|1`
             em = _CONTINUED_ENDING.match(line, pos, end)
@@ -347,14 +351,16 @@ def _lex_body(lexed: Lexed) -> None:
             if m is None:
                 raise lexed.error(f"unexpected {line[pos]!r} in the music", start + pos)
             kind = m.lastgroup
-            at = start + pos
+            at = start + m.start(kind)
             pos = m.end()
             if kind == "note":
-                acc = m.group("acc")
-                octave = m.group("oct")
-                n, d = _length(m.group("num"), m.group("slash"), m.group("den"))
-                append((NOTE, at, _ACCIDENTALS[acc] if acc else None, m.group("letter"),
-                        octave.count("'") - octave.count(","), n, d))
+                acc, letter, octave, num, slash, den = m.group(*_NOTE_GROUPS)
+                if slash or den:
+                    n, d = _length(num, slash, den)
+                else:
+                    n, d = int(num) if num else 1, 1
+                append((NOTE, at, _ACCIDENTALS[acc] if acc else None, letter,
+                        (octave.count("'") - octave.count(",")) if octave else 0, n, d))
             elif kind == "space":
                 continue
             elif kind == "ibar":

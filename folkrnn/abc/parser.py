@@ -16,7 +16,7 @@ from folkrnn.abc.lexer import (
     REST, TIE, TUPLET, Lexed, default_unit, lex, parse_key, parse_unit,
 )
 from folkrnn.errors import AbcError, FolkError
-from folkrnn.music import LETTER_SEMITONES, BarLine, FieldChange, Note, Tune, parse_meter
+from folkrnn.music import TICKS, LETTER_SEMITONES, quarters_from_ticks, BarLine, FieldChange, Note, Tune, parse_meter
 
 __all__ = ["parse", "tune_from_lexed", "PROPAGATE"]
 
@@ -24,7 +24,7 @@ __all__ = ["parse", "tune_from_lexed", "PROPAGATE"]
 # "pitch" (the default, and abc2midi's): the letter in every octave; "octave": the same octave.
 PROPAGATE = ("pitch", "octave")
 
-_MAX_UNITS = Fraction(256)  # the longest note length we accept, in units of L
+_MAX_UNITS = 256  # the longest note length we accept, in units of L
 
 
 def _tuplet_q(p: int, compound: bool) -> int:
@@ -57,145 +57,186 @@ def parse(tune_text: str, *, propagate: str | None = None) -> Tune:
         raise AbcError(f"cannot read this tune: {error}") from None
 
 
+# Time inside the parser is counted in integer ticks (music.TICKS to a quarter note), which
+# keeps Fraction arithmetic out of the loop. Notes leave as Fractions.
+
+
+def _ticks_per_unit(unit: Fraction, lexed: Lexed, at: int) -> int:
+    ticks = TICKS * 4 * unit
+    if ticks.denominator != 1:
+        raise lexed.error(f"the note length L:{unit} is too fine to time exactly", at)
+    return int(ticks)
+
+
 def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
     """Interpret lexed items as notes and bar lines (see :func:`parse`)."""
     header = lexed.header
     meter = header.meter
     unit = header.unit if header.unit is not None else default_unit(meter)
     tune = Tune(fields=list(header.fields), meter=meter, unit=unit, key=header.key)
-    tune.warnings.extend(lexed.warnings)
+    warnings = tune.warnings
+    warnings.extend(lexed.warnings)
     signature = header.key.accidentals
     by_octave = (propagate or lexed.header.propagate) == "octave"
 
-    notes: list[Note] = tune.notes
+    # The notes as parallel lists while they can still change (ties, broken rhythm).
+    pitches: list[int] = []
+    onsets: list[int] = []
+    durations: list[int] = []
+    graces: list[bool] = []
     note_keys: list[tuple[str, int]] = []  # the (letter, octave) each note was written as
     bars: list[BarLine] = tune.bars
-    quarter_per_unit = unit * 4
-    t = Fraction(0)
+    bar_ticks: list[int] = []  # each bar line's onset in ticks
+    changes: list[tuple[int, int, str, str]] = []
+    unit_ticks = _ticks_per_unit(unit, lexed, 0)
+    t = 0
     bar_acc: dict = {}
 
     tuplet_left = 0
-    tuplet_factor = Fraction(1)
+    tuplet_q = tuplet_p = 1
     compound = meter.numerator % 3 == 0 and not meter.free
 
     # The last note event (single note, chord or rest), for broken rhythm and ties:
-    # its start, its duration, and the indices of its notes in `notes`.
-    last_start = Fraction(0)
-    last_duration = Fraction(0)
-    last_written = Fraction(0)  # its length as written, tuplet applied (broken rhythm compares these)
+    # its start, its duration, and the indices of its notes.
+    last_start = last_duration = 0
+    last_written = 0  # its length as written, tuplet applied (broken rhythm compares these)
     last_indices: list[int] = []
     broken = 0  # pending broken rhythm: +n for '>' * n, -n for '<' * n
     broken_at = 0
     tied: dict[tuple[str, int], int] = {}  # (letter, octave) -> index of the note tied onward
     tie_pending = False
+    pending_graces: list[int] = []  # grace notes waiting for the note they ornament
 
     in_chord = False
-    chord_notes: list[tuple[int, Fraction, tuple[str, int]]] = []  # (pitch, units, letter key)
+    chord_notes: list[tuple[int, int, tuple[str, int]]] = []  # (pitch, ticks, letter key)
     chord_at = 0
     chord_ties: set[tuple[str, int]] = set()  # the notes of this chord tied onward
     in_grace = False
     grace_at = 0
+    semitones = LETTER_SEMITONES
 
-    def pitch_of(acc, letter, octave, at, carry: bool = True) -> tuple[int, tuple[str, int]]:
+    def pitch_of(acc, letter, octave, at, carry=True):
         upper = letter.upper()
-        octave_number = octave + (1 if letter.islower() else 0)
+        octave_number = octave + 1 if letter > "Z" else octave
         key = (upper, octave_number)
         slot = key if by_octave else upper
+        natural = 60 + semitones[upper] + 12 * octave_number
         if acc is not None:
             if carry:
                 bar_acc[slot] = acc
-            alter = acc
+            pitch = natural + acc
         elif slot in bar_acc:
-            alter = bar_acc[slot]
+            pitch = natural + bar_acc[slot]
         elif key in tied:
-            alter = notes[tied[key]].pitch - (60 + LETTER_SEMITONES[upper] + 12 * octave_number)
+            pitch = pitches[tied[key]]
         else:
-            alter = signature[upper]
-        pitch = 60 + LETTER_SEMITONES[upper] + 12 * octave_number + alter
+            pitch = natural + signature[upper]
         if not 0 <= pitch <= 127:
             raise lexed.error(f"note {letter}{'' if octave == 0 else octave} is outside MIDI's range", at)
         return pitch, key
 
-    def units_of(n: int, d: int, at: int) -> Fraction:
+    def ticks_of(n: int, d: int, at: int) -> int:
         if n == 0:
             n = 1  # abc2midi plays A0 as A
-            if "a zero note length was read as 1" not in tune.warnings:
-                tune.warnings.append("a zero note length was read as 1")
-        units = Fraction(n, d)
-        if units > _MAX_UNITS:
+            if "a zero note length was read as 1" not in warnings:
+                warnings.append("a zero note length was read as 1")
+        if n > _MAX_UNITS * d:
             raise lexed.error(f"note length {n}/{d} is longer than {_MAX_UNITS} units", at)
-        return units
+        ticks, rest = divmod(unit_ticks * n, d)
+        if rest:
+            raise lexed.error(f"note length {n}/{d} is too fine to time exactly", at)
+        return ticks
 
-    def place(events: list[tuple[int, tuple[str, int]]], units: Fraction, is_rest: bool, at: int) -> None:
+    def place(events, duration: int, is_rest: bool, at: int) -> None:
         """Put a note event (a note, a chord's notes, or a rest) at time t and advance t."""
         nonlocal t, tuplet_left, broken, last_start, last_duration, last_written, last_indices
         nonlocal tie_pending
-        duration = units * quarter_per_unit  # before any tuplet
-        factor = Fraction(1)
         if tuplet_left:
-            factor = tuplet_factor
             tuplet_left -= 1
+            duration, rest = divmod(duration * tuplet_q, tuplet_p)
+            if rest:
+                raise lexed.error("this tuplet note is too short to time exactly", at)
         if broken:
             # as abc2midi: only between notes that sound equally long (a tuplet note and a plain
             # one of the same written length do not), else the `>` is ignored
-            if duration * factor == last_written:
-                short = Fraction(1, 2 ** abs(broken))
-                long = 2 - short
-                first, second = (long, short) if broken > 0 else (short, long)
-                new_last = last_duration * first
+            if duration == last_written:
+                shift = abs(broken)
+                if duration % (1 << shift) or last_duration % (1 << shift):
+                    raise lexed.error("this broken rhythm is too short to time exactly", broken_at)
+                short_last = last_duration >> shift
+                if broken > 0:
+                    new_last, duration = 2 * last_duration - short_last, duration >> shift
+                else:
+                    new_last, duration = short_last, 2 * duration - (duration >> shift)
                 for index in last_indices:
-                    old = notes[index]
-                    notes[index] = Note(old.pitch, old.onset, old.duration - last_duration + new_last,
-                                        old.grace)
+                    durations[index] += new_last - last_duration
                 t = last_start + new_last
-                duration = duration * second
             else:
-                tune.warnings.append("broken rhythm between notes of unequal length was ignored")
+                warnings.append("broken rhythm between notes of unequal length was ignored")
             broken = 0
-        duration *= factor
         last_written = duration
         start = t
+        if pending_graces:
+            for index in pending_graces:  # grace notes sound just before the note they ornament
+                onsets[index] = start
+            pending_graces.clear()
         indices: list[int] = []
         for pitch, key in events:
             previous = tied.get(key) if tie_pending else None
-            if previous is not None and notes[previous].pitch == pitch:
-                old = notes[previous]
-                notes[previous] = Note(old.pitch, old.onset, start + duration - old.onset, old.grace)
+            if previous is not None and pitches[previous] == pitch:
+                durations[previous] = start + duration - onsets[previous]
                 indices.append(previous)
             else:
-                indices.append(len(notes))
-                notes.append(Note(pitch, start, duration))
+                indices.append(len(pitches))
+                pitches.append(pitch)
+                onsets.append(start)
+                durations.append(duration)
+                graces.append(False)
                 note_keys.append(key)
-        tied.clear()
+        if tied:
+            tied.clear()
         tie_pending = False
         last_start, last_duration, last_indices = start, duration, indices
         t = start + duration
         if is_rest:
             last_indices = []
 
-    items = lexed.items
-    for item in items:
+    for item in lexed.items:
         kind = item[0]
-        at = item[1]
         if kind is NOTE:
-            _, _, acc, letter, octave, n, d = item
+            _, at, acc, letter, octave, n, d = item
             if in_grace:
                 # a grace note's accidental is its own: it does not carry through the bar
                 pitch, _ = pitch_of(acc, letter, octave, at, carry=False)
-                notes.append(Note(pitch, t, Fraction(0), True))
+                pending_graces.append(len(pitches))
+                pitches.append(pitch)
+                onsets.append(t)
+                durations.append(0)
+                graces.append(True)
                 note_keys.append(("", 0))
                 continue
             pitch, key = pitch_of(acc, letter, octave, at)
-            units = units_of(n, d, at)
+            ticks = unit_ticks if n == 1 and d == 1 else ticks_of(n, d, at)
             if in_chord:
-                chord_notes.append((pitch, units, key))
-                continue
-            place([(pitch, key)], units, False, at)
+                chord_notes.append((pitch, ticks, key))
+            elif tuplet_left or broken or tie_pending or pending_graces:
+                place(((pitch, key),), ticks, False, at)
+            else:  # the common case, as place() would do it
+                last_indices = [len(pitches)]
+                pitches.append(pitch)
+                onsets.append(t)
+                durations.append(ticks)
+                graces.append(False)
+                note_keys.append(key)
+                last_start, last_duration, last_written = t, ticks, ticks
+                t += ticks
         elif kind is BAR:
+            at = item[1]
             if in_chord or in_grace:
                 raise lexed.error("a bar line inside a chord or grace group", at)
             _, _, bar, ending, _raw = item
-            bars.append(BarLine(t, bar, len(notes), ending))
+            bars.append(BarLine(Fraction(0), bar, len(pitches), ending))
+            bar_ticks.append(t)
             bar_acc.clear()
         elif kind is TIE:
             if in_chord:
@@ -208,71 +249,78 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
                 for index in last_indices:
                     tied[note_keys[index]] = index
         elif kind is BROKEN:
+            at = item[1]
             if in_chord:
                 # `[A>e]`: not ABC (broken rhythm joins two notes, not notes of one chord);
                 # ignored, as abc2midi does
-                if "broken rhythm inside a chord was ignored" not in tune.warnings:
-                    tune.warnings.append("broken rhythm inside a chord was ignored")
+                if "broken rhythm inside a chord was ignored" not in warnings:
+                    warnings.append("broken rhythm inside a chord was ignored")
                 continue
             if not last_indices and last_duration == 0:
                 raise lexed.error("broken rhythm (> or <) with no note before it", at)
             broken = item[2]
             broken_at = at
         elif kind is REST:
-            _, _, rest_kind, n, d = item
+            _, at, rest_kind, n, d = item
             if in_chord or in_grace:
                 raise lexed.error("a rest inside a chord or grace group", at)
-            place([], units_of(n, d, at), True, at)
+            place((), ticks_of(n, d, at), True, at)
         elif kind is CHORD_START:
+            at = item[1]
             if in_chord:
                 raise lexed.error("a chord inside a chord: expected ']' first", at)
             in_chord, chord_notes, chord_at, chord_ties = True, [], at, set()
         elif kind is CHORD_END:
+            _, at, n, d = item
             if not in_chord:
                 raise lexed.error("']' closes no chord", at)
             in_chord = False
             if not chord_notes:
                 continue  # `[]`: an empty chord plays nothing
-            _, _, n, d = item
             # abc2midi: a chord lasts as long as its first note, times the length after ']'
-            units = chord_notes[0][1] * units_of(n, d, at)
-            place([(pitch, key) for pitch, _, key in chord_notes], units, False, at)
+            ticks, rest = divmod(chord_notes[0][1] * (n or 1), d)
+            if rest:
+                raise lexed.error(f"chord length {n}/{d} is too fine to time exactly", at)
+            place([(pitch, key) for pitch, _, key in chord_notes], ticks, False, at)
             if chord_ties:
                 tied.update((note_keys[index], index) for index in last_indices
                             if note_keys[index] in chord_ties)
                 tie_pending = True
         elif kind is GRACE_START:
+            at = item[1]
             if in_grace or in_chord:
                 raise lexed.error("'{' inside a chord or grace group", at)
             in_grace, grace_at = True, at
         elif kind is GRACE_END:
             if not in_grace:
-                raise lexed.error("'}' closes no grace group", at)
+                raise lexed.error("'}' closes no grace group", item[1])
             in_grace = False
         elif kind is TUPLET:
-            _, _, p, q, r = item
+            _, at, p, q, r = item
             if not 2 <= p <= 9:
                 raise lexed.error(f"tuplet ({p} is not between (2 and (9", at)
-            q = q or _tuplet_q(p, compound)
-            r = r or p
-            tuplet_factor = Fraction(q, p)
-            tuplet_left = r
+            if q is not None and not 1 <= q <= 16 or r is not None and not 1 <= r <= 64:
+                raise lexed.error(f"tuplet ({p}:{q}:{r} is out of range", at)
+            tuplet_q, tuplet_p = q or _tuplet_q(p, compound), p
+            tuplet_left = r or p
         elif kind is ENDING:
             ending = item[2]
-            if bars and bars[-1].note_index == len(notes) and bars[-1].onset == t and not bars[-1].ending:
+            if bars and bars[-1].note_index == len(pitches) and bar_ticks[-1] == t and not bars[-1].ending:
                 last = bars[-1]
                 bars[-1] = BarLine(last.onset, last.kind, last.note_index, ending)
             else:
-                bars.append(BarLine(t, "|", len(notes), ending))
+                bars.append(BarLine(Fraction(0), "|", len(pitches), ending))
+                bar_ticks.append(t)
                 bar_acc.clear()
         elif kind is MREST:
+            at = item[1]
             if meter.free:
                 raise lexed.error("a multi-bar rest Z needs a meter", at)
-            t += item[2] * meter.bar_length
-            last_indices, last_duration = [], Fraction(0)
+            t += item[2] * int(meter.bar_length * TICKS)
+            last_indices, last_duration = [], 0
         elif kind is FIELD:
-            _, _, name, value = item
-            tune.changes.append(FieldChange(t, len(notes), name, value))
+            _, at, name, value = item
+            changes.append((t, len(pitches), name, value))
             try:
                 if name == "K":
                     key, _ = parse_key(value)
@@ -283,7 +331,7 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
                     compound = meter.numerator % 3 == 0 and not meter.free
                 elif name == "L":
                     unit = parse_unit(value.split("%", 1)[0])
-                    quarter_per_unit = unit * 4
+                    unit_ticks = _ticks_per_unit(unit, lexed, at)
             except (ValueError, ZeroDivisionError) as error:
                 raise lexed.error(f"bad inline {name}: field: {error}", at) from None
         # decorations, annotations, slurs and overlays do not change the notes
@@ -293,5 +341,21 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
         raise lexed.error("a grace group is not closed: expected '}'", grace_at)
     if broken and not in_chord:
         raise lexed.error("broken rhythm (> or <) with no note after it", broken_at)
-    return tune
 
+    # Leave as exact Fractions of a quarter note; lengths repeat, so they are made once each.
+    fractions: dict[int, Fraction] = {}
+    new_note = tuple.__new__  # the values were checked above: skip Note's own checks
+
+    def quarters(ticks: int) -> Fraction:
+        value = fractions.get(ticks)
+        if value is None:
+            value = fractions[ticks] = quarters_from_ticks(ticks)
+        return value
+
+    tune.notes = [new_note(Note, (pitch, quarters(onset), quarters(duration), grace))
+                  for pitch, onset, duration, grace in zip(pitches, onsets, durations, graces)]
+    tune.bars = [BarLine(quarters(ticks), bar.kind, bar.note_index, bar.ending)
+                 for bar, ticks in zip(bars, bar_ticks)]
+    tune.changes = [FieldChange(quarters(ticks), index, name, value)
+                    for ticks, index, name, value in changes]
+    return tune

@@ -27,7 +27,7 @@ from folkrnn.music import (
     LETTER_SEMITONES, LETTERS, Key, Tune, expand_parts, key_signature, parse_meter,
 )
 
-__all__ = ["Normalisation", "tokenize", "tokenize_lexed", "detokenize", "map_rhythm",
+__all__ = ["Normalisation", "tokenize", "tokenize_and_parse", "tokenize_lexed", "detokenize", "map_rhythm",
            "RHYTHMS", "TOKENIZER_VERSION", "BOS", "EOS", "SPACE"]
 
 TOKENIZER_VERSION = 1
@@ -223,6 +223,16 @@ class _Transposer:
 
 def tokenize(tune_text: str, settings: Normalisation | None = None) -> list[str]:
     """One tune's ABC text -> its normalised model tokens, ``<s>`` to ``</s>``. Raises AbcError."""
+    return tokenize_and_parse(tune_text, settings)[0]
+
+
+def tokenize_and_parse(tune_text: str,
+                       settings: Normalisation | None = None) -> tuple[list[str], Tune]:
+    """One reading of a tune for both its uses: (its model tokens, the Tune as written).
+
+    The same as ``(tokenize(text), parse(text))`` at the cost of one: the tokenizer parses every
+    tune anyway, to check it and to find its final note. Raises AbcError.
+    """
     try:
         lexed = lex(tune_text)
         return tokenize_lexed(lexed, settings or Normalisation())
@@ -232,8 +242,8 @@ def tokenize(tune_text: str, settings: Normalisation | None = None) -> list[str]
         raise AbcError(f"cannot normalise this tune: {error}") from None
 
 
-def tokenize_lexed(lexed: Lexed, settings: Normalisation) -> list[str]:
-    """Tokenise an already lexed tune (see :func:`tokenize`)."""
+def tokenize_lexed(lexed: Lexed, settings: Normalisation) -> tuple[list[str], Tune]:
+    """Tokenise an already lexed tune; also returns the Tune parsed on the way."""
     header = lexed.header
     meter = header.meter
     unit = header.unit if header.unit is not None else default_unit(meter)
@@ -269,7 +279,7 @@ def tokenize_lexed(lexed: Lexed, settings: Normalisation) -> list[str]:
         items = order
     _body_tokens(lexed, items, settings, transposer, unit, meter, tokens)
     tokens.append(EOS)
-    return tokens
+    return tokens, tune
 
 
 def _part_order_of_items(fields: list[tuple[str, str]], items: list[tuple]) -> list[tuple] | None:
