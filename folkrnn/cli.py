@@ -4,13 +4,14 @@ into a one-line message with a non-zero exit code. Heavy imports happen inside t
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from folkrnn import __version__
-from folkrnn.errors import FolkError
+from folkrnn.errors import FolkError, OptionError
 
 app = typer.Typer(
     name="folkrnn",
@@ -41,6 +42,812 @@ def fail(error: FolkError) -> None:
     """Print one line for a person and leave with the error's exit code."""
     typer.echo(f"error: {error}", err=True)
     raise typer.Exit(error.exit_code)
+
+
+# --- corpus build | stats | export ------------------------------------------------------------
+
+class Split(str, Enum):
+    train = "train"
+    valid = "valid"
+    test = "test"
+
+
+class CorpusEncoding(str, Enum):
+    abc = "abc"
+    midi = "midi"
+
+
+SourceOption = Annotated[Optional[list[str]], typer.Option(
+    "--source", "-s", help="A music21 collection (essenFolksong, oneills1850, airdsAirs, "
+    "ryansMammoth, miscFolk), 'default' for all five, or an ABC file, folk-rnn data file or folder "
+    "(*.abc, recursively). Repeat to combine. Without it: the default corpus.")]
+EncodingOption = Annotated[CorpusEncoding, typer.Option(
+    help="abc: ABC tokens; midi: MIDI files (*.mid) as performance events.")]
+SeedOption = Annotated[int, typer.Option(help="Salt of the split hash (0: the standard split).")]
+CacheDirOption = Annotated[Optional[Path], typer.Option(
+    help="Cache folder (default: corpora/cache/ in a checkout, else ~/.cache/folkrnn).")]
+
+
+def _corpus(source, encoding, seed, cache_dir, **options):
+    """Build (or load from the cache) the corpus the options name, with a spinner while it works."""
+    from rich.console import Console
+
+    from folkrnn.corpus import build_corpus
+
+    with Console(stderr=True).status("reading and tokenising the corpus..."):
+        return build_corpus(source or None, encoding=encoding.value, seed=seed,
+                            cache_dir=cache_dir, **options)
+
+
+@corpus_app.command("build")
+def corpus_build(
+    source: SourceOption = None,
+    encoding: EncodingOption = CorpusEncoding.abc,
+    seed: SeedOption = 0,
+    cache_dir: CacheDirOption = None,
+    rebuild: Annotated[bool, typer.Option(help="Build afresh even if the cache is up to date.")] = False,
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, help="Processes that tokenise (default: up to 2).")] = None,
+    write_manifest: Annotated[bool, typer.Option(
+        help="Write corpora/manifest.json and corpora/README.md (sources, licences, counts).")] = False,
+) -> None:
+    """Read, tokenise, de-duplicate and split the corpus (90/5/5 by a hash of each tune), and cache it.
+
+    Sources are music21's five folk collections unless --source names others; --source default
+    --source my_tunes/ adds a folder of .abc files to them. Tunes that cannot be read are skipped
+    and counted (see `folkrnn corpus stats`).
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from folkrnn.corpus import write_manifest as write_manifest_files
+
+    try:
+        corpus = _corpus(source, encoding, seed, cache_dir, rebuild=rebuild, workers=workers)
+        written = write_manifest_files(corpus) if write_manifest else None
+    except FolkError as error:
+        fail(error)
+    table = Table(title="corpus", title_justify="left")
+    for column in ("source", "files", "tunes", "rejected", "duplicates", "kept", "train", "valid", "test"):
+        table.add_column(column, justify="left" if column == "source" else "right",
+                         no_wrap=column == "source")
+    for entry in corpus.info["sources"]:
+        table.add_row(entry["name"], *(f"{entry[key]:,}" for key in (
+            "files", "tunes", "rejected", "duplicates", "kept", "train", "valid", "test")))
+    console = Console()
+    console.print(table)
+    how = "read from the cache" if corpus.from_cache else "built"
+    console.print(f"{len(corpus):,} tunes {how} in {corpus.seconds:.2f} s; "
+                  f"cache: {corpus.cache_path or 'none'}", highlight=False)
+    skipped = sum(entry["files_skipped"] for entry in corpus.info["sources"])
+    if corpus.info["rejected"] or corpus.info["duplicates"]:
+        console.print(f"{corpus.info['duplicates']:,} duplicates removed, "
+                      f"{corpus.info['rejected']:,} tunes or files rejected "
+                      f"({skipped} files skipped): see `folkrnn corpus stats`", highlight=False)
+    if written:
+        console.print(f"wrote {written[0]} and {written[1]}", highlight=False)
+
+
+@corpus_app.command("stats")
+def corpus_stats_command(
+    source: SourceOption = None,
+    encoding: EncodingOption = CorpusEncoding.abc,
+    seed: SeedOption = 0,
+    cache_dir: CacheDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+) -> None:
+    """Tunes per collection, rhythm, meter and mode; token counts; vocabulary; rejected tunes and why."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from folkrnn.corpus import SPLITS, corpus_stats
+
+    try:
+        stats = corpus_stats(_corpus(source, encoding, seed, cache_dir))
+    except FolkError as error:
+        fail(error)
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2, ensure_ascii=False))
+        return
+    console = Console()
+
+    def counts(title: str, column: str, mapping: dict, limit: int = 20) -> None:
+        table = Table(title=title, title_justify="left")
+        table.add_column(column)
+        table.add_column("tunes", justify="right")
+        for name, count in list(mapping.items())[:limit]:
+            table.add_row(str(name), f"{count:,}")
+        if len(mapping) > limit:
+            table.add_row(f"... {len(mapping) - limit} more", "")
+        console.print(table)
+
+    table = Table(title="tunes per collection", title_justify="left")
+    for column in ("source", "tunes", "rejected", "duplicates", "kept", *SPLITS):
+        table.add_column(column, justify="left" if column == "source" else "right",
+                         no_wrap=column == "source")
+    for entry in stats["sources"]:
+        table.add_row(entry["name"], *(f"{entry[key]:,}" for key in (
+            "tunes", "rejected", "duplicates", "kept", *SPLITS)))
+    total = stats["tunes"]
+    table.add_row("all", "", f"{stats['rejected']['total']:,}", f"{stats['duplicates']:,}",
+                  *(f"{total[key]:,}" for key in ("total", *SPLITS)), style="bold")
+    console.print(table)
+    if encoding == CorpusEncoding.abc:
+        counts("rhythm (R:)", "rhythm", stats["rhythm"])
+        counts("meter (M:)", "meter", stats["meter"])
+        counts("mode (K:)", "mode", stats["mode"])
+    tokens, vocabulary = stats["tokens"], stats["vocabulary"]
+    console.print(
+        f"tokens: {tokens['total']:,} (train {tokens['train']:,}, valid {tokens['valid']:,}, "
+        f"test {tokens['test']:,}); {tokens['mean_per_tune']} a tune on average, "
+        f"{tokens['max_per_tune']:,} at most", highlight=False)
+    console.print(f"vocabulary: {vocabulary['size']:,} tokens ({vocabulary['train']:,} in train; "
+                  f"{len(vocabulary['unseen_in_train'])} only in valid/test)", highlight=False)
+    rejected = stats["rejected"]
+    if rejected["total"]:
+        counts(f"rejected: {rejected['total']:,} tunes", "reason", rejected["by_reason"])
+        for example in rejected["examples"]:
+            console.print(f"  {example}", highlight=False, markup=False)
+
+
+@corpus_app.command("export")
+def corpus_export(
+    split: Annotated[Split, typer.Option(help="Which split to write.")] = Split.train,
+    out: Annotated[Optional[Path], typer.Option(
+        help="File to write (atomically); default: standard output.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
+    source: SourceOption = None,
+    encoding: EncodingOption = CorpusEncoding.abc,
+    seed: SeedOption = 0,
+    cache_dir: CacheDirOption = None,
+) -> None:
+    """Write one split in folk-rnn's format: one tune a line, tokens separated by spaces."""
+    from folkrnn.corpus import export_split
+
+    try:
+        if out is not None and out.exists() and not force:  # before the build, not after it
+            raise OptionError("the file exists; pass --force to overwrite it", file=str(out))
+        corpus = _corpus(source, encoding, seed, cache_dir)
+        result = export_split(corpus, split.value, out, force=force)
+    except FolkError as error:
+        fail(error)
+    if out is None:
+        sys.stdout.write(result)
+    else:
+        typer.echo(f"wrote {len(corpus.split(split.value)):,} tunes to {result}", err=True)
+
+
+# --- train | info -----------------------------------------------------------------------------
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Optimizer(str, Enum):
+    adamw = "adamw"
+    rmsprop = "rmsprop"
+
+
+class Schedule(str, Enum):
+    cosine = "cosine"
+    plateau = "plateau"
+    constant = "constant"
+
+
+def _command_line(context: typer.Context) -> str:
+    """The running command as typed (the options given on the command line), for a model's card."""
+    import shlex
+
+    parts = ["folkrnn", context.info_name or ""]
+    for parameter in context.command.params:
+        source = context.get_parameter_source(parameter.name)
+        if getattr(source, "name", None) != "COMMANDLINE":
+            continue
+        value = context.params[parameter.name]
+        if not parameter.opts[0].startswith("-"):  # an argument
+            parts.append(str(value))
+        elif isinstance(value, bool):
+            parts.append(parameter.opts[0] if value else (parameter.secondary_opts or parameter.opts)[0])
+        else:
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                parts += [parameter.opts[0], str(item.value if isinstance(item, Enum) else item)]
+    return shlex.join(parts)
+
+
+@app.command("train")
+def train_command(
+    context: typer.Context,
+    corpus: Annotated[Optional[list[str]], typer.Option(
+        "--corpus", "--source", "-s", help="A music21 collection, 'default', or an ABC file, folk-rnn "
+        "data file or folder (MIDI folder with --encoding midi). Repeat to combine. Without it: the "
+        "default corpus.")] = None,
+    encoding: EncodingOption = CorpusEncoding.abc,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split (at most).")] = 30,
+    hidden_size: Annotated[Optional[int], typer.Option(min=1, help="LSTM units per layer [512].")] = None,
+    layers: Annotated[Optional[int], typer.Option(min=1, help="LSTM layers [3].")] = None,
+    embedding_size: Annotated[Optional[int], typer.Option(min=1, help="Token embedding width [256].")] = None,
+    dropout: Annotated[Optional[float], typer.Option(min=0.0, max=0.99, help="Dropout after each layer [0.5].")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Tunes per step, over all processes.")] = 64,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")] = 3e-3,
+    optimizer: Annotated[Optimizer, typer.Option(help="Optimiser.")] = Optimizer.adamw,
+    schedule: Annotated[Schedule, typer.Option(help="Learning rate: warm-up, then cosine decay over "
+                                               "--epochs, halving on a plateau, or constant.")] = Schedule.cosine,
+    bptt: Annotated[int, typer.Option(min=1, help="Truncated backprop-through-time chunk, in tokens.")] = 256,
+    patience: Annotated[int, typer.Option(min=0, help="Stop after this many evaluations without a better "
+                                          "validation loss (0: never).")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed for weights, data order and dropout.")] = 0,
+    device: Annotated[Device, typer.Option(help="Where to train.")] = Device.auto,
+    out: Annotated[Path, typer.Option(help="Model directory to write.")] = Path("outputs/model"),
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out exactly where it stopped.")] = False,
+    force: Annotated[bool, typer.Option(help="Start afresh even if --out holds a model.")] = False,
+    max_minutes: Annotated[float, typer.Option(min=0.0, help="Stop cleanly after this long (0: no limit).")] = 0.0,
+    eval_interval: Annotated[int, typer.Option(min=0, help="Batches between evaluations (0: each epoch).")] = 0,
+    transpose: Annotated[int, typer.Option(min=0, max=12, help="MIDI: random transposition, +- semitones.")] = 0,
+    stretch: Annotated[float, typer.Option(min=0.0, max=0.49, help="MIDI: random time-stretch, 1 +- this.")] = 0.0,
+    fp16: Annotated[bool, typer.Option(help="Store the weights as float16 (half the size).")] = False,
+) -> None:
+    """Train the LSTM on a corpus; leaves OUT/model.safetensors and OUT/config.json.
+
+    Runs on the CPU, a GPU, or many processes: torchrun --nproc-per-node N -m folkrnn train ...
+    """
+    import os
+
+    try:
+        from folkrnn.train import TrainConfig, resumed_settings, train
+
+        settings = dict(
+            epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer.value, schedule=schedule.value,
+            bptt=bptt,
+            patience=patience, seed=seed, device=device.value, out=str(out), resume=resume, force=force,
+            max_minutes=max_minutes, eval_interval=eval_interval, augment_transpose=transpose,
+            augment_stretch=stretch, weights_dtype="float16" if fp16 else "float32",
+            command=_command_line(context))
+        if resume:  # what the command line leaves unsaid, the run being resumed says
+            previous = resumed_settings(out)
+            options = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "optimizer": "optimizer",
+                       "schedule": "schedule",
+                       "bptt": "bptt", "patience": "patience", "seed": "seed", "eval_interval": "eval_interval",
+                       "transpose": "augment_transpose", "stretch": "augment_stretch", "fp16": "weights_dtype"}
+            for option, key in options.items():
+                given = getattr(context.get_parameter_source(option), "name", None) == "COMMANDLINE"
+                if not given and key in previous:
+                    settings[key] = previous[key]
+        config = TrainConfig(**settings)
+        model = {"hidden_size": hidden_size, "layers": layers, "embedding_size": embedding_size,
+                 "dropout": dropout}
+        try:
+            from folkrnn.corpus import build_corpus
+        except ImportError:
+            raise OptionError("training needs folkrnn.corpus, which this installation lacks") from None
+        tunes = build_corpus(sources=corpus or None, encoding=encoding.value)
+        result = train(tunes, config, model)
+    except FolkError as error:
+        fail(error)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
+        return
+    losses = ", ".join(f"{name} {value:.3f}" for name, value in (
+        ("train", result.train_loss), ("valid", result.best_valid_loss), ("test", result.test_loss))
+        if value is not None)
+    ending = "all epochs run" if result.stopped == "epochs" else f"stopped by {result.stopped}"
+    typer.echo(f"{result.epochs:g} epochs, {result.steps:,} steps ({ending}) in "
+               f"{result.wall_s / 60:.1f} min at {result.tokens_per_s:,.0f} tokens/s, padding "
+               f"{result.padding:.1%}; loss (nats/token): {losses or 'n/a'}")
+    typer.echo(f"model: {result.out}")
+
+
+@app.command("info")
+def info_command(
+    model: Annotated[Path, typer.Argument(help="A model directory (or its model.safetensors).")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
+) -> None:
+    """Print a model's card: network, encoding, vocabulary and training record."""
+    import json
+
+    from folkrnn.checkpoint import format_card, model_card
+
+    try:
+        card = model_card(model)
+    except FolkError as error:
+        fail(error)
+    if json_output:
+        typer.echo(json.dumps(card, indent=1, ensure_ascii=False))
+    else:
+        typer.echo(format_card(card))
+
+
+# --- encode | render | transcribe (MIDI) -------------------------------------------------------
+
+def _echo_warnings(caught) -> None:
+    for warning in caught:
+        typer.echo(f"warning: {' '.join(str(warning.message).split())}", err=True)
+
+
+@app.command("encode")
+def encode_command(
+    midi_file: Annotated[Path, typer.Argument(help="A MIDI file (.mid).")],
+    names: Annotated[bool, typer.Option("--names", help="Print event names (NOTE_ON_60 ...) "
+                                        "instead of ids.")] = False,
+    program: Annotated[Optional[int], typer.Option(
+        min=0, max=127, help="Read only the instruments with this General MIDI program (0-127).")] = None,
+    instrument: Annotated[Optional[str], typer.Option(
+        help="Read only the tracks whose name contains this.")] = None,
+) -> None:
+    """Encode a MIDI file as Performance RNN events (388 ids) and print them on one line.
+
+    Drum tracks are skipped and the other instruments merged; the sustain pedal extends notes.
+    """
+    import warnings
+
+    from folkrnn.events import encode_midi, event_names
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ids = encode_midi(midi_file, program=program, instrument=instrument)
+        _echo_warnings(caught)
+    except FolkError as error:
+        fail(error)
+    typer.echo(" ".join(event_names(ids)) if names else " ".join(map(str, ids)))
+
+
+@app.command("render")
+def render_command(
+    abc_file: Annotated[Path, typer.Argument(help="An ABC file: a tune or a tunebook.")],
+    format: Annotated[str, typer.Option(
+        "--format", "-f", help="mid, abc, svg (sheet music), musicxml or wav.")] = "mid",
+    straight: Annotated[bool, typer.Option(
+        help="MIDI: exact timing and one velocity, for practice.")] = False,
+    tempo: Annotated[Optional[float], typer.Option(
+        min=20, max=400, help="MIDI: beats per minute (dotted quarters in 6/8, 9/8, 12/8; "
+        "quarters otherwise). Default: Q:, else the rhythm's usual tempo.")] = None,
+    instrument: Annotated[str, typer.Option(
+        help="MIDI: fiddle, flute, whistle, accordion, concertina, piano, harp, guitar, banjo, "
+        "mandolin, bagpipe, ...")] = "fiddle",
+    seed: Annotated[int, typer.Option(help="MIDI: seed of the humanisation.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("outputs"),
+    force: Annotated[bool, typer.Option(help="Overwrite files that exist.")] = False,
+) -> None:
+    """Render every tune of an ABC file as OUT/<title>.mid (or .abc), never overwriting without --force.
+
+    Each tune gets a file named after its title (with its X: number when titles repeat). A tune
+    that cannot be read is reported and skipped; the exit code is then non-zero.
+    """
+    from folkrnn.abc import parse, read_text, split_tunebook
+    from folkrnn.render import render, renderer_for, slug
+
+    suffix = "." + format.lower().lstrip(".")
+    try:
+        renderer_for(suffix)
+    except FolkError as error:
+        fail(error)
+    options = {"straight": straight, "tempo": tempo, "instrument": instrument, "seed": seed} \
+        if suffix in (".mid", ".midi", ".wav") else {}
+    failed = 0
+    try:
+        texts = split_tunebook(read_text(abc_file), str(abc_file))
+        if not texts:
+            raise OptionError("no tunes (no X: lines) in this file", file=str(abc_file))
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        fail(OptionError(f"cannot create the folder: {error.strerror or error}", file=str(out)))
+    except FolkError as error:
+        fail(error)
+    used: set[str] = set()
+    for text in texts:
+        try:
+            try:
+                tune = parse(text.text)
+            except FolkError as error:
+                raise error.located(file=str(abc_file), tune=text.label, line_offset=text.line - 1)
+            name = slug(tune.title, fallback=f"tune-{tune.number or len(used) + 1}")
+            if name in used:
+                name = f"{name}-{slug(tune.number, fallback=str(len(used) + 1))}"
+            used.add(name)
+            extra = {"abc": text.text} if suffix == ".svg" else {}  # verovio reads the ABC as written
+            written = render(tune, out / f"{name}{suffix}", force=force, **options, **extra)
+        except FolkError as error:
+            if len(texts) == 1:
+                fail(error)
+            typer.echo(f"error: {error}", err=True)
+            failed += 1
+            continue
+        typer.echo(str(written))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("transcribe")
+def transcribe_command(
+    midi_file: Annotated[Path, typer.Argument(help="A MIDI file (.mid).")],
+    meter: Annotated[Optional[str], typer.Option(help="Meter (6/8, 4/4, ...); default: the "
+                                                 "file's, else estimated.")] = None,
+    tempo: Annotated[Optional[float], typer.Option(
+        min=10, max=1000, help="Quarter notes per minute; default: the file's, else estimated.")] = None,
+    key: Annotated[Optional[str], typer.Option(help="Key (G, Ador, Emin, ...); default: the "
+                                               "file's, else estimated.")] = None,
+    divisions: Annotated[int, typer.Option(help="Grid steps per quarter note (4: sixteenths).")] = 4,
+    out: Annotated[Optional[Path], typer.Option(help="ABC file to write (atomically); default: "
+                                                "standard output.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
+) -> None:
+    """Transcribe a MIDI performance into ABC: quantised, barred and spelled in a key."""
+    import warnings
+
+    from folkrnn.abc.writer import tune_to_abc
+    from folkrnn.render import render
+    from folkrnn.transcribe import transcribe_midi
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tune = transcribe_midi(midi_file, meter=meter, qpm=tempo, key=key, divisions=divisions)
+        _echo_warnings(caught)
+        if out is not None:
+            written = render(tune, out if out.suffix else out.with_suffix(".abc"), force=force)
+    except FolkError as error:
+        fail(error)
+    if out is None:
+        sys.stdout.write(tune_to_abc(tune))
+    else:
+        typer.echo(str(written), err=True)
+
+
+@app.command("tokenize")
+def tokenize_command(
+    path: Annotated[str, typer.Argument(help=(
+        "An ABC file or tunebook, '-' for standard input, or a file of the default corpus "
+        "as music21:COLLECTION/FILE (e.g. music21:oneills1850/0001-0050.abc)."))],
+    limit: Annotated[Optional[int], typer.Option(
+        "--limit", min=1, help="Stop after this many tunes.")] = None,
+    raw: Annotated[bool, typer.Option(
+        "--raw", help="Keep the tune as written: no transposition, L: rescaling or stripping.")] = False,
+    text: Annotated[bool, typer.Option(
+        "--text", help="Print the normalised ABC text instead of the tokens.")] = False,
+) -> None:
+    """Print the model tokens of each tune, one tune a line (folk-rnn's format).
+
+    A tune that cannot be read is reported on standard error and skipped; the exit code is 1 when
+    any tune was skipped, 2 when the file cannot be read at all.
+    """
+    from folkrnn.abc import Normalisation, decode_bytes, detokenize, split_tunebook, tokenize
+    from folkrnn.abc import read_text
+
+    settings = Normalisation(transpose=False, unit_length=False, strip=False,
+                             canonical_bars=False, map_rhythm=False, detect_mode=False) if raw \
+        else Normalisation()
+    if path.startswith("music21:"):
+        from folkrnn.corpus import music21_corpus_dir
+
+        path = str(music21_corpus_dir() / path.split(":", 1)[1])
+    try:
+        source = decode_bytes(sys.stdin.buffer.read(), "<stdin>") if path == "-" \
+            else read_text(path)
+    except FolkError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2)
+    tunes = split_tunebook(source, path)[:limit]
+    skipped = 0
+    for tune in tunes:
+        try:
+            tokens = tokenize(tune.text, settings)
+        except FolkError as error:
+            skipped += 1
+            error.located(file=str(path), tune=tune.label, line_offset=tune.line - 1)
+            typer.echo(f"error: {error} (skipped)", err=True)
+            continue
+        typer.echo(detokenize(tokens) if text else " ".join(tokens))
+    if not tunes:
+        typer.echo(f"error: {path}: no tunes found", err=True)
+        raise typer.Exit(2)
+    if skipped:
+        raise typer.Exit(1)
+
+
+# --- validate | evaluate -----------------------------------------------------------------------
+
+
+@app.command("validate")
+def validate_command(
+    files: Annotated[list[Path], typer.Argument(help="ABC files (tunes or tunebooks).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per tune "
+                                          "(valid, errors, warnings, structure, range, nearest).")] = False,
+    instrument: Annotated[Optional[str], typer.Option(
+        help="Flag notes this instrument cannot play: fiddle, whistle, flute, concert-flute, "
+        "uilleann-pipes, bagpipe, accordion, concertina, mandolin, banjo, guitar, ...")] = None,
+    against: Annotated[Optional[list[str]], typer.Option(
+        help="Compare with every tune of this corpus (ABC file or folder, or a music21 "
+        "collection); repeat to combine. Default: the default corpus's training split.")] = None,
+    strict: Annotated[bool, typer.Option(
+        help="A probable copy (>= 0.85 similar) and a tune with no closing bar line are errors.")] = False,
+    novelty: Annotated[bool, typer.Option(help="Look for the nearest corpus tune.")] = True,
+) -> None:
+    """Check that each tune plays as written: syntax, header, bar lengths, repeats and endings,
+    structure, range, and novelty against a corpus.
+
+    Exit code 0 when every tune is valid, 1 when any is invalid, 2 when a file cannot be read.
+    """
+    import json
+
+    from folkrnn.validate import ValidateOptions, default_novelty_index, instrument_range, validate_file
+
+    try:
+        if instrument:
+            instrument_range(instrument)
+        options = ValidateOptions(instrument=instrument, strict=strict, require_closing_bar=strict)
+        index = None
+        if novelty:
+            from rich.console import Console
+
+            with Console(stderr=True).status("indexing the corpus for the novelty check..."):
+                index = default_novelty_index(tuple(against) if against else None)
+    except FolkError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2)
+    reports, unreadable = [], 0
+    for path in files:
+        try:
+            found = validate_file(path, options=options, novelty=index)
+        except FolkError as error:
+            typer.echo(f"error: {error}", err=True)
+            unreadable += 1
+            continue
+        reports.extend(found)
+        if not as_json:
+            for report in found:
+                typer.echo(report.format())
+    if as_json:
+        typer.echo(json.dumps([report.to_dict() for report in reports], indent=1, ensure_ascii=False))
+    else:
+        invalid = sum(not report.valid for report in reports)
+        typer.echo(f"{len(reports)} tunes: {len(reports) - invalid} valid, {invalid} invalid", err=True)
+    if unreadable:
+        raise typer.Exit(2)
+    if any(not report.valid for report in reports):
+        raise typer.Exit(1)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: Annotated[Optional[Path], typer.Option(
+        help="Model directory (default: the shipped ABC model).")] = None,
+    n: Annotated[int, typer.Option("--n", "-n", min=1, help="Tunes to generate.")] = 500,
+    out: Annotated[Path, typer.Option(help="Folder for report.md, report.json and the plots.")] = Path(
+        "outputs/evaluate"),
+    seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (> 0).")] = 1.0,
+    titles: Annotated[int, typer.Option(min=0, help="Titles per kind (Jig, Reel, Hornpipe, Waltz, "
+                                        "Polka) for the title-conditioning test.")] = 50,
+    corpus: Annotated[Optional[list[str]], typer.Option(
+        help="Evaluate on this corpus (default: the one the model was trained on).")] = None,
+) -> None:
+    """Measure a model: test loss next to a 5-gram baseline, generated tunes next to real ones
+    (validity, novelty, pitch, rhythm and structure), and title conditioning."""
+    from rich.console import Console
+
+    from folkrnn.evaluate import EvaluateConfig, evaluate
+
+    console = Console(stderr=True)
+    try:
+        config = EvaluateConfig(n=n, seed=seed, temperature=temperature, titles_per_type=titles)
+        tunes = None
+        if corpus:
+            from folkrnn.corpus import build_corpus
+
+            tunes = build_corpus(corpus)
+        with console.status("evaluating...") as status:
+            result = evaluate(model, out, config, corpus=tunes,
+                              progress=lambda message: status.update(f"{message}..."))
+    except FolkError as error:
+        fail(error)
+    typer.echo(f"test loss {result['test_loss_nats']:.4f} nats/token (perplexity "
+               f"{result['test_perplexity']:.2f}); {result['ngram_order']}-gram "
+               f"{result['ngram_test_loss_nats']:.4f}")
+    novelty = f"{result['novelty_rate']:.1%}" if result["novelty_rate"] is not None else "n/a"
+    accuracy = (f"{result['title_conditioning_accuracy']:.1%}"
+                if result["title_conditioning_accuracy"] is not None else "n/a")
+    typer.echo(f"{result['generated']} tunes: {result['validity_rate']:.1%} valid, {novelty} novel; "
+               f"title conditioning {accuracy}")
+    typer.echo(f"report: {out / 'report.md'}")
+
+
+# --- compose | generate ------------------------------------------------------------------------
+
+class Rhythm(str, Enum):
+    reel = "reel"
+    jig = "jig"
+    slipjig = "slipjig"
+    hornpipe = "hornpipe"
+    polka = "polka"
+    slide = "slide"
+    waltz = "waltz"
+    march = "march"
+    strathspey = "strathspey"
+    air = "air"
+    mazurka = "mazurka"
+    barndance = "barndance"
+    song = "song"
+    other = "other"
+
+
+class Mode(str, Enum):
+    major = "major"
+    minor = "minor"
+    dorian = "dorian"
+    mixolydian = "mixolydian"
+    phrygian = "phrygian"
+    lydian = "lydian"
+    locrian = "locrian"
+
+
+class Strategy(str, Enum):
+    sample = "sample"
+    greedy = "greedy"
+    beam = "beam"
+
+
+TitleOption = Annotated[Optional[str], typer.Option(
+    help="The title; the model reads it, so it shapes the tune. Without it the model writes one.")]
+RhythmOption = Annotated[Optional[Rhythm], typer.Option(help="Fix R: (default: the model's choice).")]
+MeterOption = Annotated[Optional[str], typer.Option(help="Fix M:, e.g. 6/8 (default: the model's choice).")]
+ModeOption = Annotated[Optional[Mode], typer.Option(help="Fix the mode of K: (default: the model's choice).")]
+KeyOption = Annotated[Optional[str], typer.Option(
+    help="Write the tune in this key (D, F#, Bb; Ador sets the mode too). Default: the usual "
+    "tonic of its mode and rhythm (reels in D, jigs in G, E minor, A dorian, D mixolydian).")]
+PrimeOption = Annotated[Optional[str], typer.Option(
+    help="The tune begins with this: ABC (header fields allowed: \"K:D\\nd2fd AdFA\") or the "
+    "model's tokens (\"M:6/8 K:Cmaj |: G\"). The model continues it.")]
+ComposeSeedOption = Annotated[Optional[int], typer.Option(
+    help="Random seed: the same seed, the same tune. Default: a random one, printed.")]
+TemperatureOption = Annotated[float, typer.Option(help="Divides the logits: < 1 safer, > 1 wilder (> 0).")]
+TopKOption = Annotated[int, typer.Option(help="Sample among the k most probable tokens (0: all).")]
+TopPOption = Annotated[float, typer.Option(help="Then among the fewest tokens reaching this probability, in (0, 1].")]
+StrategyOption = Annotated[Strategy, typer.Option(help="sample (temperature, top-k, top-p), greedy or beam search.")]
+BeamWidthOption = Annotated[int, typer.Option(help="Beam search: hypotheses kept.")]
+ConstrainOption = Annotated[bool, typer.Option(
+    help="Keep every bar full and repeats balanced, and end with a closing bar.")]
+ModelOption = Annotated[Optional[Path], typer.Option(
+    help="A model directory (default: the model shipped with folkrnn).")]
+InstrumentOption = Annotated[str, typer.Option(
+    help="MIDI and WAV instrument: fiddle, flute, whistle, accordion, concertina, piano, harp, "
+    "guitar, banjo, mandolin, bagpipe, ...")]
+ForceOption = Annotated[bool, typer.Option(help="Overwrite files that exist.")]
+
+
+def _compose_options(**values):
+    from folkrnn.compose import ComposeOptions
+
+    for name in ("rhythm", "mode", "strategy"):
+        if isinstance(values.get(name), Enum):
+            values[name] = values[name].value
+    values["model"] = str(values["model"]) if values.get("model") is not None else None
+    values["out"] = str(values["out"])
+    return ComposeOptions(**values)
+
+
+def _report_retries(failures) -> None:
+    for seed, reason in failures:
+        typer.echo(f"note: seed {seed} made no whole tune ({reason}); the next seed was tried", err=True)
+
+
+@app.command("compose")
+def compose_command(
+    title: TitleOption = None,
+    rhythm: RhythmOption = None,
+    meter: MeterOption = None,
+    mode: ModeOption = None,
+    key: KeyOption = None,
+    prime: PrimeOption = None,
+    seed: ComposeSeedOption = None,
+    temperature: TemperatureOption = 1.0,
+    top_k: TopKOption = 0,
+    top_p: TopPOption = 1.0,
+    strategy: StrategyOption = Strategy.sample,
+    beam_width: BeamWidthOption = 4,
+    constrain: ConstrainOption = True,
+    model: ModelOption = None,
+    instrument: InstrumentOption = "fiddle",
+    format: Annotated[str, typer.Option(
+        "--format", "-f", help="Files to write, comma-separated: abc, mid, svg, musicxml, wav.")] = "abc,mid,svg,musicxml",
+    out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("outputs"),
+    force: ForceOption = False,
+) -> None:
+    """Compose a new tune: OUT/<title>.abc, .mid, .svg, .musicxml (and .wav); the ABC is printed too.
+
+    Every tune is valid by construction (full bars, balanced repeats, a closing bar) and carries an
+    N: line with the command that makes it again.
+    """
+    from folkrnn.compose import compose
+
+    try:
+        options = _compose_options(
+            title=title, rhythm=rhythm, meter=meter, mode=mode, key=key, prime=prime, seed=seed,
+            temperature=temperature, top_k=top_k, top_p=top_p, strategy=strategy,
+            beam_width=beam_width, constrain=constrain, model=model, instrument=instrument,
+            formats=format, out=out, force=force)
+        random_seed = seed is None
+        composed = compose(options)
+    except FolkError as error:
+        fail(error)
+    if random_seed:
+        typer.echo(f"seed: {options.seed} (random; --seed {options.seed} makes this tune again)", err=True)
+    _report_retries(composed.failures)
+    for warning in composed.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    sys.stdout.write(composed.abc)
+    typer.echo("wrote " + ", ".join(str(path) for path in composed.files), err=True)
+
+
+@app.command("generate")
+def generate_command(
+    count: Annotated[int, typer.Option("-n", help="How many tunes.")] = 10,
+    title: TitleOption = None,
+    rhythm: RhythmOption = None,
+    meter: MeterOption = None,
+    mode: ModeOption = None,
+    key: KeyOption = None,
+    prime: PrimeOption = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Seed of the first tune; tune i gets seed + i (recorded in summary.json and its N: "
+        "line). Default: random, printed.")] = None,
+    temperature: TemperatureOption = 1.0,
+    top_k: TopKOption = 0,
+    top_p: TopPOption = 1.0,
+    strategy: StrategyOption = Strategy.sample,
+    beam_width: BeamWidthOption = 4,
+    constrain: ConstrainOption = True,
+    model: ModelOption = None,
+    instrument: InstrumentOption = "fiddle",
+    format: Annotated[str, typer.Option(
+        "--format", "-f", help="abc: the tunebook (always written); mid, svg, musicxml, wav: one "
+        "file per tune.")] = "abc,mid",
+    out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("outputs/generated"),
+    force: ForceOption = False,
+) -> None:
+    """Generate many tunes at once: OUT/tunes.abc (X: 1..N), a MIDI file per tune and summary.json.
+
+    The tunes go through the model together, in batches. Ctrl-C keeps the tunes finished so far.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from folkrnn.compose import generate
+
+    try:
+        options = _compose_options(
+            title=title, rhythm=rhythm, meter=meter, mode=mode, key=key, prime=prime, seed=seed,
+            temperature=temperature, top_k=top_k, top_p=top_p, strategy=strategy,
+            beam_width=beam_width, constrain=constrain, model=model, instrument=instrument,
+            formats=format, out=out, force=force)
+        random_seed = seed is None
+        console = Console(stderr=True)
+        with Progress(TextColumn("composing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task("tunes", total=max(count, 1) if isinstance(count, int) else 1)
+            result = generate(options, count, progress=lambda done, total: bar.update(task, completed=done))
+    except FolkError as error:
+        fail(error)
+    if random_seed:
+        typer.echo(f"seed: {options.seed} (random)", err=True)
+    if strategy == Strategy.beam and count > 1:
+        typer.echo("note: beam search draws nothing at random: with the same options, every "
+                   "tune it makes is the same", err=True)
+    made = len(result.tunes)
+    where = result.tunebook_path or out
+    if result.rejected:
+        typer.echo(f"{len(result.rejected)} tunes could not be made (see summary.json)", err=True)
+    if result.error is not None:
+        typer.echo(f"kept {made} finished tunes in {out}", err=True)
+        fail(result.error)
+    if result.interrupted:
+        typer.echo(f"interrupted: kept {made} finished tunes in {where}", err=True)
+        raise typer.Exit(130)
+    rate = made / result.seconds if result.seconds else 0
+    typer.echo(f"wrote {made} tunes to {where} ({result.seconds:.1f} s, {rate:.1f} tunes/s); "
+               f"summary: {result.summary_path}", err=True)
 
 
 def main() -> None:

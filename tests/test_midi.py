@@ -197,8 +197,6 @@ def test_render_chooses_the_format_by_suffix(tmp_path):
     with pytest.raises(OptionError, match="exists; pass --force"):
         render(tune, tmp_path / "kesh.mid")
     render(tune, tmp_path / "kesh.mid", force=True, instrument="harp")
-    with pytest.raises(OptionError, match=r"\.svg files cannot be written yet"):
-        render(tune, tmp_path / "kesh.svg")
     with pytest.raises(OptionError, match="unknown format"):
         render(tune, tmp_path / "kesh.doc")
     with pytest.raises(OptionError, match="takes no option"):
@@ -233,7 +231,7 @@ def test_render_command(tmp_path):
     abc = runner.invoke(app, ["render", str(book), "--out", str(out), "--format", "abc"])
     assert (out / "the-kesh.abc").exists()
     svg = runner.invoke(app, ["render", str(book), "--out", str(out), "--format", "svg"])
-    assert svg.exit_code == 2 and "cannot be written yet" in svg.stderr
+    assert svg.exit_code == 1 and (out / "the-kesh.svg").exists()  # X:3 is still broken
     bad = runner.invoke(app, ["render", str(book), "--instrument", "kazoo", "--out", str(out),
                               "--force"])
     assert bad.exit_code != 0 and "unknown instrument" in bad.stderr and abc.exit_code == 1

@@ -1,0 +1,912 @@
+"""Composing: a model and some options in, finished tunes out as files (``compose`` and ``generate``).
+
+``compose`` makes one tune and writes ``<out>/<slug>.abc|.mid|.svg|.musicxml[.wav]``; ``generate``
+makes many at once and writes ``<out>/tunes.abc`` (a tunebook), one MIDI file per tune and
+``summary.json``. Both use :mod:`folkrnn.sample` on the NumPy engine (torch is never imported),
+check every tune with :mod:`folkrnn.validate`, and write every file atomically.
+
+**Keys.** The model writes in C (keeping the mode). The output is moved to ``key`` or, without
+one, to the usual tonic of the tune's mode and rhythm (:data:`USUAL_TONICS`): the keys that the
+session repertoire mostly uses, D and G major, E minor, A dorian, D mixolydian. Of the two
+octaves the tonic can move to, the one that keeps more notes inside a fiddle's usual range
+(G3-A6) wins, then the smaller move.
+
+**Reproducible.** Every ABC file carries an N: line with the command that makes the tune again
+(model, seed, temperature and options), and tune i of ``generate`` is the tune ``compose`` makes
+from the seed recorded for it. A seed that cannot make a whole tune is followed by the next one
+(``compose``: seed + 1; ``generate``: the next seed no tune of the batch uses); what failed and
+why is reported.
+
+**Nothing lost.** Nothing is overwritten without ``force``. ``compose`` writes all its files or
+none. ``generate`` writes each tune's files as the tune is finished, and the tunebook and the
+summary at the end, also when interrupted (Ctrl-C) or when a write fails (a full disk): the
+tunes finished by then are kept, in whole files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shlex
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from folkrnn.errors import AbcError, FolkError, ModelError, OptionError
+from folkrnn.sample import Conditions, Sampled, SampleConfig, sample_tunes
+
+__all__ = [
+    "DEFAULT_MODEL", "USUAL_TONICS", "MODE_CODES", "FORMATS", "ComposeOptions", "Composer",
+    "Composed", "GenerateResult", "load_composer", "compose", "generate", "usual_tonic",
+    "transpose_tokens", "prime_tokens", "parse_key_option", "parse_formats",
+]
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "abc"  # shipped as package data
+FORMATS = ("abc", "mid", "svg", "musicxml", "wav")
+MAX_SEED = 2 ** 63 - 1
+
+# Mode names as the options take them -> the model's K: mode.
+MODE_CODES = {
+    "major": "maj", "maj": "maj", "ionian": "maj", "minor": "min", "min": "min", "m": "min",
+    "aeolian": "min", "dorian": "dor", "dor": "dor", "mixolydian": "mix", "mix": "mix",
+    "phrygian": "phr", "phr": "phr", "lydian": "lyd", "lyd": "lyd", "locrian": "loc", "loc": "loc",
+}
+
+# The usual tonic per mode, and per rhythm where it differs ("default" otherwise). Chosen from the
+# session repertoire: reels in D, jigs and hornpipes in G, minor tunes in E (airs and waltzes in
+# A), dorian in A, mixolydian in D (strathspeys in A); the rarer modes where their scale has no
+# sharps or flats.
+USUAL_TONICS: dict[str, dict[str, str]] = {
+    "maj": {"default": "G", "reel": "D", "polka": "D", "slide": "D", "march": "D",
+            "barndance": "D", "strathspey": "A"},
+    "min": {"default": "E", "air": "A", "song": "A", "waltz": "A", "mazurka": "A"},
+    "dor": {"default": "A"},
+    "mix": {"default": "D", "strathspey": "A"},
+    "phr": {"default": "E"},
+    "lyd": {"default": "F"},
+    "loc": {"default": "B"},
+}
+_FIDDLE_RANGE = (55, 93)  # G3 to A6: where the keys are chosen to keep the notes
+
+
+def usual_tonic(mode: str, rhythm: str = "") -> str:
+    """The tonic a tune of this mode (``"dor"``) and rhythm (``"reel"``) is usually played in."""
+    table = USUAL_TONICS.get(mode, USUAL_TONICS["maj"])
+    return table.get(rhythm, table["default"])
+
+
+def parse_key_option(text: str) -> tuple[str, str | None]:
+    """``--key`` -> (tonic, mode or None): ``"D"``, ``"F#"``, ``"Bb"``, ``"Ador"``, ``"E minor"``."""
+    match = re.fullmatch(r"\s*([A-Ga-g])([#b\u266f\u266d]?)\s*([A-Za-z]*)\s*", text or "")
+    if not match:
+        raise OptionError(f"--key {text!r} is not a key: write a tonic (D, F#, Bb), optionally "
+                          "with a mode (Ador, E minor)")
+    accidental = {"\u266f": "#", "\u266d": "b"}.get(match.group(2), match.group(2))
+    tonic = match.group(1).upper() + accidental
+    word = match.group(3).lower()
+    if not word:
+        return tonic, None
+    mode = MODE_CODES.get(word) or MODE_CODES.get(word[:3])
+    if mode is None:
+        raise OptionError(f"--key {text!r}: unknown mode {match.group(3)!r}")
+    return tonic, mode
+
+
+def parse_formats(text: str | list[str]) -> list[str]:
+    """``"abc,mid,svg"`` -> ``["abc", "mid", "svg"]``, checked; OptionError for an unknown one."""
+    items = text if isinstance(text, list) else str(text).split(",")
+    out = []
+    for item in items:
+        name = item.strip().lower().lstrip(".")
+        if name in ("midi",):
+            name = "mid"
+        if name == "xml":
+            name = "musicxml"
+        if not name:
+            continue
+        if name not in FORMATS:
+            raise OptionError(f"--format: unknown format {item.strip()!r}; choose from {', '.join(FORMATS)}")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise OptionError("--format names no format")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Options
+
+
+@dataclass
+class ComposeOptions:
+    """Everything ``compose`` and ``generate`` take (the CLI's options, one field each)."""
+
+    title: str | None = None  # the title the model reads; None: the model writes one
+    rhythm: str | None = None  # R: (reel, jig, ...); None: the model's choice
+    meter: str | None = None  # M: (6/8); None: the model's choice
+    mode: str | None = None  # major, minor, dorian, ... (or maj, min, dor ...); None: the model's
+    key: str | None = None  # the key to write the tune in; None: the usual tonic of mode and rhythm
+    prime: str | None = None  # ABC (or the model's tokens) the tune begins with
+    seed: int | None = None  # None: a random seed, printed and recorded
+    temperature: float = 1.0  # > 0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # in (0, 1]
+    strategy: str = "sample"  # sample, greedy or beam
+    beam_width: int = 4  # beam search width
+    constrain: bool = True  # full bars, balanced repeats, closing bar
+    model: str | None = None  # model directory; None: the shipped default
+    instrument: str = "fiddle"  # MIDI (and WAV) instrument
+    formats: list[str] = field(default_factory=lambda: ["abc", "mid", "svg", "musicxml"])
+    out: str = "outputs"  # the folder written into
+    force: bool = False  # overwrite files that exist
+
+    def sample_config(self) -> SampleConfig:
+        return SampleConfig(strategy=self.strategy, temperature=self.temperature, top_k=self.top_k,
+                            top_p=self.top_p, beam_width=self.beam_width, constrain=self.constrain)
+
+    def check(self) -> "ComposeOptions":
+        """Raise OptionError for any option out of its range; return self (normalised)."""
+        self.sample_config().check()
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise OptionError(f"--seed must be between 0 and {MAX_SEED}, not {self.seed}")
+        if self.mode is not None:
+            code = MODE_CODES.get(str(self.mode).lower())
+            if code is None:
+                raise OptionError(f"--mode {self.mode!r}: choose one of major, minor, dorian, "
+                                  "mixolydian, phrygian, lydian, locrian")
+            self.mode = code
+        if self.key is not None:
+            tonic, mode = parse_key_option(self.key)
+            if mode is not None:
+                if self.mode is not None and self.mode != mode:
+                    raise OptionError(f"--key {self.key} and --mode {self.mode} disagree")
+                self.mode = mode
+        if self.meter is not None:
+            from folkrnn.music import parse_meter
+
+            try:
+                meter = parse_meter(self.meter)
+            except ValueError as error:
+                raise OptionError(f"--meter {self.meter!r}: {error}") from None
+            if meter.free:
+                raise OptionError("--meter must be a time signature (6/8, 4/4, ...), not free meter")
+            self.meter = str(meter)
+        if self.title is not None and not self.title.strip():
+            self.title = None
+        self.formats = parse_formats(self.formats)
+        from folkrnn.midi import INSTRUMENTS
+
+        if self.instrument.strip().lower() not in INSTRUMENTS:
+            raise OptionError(f"--instrument {self.instrument!r}: choose one of {', '.join(INSTRUMENTS)}")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+
+
+@dataclass
+class Composer:
+    """A loaded ABC model, ready to sample: its engine, vocabulary and identity."""
+
+    path: Path  # the model directory
+    label: str  # how N: lines name it ("default" or the path given)
+    engine: object  # NumpyLSTM
+    vocabulary: object  # Vocabulary
+    settings: dict  # the normalisation it was trained with
+    training: dict  # its training record
+    digest: str = ""  # sha256 of model.safetensors, first 12 hex digits
+
+    @property
+    def identity(self) -> str:
+        return f"{self.label} (sha256 {self.digest})" if self.digest else self.label
+
+
+_COMPOSERS: dict[tuple, Composer] = {}
+
+
+def load_composer(model: str | os.PathLike | None = None) -> Composer:
+    """Load an ABC model for composing (cached per process). ``None``: the shipped default.
+
+    Raises
+    ------
+    ModelError
+        No default model installed, an unknown path, a damaged model, or a model of another kind.
+    """
+    from folkrnn.checkpoint import MODEL_FILE, load_model
+
+    if model is None:
+        path, label = DEFAULT_MODEL, "default"
+        if not (path / "config.json").is_file():
+            raise ModelError(f"no default model is installed (expected {path}); train one with "
+                             f"`folkrnn train --out {path}` or pass --model DIR")
+    else:
+        path, label = Path(model), str(model)
+    weights = (path if path.is_dir() else path.parent) / MODEL_FILE
+    stamp = (str(path.resolve()), weights.stat().st_mtime_ns if weights.exists() else 0)
+    cached = _COMPOSERS.get(stamp)
+    if cached is not None:
+        return cached
+    checkpoint = load_model(path)
+    if checkpoint.encoding != "abc":
+        raise ModelError(f"{path} is a {checkpoint.encoding.upper()}-event model (Performance RNN); "
+                         "compose and generate need an ABC model")
+    digest = hashlib.sha256()
+    with open(checkpoint.path / MODEL_FILE, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    composer = Composer(path=checkpoint.path, label=label, engine=checkpoint.engine(),
+                        vocabulary=checkpoint.vocabulary, settings=dict(checkpoint.encoding_params),
+                        training=dict(checkpoint.training), digest=digest.hexdigest()[:12])
+    _COMPOSERS[stamp] = composer
+    return composer
+
+
+# ---------------------------------------------------------------------------------------------
+# The prime
+
+
+def prime_tokens(text: str, vocabulary, *, key: str | None = None,
+                 mode: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """``--prime`` -> (body tokens, header values it sets: "R", "M", "K" mode).
+
+    The prime is either the model's own tokens separated by spaces (folk-rnn's form, e.g.
+    ``M:4/4 K:Cmaj |: G``) or ABC: header fields (``M:6/8``, ``K:D``, ``R:jig``) then music.
+    ABC is read in its own K:, else in ``key``, else in C, and moved to C as the model reads.
+
+    Raises
+    ------
+    AbcError
+        The prime is not ABC.
+    OptionError
+        A token the model does not know (with the nearest it does), or a bad header field.
+    """
+    from folkrnn.abc import Normalisation, tokenize
+
+    pieces = text.split()
+    header: dict[str, str] = {}
+    tokens_given = pieces and all(piece in vocabulary for piece in pieces)
+    if tokens_given and (key is None or any(piece.startswith("K:") for piece in pieces)):
+        body = []
+        for piece in pieces:
+            if len(piece) > 2 and piece[1] == ":" and piece[0] in "RMK" and not body:
+                header[piece[0]] = piece[3:] if piece[0] == "K" else piece[2:]
+            else:
+                body.append(piece)
+        return body, header
+    fields: dict[str, str] = {}
+    rest = text.strip()
+    modes = "|".join(sorted(MODE_CODES, key=len, reverse=True))
+    while True:
+        match = re.match(r"([A-Za-z]):", rest)
+        if not match or match.group(1) not in "XTRMLKNCOQ":
+            break
+        letter, rest = match.group(1), rest[2:]
+        if letter == "K":  # a key, and a mode word after a space (K:D dorian)
+            value = re.match(rf"\s*(\S+)(\s+(?:{modes})\b)?", rest, re.IGNORECASE)
+        elif letter in "ML":
+            value = re.match(r"\s*(\S+)()", rest)
+        else:  # up to the end of the line or the next field
+            value = re.match(r"([^\n]*?)()(?=\s+[A-Za-z]:|\n|$)", rest)
+        if value is None:
+            break
+        fields[letter] = (value.group(1) + (value.group(2) or "")).strip()
+        rest = rest[value.end():].lstrip()
+        if letter == "K":
+            break
+    if not rest.strip():
+        raise AbcError("the prime has no music in it")
+    meter = fields.get("M", "4/4")
+    written_key = fields.get("K")
+    if not written_key:
+        tonic = parse_key_option(key)[0] if key else "C"
+        written_key = tonic + (mode or "maj")
+    lines = ["X:1", "T:prime", f"M:{meter}", f"L:{fields.get('L', '1/8')}"]
+    if "R" in fields:
+        lines.append(f"R:{fields['R']}")
+    lines += [f"K:{written_key}", rest]
+    try:
+        tokens = tokenize("\n".join(lines) + "\n", Normalisation(detect_mode=False, title=False))
+    except FolkError as error:
+        raise AbcError(f"the prime is not ABC: {error}") from None
+    position = next(i for i, token in enumerate(tokens) if token.startswith("K:"))
+    if "R" in fields:
+        header["R"] = next(t for t in tokens if t.startswith("R:"))[2:]
+    if "M" in fields:
+        header["M"] = next(t for t in tokens if t.startswith("M:"))[2:]
+    if fields.get("K"):
+        header["K"] = tokens[position][3:]
+        from folkrnn.abc.lexer import parse_key
+
+        try:
+            tonic = parse_key(fields["K"])[0].tonic
+        except (ValueError, FolkError):
+            tonic = None
+        if tonic:
+            header["tonic"] = tonic
+    body = [token for token in tokens[position + 1:] if token != "</s>"]
+    for token in body + [f"{k}:{('C' if k == 'K' else '') + v}" for k, v in header.items() if k in "RMK"]:
+        if token not in vocabulary:
+            nearest = ", ".join(repr(t) for t in vocabulary.nearest(token))
+            raise OptionError(f"--prime: the model knows no token {token!r} (nearest: {nearest})")
+    return body, header
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens -> the tune in its key
+
+
+_NOTE = re.compile(r"^(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)$")
+_ACCIDENTALS = {"^^": 2, "^": 1, "__": -2, "_": -1, "=": 0}
+
+
+def _step_of(token: str) -> tuple[int | None, int] | None:
+    match = _NOTE.match(token)
+    if not match:
+        return None
+    letter = match.group(2)
+    octave = (1 if letter.islower() else 0) + match.group(3).count("'") - match.group(3).count(",")
+    return _ACCIDENTALS.get(match.group(1)), octave * 7 + "CDEFGAB".index(letter.upper())
+
+
+def transpose_tokens(tokens: list[str], tonic: str, *, octave: int = 0) -> list[str]:
+    """Move a tune's tokens from C to ``tonic`` (the mode kept), by the smallest interval, then
+    ``octave`` octaves. Spellings follow the key: the tokenizer's own transposer, run backwards."""
+    from folkrnn.abc.tokens import _shift_to_c, _Transposer
+    from folkrnn.music import Key
+
+    steps, semitones = _shift_to_c(tonic)
+    transposer = _Transposer(-steps + 7 * octave, -semitones + 12 * octave)
+    out = []
+    try:
+        for token in tokens:
+            if token.startswith("K:") or (token.startswith("[K:") and token.endswith("]")):
+                value = token[2:] if token.startswith("K:") else token[3:-1]
+                new_tonic, mode = transposer.set_key(Key(value[:-3], value[-3:]))
+                out.append(f"K:{new_tonic}{mode}" if token.startswith("K:") else f"[K:{new_tonic}{mode}]")
+                continue
+            parsed = _step_of(token)
+            if parsed is None:
+                out.append(token)
+                continue
+            acc, step = parsed
+            out.append(transposer.note(acc, step, False))
+    except (ValueError, KeyError) as error:
+        raise OptionError(f"cannot write this tune in {tonic}: {error}") from None
+    return out
+
+
+def _pitches(tokens: list[str]) -> list[int]:
+    """Rough pitches of the note tokens (the written accidental, else natural): for the range."""
+    from folkrnn.music import LETTER_SEMITONES
+
+    out = []
+    for token in tokens:
+        parsed = _step_of(token)
+        if parsed is not None:
+            acc, step = parsed
+            octave, index = divmod(step, 7)
+            out.append(60 + 12 * octave + LETTER_SEMITONES["CDEFGAB"[index]] + (acc or 0))
+    return out
+
+
+def _octave_for(tokens: list[str], tonic: str) -> int:
+    """Which octave of the tonic keeps the tune most inside the fiddle's range (then: moves least)."""
+    from folkrnn.abc.tokens import _shift_to_c
+
+    _, semitones = _shift_to_c(tonic)
+    pitches = _pitches(tokens)
+    low, high = _FIDDLE_RANGE
+    best = None
+    for octave in (0, 1, -1):
+        shift = -semitones + 12 * octave
+        outside = sum(not low <= p + shift <= high for p in pitches)
+        rank = (outside, abs(shift), -shift)
+        if best is None or rank < best[0]:
+            best = (rank, octave)
+    return best[1]
+
+
+def _header_value(tokens: list[str], prefix: str) -> str:
+    return next((t[len(prefix):] for t in tokens if t.startswith(prefix)), "")
+
+
+def _clean_title(text: str) -> str:
+    """A T: value no ABC reader mistakes: no comment sign, no leading punctuation."""
+    text = " ".join(text.replace("%", " percent ").replace("\\", " ").split())
+    return text.lstrip(":|[]") or "Untitled"
+
+
+def provenance(options: ComposeOptions, seed: int, composer: Composer) -> str:
+    """The N: line: the command that makes this tune again, and which model made it."""
+    from folkrnn import __version__
+
+    parts = ["folkrnn", "compose", "--seed", str(seed)]
+    config = options.sample_config()
+    parts += ["--temperature", f"{config.temperature:g}", "--strategy", config.strategy]
+    if config.strategy == "sample":
+        parts += ["--top-k", str(config.top_k), "--top-p", f"{config.top_p:g}"]
+    if config.strategy == "beam":
+        parts += ["--beam-width", str(config.beam_width)]
+    if not config.constrain:
+        parts.append("--no-constrain")
+    mode_names = {v: k for k, v in MODE_CODES.items() if len(k) > 3 or k == "m"}
+    for flag, value in (("--title", options.title), ("--rhythm", options.rhythm),
+                        ("--meter", options.meter),
+                        ("--mode", mode_names.get(options.mode, options.mode) if options.mode else None),
+                        ("--key", options.key), ("--prime", options.prime)):
+        if value is not None:
+            parts += [flag, " ".join(str(value).split())]
+    if options.model is not None:
+        parts += ["--model", str(options.model)]
+    line = shlex.join(parts).replace("%", " percent ")  # % would start an ABC comment
+    return f"N:{line}; model {composer.identity}; folkrnn {__version__}"
+
+
+@dataclass
+class Composed:
+    """One finished tune."""
+
+    index: int  # its place in the request (0-based)
+    seed: int  # the seed that made it
+    tokens: list[str]  # the model's tokens (in C)
+    abc: str  # the ABC text, in its key, with the N: line
+    tune: object  # the parsed Tune
+    report: object  # the validator's Report
+    slug: str  # file name stem
+    log_prob: float = 0.0
+    failures: list[tuple[int, str]] = field(default_factory=list)  # seeds that failed first, and why
+    files: list[Path] = field(default_factory=list)  # what was written for it
+    warnings: list[str] = field(default_factory=list)  # for the person (left-out title letters ...)
+
+    @property
+    def title(self) -> str:
+        return self.tune.title
+
+    def summary(self) -> dict:
+        report = self.report
+        return {
+            "x": self.index + 1, "title": self.title, "seed": self.seed,
+            "rhythm": self.tune.rhythm, "meter": str(self.tune.meter),
+            "key": f"{self.tune.key.tonic}{self.tune.key.mode}", "tokens": len(self.tokens),
+            "log_prob": round(self.log_prob, 3), "valid": report.valid,
+            "warnings": [issue.code for issue in report.warnings],
+            "sections": report.structure.get("sections", ""),
+            "nearest": report.nearest.to_dict() if report.nearest else None,
+            "probable_copy": any(issue.code == "probable-copy" for issue in report.warnings + report.errors),
+            "retried": [{"seed": seed, "reason": reason} for seed, reason in self.failures],
+            "files": [path.name for path in self.files],
+        }
+
+
+def _finish(sampled: Sampled, options: ComposeOptions, composer: Composer, *, number: int = 1,
+            novelty=None) -> tuple[Composed | None, str]:
+    """Sampled tokens -> the tune in its key, checked. Returns (tune, "") or (None, why not)."""
+    from folkrnn.abc import detokenize, parse
+    from folkrnn.render import slug
+    from folkrnn.validate import validate_tune
+
+    tokens = sampled.tokens
+    mode = _header_value(tokens, "K:C") or "maj"
+    rhythm = _header_value(tokens, "R:")
+    if options.key:
+        tonic = parse_key_option(options.key)[0]
+    else:
+        tonic = usual_tonic(mode, rhythm)
+    try:
+        moved = transpose_tokens(tokens, tonic, octave=_octave_for(tokens, tonic))
+        text = detokenize(moved, number=number)
+    except FolkError as error:
+        return None, f"cannot write the tune: {error}"
+    except (ValueError, IndexError, KeyError) as error:  # unconstrained tokens need not be ABC
+        return None, f"the tokens are not a tune ({type(error).__name__}: {error})"
+    lines = text.rstrip("\n").split("\n")
+    title_at = next(i for i, line in enumerate(lines) if line.startswith("T:"))
+    shown = options.title if options.title is not None else lines[title_at][2:]
+    lines[title_at] = f"T:{_clean_title(shown)}"
+    after = title_at + 1 + (1 if len(lines) > title_at + 1 and lines[title_at + 1].startswith("R:") else 0)
+    lines.insert(after, provenance(options, sampled.seed, composer))
+    text = "\n".join(lines) + "\n"
+    try:
+        tune = parse(text)
+    except FolkError as error:
+        return None, f"the tune does not read back: {error}"
+    report = validate_tune(text, tokens=tokens, novelty=novelty)
+    if not report.valid and options.constrain:
+        return None, "the validator found " + "; ".join(str(issue) for issue in report.errors[:2])
+    if not tune.notes:
+        return None, "the tune has no notes"
+    warnings = list(sampled.title_warnings)
+    if not report.valid:
+        warnings.append("--no-constrain: the validator found " +
+                        "; ".join(str(issue) for issue in report.errors[:3]))
+    return Composed(index=sampled.index, seed=sampled.seed, tokens=tokens, abc=text, tune=tune,
+                    report=report, slug=slug(tune.title, fallback=f"tune-{sampled.seed}"),
+                    log_prob=sampled.log_prob, failures=list(sampled.failures),
+                    warnings=warnings), ""
+
+
+def _conditions(options: ComposeOptions, composer: Composer) -> Conditions:
+    prime: tuple[str, ...] = ()
+    rhythm, meter, mode = options.rhythm, options.meter, options.mode
+    if options.prime:
+        body, header = prime_tokens(options.prime.replace("\\n", "\n"), composer.vocabulary,
+                                    key=options.key, mode=mode)
+        if options.key is None and header.get("tonic"):
+            options.key = header["tonic"]  # the tune is written in the key its beginning is in
+        for letter, flag, given in (("R", "--rhythm", rhythm), ("M", "--meter", meter), ("K", "--mode", mode)):
+            if letter in header and given is not None and header[letter] != given:
+                raise OptionError(f"--prime sets {letter}:{header[letter]} but {flag} says {given}")
+        rhythm = header.get("R", rhythm)
+        meter = header.get("M", meter)
+        mode = header.get("K", mode)
+        prime = tuple(body)
+    return Conditions(title=options.title, rhythm=rhythm, meter=meter, mode=mode, prime=prime)
+
+
+def _random_seed() -> int:
+    return secrets.randbelow(1_000_000)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def _check_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise OptionError("--out is a file, not a folder", file=str(out))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OptionError(f"cannot create the folder: {error.strerror or error}", file=str(out)) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OptionError("cannot write here: permission denied", file=str(out))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _readable(path: Path) -> Path:
+    """Give a written file the usual permissions (the temporary file it was renamed from had 0600)."""
+    try:
+        os.chmod(path, 0o666 & ~_umask())
+    except OSError:
+        pass
+    return path
+
+
+def _write_formats(composed: Composed, folder: Path, stem: str, formats: list[str],
+                   options: ComposeOptions) -> list[Path]:
+    """Write one tune in each format; each file atomically. Returns the paths written."""
+    from folkrnn.midi import write_atomic
+    from folkrnn.render import render
+
+    written = []
+    for name in formats:
+        path = folder / f"{stem}.{name}"
+        if name == "abc":
+            write_atomic(path, composed.abc.encode("utf-8"), error=OptionError)
+        elif name == "mid":
+            render(composed.tune, path, force=True, instrument=options.instrument, seed=composed.seed)
+        elif name == "wav":
+            render(composed.tune, path, force=True, instrument=options.instrument, seed=composed.seed)
+        elif name == "svg":
+            render(composed.tune, path, force=True, abc=composed.abc)
+        else:
+            render(composed.tune, path, force=True)
+        written.append(_readable(path))
+    return written
+
+
+def _write_all_or_nothing(composed: Composed, folder: Path, formats: list[str],
+                          options: ComposeOptions) -> list[Path]:
+    """compose's files: each made under a temporary name, then all renamed into place."""
+    finals = [folder / f"{composed.slug}.{name}" for name in formats]
+    if not options.force:
+        existing = [path for path in finals if path.exists()]
+        if existing:
+            raise OptionError("the file exists; pass --force to overwrite it", file=str(existing[0]))
+    stem = f".{composed.slug}.{os.getpid()}-{secrets.token_hex(3)}.part"
+    temporaries: list[Path] = []
+    try:
+        temporaries = _write_formats(composed, folder, stem, formats, options)
+        for temporary, final in zip(temporaries, finals):
+            os.replace(temporary, final)
+    except OSError as error:
+        raise OptionError(f"cannot write: {error.strerror or error}", file=str(folder)) from None
+    finally:
+        for temporary in temporaries:
+            if temporary.exists():
+                temporary.unlink()
+        for leftover in folder.glob(f"{stem}.*"):
+            leftover.unlink()
+    return finals
+
+
+# ---------------------------------------------------------------------------------------------
+# compose
+
+
+def compose(options: ComposeOptions, *, composer: Composer | None = None, write: bool = True) -> Composed:
+    """Make one tune and write it in every format asked for (all files, or none).
+
+    Parameters
+    ----------
+    options
+        The options (see :class:`ComposeOptions`); a missing seed is drawn at random and recorded.
+    composer
+        A model already loaded (default: ``options.model`` or the shipped default).
+    write
+        Write the files (False: only make the tune).
+
+    Raises
+    ------
+    FolkError
+        Bad options (OptionError), a missing or foreign model (ModelError), a prime that is not
+        ABC (AbcError), no seed making a whole tune, or a file that cannot be written.
+    """
+    options.check()
+    composer = composer or load_composer(options.model)
+    if options.seed is None:
+        options.seed = _random_seed()
+    config = options.sample_config()
+    conditions = _conditions(options, composer)
+    folder = Path(options.out)
+    if write:
+        _check_folder(folder)
+    seed = options.seed
+    failures: list[tuple[int, str]] = []
+    for _ in range(config.attempts):
+        sampled = sample_tunes(composer.engine, composer.vocabulary, [seed], config=config,
+                               conditions=conditions)[0]
+        failures += sampled.failures
+        if not sampled.ok:
+            break
+        composed, reason = _finish(sampled, options, composer)
+        if composed is not None:
+            composed.failures = failures
+            break
+        failures.append((sampled.seed, reason))
+        seed = sampled.seed + 1
+    else:
+        composed = None
+    if composed is None:
+        why = failures[-1][1] if failures else "no reason given"
+        raise OptionError(f"no tune could be finished from seed {options.seed} in "
+                          f"{len(failures)} tries; the last: {why}")
+    if write:
+        composed.files = _write_all_or_nothing(composed, folder, options.formats, options)
+    return composed
+
+
+# ---------------------------------------------------------------------------------------------
+# generate
+
+
+@dataclass
+class GenerateResult:
+    """What ``generate`` made and wrote."""
+
+    tunes: list[Composed]  # in the order of their numbers
+    rejected: list[dict]  # tunes given up on, with their seeds and reasons
+    retried: list[dict]  # seeds that failed before another made the tune
+    summary_path: Path | None
+    tunebook_path: Path | None
+    interrupted: bool = False
+    seconds: float = 0.0
+    error: FolkError | None = None  # a write that failed (a full disk): what was done is kept
+
+
+def _novelty_for(composer: Composer):
+    """The reference corpus for the novelty check: the model's own training corpus, if its card
+    names one that can be read here. Returns (index or None, description)."""
+    corpus = (composer.training or {}).get("corpus") or {}
+    sources = [source for source in corpus.get("sources", []) if isinstance(source, dict)]
+    if not sources:
+        return None, "not checked: the model's card names no training corpus"
+    try:
+        from folkrnn.corpus import DEFAULT_COLLECTIONS, build_corpus
+        from folkrnn.validate import NoveltyIndex
+
+        names = [source.get("name") for source in sources]
+        default = {collection.name for collection in DEFAULT_COLLECTIONS}
+        if set(names) == default:
+            built = build_corpus(None)
+        else:
+            built = build_corpus([source.get("path") if source.get("origin") == "user" else source.get("name")
+                                  for source in sources])
+        return NoveltyIndex.from_corpus(built), f"the training split of {', '.join(names)}"
+    except (FolkError, OSError, ImportError) as error:
+        return None, f"not checked: {error}"
+
+
+def generate(options: ComposeOptions, count: int, *, composer: Composer | None = None,
+             progress: Callable[[int, int], None] | None = None, novelty="auto",
+             batch_size: int = 1024) -> GenerateResult:
+    """Make ``count`` tunes at once and write the tunebook, their files and ``summary.json``.
+
+    Tune i is made from seed ``options.seed + i`` (the seed recorded for it, which ``compose
+    --seed`` turns into the same tune); a seed that fails is followed by the next one no tune of
+    the batch uses. ``options.formats``: ``abc`` is the tunebook (always written), ``mid``,
+    ``svg``, ``musicxml``, ``wav`` one file per tune.
+
+    Parameters
+    ----------
+    options, composer
+        As for :func:`compose`.
+    count
+        How many tunes (at least 1).
+    progress
+        Called with (tunes finished, count) as tunes finish.
+    novelty
+        A ``NoveltyIndex`` to compare against, None for no check, or "auto": the model's own
+        training corpus when its card names one.
+    batch_size
+        Tunes per step of the model at most.
+
+    Returns
+    -------
+    GenerateResult
+        Also when interrupted (Ctrl-C) or when writing fails: the tunes finished by then are in
+        the tunebook and the summary; ``interrupted`` or ``error`` says what happened.
+    """
+    started = time.perf_counter()
+    options.check()
+    if not isinstance(count, int) or count < 1:
+        raise OptionError(f"-n must be at least 1, not {count}")
+    composer = composer or load_composer(options.model)
+    if options.seed is None:
+        options.seed = _random_seed()
+    if options.seed + count + 1000 * count > MAX_SEED:
+        raise OptionError("--seed is too large for this many tunes")
+    config = options.sample_config()
+    conditions = _conditions(options, composer)
+    folder = Path(options.out)
+    _check_folder(folder)
+    tunebook, summary_path = folder / "tunes.abc", folder / "summary.json"
+    if not options.force:
+        for path in (tunebook, summary_path):
+            if path.exists():
+                raise OptionError("the file exists; pass --force to overwrite it", file=str(path))
+    if novelty == "auto":
+        novelty, novelty_source = _novelty_for(composer)
+    else:
+        novelty_source = "given" if novelty is not None else "not checked"
+    per_tune = [name for name in options.formats if name != "abc"]
+    width = max(4, len(str(count)))
+    fresh = iter(range(options.seed + count, MAX_SEED))
+
+    done: dict[int, Composed] = {}
+    rejected: list[dict] = []
+    retried: list[dict] = []
+    history: dict[int, list[tuple[int, str]]] = {}
+    error: FolkError | None = None
+    interrupted = False
+    retry_jobs: list[tuple[int, int]] = []
+
+    def finished(sampled: Sampled) -> None:
+        nonlocal error
+        if error is not None:
+            return
+        index = sampled.index
+        for seed, reason in sampled.failures:
+            retried.append({"tune": index + 1, "seed": seed, "reason": reason})
+        history.setdefault(index, []).extend(sampled.failures)
+        if not sampled.ok:
+            rejected.append({"tune": index + 1, "seeds": [s for s, _ in history[index]],
+                             "reason": history[index][-1][1] if history[index] else "unknown"})
+            return
+        composed, reason = _finish(sampled, options, composer, number=index + 1, novelty=novelty)
+        if composed is None:
+            history[index].append((sampled.seed, reason))
+            retried.append({"tune": index + 1, "seed": sampled.seed, "reason": reason})
+            if len(history[index]) < config.attempts:
+                retry_jobs.append((index, next(fresh)))
+            else:
+                rejected.append({"tune": index + 1, "seeds": [s for s, _ in history[index]],
+                                 "reason": reason})
+            return
+        composed.failures = list(history[index])
+        stem = f"{index + 1:0{width}d}-{composed.slug}"
+        try:
+            if per_tune:
+                for path in (folder / f"{stem}.{name}" for name in per_tune):
+                    if path.exists() and not options.force:
+                        raise OptionError("the file exists; pass --force to overwrite it", file=str(path))
+                composed.files = _write_formats(composed, folder, stem, per_tune, options)
+        except FolkError as failure:
+            error = failure
+            return
+        except OSError as failure:
+            error = OptionError(f"cannot write: {failure.strerror or failure}", file=str(folder))
+            return
+        done[index] = composed
+        if progress is not None:
+            progress(len(done) + len(rejected), count)
+
+    jobs = [(index, options.seed + index) for index in range(count)]
+    try:
+        while jobs and error is None:
+            seeds_by_index = dict(jobs)
+            order = sorted(seeds_by_index)
+            results_index = {position: index for position, index in enumerate(order)}
+
+            def relay(sampled: Sampled) -> None:
+                sampled.index = results_index[sampled.index]
+                finished(sampled)
+
+            sample_tunes(composer.engine, composer.vocabulary, [seeds_by_index[i] for i in order],
+                         config=config, conditions=conditions, next_seed=lambda _: next(fresh),
+                         batch_size=batch_size, on_finish=relay)
+            jobs, retry_jobs[:] = list(retry_jobs), []
+    except KeyboardInterrupt:
+        interrupted = True
+    tunes = [done[index] for index in sorted(done)]
+    result = GenerateResult(tunes=tunes, rejected=rejected, retried=retried, summary_path=None,
+                            tunebook_path=None, interrupted=interrupted, error=error)
+    try:
+        _write_book(result, folder, tunebook, summary_path, options, count, composer, novelty_source,
+                    started)
+    except FolkError as failure:
+        result.error = result.error or failure
+    except OSError as failure:
+        result.error = result.error or OptionError(f"cannot write: {failure.strerror or failure}",
+                                                   file=str(folder))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _write_book(result: GenerateResult, folder: Path, tunebook: Path, summary_path: Path,
+                options: ComposeOptions, count: int, composer: Composer, novelty_source: str,
+                started: float) -> None:
+    from folkrnn import __version__
+    from folkrnn.midi import write_atomic
+    from folkrnn.validate import COPY_THRESHOLD
+
+    tunes = result.tunes
+    if tunes:
+        book = "\n".join(tune.abc for tune in tunes)
+        write_atomic(tunebook, book.encode("utf-8"), error=OptionError)
+        result.tunebook_path = _readable(tunebook)
+    seconds = time.perf_counter() - started
+    warnings = Counter(code for tune in tunes for code in (i.code for i in tune.report.warnings))
+    summary = {
+        "folkrnn": __version__,
+        "model": composer.identity,
+        "options": {key: value for key, value in asdict(options).items() if key not in ("out", "force")},
+        "sampling": options.sample_config().to_dict(),
+        "requested": count,
+        "written": len(tunes),
+        "interrupted": result.interrupted,
+        "error": str(result.error) if result.error else None,
+        "seconds": round(seconds, 3),
+        "tunes_per_second": round(len(tunes) / seconds, 2) if seconds > 0 else None,
+        "valid": sum(tune.report.valid for tune in tunes),
+        "warnings": dict(warnings.most_common()),
+        "rejected": result.rejected,
+        "retried": result.retried,
+        "distribution": {
+            "rhythm": dict(Counter(tune.tune.rhythm or "?" for tune in tunes).most_common()),
+            "meter": dict(Counter(str(tune.tune.meter) for tune in tunes).most_common()),
+            "mode": dict(Counter(tune.tune.key.mode for tune in tunes).most_common()),
+            "key": dict(Counter(f"{tune.tune.key.tonic}{tune.tune.key.mode}" for tune in tunes).most_common()),
+        },
+        "novelty": {
+            "reference": novelty_source, "threshold": COPY_THRESHOLD,
+            "probable_copies": [tune.index + 1 for tune in tunes
+                                if any(i.code == "probable-copy" for i in tune.report.warnings)],
+        },
+        "tunebook": tunebook.name if tunes else None,
+        "tunes": [tune.summary() for tune in tunes],
+    }
+    write_atomic(summary_path, (json.dumps(summary, indent=1, ensure_ascii=False) + "\n").encode("utf-8"),
+                 error=OptionError)
+    result.summary_path = _readable(summary_path)

@@ -1,0 +1,1058 @@
+"""The training corpus: collections of tunes read, tokenised, de-duplicated, split and cached.
+
+Sources are music21's shipped folk collections (the default corpus, read from disk, offline),
+ABC files and folders, folk-rnn's published data files, and (for ``encoding="midi"``) MIDI
+folders. Each tune is tokenised on its own; a tune that cannot be read is recorded as a rejection
+and the rest go on. Exact duplicates (the same normalised body) are dropped, keeping the first, and
+every tune goes to train, valid or test by a hash of its normalised body, so the same tune in two
+collections can never sit in two splits, and adding tunes never moves the ones already there.
+
+The built corpus is cached as JSON (no pickle) under a key that covers the source files (paths,
+sizes, modification times), the normalisation settings, the split and the tokenizer's code, so it
+is rebuilt whenever any of them changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from folkrnn import __version__
+from folkrnn.errors import CorpusError, FolkError, OptionError
+
+__all__ = [
+    "Corpus", "Collection", "Source", "DEFAULT_COLLECTIONS", "SPLITS",
+    "build_corpus", "corpus_stats", "export_text", "export_split", "write_manifest",
+    "resolve_sources", "source_files", "read_tunes", "looks_like_folkrnn", "folkrnn_to_abc",
+    "split_of", "body_of", "music21_corpus_dir", "default_cache_dir",
+]
+
+SPLITS = ("train", "valid", "test")
+CACHE_FORMAT = 1  # bump when the cache file's layout changes
+_KEEP_CACHES = 4  # corpus caches kept per cache folder, most recently used first
+
+
+@dataclass(frozen=True)
+class Collection:
+    """One of music21's shipped ABC collections, with where it comes from and on what terms."""
+
+    name: str  # the folder under music21/corpus/
+    title: str  # what it is, in a few words
+    licence: str  # its own licence note, from its licence file and the tunes' own headers
+    licence_files: tuple[str, ...]  # the licence files the note was read from (relative to music21/)
+
+
+_MUSIC21_TERMS = (
+    "music21 corpus terms (music21/corpus/license.txt): distributed with music21 with the "
+    "permission of the encoders, believed out of copyright in the United States or licensed for "
+    "use; some encodings may not be used commercially; use within the licence of each repertory."
+)
+
+DEFAULT_COLLECTIONS: tuple[Collection, ...] = (
+    Collection(
+        "essenFolksong",
+        "Essen Folksong Collection: European and Chinese folk songs (EsAC), ABC by Seymour Schlien",
+        "Non-commercial only. Legal status unclear (many encoders); encoded under Helmut "
+        "Schaffrath, taken over by Ewa Dahlig-Turek, who permits non-commercial distribution and "
+        "use with music21; ABC encodings by Seymour Schlien, distributed with music21 by his "
+        "permission (music21/corpus/essenFolksong/license.txt).",
+        ("corpus/license.txt", "corpus/essenFolksong/license.txt"),
+    ),
+    Collection(
+        "oneills1850",
+        "O'Neill's Music of Ireland (1903): airs, reels, jigs, hornpipes; ABC by Norbert Paap",
+        "Tunes from a 1903 book (public domain); transcriptions by Norbert Paap and others as "
+        "named in each tune's Z: field.",
+        ("corpus/license.txt",),
+    ),
+    Collection(
+        "airdsAirs",
+        "Aird's Selection of Scotch, English, Irish and Foreign Airs (1778-1803); ABC by Jack Campin",
+        "Tunes from books printed 1778-1803 (public domain); transcriptions by Jack Campin, 2009 "
+        "(Z: field of every tune).",
+        ("corpus/license.txt",),
+    ),
+    Collection(
+        "ryansMammoth",
+        "Ryan's Mammoth Collection (1883) / Cole's 1000 Fiddle Tunes, one tune per file",
+        "Tunes from an 1883 book (public domain); transcriptions contributed by Ray Davies, "
+        "John Chambers and others as named in each tune's Z: field.",
+        ("corpus/license.txt",),
+    ),
+    Collection(
+        "miscFolk",
+        "Miscellaneous: Colonial and Civil War American fife music, Northumbrian Minstrelsy",
+        "Old tunes (public domain); ABC tidied by its encoders as described in each file's "
+        "comments.",
+        ("corpus/license.txt",),
+    ),
+)
+_COLLECTIONS_BY_NAME = {collection.name: collection for collection in DEFAULT_COLLECTIONS}
+_USER_LICENCE = "supplied by the user: its licence is the user's to check"
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources
+
+
+@dataclass(frozen=True)
+class Source:
+    """A place tunes come from: a music21 collection, or a file or folder the user named."""
+
+    name: str  # the collection's name, or the path as the user wrote it
+    path: Path  # a file or a folder
+    origin: str  # "music21" or "user"
+    licence: str  # the licence note recorded in the manifest
+
+
+def music21_corpus_dir() -> Path:
+    """The ``corpus/`` folder of the installed music21, found without importing music21."""
+    spec = importlib.util.find_spec("music21")
+    if spec is None or spec.origin is None:
+        raise CorpusError("music21 is not installed, and the default corpus ships inside it "
+                          "(pip install music21), or name your own files with --source")
+    return Path(spec.origin).parent / "corpus"
+
+
+def _music21_version() -> str | None:
+    try:
+        from importlib.metadata import version
+        return version("music21")
+    except Exception:  # noqa: BLE001 - a missing or odd distribution just goes unrecorded
+        return None
+
+
+def _collection_source(name: str) -> Source:
+    collection = _COLLECTIONS_BY_NAME.get(name)
+    if collection is None:
+        known = ", ".join(_COLLECTIONS_BY_NAME)
+        raise CorpusError(f"unknown music21 collection {name!r}; the collections are {known}")
+    folder = music21_corpus_dir() / name
+    if not folder.is_dir():
+        raise CorpusError(f"music21's corpus has no folder {name!r} (a music21 installed without "
+                          "its corpus?)", file=str(folder))
+    return Source(name, folder, "music21", f"{collection.licence} {_MUSIC21_TERMS}")
+
+
+def resolve_sources(sources: Sequence[str | os.PathLike] | None) -> list[Source]:
+    """Names and paths -> sources, in the order given, each once.
+
+    ``None`` (or an empty list) is the default corpus: the five music21 collections. In a list,
+    ``"default"`` stands for those five, a collection's name (``"oneills1850"``, or
+    ``"music21:oneills1850"``) for one of them, and anything else is a path to an ABC file, a
+    folk-rnn data file or a folder (write ``./oneills1850`` for a folder of that name).
+    Raises CorpusError for a path that does not exist or an unknown collection.
+    """
+    if not sources:
+        sources = ["default"]
+    resolved: list[Source] = []
+    seen: set[Path] = set()
+
+    def add(source: Source) -> None:
+        key = source.path.resolve()
+        if key not in seen:
+            seen.add(key)
+            resolved.append(source)
+
+    for item in sources:
+        text = os.fspath(item)
+        if text == "default":
+            for collection in DEFAULT_COLLECTIONS:
+                add(_collection_source(collection.name))
+        elif text.startswith("music21:"):
+            add(_collection_source(text.split(":", 1)[1]))
+        elif text in _COLLECTIONS_BY_NAME and not isinstance(item, os.PathLike):
+            add(_collection_source(text))
+        else:
+            path = Path(text).expanduser()
+            if not path.exists():
+                raise CorpusError("no such file or folder", file=text)
+            add(Source(text, path, "user", _USER_LICENCE))
+    return resolved
+
+
+_SUFFIXES = {"abc": (".abc",), "midi": (".mid", ".midi")}
+
+
+def source_files(source: Source, encoding: str = "abc") -> list[Path]:
+    """The files of a source: the file itself, or a folder's ``*.abc`` (or ``*.mid``/``*.midi``)
+    files found recursively, hidden ones left out, sorted by relative path.
+    Raises CorpusError for a folder with none."""
+    if source.path.is_file():
+        return [source.path]
+    suffixes = _SUFFIXES[encoding]
+    files = []
+    for path in source.path.rglob("*"):
+        relative = path.relative_to(source.path)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.suffix.lower() in suffixes and path.is_file():
+            files.append(path)
+    if not files:
+        raise CorpusError(f"no {' or '.join('*' + s for s in suffixes)} files in this folder",
+                          file=str(source.path))
+    return sorted(files, key=lambda p: p.relative_to(source.path).as_posix())
+
+
+# ---------------------------------------------------------------------------------------------
+# folk-rnn's published data format: tunes separated by blank lines, each a few header lines
+# (M:6/8, K:Cmaj) and then the body's tokens separated by spaces.
+
+_FOLKRNN_FIRST = re.compile(r"^(?:<s>\s|[TRMKL]:)")
+_FOLKRNN_HEADER_TOKEN = re.compile(r"^[RMKL]:\S+$")
+_SIMPLE_TOKEN = re.compile(r"""
+    (?:\^\^|__|\^|_|=)?[A-Ga-g][,']*  # a pitch
+  | [zxZ]                             # a rest
+  | \d*/?\d*[<>]?                     # a length, a broken rhythm (2 /2 3/2 > 2< ...)
+  | [|:\[\]]+\d*                      # bars, repeats, endings (| |: :| :: |1 [2 ...)
+  | \(\d | [{}()\-.~] | </?s>         # tuplets, braces, ties, sequence marks
+""", re.VERBOSE)
+
+
+def looks_like_folkrnn(text: str) -> bool:
+    """Whether a text is in folk-rnn's data format rather than ABC: no X: lines, the first line a
+    header field (M:, K:, R:, T:, L:) or ``<s>``, and nine body tokens in ten single model tokens
+    (``G E E E 2 D E``), where ABC writes notes together (``GEEE2DE``)."""
+    if re.search(r"^X:", text, re.MULTILINE):
+        return False
+    first = next((line.strip() for line in text.splitlines()
+                  if line.strip() and not line.lstrip().startswith("%")), "")
+    if not _FOLKRNN_FIRST.match(first):
+        return False
+    body = [token for tune in _folkrnn_tunes(text) for token in tune.body]
+    if not body:
+        return False
+    simple = sum(1 for token in body if _SIMPLE_TOKEN.fullmatch(token))
+    return simple >= 0.9 * len(body)
+
+
+@dataclass
+class _FolkrnnTune:
+    line: int  # 1-based line where the tune starts
+    title: str = ""
+    header: dict[str, str] = field(default_factory=dict)
+    body: list[str] = field(default_factory=list)
+
+
+def _folkrnn_tunes(text: str) -> list[_FolkrnnTune]:
+    """Split folk-rnn data into tunes: at blank lines, or where a header line follows a body line
+    (so one tune a line, as ``export`` writes, reads back too)."""
+    tunes: list[_FolkrnnTune] = []
+    current: _FolkrnnTune | None = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            current = None
+            continue
+        if line.startswith("%"):
+            continue
+        if current is None or (current.body and _FOLKRNN_FIRST.match(line)):
+            current = _FolkrnnTune(number)
+            tunes.append(current)
+        if line.startswith("T:"):
+            current.title = line[2:].strip()
+            continue
+        tokens = line.split()
+        if tokens and tokens[0] == "<s>":  # our own export: <s> title characters R: M: K: ... </s>
+            tokens = tokens[1:]
+            title = []
+            while tokens and not _FOLKRNN_HEADER_TOKEN.match(tokens[0]):
+                title.append(tokens.pop(0))
+            current.title = "".join(title).replace("\u2581", " ")
+        for token in tokens:
+            if token in ("<s>", "</s>"):
+                continue
+            if not current.body and _FOLKRNN_HEADER_TOKEN.match(token):
+                current.header[token[0]] = token[2:]
+            else:
+                current.body.append(token)
+    return [tune for tune in tunes if tune.body or tune.header]
+
+
+def _is_bar_token(token: str) -> bool:
+    return "|" in token or token.startswith("::") or bool(re.fullmatch(r"\[\d[\d,\-]*", token))
+
+
+def folkrnn_to_abc(tune: _FolkrnnTune | str, number: int = 1) -> str:
+    """One folk-rnn tune (its text, or as read) -> ABC text: ``X:n``, ``T:`` if it has a title,
+    ``R:``, ``M:``, ``L:1/8`` (unless it names one), ``K:``, and the body tokens joined (with a
+    space around bar lines, so ``:|`` ``|:`` stay two bars). A mode-only ``K:maj`` (folk-rnn v3)
+    means C."""
+    if isinstance(tune, str):
+        tunes = _folkrnn_tunes(tune)
+        if len(tunes) != 1:
+            raise CorpusError(f"expected one folk-rnn tune, found {len(tunes)}")
+        tune = tunes[0]
+    lines = [f"X:{number}"]
+    if tune.title:
+        lines.append(f"T:{tune.title}")
+    if "R" in tune.header:
+        lines.append(f"R:{tune.header['R']}")
+    if "M" in tune.header:
+        lines.append(f"M:{tune.header['M']}")
+    lines.append(f"L:{tune.header.get('L', '1/8')}")
+    key = tune.header.get("K", "C")
+    if key[:1].lower() in ("m", "d", "l", "p", "i", "a") and key[:3].lower() in (
+            "maj", "min", "dor", "mix", "lyd", "phr", "loc", "ion", "aeo"):
+        key = "C" + key
+    lines.append(f"K:{key}")
+    body = []
+    for token in tune.body:
+        body.append(f" {token} " if _is_bar_token(token) else token)
+    lines.append(re.sub(" +", " ", "".join(body)).strip())
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading one file (runs in the worker processes)
+
+
+@dataclass(frozen=True)
+class _RawTune:
+    text: str  # ABC text of one tune
+    line: int  # 1-based line in its file where it starts
+    number: str  # its X: (or its place in a folk-rnn file)
+    title: str  # its first T:, or ""
+
+
+def read_tunes(path: str | os.PathLike) -> list[_RawTune]:
+    """The tunes of one file, as ABC texts: an ABC tunebook split at X:, or a folk-rnn data file
+    converted tune by tune. Raises a FolkError for a file that is empty, binary or not text."""
+    from folkrnn.abc import read_text, split_tunebook
+
+    text = read_text(path)
+    if looks_like_folkrnn(text):
+        tunes = []
+        for index, tune in enumerate(_folkrnn_tunes(text), 1):
+            tunes.append(_RawTune(folkrnn_to_abc(tune, index), tune.line, str(index), tune.title))
+        return tunes
+    tunes = []
+    for tune in split_tunebook(text, os.fspath(path)):
+        number = title = ""
+        for raw in tune.text.split("\n", 60)[:60]:
+            if raw.startswith("X:") and not number:
+                number = raw[2:].strip()
+            elif raw.startswith("T:") and not title:
+                title = raw[2:].strip()
+            elif raw.startswith("K:"):
+                break
+        tunes.append(_RawTune(tune.text, tune.line, number, title))
+    return tunes
+
+
+def _reason(message: str) -> str:
+    """An error message with its particulars (quoted text, numbers) blanked, to count by kind."""
+    message = re.sub(r"^(bad [A-Za-z+]: field):.*$", r"\1", message)
+    message = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", message)
+    return re.sub(r"\d+", "N", message)
+
+
+def _rejection(source: str, file: str, number: str | None, title: str | None, error: Exception,
+               line: int | None = None) -> dict:
+    if isinstance(error, FolkError):
+        message = error.message
+        where = str(error)
+    else:  # a bug in folkrnn: keep the build going, but say so loudly in the stats
+        message = f"internal error ({type(error).__name__}: {error}); please report it"
+        where = message
+    return {"source": source, "file": file, "tune": number, "title": title, "line": line,
+            "reason": _reason(message), "message": where}
+
+
+def _read_abc_file(job: tuple) -> dict:
+    """Worker: tokenise every tune of one file. Returns its tunes and rejections."""
+    from folkrnn.abc import tokenize
+
+    source, path, relative, settings = job
+    label_file = f"{source}/{relative}" if relative else source
+    try:
+        tunes = read_tunes(path)
+    except FolkError as error:
+        return {"tunes": [], "rejections": [], "file_error": _rejection(source, label_file, None,
+                                                                         None, error)}
+    out, rejections = [], []
+    for tune in tunes:
+        try:
+            tokens = tokenize(tune.text, settings)
+        except Exception as error:  # noqa: BLE001 - FolkError is expected; anything else is a bug
+            if isinstance(error, FolkError):
+                error.located(file=path, tune=f"X:{tune.number} {tune.title!r}",
+                              line_offset=tune.line - 1)
+            rejections.append(_rejection(source, label_file, tune.number, tune.title, error,
+                                         tune.line))
+            continue
+        out.append((tokens, f"{label_file}#{tune.number}"))
+    if not tunes:
+        error = CorpusError("no tunes in this file", file=path)
+        return {"tunes": [], "rejections": [], "file_error": _rejection(source, label_file, None,
+                                                                         None, error)}
+    return {"tunes": out, "rejections": rejections, "file_error": None}
+
+
+def _read_midi_file(job: tuple) -> dict:
+    """Worker: encode one MIDI file as event names."""
+    source, path, relative, config = job
+    events = importlib.import_module("folkrnn.events")
+    label_file = f"{source}/{relative}" if relative else source
+    try:
+        ids = events.encode_midi(path, config)
+        names = events.event_names(ids, config) if hasattr(events, "event_names") else \
+            [str(i) for i in ids]
+    except Exception as error:  # noqa: BLE001 - MidiError expected; anything else is a bug
+        return {"tunes": [], "rejections": [], "file_error": _rejection(source, label_file, None,
+                                                                         None, error)}
+    return {"tunes": [(["<s>", *names, "</s>"], label_file)], "rejections": [], "file_error": None}
+
+
+# ---------------------------------------------------------------------------------------------
+# Split and duplicates
+
+
+def body_of(tokens: Sequence[str]) -> list[str]:
+    """The normalised body of a tune: its tokens after the header's K: token, without ``</s>``
+    (title, rhythm, meter and mode left out). For MIDI events, every event."""
+    start = next((i + 1 for i, token in enumerate(tokens) if token.startswith("K:")), None)
+    if start is None:
+        start = 1 if tokens and tokens[0] == "<s>" else 0
+    end = len(tokens) - 1 if tokens and tokens[-1] == "</s>" else len(tokens)
+    return list(tokens[start:end])
+
+
+def _body_digest(body: Sequence[str]) -> bytes:
+    return hashlib.sha1("\x1f".join(body).encode("utf-8")).digest()
+
+
+def split_of(body: Sequence[str], *, seed: int = 0, valid_fraction: float = 0.05,
+             test_fraction: float = 0.05) -> str:
+    """Which split a tune belongs to, from its normalised body alone.
+
+    ``h = sha1(f"{seed}:" + body tokens joined by U+001F)``; its first 8 bytes as a number in
+    [0, 1) put the tune in test below ``test_fraction``, in valid below ``test_fraction +
+    valid_fraction``, and in train otherwise. The same body always lands in the same split,
+    whatever else is in the corpus.
+    """
+    digest = hashlib.sha1(f"{seed}:".encode() + "\x1f".join(body).encode("utf-8")).digest()
+    position = int.from_bytes(digest[:8], "big") / 2 ** 64
+    if position < test_fraction:
+        return "test"
+    if position < test_fraction + valid_fraction:
+        return "valid"
+    return "train"
+
+
+# ---------------------------------------------------------------------------------------------
+# The corpus
+
+
+@dataclass
+class Corpus:
+    """Tunes split for training, each a list of tokens, with a record of how they were made."""
+
+    train: list[list[str]]  # tunes of the training split
+    valid: list[list[str]]  # tunes for validation (early stopping, model choice)
+    test: list[list[str]]  # tunes held out for the final evaluation
+    encoding: str  # "abc" (ABC tokens) or "midi" (performance events)
+    info: dict  # sources with counts, content hash, normalisation, split rule, rejections
+    origins: dict[str, list[str]] = field(default_factory=dict)  # split -> "source/file#X" per tune
+    cache_path: Path | None = None  # where it is cached (None: not cached)
+    from_cache: bool = False  # whether this build was read from the cache
+    seconds: float = 0.0  # how long build_corpus took
+
+    def split(self, name: str) -> list[list[str]]:
+        """The tunes of one split by name (train, valid or test)."""
+        if name not in SPLITS:
+            raise OptionError(f"unknown split {name!r}; choose train, valid or test")
+        return getattr(self, name)
+
+    def __len__(self) -> int:
+        return len(self.train) + len(self.valid) + len(self.test)
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the split tunes: names this exact corpus in a training record."""
+        return self.info["content_hash"]
+
+
+def _content_hash(splits: dict[str, list[list[str]]]) -> str:
+    digest = hashlib.sha256()
+    for name in SPLITS:
+        for tokens in splits[name]:
+            digest.update(name.encode())
+            digest.update(b"\x1e")
+            digest.update("\x1f".join(tokens).encode("utf-8"))
+            digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _settings_dict(settings: Any) -> dict:
+    if settings is None:
+        return {}
+    if hasattr(settings, "to_dict"):
+        return settings.to_dict()
+    if is_dataclass(settings):
+        return asdict(settings)
+    return dict(settings)
+
+
+def _code_fingerprint(encoding: str) -> dict:
+    """The tokenizer's version and a hash of the code that makes the tokens."""
+    import folkrnn
+
+    package = Path(folkrnn.__file__).parent
+    if encoding == "abc":
+        abc = importlib.import_module("folkrnn.abc")
+        version = getattr(abc, "TOKENIZER_VERSION", __version__)
+        files = sorted((package / "abc").glob("*.py")) + [package / "music.py"]
+    else:
+        version = __version__
+        files = [package / "events.py", package / "midi.py"]
+    files.append(package / "corpus.py")
+    digest = hashlib.sha1()
+    for path in files:
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return {"tokenizer_version": version, "folkrnn_version": __version__,
+            "code": digest.hexdigest()}
+
+
+def default_cache_dir() -> Path:
+    """Where built corpora are cached: ``$FOLKRNN_CACHE``, else ``corpora/cache/`` of a source
+    checkout when writable, else ``$XDG_CACHE_HOME/folkrnn`` (``~/.cache/folkrnn``)."""
+    if os.environ.get("FOLKRNN_CACHE"):
+        return Path(os.environ["FOLKRNN_CACHE"]).expanduser()
+    repo = Path(__file__).resolve().parent.parent
+    corpora = repo / "corpora"
+    if corpora.is_dir() and (repo / "pyproject.toml").is_file() and os.access(corpora, os.W_OK):
+        return corpora / "cache"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "folkrnn"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write a text file whole or not at all: a temporary file beside it, then os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
+            stream.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def _load_cache(path: Path, key: str) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = json.load(stream)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or data.get("key") != key:
+        return None
+    try:
+        os.utime(path)  # most recently used: kept longest by the pruning below
+    except OSError:
+        pass
+    return data
+
+
+def _prune_cache(folder: Path, keep: int = _KEEP_CACHES) -> None:
+    caches = sorted(folder.glob("corpus-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in caches[keep:]:
+        try:
+            stale.unlink()
+        except OSError:
+            pass
+
+
+def _read_many(function, jobs: list[tuple]) -> list[dict]:
+    """Worker: run one reader over a batch of jobs."""
+    return [function(job) for job in jobs]
+
+
+def _run_jobs(function, jobs: list[tuple], sizes: list[int], workers: int) -> list[dict]:
+    """Run the per-file jobs in ``workers`` processes (inline when 1); results in job order.
+
+    Files are packed, in order, into batches of about 1/(6 * workers) of all the bytes (a big
+    file alone), and the biggest batches start first, so the workers finish together.
+    """
+    if workers <= 1 or len(jobs) < 2:
+        return [function(job) for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    target = max(1, sum(sizes) // (6 * workers))
+    batches: list[list[int]] = [[]]
+    weight = 0
+    for index, size in enumerate(sizes):
+        if batches[-1] and weight + size > target:
+            batches.append([])
+            weight = 0
+        batches[-1].append(index)
+        weight += size
+    batches.sort(key=lambda batch: -sum(sizes[i] for i in batch))
+    # fork is fastest; a process that has imported torch gets spawn, which is safe with threads
+    method = "spawn" if "torch" in sys.modules or sys.platform != "linux" else "fork"
+    context = multiprocessing.get_context(method)
+    results: list[dict | None] = [None] * len(jobs)
+    with ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=context) as pool:
+        futures = [(batch, pool.submit(_read_many, function, [jobs[i] for i in batch]))
+                   for batch in batches]
+        for batch, future in futures:
+            for index, result in zip(batch, future.result()):
+                results[index] = result
+    return results  # type: ignore[return-value]
+
+
+def build_corpus(
+    sources: Sequence[str | os.PathLike] | None = None,
+    *,
+    encoding: str = "abc",
+    settings: Any = None,
+    seed: int = 0,
+    valid_fraction: float = 0.05,
+    test_fraction: float = 0.05,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    rebuild: bool = False,
+    workers: int | None = None,
+) -> Corpus:
+    """Read, tokenise, de-duplicate and split a corpus, from the cache when it is up to date.
+
+    Parameters
+    ----------
+    sources
+        Collection names and paths (see :func:`resolve_sources`); None is the default corpus,
+        music21's five folk collections.
+    encoding
+        ``"abc"`` (ABC tokens via ``folkrnn.abc.tokenize``) or ``"midi"`` (MIDI files encoded as
+        performance events by ``folkrnn.events.encode_midi``).
+    settings
+        ``folkrnn.abc.Normalisation`` for ABC (None: the defaults), ``EventConfig`` for MIDI.
+    seed, valid_fraction, test_fraction
+        The split rule (see :func:`split_of`); 90/5/5 by default.
+    cache_dir, use_cache, rebuild
+        Where the cache lives (default :func:`default_cache_dir`), whether to use it at all, and
+        whether to ignore an existing entry and build afresh (the result is still cached).
+    workers
+        Processes that tokenise (default: up to 2, one per CPU).
+
+    Raises
+    ------
+    CorpusError
+        A source that does not exist, a folder with no tunes, a named file that is not text,
+        or a corpus with no valid tunes.
+    """
+    started = time.perf_counter()
+    if encoding not in _SUFFIXES:
+        raise OptionError(f"unknown encoding {encoding!r}; choose abc or midi")
+    if not (0 <= valid_fraction < 1 and 0 <= test_fraction < 1
+            and valid_fraction + test_fraction < 1):
+        raise OptionError("valid and test fractions must be in [0, 1) and add up to less than 1")
+    if encoding == "midi":
+        if not sources:
+            raise CorpusError("there is no default MIDI corpus: name a folder of MIDI files "
+                              "with --source")
+        try:
+            events = importlib.import_module("folkrnn.events")
+        except ImportError:
+            events = None
+        if events is None or not hasattr(events, "encode_midi"):
+            raise CorpusError("MIDI corpora need folkrnn.events.encode_midi, which this "
+                              "version of folkrnn does not have")
+        if settings is None:
+            settings = events.EventConfig()
+        reader = _read_midi_file
+    else:
+        try:
+            abc = importlib.import_module("folkrnn.abc")
+        except ImportError as error:
+            raise CorpusError(f"the ABC tokenizer cannot be imported: {error}") from None
+        if settings is None:
+            settings = abc.Normalisation()
+        reader = _read_abc_file
+
+    resolved = resolve_sources(sources)
+    jobs, sizes, explicit = [], [], set()
+    file_list = []
+    for source in resolved:
+        for path in source_files(source, encoding):
+            relative = "" if path == source.path else path.relative_to(source.path).as_posix()
+            if relative == "":
+                explicit.add(len(jobs))
+            jobs.append((source.name, str(path), relative, settings))
+            stat = path.stat()
+            sizes.append(stat.st_size)
+            file_list.append([source.name, str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+
+    split_rule = {"seed": seed, "valid_fraction": valid_fraction, "test_fraction": test_fraction,
+                  "rule": "sha1(f'{seed}:' + body tokens joined by U+001F), first 8 bytes / 2**64:"
+                          " test below test_fraction, valid below test+valid, else train"}
+    settings_dict = _settings_dict(settings)
+    fingerprint = _code_fingerprint(encoding)
+    key_payload = {"format": CACHE_FORMAT, "encoding": encoding, "code": fingerprint,
+                   "settings": settings_dict, "split": split_rule, "files": file_list}
+    key = hashlib.sha256(json.dumps(key_payload, sort_keys=True).encode()).hexdigest()
+
+    cache_path = None
+    if use_cache:
+        folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        cache_path = folder / f"corpus-{encoding}-{key[:20]}.json"
+        if not rebuild and cache_path.is_file():
+            data = _load_cache(cache_path, key)
+            if data is not None:
+                return Corpus(**{name: data["splits"][name] for name in SPLITS},
+                              encoding=encoding, info=data["info"], origins=data["origins"],
+                              cache_path=cache_path, from_cache=True,
+                              seconds=time.perf_counter() - started)
+
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1)
+    results = _run_jobs(reader, jobs, sizes, workers)
+
+    per_source = {source.name: {"name": source.name, "origin": source.origin,
+                                "path": _display_path(source), "licence": source.licence,
+                                "files": 0, "files_skipped": 0, "tunes": 0, "rejected": 0,
+                                "duplicates": 0, "kept": 0, **{name: 0 for name in SPLITS}}
+                  for source in resolved}
+    splits: dict[str, list[list[str]]] = {name: [] for name in SPLITS}
+    origins: dict[str, list[str]] = {name: [] for name in SPLITS}
+    rejections: list[dict] = []
+    duplicates: list[dict] = []
+    seen: dict[bytes, str] = {}
+    for index, (job, result) in enumerate(zip(jobs, results)):
+        counts = per_source[job[0]]
+        if result["file_error"] is not None:
+            if index in explicit:  # a file the user named must be readable
+                raise CorpusError(result["file_error"]["message"])
+            counts["files_skipped"] += 1
+            rejections.append(result["file_error"])
+            continue
+        counts["files"] += 1
+        counts["tunes"] += len(result["tunes"]) + len(result["rejections"])
+        counts["rejected"] += len(result["rejections"])
+        rejections.extend(result["rejections"])
+        for tokens, origin in result["tunes"]:
+            body = body_of(tokens)
+            if not body:
+                counts["rejected"] += 1
+                rejections.append({"source": job[0], "file": origin.rsplit("#", 1)[0],
+                                   "tune": origin.rsplit("#", 1)[-1], "title": None, "line": None,
+                                   "reason": "the tune has no notes", "message":
+                                   f"{origin}: the tune has no notes"})
+                continue
+            digest = _body_digest(body)
+            if digest in seen:
+                counts["duplicates"] += 1
+                duplicates.append({"tune": origin, "duplicate_of": seen[digest]})
+                continue
+            seen[digest] = origin
+            name = split_of(body, seed=seed, valid_fraction=valid_fraction,
+                            test_fraction=test_fraction)
+            splits[name].append(tokens)
+            origins[name].append(origin)
+            counts["kept"] += 1
+            counts[name] += 1
+    if not any(splits.values()):
+        first = f" (first: {rejections[0]['message']})" if rejections else ""
+        where = ", ".join(source.name for source in resolved)
+        raise CorpusError(f"no valid tunes in {where}: {len(rejections)} rejected{first}")
+
+    info = {
+        "encoding": encoding,
+        "sources": list(per_source.values()),
+        "tunes": {name: len(splits[name]) for name in SPLITS},
+        "duplicates": len(duplicates),
+        "duplicate_examples": duplicates[:20],
+        "rejected": len(rejections),
+        "rejections": rejections,
+        "settings": settings_dict,
+        "split": split_rule,
+        "code": fingerprint,
+        "music21_version": _music21_version(),
+        "content_hash": _content_hash(splits),
+        "cache_key": key,
+    }
+    corpus = Corpus(splits["train"], splits["valid"], splits["test"], encoding, info, origins)
+    if cache_path is not None:
+        payload = {"format": CACHE_FORMAT, "key": key, "info": info, "splits": splits,
+                   "origins": origins}
+        try:
+            _write_atomic(cache_path, json.dumps(payload, ensure_ascii=False,
+                                                 separators=(",", ":")))
+            _prune_cache(cache_path.parent)
+            corpus.cache_path = cache_path
+        except OSError:
+            corpus.cache_path = None  # an unwritable cache only costs time next run
+    corpus.seconds = time.perf_counter() - started
+    return corpus
+
+
+def _display_path(source: Source) -> str:
+    if source.origin == "music21":
+        return f"music21/corpus/{source.name}"
+    return source.name
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics, export, manifest
+
+
+def _header_value(tokens: Sequence[str], prefix: str) -> str | None:
+    for token in tokens:
+        if token.startswith(prefix):
+            return token[len(prefix):]
+        if token.startswith("K:") and prefix != "K:":
+            return None
+    return None
+
+
+def corpus_stats(corpus: Corpus, *, examples: int = 5) -> dict:
+    """Counts that describe a corpus, as a JSON-ready dict.
+
+    Tunes per split and per source (read, rejected, duplicates, kept), per rhythm (``R:``),
+    meter (``M:``) and mode (``K:``); tokens in all and per split; the vocabulary's size (and
+    how many valid/test tokens never occur in train); rejections by reason with a few examples.
+    """
+    all_tunes = [tokens for name in SPLITS for tokens in corpus.split(name)]
+    rhythm, meter, mode = Counter(), Counter(), Counter()
+    if corpus.encoding == "abc":
+        for tokens in all_tunes:
+            rhythm[_header_value(tokens, "R:") or "(none)"] += 1
+            meter[_header_value(tokens, "M:") or "(none)"] += 1
+            mode[_header_value(tokens, "K:") or "(none)"] += 1
+    vocabulary = Counter(token for tokens in all_tunes for token in tokens)
+    train_vocabulary = {token for tokens in corpus.train for token in tokens}
+    unseen = sorted(set(vocabulary) - train_vocabulary)
+    token_counts = {name: sum(len(tokens) for tokens in corpus.split(name)) for name in SPLITS}
+    lengths = [len(tokens) for tokens in all_tunes]
+    rejections = corpus.info.get("rejections", [])
+    by_reason = Counter(rejection["reason"] for rejection in rejections)
+    return {
+        "encoding": corpus.encoding,
+        "content_hash": corpus.info.get("content_hash"),
+        "tunes": {"total": len(all_tunes), **{name: len(corpus.split(name)) for name in SPLITS}},
+        "sources": [{key: source[key] for key in ("name", "origin", "files", "files_skipped",
+                                                  "tunes", "rejected", "duplicates", "kept",
+                                                  *SPLITS)}
+                    for source in corpus.info.get("sources", [])],
+        "rhythm": dict(rhythm.most_common()),
+        "meter": dict(meter.most_common()),
+        "mode": dict(mode.most_common()),
+        "tokens": {"total": sum(token_counts.values()), **token_counts,
+                   "mean_per_tune": round(sum(lengths) / len(lengths), 1) if lengths else 0,
+                   "max_per_tune": max(lengths, default=0)},
+        "vocabulary": {"size": len(vocabulary), "train": len(train_vocabulary),
+                       "unseen_in_train": unseen},
+        "duplicates": corpus.info.get("duplicates", 0),
+        "rejected": {
+            "total": len(rejections),
+            "by_reason": dict(by_reason.most_common()),
+            "examples": [rejection["message"] for rejection in rejections[:examples]],
+        },
+    }
+
+
+def export_text(tunes: Iterable[Sequence[str]]) -> str:
+    """Tunes -> folk-rnn's one-tune-a-line format: tokens separated by spaces (title spaces are
+    the token ``▁``, so no token holds a space)."""
+    return "".join(" ".join(tokens) + "\n" for tokens in tunes)
+
+
+def export_split(corpus: Corpus, split: str, out: str | os.PathLike | None = None, *,
+                 force: bool = False) -> str | Path:
+    """Export one split: returns the text when ``out`` is None, else writes ``out`` atomically
+    (refusing to overwrite an existing file unless ``force``) and returns its path."""
+    text = export_text(corpus.split(split))
+    if out is None:
+        return text
+    path = Path(out)
+    if path.exists() and not force:
+        raise OptionError("the file exists; pass --force to overwrite it", file=str(path))
+    if path.is_dir():
+        raise OptionError("is a folder, not a file", file=str(path))
+    try:
+        _write_atomic(path, text)
+    except OSError as error:
+        raise CorpusError(f"cannot write: {error.strerror or error}", file=str(path)) from None
+    return path
+
+
+def corpora_dir() -> Path:
+    """The ``corpora/`` folder of a source checkout, else ``./corpora``."""
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "corpora").is_dir() and (repo / "pyproject.toml").is_file():
+        return repo / "corpora"
+    return Path("corpora")
+
+
+def _portable(message: str) -> str:
+    """A message with the installed music21's path written as ``music21/corpus``."""
+    try:
+        return message.replace(str(music21_corpus_dir()), "music21/corpus")
+    except CorpusError:
+        return message
+
+
+def _manifest(corpus: Corpus, stats: dict) -> dict:
+    sources = []
+    for source in corpus.info["sources"]:
+        entry = dict(source)
+        collection = _COLLECTIONS_BY_NAME.get(source["name"]) if source["origin"] == "music21" \
+            else None
+        if collection is not None:
+            entry["title"] = collection.title
+            entry["licence_note"] = collection.licence
+            entry["licence_files"] = [f"music21/{name}" for name in collection.licence_files]
+        sources.append(entry)
+    return {
+        "generated_by": "folkrnn corpus build --write-manifest",
+        "folkrnn_version": __version__,
+        "music21_version": corpus.info.get("music21_version"),
+        "encoding": corpus.encoding,
+        "code": corpus.info.get("code"),
+        "settings": corpus.info.get("settings"),
+        "split": corpus.info.get("split"),
+        "content_hash": corpus.info.get("content_hash"),
+        "sources": sources,
+        "totals": {
+            "tunes": stats["tunes"],
+            "duplicates": stats["duplicates"],
+            "rejected": stats["rejected"]["total"],
+            "tokens": stats["tokens"],
+            "vocabulary_size": stats["vocabulary"]["size"],
+        },
+        "rejected_by_reason": stats["rejected"]["by_reason"],
+        "rejections": [_portable(rejection["message"])
+                       for rejection in corpus.info.get("rejections", [])[:100]],
+        "rhythm": stats["rhythm"],
+        "meter": stats["meter"],
+        "mode": stats["mode"],
+    }
+
+
+def _readme(manifest: dict) -> str:
+    totals = manifest["totals"]
+    lines = [
+        "# corpora",
+        "",
+        "The collections folkrnn learns from, with their licence notes and counts. This file and",
+        "`manifest.json` are written by `folkrnn corpus build --write-manifest`",
+        "(`folkrnn.corpus.write_manifest`); do not edit them by hand. Built corpora are cached",
+        "in `corpora/cache/` (git-ignored), keyed by the source files, the normalisation",
+        "settings, the split rule and the tokenizer's code, and rebuilt when any of them changes.",
+        "",
+        "## Sources",
+        "",
+        "The default corpus is the five ABC folk collections that ship inside music21",
+        f"(version {manifest['music21_version']}), read from its `corpus/` folder on disk with no",
+        "network. Add your own ABC files or folders, or folk-rnn data files, with `--source`.",
+        "",
+        "| source | what it is | files | tunes read | rejected | duplicates | kept | train | "
+        "valid | test |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for source in manifest["sources"]:
+        lines.append(
+            f"| {source['name']} | {source.get('title', source['path'])} | {source['files']:,} | "
+            f"{source['tunes']:,} | {source['rejected']:,} | {source['duplicates']:,} | "
+            f"{source['kept']:,} | {source['train']:,} | {source['valid']:,} | "
+            f"{source['test']:,} |")
+    tunes = totals["tunes"]
+    lines += [
+        f"| **all** | | | {sum(s['tunes'] for s in manifest['sources']):,} | "
+        f"{totals['rejected']:,} | {totals['duplicates']:,} | {tunes['total']:,} | "
+        f"{tunes['train']:,} | {tunes['valid']:,} | {tunes['test']:,} |",
+        "",
+        f"Tokens: {totals['tokens']['total']:,} in all (train {totals['tokens']['train']:,}, "
+        f"valid {totals['tokens']['valid']:,}, test {totals['tokens']['test']:,}); "
+        f"{totals['tokens']['mean_per_tune']} a tune on average, "
+        f"{totals['tokens']['max_per_tune']:,} at most. Vocabulary: "
+        f"{totals['vocabulary_size']:,} tokens (title characters included).",
+        "",
+        f"Content hash (sha256 of the split tunes): `{manifest['content_hash']}`.",
+        "",
+        "## Licences",
+        "",
+        "The music21 corpus as a whole (`music21/corpus/license.txt`): the encodings are",
+        "distributed with music21 with the permission of their encoders and, to the best of",
+        "music21's knowledge, are out of copyright in the United States or licensed for use;",
+        "some may not be used commercially, and each repertory's own licence applies.",
+        "",
+        "**The Essen Folksong Collection is for non-commercial use only**",
+        "(`music21/corpus/essenFolksong/license.txt`): Ewa Dahlig-Turek permitted non-commercial",
+        "distribution and use with music21, and Seymour Schlien, who made the ABC encodings,",
+        "permitted their distribution with music21. A model trained on the default corpus",
+        "inherits that restriction; leave Essen out (`--source oneills1850 --source airdsAirs",
+        "--source ryansMammoth --source miscFolk`) for a model free of it.",
+        "",
+    ]
+    for source in manifest["sources"]:
+        lines.append(f"- **{source['name']}**: {source.get('licence_note', source['licence'])}")
+    lines += [
+        "",
+        "## How the corpus is made",
+        "",
+        "- Each tune is tokenised with `folkrnn.abc.tokenize` (settings: "
+        + ", ".join(f"`{k}={v}`" for k, v in (manifest["settings"] or {}).items()) + ").",
+        "  A tune that cannot be read is rejected, with its file, X:, title and reason, and the",
+        "  rest go on.",
+        "- Exact duplicates (the same normalised body: the tokens after `K:`, title, rhythm,",
+        "  meter and mode left out) are dropped across all collections, keeping the first in",
+        "  the order of the table above.",
+        "- Split: " + manifest["split"]["rule"] + f" (seed {manifest['split']['seed']}, valid "
+        f"{manifest['split']['valid_fraction']}, test {manifest['split']['test_fraction']}).",
+        "  A tune's split depends on its body alone: duplicates cannot straddle splits, and",
+        "  adding tunes never moves the others.",
+        "",
+        "## Rejected tunes, by reason",
+        "",
+        "| reason | tunes |",
+        "|---|--:|",
+    ]
+    for reason, count in list(manifest["rejected_by_reason"].items())[:15]:
+        lines.append(f"| {reason.replace('|', '&#124;')} | {count} |")
+    if manifest["rejections"]:
+        lines += ["", "Each of them (the first 100):", "", "```"]
+        lines += manifest["rejections"]
+        lines.append("```")
+    lines += ["", "## Rhythm, meter and mode of the kept tunes", ""]
+    for title, key in (("rhythm", "rhythm"), ("meter", "meter"), ("mode", "mode")):
+        values = ", ".join(f"{name} {count:,}" for name, count in list(manifest[key].items())[:14])
+        lines.append(f"- **{title}**: {values}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_manifest(corpus: Corpus, folder: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """Write ``manifest.json`` and ``README.md`` describing ``corpus`` into ``folder`` (default
+    the checkout's ``corpora/``), atomically. Returns their paths."""
+    folder = Path(folder) if folder is not None else corpora_dir()
+    stats = corpus_stats(corpus)
+    manifest = _manifest(corpus, stats)
+    manifest_path, readme_path = folder / "manifest.json", folder / "README.md"
+    try:
+        _write_atomic(manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        _write_atomic(readme_path, _readme(manifest))
+    except OSError as error:
+        raise CorpusError(f"cannot write the manifest: {error.strerror or error}",
+                          file=str(folder)) from None
+    return manifest_path, readme_path

@@ -1,0 +1,409 @@
+"""compose and generate: the files and their readers (pretty_midi, music21, verovio, wave), keys,
+provenance, determinism, generate == compose, and every bad input: one line, non-zero exit, no
+half-written file."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from folkrnn.abc import parse
+from folkrnn.cli import app
+from folkrnn.compose import (
+    ComposeOptions, compose, generate, load_composer, parse_key_option, prime_tokens,
+    transpose_tokens, usual_tonic)
+from folkrnn.errors import AbcError, ModelError, OptionError
+from folkrnn.validate import validate_tune
+from test_sample import train_tiny_model
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def model(tmp_path_factory) -> str:
+    return str(train_tiny_model(tmp_path_factory))
+
+
+def run(*args: str):
+    result = CliRunner().invoke(app, list(args))
+    return result
+
+
+def one_line_error(result, code: int | None = None) -> str:
+    assert result.exit_code != 0 and (code is None or result.exit_code == code), result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def no_partial_files(folder: Path) -> None:
+    assert not [p for p in folder.rglob("*") if ".part" in p.name or ".tmp" in p.name]
+
+
+# --- compose: the files and their readers --------------------------------------------------------
+
+
+def test_compose_writes_every_format_and_readers_open_them(model, tmp_path):
+    import pretty_midi
+    from music21 import converter
+
+    options = ComposeOptions(title="The Humours of Ballyloughlin", seed=1, model=model,
+                             out=str(tmp_path), formats=["abc", "mid", "svg", "musicxml", "wav"])
+    composed = compose(options)
+    names = sorted(p.name for p in composed.files)
+    assert names == sorted(f"the-humours-of-ballyloughlin.{s}" for s in ("abc", "mid", "svg", "musicxml", "wav"))
+    text = (tmp_path / "the-humours-of-ballyloughlin.abc").read_text()
+    assert text == composed.abc
+    header = text.split("\n")
+    assert header[0] == "X:1" and header[1] == "T:The Humours of Ballyloughlin"
+    assert [line[:2] for line in header[:7]] == ["X:", "T:", "R:", "N:", "M:", "L:", "K:"]
+    assert "--seed 1 " in header[3] and "--temperature 1 " in header[3] and "sha256" in header[3]
+    tune = parse(text)
+    assert validate_tune(text).valid and tune.notes
+    # MIDI: pretty_midi reads it, a fiddle (program 40), the notes of the tune played once per pass
+    midi = pretty_midi.PrettyMIDI(str(tmp_path / "the-humours-of-ballyloughlin.mid"))
+    played = [n for n in tune.unfold()]
+    assert midi.instruments[0].program == 40
+    assert len(midi.instruments[0].notes) == len(played)
+    assert sorted({n.pitch for n in midi.instruments[0].notes}) == sorted({n.pitch for n in played})
+    # MusicXML: music21 reads it back with the title, the key and the notes
+    score = converter.parse(str(tmp_path / "the-humours-of-ballyloughlin.musicxml"))
+    assert score.metadata.bestTitle == "The Humours of Ballyloughlin"
+    xml_notes = [n for n in score.recurse().notes if not n.duration.isGrace]
+    sounding = sum(len(n.pitches) if n.isChord else 1 for n in xml_notes if not (n.tie and n.tie.type != "start"))
+    assert sounding == len([n for n in tune.notes if not n.grace])
+    assert score.recurse().getElementsByClass("KeySignature")[0].sharps == \
+        {"maj": 0, "min": -3, "dor": -2, "mix": -1}[tune.key.mode] + {"D": 2, "G": 1, "A": 3, "E": 4}[tune.key.tonic]
+    # SVG: verovio's page, with the title
+    svg = (tmp_path / "the-humours-of-ballyloughlin.svg").read_text()
+    assert svg.lstrip().startswith(("<?xml", "<svg")) and "Humours" in svg
+    # WAV: a mono 16-bit file as long as the performance
+    with wave.open(str(tmp_path / "the-humours-of-ballyloughlin.wav")) as handle:
+        assert handle.getnchannels() == 1 and handle.getsampwidth() == 2
+        seconds = handle.getnframes() / handle.getframerate()
+    assert abs(seconds - midi.get_end_time()) < 1.0
+    no_partial_files(tmp_path)
+
+
+def test_same_seed_byte_identical_files(model, tmp_path):
+    formats = ["abc", "mid", "svg", "musicxml", "wav"]
+    first = compose(ComposeOptions(seed=7, model=model, out=str(tmp_path / "a"), formats=formats))
+    second = compose(ComposeOptions(seed=7, model=model, out=str(tmp_path / "b"), formats=formats))
+    for a, b in zip(first.files, second.files):
+        assert a.name == b.name and a.read_bytes() == b.read_bytes(), a.name
+    other = compose(ComposeOptions(seed=8, model=model, out=str(tmp_path / "c"), formats=["abc"]))
+    assert other.abc != first.abc
+
+
+def test_keys_follow_the_mode_and_rhythm_or_the_key_option(model, tmp_path):
+    assert usual_tonic("maj", "reel") == "D" and usual_tonic("maj", "jig") == "G"
+    assert usual_tonic("dor") == "A" and usual_tonic("min", "jig") == "E" and usual_tonic("mix") == "D"
+    assert parse_key_option("F#") == ("F#", None) and parse_key_option("Ador") == ("A", "dor")
+    assert parse_key_option("E minor") == ("E", "min") and parse_key_option("Bb") == ("Bb", None)
+    with pytest.raises(OptionError):
+        parse_key_option("H")
+    for options, key in ((dict(rhythm="reel", mode="major"), ("D", "maj")),
+                         (dict(mode="dorian"), ("A", "dor")), (dict(mode="minor", rhythm="jig"), ("E", "min")),
+                         (dict(mode="major", key="F#"), ("F#", "maj")), (dict(key="Bb", mode="mixolydian"), ("Bb", "mix"))):
+        composed = compose(ComposeOptions(seed=3, model=model, **options), write=False)
+        assert (composed.tune.key.tonic, composed.tune.key.mode) == key
+        assert validate_tune(composed.abc).valid
+    # the same tune in two keys: the same intervals
+    in_d = compose(ComposeOptions(seed=4, model=model, mode="major", key="D"), write=False)
+    in_g = compose(ComposeOptions(seed=4, model=model, mode="major", key="G"), write=False)
+    d_pitches = [n.pitch for n in in_d.tune.notes]
+    g_pitches = [n.pitch for n in in_g.tune.notes]
+    assert len(set(np.subtract(g_pitches, d_pitches))) == 1
+
+
+def test_transpose_tokens_spells_in_the_key():
+    assert transpose_tokens(["K:Cdor", "c", "=B", "_e", "[K:Gmaj]", "^f"], "A") == \
+        ["K:Ador", "A", "^G", "=c", "[K:Emaj]", "^d"]  # a written accidental stays written
+    assert transpose_tokens(["K:Cmaj", "c", "_B"], "F") == ["K:Fmaj", "f", "_e"]
+
+
+def test_prime_is_read_as_abc_or_tokens(model):
+    vocabulary = load_composer(model).vocabulary
+    assert prime_tokens("K:D\nd2fd AdFA", vocabulary) == (
+        ["c", "2", "e", "c", "G", "c", "E", "G"], {"K": "maj", "tonic": "D"})
+    assert prime_tokens("M:6/8 K:Cmaj |: G", vocabulary) == (["|:", "G"], {"M": "6/8", "K": "maj"})
+    with pytest.raises(AbcError, match="prime is not ABC"):
+        prime_tokens("abc}}} ((((", vocabulary)
+    with pytest.raises(OptionError, match="nearest"):
+        prime_tokens("c'''' d", vocabulary)
+
+
+def test_a_prime_is_continued_in_its_own_key(model):
+    composed = compose(ComposeOptions(seed=5, model=model, prime="K:D\nd2fd AdFA", meter="4/4"), write=False)
+    body = composed.abc.split("\nK:")[1].split("\n", 1)[1].replace(" ", "")
+    assert composed.tune.key.tonic == "D" and body.startswith("d2fdAdFA")
+    assert "--prime" in composed.abc
+
+
+def test_title_and_header_options_are_in_the_tune(model):
+    composed = compose(ComposeOptions(seed=6, model=model, title="Tom's Jig", rhythm="jig", meter="6/8"),
+                       write=False)
+    assert composed.tune.title == "Tom's Jig" and composed.tune.rhythm == "jig"
+    assert str(composed.tune.meter) == "6/8"
+    title = composed.tokens[1:composed.tokens.index("R:jig")]
+    assert "".join(title).replace("\u2581", " ") in ("Tom's Jig", "Toms Jig")
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_other_strategies_compose(model, strategy):
+    composed = compose(ComposeOptions(seed=1, model=model, strategy=strategy, beam_width=2), write=False)
+    assert composed.report.valid and f"--strategy {strategy}" in composed.abc
+
+
+# --- generate --------------------------------------------------------------------------------
+
+
+def test_generate_writes_tunebook_midi_and_summary_and_tune_i_is_compose(model, tmp_path):
+    import pretty_midi
+
+    out = tmp_path / "gen"
+    result = generate(ComposeOptions(seed=100, model=model, out=str(out), formats=["abc", "mid"]), 8)
+    assert len(result.tunes) == 8 and not result.rejected and not result.interrupted
+    book = (out / "tunes.abc").read_text()
+    assert [line for line in book.splitlines() if line.startswith("X:")] == [f"X:{i}" for i in range(1, 9)]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["requested"] == 8 and summary["written"] == 8 and summary["valid"] == 8
+    assert sum(summary["distribution"]["meter"].values()) == 8
+    assert summary["novelty"]["reference"].startswith("not checked")
+    mids = sorted(out.glob("*.mid"))
+    assert len(mids) == 8 and all(pretty_midi.PrettyMIDI(str(p)).instruments[0].notes for p in mids)
+    for entry in summary["tunes"][:3]:
+        alone = compose(ComposeOptions(seed=entry["seed"], model=model), write=False)
+        made = result.tunes[entry["x"] - 1]
+        assert alone.tokens == made.tokens
+        assert alone.abc.split("\n", 1)[1] == made.abc.split("\n", 1)[1]  # all but X:
+
+
+def test_generate_with_a_novelty_index_flags_copies(model, tmp_path):
+    from folkrnn.corpus import body_of
+    from folkrnn.validate import NoveltyIndex
+
+    first = compose(ComposeOptions(seed=300, model=model), write=False)
+    index = NoveltyIndex([body_of(first.tokens), ["c", "d", "e", "|"]])
+    result = generate(ComposeOptions(seed=300, model=model, out=str(tmp_path / "n")), 2, novelty=index)
+    summary = json.loads((tmp_path / "n" / "summary.json").read_text())
+    assert summary["novelty"]["probable_copies"] == [1]
+    assert summary["tunes"][0]["nearest"]["similarity"] == 1.0
+    assert result.tunes[1].report.nearest.similarity < 0.85
+
+
+def test_generate_interrupted_keeps_finished_tunes(model, tmp_path, monkeypatch):
+    import folkrnn.compose as compose_module
+
+    real = compose_module._write_formats
+    calls = []
+
+    def interrupting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(compose_module, "_write_formats", interrupting)
+    out = tmp_path / "ctrl-c"
+    result = run("generate", "-n", "9", "--seed", "5", "--model", model, "--out", str(out))
+    assert result.exit_code == 130 and "interrupted: kept 3 finished tunes" in result.output
+    book = (out / "tunes.abc").read_text()
+    assert book.count("X:") == 3 and len(list(out.glob("*.mid"))) == 3
+    assert all(validate_tune(text).valid for text in ("X:" + t for t in book.split("X:")[1:]))
+    assert json.loads((out / "summary.json").read_text())["interrupted"] is True
+    no_partial_files(out)
+
+
+def test_generate_full_disk_halfway_one_line_and_no_half_file(model, tmp_path, monkeypatch):
+    import folkrnn.midi as midi
+
+    real = os.fdopen
+    opened = []
+
+    class FullDisk:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, data):
+            self.handle.write(data[: len(data) // 2])  # half of it lands, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    def fdopen(fd, *args, **kwargs):
+        handle = real(fd, *args, **kwargs)
+        opened.append(1)
+        return FullDisk(handle) if len(opened) >= 4 else handle
+
+    monkeypatch.setattr(midi.os, "fdopen", fdopen)
+    out = tmp_path / "full"
+    result = run("generate", "-n", "8", "--seed", "1", "--model", model, "--out", str(out))
+    lines = [line for line in result.output.splitlines() if line.startswith("error")]
+    assert result.exit_code != 0 and len(lines) == 1 and "No space left on device" in lines[0]
+    no_partial_files(out)
+    for path in out.glob("*.mid"):
+        import pretty_midi
+
+        assert pretty_midi.PrettyMIDI(str(path)).instruments  # whole files only
+
+
+# --- the command line: options and errors ----------------------------------------------------
+
+
+def test_cli_compose_prints_the_tune_and_a_random_seed(model, tmp_path):
+    result = run("compose", "--model", model, "--out", str(tmp_path), "--format", "abc,mid", "--rhythm", "reel")
+    assert result.exit_code == 0, result.output
+    assert "X:1" in result.output and "R:reel" in result.output
+    seed = int(result.output.split("seed: ")[1].split()[0])
+    abc = next(tmp_path.glob("*.abc")).read_text()
+    assert f"--seed {seed} " in abc and abc in result.output
+    again = run("compose", "--model", model, "--out", str(tmp_path / "again"), "--format", "abc",
+                "--rhythm", "reel", "--seed", str(seed))
+    assert next((tmp_path / "again").glob("*.abc")).read_text() == abc
+
+
+def test_cli_never_overwrites_without_force(model, tmp_path):
+    args = ["compose", "--model", model, "--out", str(tmp_path), "--seed", "2", "--format", "abc,mid"]
+    assert run(*args).exit_code == 0
+    abc = next(tmp_path.glob("*.abc"))
+    before = abc.read_bytes()
+    abc.write_text("mine")
+    line = one_line_error(run(*args), 2)
+    assert "exists" in line and "--force" in line and abc.read_text() == "mine"
+    assert run(*args, "--force").exit_code == 0 and abc.read_bytes() == before
+
+
+@pytest.mark.parametrize("args,code,words", [
+    (["--temperature", "0"], 2, "temperature"),
+    (["--temperature", "-1"], 2, "temperature"),
+    (["--top-p", "0"], 2, "top-p"),
+    (["--top-p", "1.5"], 2, "top-p"),
+    (["--top-k", "-3"], 2, "top-k"),
+    (["--key", "H"], 2, "key"),
+    (["--meter", "7"], 2, "meter"),
+    (["--format", "abc,pdf"], 2, "format"),
+    (["--instrument", "theremin"], 2, "instrument"),
+    (["--rhythm", "polka"], 2, "R:polka"),
+    (["--prime", "}}}((("], 1, "prime is not ABC"),
+    (["--prime", "c'''' d"], 2, "nearest"),
+])
+def test_cli_compose_bad_options(model, tmp_path, args, code, words):
+    line = one_line_error(run("compose", "--model", model, "--out", str(tmp_path), *args), code)
+    assert words in line
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_generate_n_below_one(model, tmp_path):
+    line = one_line_error(run("generate", "-n", "0", "--model", model, "--out", str(tmp_path / "g")), 2)
+    assert "-n" in line
+
+
+def test_cli_model_errors(model, tmp_path):
+    line = one_line_error(run("compose", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path)))
+    assert "does not exist" in line
+    # a MIDI-event model
+    from folkrnn.checkpoint import expected_shapes, save_model
+    from folkrnn.events import EventConfig, event_names
+    from folkrnn.vocab import Vocabulary
+
+    vocabulary = Vocabulary.from_event_names(event_names(range(EventConfig().vocab_size)))
+    config = {"vocab_size": len(vocabulary), "embedding_size": 4, "hidden_size": 4, "layers": 1, "dropout": 0.0}
+    weights = {name: np.zeros(shape, np.float32) for name, shape in expected_shapes(config).items()}
+    save_model(tmp_path / "midi-model", weights, config, vocabulary, "midi")
+    line = one_line_error(run("compose", "--model", str(tmp_path / "midi-model"), "--out", str(tmp_path / "o")))
+    assert "MIDI" in line and "ABC model" in line
+
+
+def test_no_default_model_is_a_one_line_error(monkeypatch, tmp_path):
+    import folkrnn.compose as compose_module
+
+    monkeypatch.setattr(compose_module, "DEFAULT_MODEL", tmp_path / "models" / "abc")
+    with pytest.raises(ModelError, match="no default model is installed"):
+        load_composer(None)
+    line = one_line_error(run("compose", "--out", str(tmp_path)))
+    assert "no default model" in line and "--model" in line
+
+
+def test_cli_out_is_a_file_and_no_permission(model, tmp_path, monkeypatch):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    line = one_line_error(run("compose", "--model", model, "--out", str(a_file)), 2)
+    assert "is a file" in line
+    import tempfile
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    out = tmp_path / "locked"
+    line = one_line_error(run("compose", "--model", model, "--out", str(out), "--seed", "1"))
+    assert "Permission denied" in line
+    assert not list(out.iterdir())
+
+
+def test_compose_never_imports_torch(model, tmp_path):
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from folkrnn.cli import app\n"
+        f"result = CliRunner().invoke(app, ['compose', '--model', {model!r}, '--out', {str(tmp_path)!r},"
+        " '--seed', '1', '--format', 'abc,mid,svg'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print('torch' in sys.modules, 'music21' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]
+
+
+# --- the renderers on a tune with every feature ------------------------------------------------
+
+FEATURES = """X:1
+T:Every Feature
+R:reel
+M:4/4
+L:1/8
+K:Ador
+|:A|eAA2 (3cBA GB|[ce]d {g}B>A G2 z2|1 eAAB c2-cB:|2 eAAg a4||
+|:e2 ed e2 ga|bgaf gedB|1 [EA]4 A3e:|2 A4 A3||
+"""
+
+
+def test_svg_draws_endings_and_musicxml_keeps_the_structure(tmp_path):
+    from music21 import converter, spanner
+
+    from folkrnn.render import _ending_spans, tune_to_musicxml, tune_to_svg
+
+    tune = parse(FEATURES)
+    assert [number for number, _, _ in _ending_spans(tune)] == [1, 2, 1, 2]
+    svg = tune_to_svg(tune, abc=FEATURES)
+    assert svg.count('class="ending') >= 4 and "Every Feature" in svg and "reel" in svg
+    path = tmp_path / "every.musicxml"
+    path.write_bytes(tune_to_musicxml(tune))
+    score = converter.parse(str(path))
+    brackets = score.recurse().getElementsByClass(spanner.RepeatBracket)
+    assert sorted(b.number for b in brackets) == ["1", "1", "2", "2"]
+    measures = score.parts[0].getElementsByClass("Measure")
+    assert len(measures) == 9  # the pickup and eight bars
+    assert measures[0].duration.quarterLength == 0.5  # the pickup
+    kinds = {b.direction for m in measures for b in (m.leftBarline, m.rightBarline) if getattr(b, "direction", None)}
+    assert kinds == {"start", "end"}
+    notes = list(score.recurse().notes)
+    assert any(n.duration.isGrace for n in notes) and any(n.isChord for n in notes)
+    assert any(n.duration.tuplets for n in notes)

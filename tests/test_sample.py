@@ -1,0 +1,426 @@
+"""Sampling: every strategy, conditioning, the prime, the constraint (with random logits: every tune
+still parses, passes the validator and abc2midi's bar and repeat check), the length guard and
+retries, and reproducibility (a tune depends on its seed only, alone or in a batch)."""
+
+from __future__ import annotations
+
+import subprocess
+import shutil
+from fractions import Fraction
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from folkrnn.abc import detokenize, parse
+from folkrnn.errors import OptionError
+from folkrnn.sample import (
+    AbcGrammar, Conditions, SampleConfig, _choose, beam_search, sample_one, sample_tunes,
+    uniforms)
+from folkrnn.validate import validate_tune
+from folkrnn.vocab import Vocabulary
+
+# A vocabulary like the default corpus's: title characters, headers, and the body tokens.
+_BODY = ["C,", "D,", "E,", "F,", "G,", "A,", "B,", "C", "D", "E", "F", "G", "A", "B", "c", "d", "e",
+         "f", "g", "a", "b", "c'", "d'", "e'", "^F", "^c", "_B", "=B", "^G", "_e", "=f",
+         "2", "3", "4", "5", "6", "8", "12", "/2", "/4", "3/2", "3/4", "/8", "7/4",
+         "|", "||", "|:", ":|", "[1", "[2", "[", "]", "{", "}", "-", ">", "<", ">>", "<<", "(3", "(2",
+         "(4", "(5", "(6", "(9", "(3:2:3", "z", "x", "[K:Gmaj]", "[K:Cmin]"]
+_HEADERS = ["R:reel", "R:jig", "R:hornpipe", "R:waltz", "R:song", "R:other", "M:2/4", "M:3/4",
+            "M:4/4", "M:6/8", "M:9/8", "M:2/2", "M:3/2", "M:5/8", "M:12/8", "M:none",
+            "K:Cmaj", "K:Cmin", "K:Cdor", "K:Cmix"]
+_TITLE = list("TheKsJigRlofHumursBaycn ") + ["\u2581", "'", "%"]
+VOCABULARY = Vocabulary.build([_BODY + _HEADERS + _TITLE])
+
+
+class RandomEngine:
+    """Logits drawn at random for every step: the harshest test of the constraint. Each row's
+    logits depend on its own history only (a hash of it), so batching cannot change a tune."""
+
+    def __init__(self, size: int, scale: float = 3.0, salt: int = 0) -> None:
+        self.size, self.scale, self.salt = size, scale, salt
+
+    def init_state(self, batch: int):
+        return np.zeros((1, batch, 1), np.int64), np.zeros((1, batch, 1), np.int64)
+
+    def step(self, ids, state):
+        ids = np.atleast_1d(ids)
+        history = np.array([hash((int(h), int(i), self.salt)) & 0xFFFFFFFF
+                            for h, i in zip(state[0][0, :, 0], ids)], np.int64)
+        logits = np.stack([np.random.default_rng(h).normal(0, self.scale, self.size) for h in history])
+        return logits.astype(np.float32), (history.reshape(1, -1, 1), state[1])
+
+
+def abc2midi_problems(texts: list[str], tmp_path) -> list[str]:
+    """abc2midi -c's bar-length and repeat warnings over a tunebook (hornpipe meter notes aside)."""
+    if shutil.which("abc2midi") is None:
+        pytest.skip("abc2midi is not installed")
+    book = tmp_path / "book.abc"
+    book.write_text("\n".join(texts))
+    out = subprocess.run(["abc2midi", str(book), "-c"], capture_output=True, text=True, timeout=60).stdout
+    return [line for line in out.splitlines()
+            if ("Warning" in line or "Error" in line) and ("time units" in line or "repeat" in line.lower()
+                                                           or "|:" in line or "ending" in line.lower())]
+
+
+def bar_lengths_full(text: str) -> bool:
+    """Our own bar check: every measure but the first and last is a full bar, or a short pair at a
+    section line that adds up to one (a pickup and its complement)."""
+    tune = parse(text)
+    full = tune.meter.bar_length
+    onsets = sorted({bar.onset for bar in tune.bars} | {Fraction(0)})
+    lengths = [b - a for a, b in zip(onsets, onsets[1:]) if b > a]
+    pickup = lengths[0] if lengths and lengths[0] < full else Fraction(0)
+    return all(length == full or (pickup and length in (pickup, full - pickup)) or i == 0
+               for i, length in enumerate(lengths))
+
+
+# --- the constraint, with random logits ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale,salt", [(3.0, 1), (1.0, 2), (8.0, 3)])
+def test_random_logits_still_give_valid_tunes(scale, salt, tmp_path):
+    results = sample_tunes(RandomEngine(len(VOCABULARY), scale, salt), VOCABULARY, list(range(12)))
+    texts = []
+    for result in results:
+        assert result.ok, result.failures
+        assert result.tokens[0] == "<s>" and result.tokens[-1] == "</s>"
+        assert result.tokens[-2] in ("||", ":|")  # a closing bar
+        text = detokenize(result.tokens, number=result.index + 1)
+        report = validate_tune(text)
+        assert report.valid, (text, [str(e) for e in report.errors])
+        assert bar_lengths_full(text), text
+        texts.append(text)
+    assert abc2midi_problems(texts, tmp_path) == []
+
+
+def test_random_logits_unconstrained_do_break_bars():
+    """The check above can fail: without the constraint, random logits make broken tunes."""
+    results = sample_tunes(RandomEngine(len(VOCABULARY), 3.0, 5), VOCABULARY, list(range(6)),
+                           config=SampleConfig(constrain=False, max_tokens=200))
+    broken = 0
+    for result in results:
+        try:
+            broken += not validate_tune(detokenize(result.tokens)).valid
+        except Exception:
+            broken += 1
+    assert broken >= 3
+
+
+def grammar(**options) -> AbcGrammar:
+    return AbcGrammar(VOCABULARY.tokens, **options)
+
+
+def walk(g: AbcGrammar, tokens: list[str]) -> int:
+    """The state after a token sequence (``<s>`` is where every tune starts, not a step)."""
+    sid = g.start
+    for token in tokens[1:] if tokens[:1] == ["<s>"] else tokens:
+        nxt = g.next(sid, VOCABULARY.id(token))
+        assert nxt >= 0, f"{token!r} refused after {tokens[:tokens.index(token)]}"
+        sid = nxt
+    return sid
+
+
+def allowed(g: AbcGrammar, sid: int) -> set[str]:
+    return {VOCABULARY.token(i) for i in np.flatnonzero(g.mask(sid))}
+
+
+HEAD = ["<s>", "T", "h", "e", "R:jig", "M:6/8", "K:Cmaj"]
+
+
+def test_grammar_keeps_bars_full_in_6_8():
+    g = grammar()
+    sid = walk(g, HEAD + ["G", "|", "c", "2", "d"])  # a pickup, then 2 eighths and a note
+    can = allowed(g, sid)
+    assert "|" not in can and "||" not in can  # the bar is not full
+    assert {"2", "3", "4"} <= can and "6" not in can and "8" not in can  # d6 would overfill
+    sid = walk(g, HEAD + ["G", "|", "c", "2", "d", "e", "2"])  # 5 of 6: a 1-eighth note is needed
+    can = allowed(g, sid)
+    assert "c" in can and "|" not in can and "2" not in can
+    can = allowed(g, walk(g, HEAD + ["G", "|", "c", "2", "d", "e", "2", "c"]))
+    assert "|" in can and "/2" in can and "2" not in can and "3/2" not in can
+    sid = walk(g, HEAD + ["G", "|", "c", "2", "d", "e", "2", "f"])
+    assert {"|", "||", "|:", ":|"} >= (allowed(g, sid) & {"|", "||", "|:", ":|"}) >= {"|"}
+    assert "</s>" in allowed(g, walk(g, HEAD + ["G", "|", "c", "2", "d", "e", "2", "f"] + ["|", "c", "6"] * 3 + ["|", "c", "5"]))
+
+
+def test_grammar_pickup_and_complement():
+    g = grammar()
+    body = ["A", "|"] + ["c", "6", "|"] * 3 + ["c", "5"]  # a pickup of 1; the last bar has 5
+    sid = walk(g, HEAD + body)
+    can = allowed(g, sid)
+    assert ":|" in can  # the repeat from the start, which began with the pickup
+    assert "|" not in can  # a plain bar line may not leave the bar short
+    # a repeat that began with the pickup ends with the bar that completes it, not a full one
+    full = walk(g, HEAD + ["A", "|"] + ["c", "6", "|"] * 3 + ["c", "6"])
+    assert ":|" not in allowed(g, full) and "|" in allowed(g, full)
+    # after the short bar at :|, the next bar must be the pickup again (or the tune ends)
+    after = walk(g, HEAD + body + [":|", "c"])
+    assert "|" in allowed(g, after) and "</s>" not in allowed(g, after)
+    assert "2" not in allowed(g, after)
+
+
+def test_grammar_endings_balance():
+    g = grammar()
+    start = HEAD + ["|:"] + ["c", "6", "|"] * 2
+    assert "[1" in allowed(g, walk(g, start))
+    assert "[2" not in allowed(g, walk(g, start))
+    in_one = walk(g, start + ["[1", "c", "6"])
+    assert "||" not in allowed(g, in_one) and "</s>" not in allowed(g, in_one)
+    closed = walk(g, start + ["[1", "c", "6", ":|"])
+    assert allowed(g, closed) == {"[2"}  # nothing but ending 2 after the :| closing ending 1
+    two = walk(g, start + ["[1", "c", "6", ":|", "[2", "c", "6"])
+    assert ":|" not in allowed(g, two) and "||" in allowed(g, two) and "</s>" in allowed(g, two)
+    # no ending 1 without a repeat to close, no |: inside an open repeat, no :| with nothing open
+    assert "[1" not in allowed(g, walk(g, HEAD + ["c", "6", "||", "c", "6", "|"]))
+    assert "|:" not in allowed(g, walk(g, start + ["c", "6"]))
+    assert ":|" not in allowed(g, walk(g, HEAD + ["c", "6", "||", "c", "6"]))
+
+
+def test_grammar_broken_rhythm_tuplets_chords_graces_ties():
+    g = grammar()
+    # broken rhythm pairs notes of equal written length
+    sid = walk(g, HEAD + ["c", "/2", ">"])
+    assert allowed(g, walk(g, HEAD + ["c", "/2", ">", "d"])) & {"/2"} == {"/2"}
+    assert "2" not in allowed(g, walk(g, HEAD + ["c", "/2", ">", "d"]))
+    assert "|" not in allowed(g, sid) and "z" not in allowed(g, sid)
+    # a triplet of quavers takes two: 3 notes, all alike
+    sid = walk(g, HEAD + ["c", "4", "(3", "c", "d"])
+    assert "2" not in allowed(g, sid)
+    assert "|" in allowed(g, walk(g, HEAD + ["c", "4", "(3", "c", "d", "e"]))
+    assert "[" not in allowed(g, walk(g, HEAD + ["(3"]))  # no chords inside tuplets
+    # chords: every note as long as the first, no length after ']' then
+    sid = walk(g, HEAD + ["[", "c", "2", "e"])
+    assert allowed(g, sid) & {"2", "]", "3"} == {"2"}
+    assert "2" not in allowed(g, walk(g, HEAD + ["[", "c", "2", "e", "2", "]"]))
+    # grace notes: the note they ornament is more than a quarter of them
+    assert "{" in allowed(g, walk(g, HEAD + ["c", "5"]))
+    # a tie joins notes (of the same pitch: see test_ties_keep_their_pitch)
+    assert "z" not in allowed(g, walk(g, HEAD + ["c", "-"]))
+    assert "</s>" not in allowed(g, walk(g, HEAD + ["c", "6", "|", "c", "6", "|", "c", "6", "|", "c", "6", "-"]))
+
+
+def test_grammar_header_and_title():
+    g = grammar(fixed={"R": VOCABULARY.id("R:reel"), "M": VOCABULARY.id("M:2/2")})
+    can = allowed(g, g.start)
+    assert "R:reel" in can and "R:jig" not in can and "%" not in can  # a fixed rhythm; a safe title
+    sid = walk(g, ["<s>", "T", "R:reel"])
+    assert allowed(g, sid) == {"M:2/2"}
+    free = grammar()
+    assert "M:none" not in allowed(free, walk(free, ["<s>", "R:jig"]))  # no bars to keep in free meter
+    titled = grammar(title_length=2)
+    assert allowed(titled, walk(titled, ["<s>", "T", "h"])) == {t for t in VOCABULARY if t.startswith("R:")}
+
+
+def test_ties_keep_their_pitch():
+    g = grammar()
+    ids = VOCABULARY.encode(HEAD + ["c", "2", "-"])
+    sid = walk(g, HEAD + ["c", "2", "-"])
+    masks = g.masks([sid])
+    g.restrict_ties(masks, [sid], [ids])
+    notes = {VOCABULARY.token(i) for i in np.flatnonzero(masks[0])} & set(_BODY[:31])
+    assert notes == {"c"}
+
+
+# --- strategies ------------------------------------------------------------------------------------
+
+
+def test_choose_top_k_top_p_greedy_and_temperature():
+    logits = np.log(np.array([[0.4, 0.3, 0.2, 0.1]], np.float32))
+    masks = np.ones((1, 4), bool)
+    rows = 4000
+    seeds = np.arange(rows, dtype=np.uint64)
+    steps = np.zeros(rows, np.uint64)
+    many = np.repeat(logits, rows, axis=0)
+    every = np.repeat(masks, rows, axis=0)
+    plain, _, _ = _choose(many, every, SampleConfig(), seeds, steps)
+    assert np.allclose(np.bincount(plain, minlength=4) / rows, [0.4, 0.3, 0.2, 0.1], atol=0.03)
+    top_k, _, _ = _choose(many, every, SampleConfig(top_k=2), seeds, steps)
+    assert set(top_k) == {0, 1} and abs((top_k == 0).mean() - 4 / 7) < 0.03
+    top_p, _, _ = _choose(many, every, SampleConfig(top_p=0.6), seeds, steps)
+    assert set(top_p) == {0, 1}  # 0.4 < 0.6 <= 0.4 + 0.3
+    cold, _, _ = _choose(many, every, SampleConfig(temperature=0.25), seeds, steps)
+    assert (cold == 0).mean() > 0.7
+    hot, _, _ = _choose(many, every, SampleConfig(temperature=4.0), seeds, steps)
+    assert (hot == 3).mean() > 0.18
+    greedy, logp, fragile = _choose(logits, masks, SampleConfig(strategy="greedy"), seeds[:1], steps[:1])
+    assert greedy[0] == 0 and np.isclose(logp[0], np.log(0.4), atol=1e-5) and not fragile[0]
+    masked = masks.copy()
+    masked[0, 0] = False
+    assert _choose(logits, masked, SampleConfig(strategy="greedy"), seeds[:1], steps[:1])[0][0] == 1
+
+
+def test_choose_flags_decisions_rounding_could_change():
+    """A draw near a boundary of the cumulative probability, or an argmax or cut between nearly equal
+    logits, is fragile under noise and never without it."""
+    near_tie = np.array([[1.0, 1.0 + 1e-7, -1.0]], np.float32)
+    masks = np.ones((1, 3), bool)
+    one, zero = np.ones(1, np.uint64), np.zeros(1, np.uint64)
+    greedy = SampleConfig(strategy="greedy")
+    assert _choose(near_tie, masks, greedy, one, zero, 1e-6)[2][0]
+    assert not _choose(near_tie, masks, greedy, one, zero, 0.0)[2][0]
+    assert _choose(near_tie, masks, SampleConfig(top_k=1), one, zero, 1e-6)[2][0]
+    rows = 20000
+    logits = np.repeat(np.log(np.array([[0.5, 0.3, 0.2]], np.float32)), rows, axis=0)
+    seeds = np.arange(rows, dtype=np.uint64)
+    _, _, fragile = _choose(logits, np.ones((rows, 3), bool), SampleConfig(), seeds, np.zeros(rows, np.uint64), 1e-3)
+    # a boundary at c moves at most 2c(1-c) * 1e-3: boundaries at 0.5 and 0.8 -> about 2*(0.0005 + 0.00032)
+    assert 0.0005 < fragile.mean() < 0.004
+    assert not _choose(logits, np.ones((rows, 3), bool), SampleConfig(), seeds, np.zeros(rows, np.uint64))[2].any()
+
+
+def test_uniforms_are_a_reproducible_stream_per_seed():
+    a = uniforms(np.arange(1000), np.zeros(1000))
+    b = uniforms(np.arange(1000), np.zeros(1000))
+    assert np.array_equal(a, b) and ((a >= 0) & (a < 1)).all()
+    assert abs(a.mean() - 0.5) < 0.03 and len(np.unique(a)) == 1000
+    assert not np.array_equal(uniforms([7] * 5, range(5))[:1], uniforms([8], [0]))
+
+
+def test_options_out_of_range():
+    for bad in (dict(temperature=0), dict(temperature=-1), dict(top_p=0), dict(top_p=1.5),
+                dict(top_k=-1), dict(beam_width=0), dict(strategy="nope")):
+        with pytest.raises(OptionError):
+            SampleConfig(**bad).check()
+
+
+# --- a trained model ----------------------------------------------------------------------------------
+
+
+def train_tiny_model(tmp_path_factory):
+    """A tiny ABC model trained on O'Neill's jigs, reels, hornpipes and airs (music21's corpus),
+    once per test session (shared by the sampling and composing tests)."""
+    from folkrnn.checkpoint import CONFIG_FILE
+
+    folder = tmp_path_factory.getbasetemp() / "tiny-abc-model"
+    if (folder / CONFIG_FILE).exists():
+        return folder
+    import torch
+
+    from folkrnn.abc import read_text, split_tunebook, tokenize
+    from folkrnn.corpus import music21_corpus_dir
+    from folkrnn.train import TrainConfig, train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    source = music21_corpus_dir() / "oneills1850"
+    tunes = []
+    for name, limit in (("0721-0730.abc", 10), ("1176-1275.abc", 40), ("1556-1624.abc", 20),
+                        ("0550-0625.abc", 30), ("0900-0950.abc", 30)):
+        for text in split_tunebook(read_text(source / name))[:limit]:
+            try:
+                tunes.append(tokenize(text.text))
+            except Exception:
+                continue
+    corpus = SimpleNamespace(train=tunes[:-8], valid=tunes[-8:-4], test=tunes[-4:], encoding="abc",
+                             info={"content_hash": "tiny-oneills", "settings": {}})
+    try:
+        train(corpus, TrainConfig(epochs=6, batch_size=16, bptt=64, out=str(folder), progress=False,
+                                  lr=2e-2, force=True),
+              {"embedding_size": 16, "hidden_size": 64, "layers": 2, "dropout": 0.0})
+    finally:
+        torch.set_num_threads(threads)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    from folkrnn.checkpoint import load_model
+
+    model = load_model(train_tiny_model(tmp_path_factory))
+    return SimpleNamespace(engine=model.engine(), vocabulary=model.vocabulary, path=model.path)
+
+
+def test_a_batch_gives_each_seed_the_tune_it_gives_alone(tiny):
+    seeds = [11, 12, 13, 14, 15, 16]
+    together = sample_tunes(tiny.engine, tiny.vocabulary, seeds)
+    for result in together:
+        alone = sample_one(tiny.engine, tiny.vocabulary, seeds[result.index])
+        assert result.ok and alone.tokens == result.tokens and alone.seed == result.seed
+
+
+def test_the_reproducibility_guard_makes_close_calls_alone(tiny, monkeypatch):
+    """With the guard made very wary, most rows are made again on their own: same tunes."""
+    import folkrnn.sample as sample
+
+    seeds = [21, 22, 23, 24]
+    before = [r.tokens for r in sample_tunes(tiny.engine, tiny.vocabulary, seeds)]
+    monkeypatch.setattr(sample, "_NOISE", 0.05)
+    runs = []
+    real = sample._run_batch
+
+    def counting(*args, **kwargs):
+        runs.append(len(args[4]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sample, "_run_batch", counting)
+    after = [r.tokens for r in sample_tunes(tiny.engine, tiny.vocabulary, seeds)]
+    assert after == before
+    assert runs[0] == 4 and runs.count(1) >= 2  # the batch, then close calls made alone
+
+
+@pytest.mark.parametrize("strategy", ["sample", "greedy", "beam"])
+def test_every_strategy_makes_valid_tunes(tiny, strategy):
+    config = SampleConfig(strategy=strategy, beam_width=3, top_k=5 if strategy == "sample" else 0,
+                          top_p=0.9 if strategy == "sample" else 1.0)
+    result = sample_one(tiny.engine, tiny.vocabulary, 5, config=config)
+    assert result.ok, result.failures
+    assert validate_tune(detokenize(result.tokens)).valid
+    again = sample_one(tiny.engine, tiny.vocabulary, 5, config=config)
+    assert again.tokens == result.tokens
+
+
+def test_greedy_is_beam_of_one_and_top_k_one(tiny):
+    greedy = sample_one(tiny.engine, tiny.vocabulary, 0, config=SampleConfig(strategy="greedy"))
+    beam = beam_search(tiny.engine, tiny.vocabulary, config=SampleConfig(strategy="beam", beam_width=1))
+    top1 = sample_one(tiny.engine, tiny.vocabulary, 9, config=SampleConfig(top_k=1))
+    assert greedy.tokens == beam.tokens == top1.tokens
+
+
+def test_beam_search_scores_at_least_as_well_as_greedy(tiny):
+    config = SampleConfig(strategy="beam", beam_width=4, length_penalty=0.0)
+    beam = beam_search(tiny.engine, tiny.vocabulary, config=config)
+    greedy = sample_one(tiny.engine, tiny.vocabulary, 0, config=SampleConfig(strategy="greedy"))
+    assert beam.ok and beam.log_prob >= greedy.log_prob - 1e-6
+
+
+def test_seeds_differ_and_temperature_matters(tiny):
+    a, b = sample_tunes(tiny.engine, tiny.vocabulary, [1, 2])
+    assert a.tokens != b.tokens
+    cold = sample_tunes(tiny.engine, tiny.vocabulary, list(range(8)),
+                        config=SampleConfig(temperature=0.3))
+    hot = sample_tunes(tiny.engine, tiny.vocabulary, list(range(8)), config=SampleConfig(temperature=1.5))
+    assert np.mean([r.log_prob / len(r.tokens) for r in cold]) > np.mean([r.log_prob / len(r.tokens) for r in hot])
+
+
+def test_conditioning_forces_title_header_and_prime(tiny):
+    conditions = Conditions(title="The Kesh", rhythm="reel", meter="2/2", mode="dor",
+                            prime=("|:", "G", "A", "B", "c"))
+    results = sample_tunes(tiny.engine, tiny.vocabulary, [3, 4, 5], conditions=conditions)
+    for result in results:
+        tokens = result.tokens
+        assert "".join(tokens[1:9]) == "The\u2581Kesh"
+        assert tokens[9:12] == ["R:reel", "M:2/2", "K:Cdor"]
+        assert tokens[12:17] == ["|:", "G", "A", "B", "c"]
+        text = detokenize(tokens)
+        assert "T:The Kesh" in text and validate_tune(text).valid
+
+
+def test_an_unknown_header_value_names_what_the_model_knows(tiny):
+    with pytest.raises(OptionError, match="knows no R:polka.*reel"):
+        sample_one(tiny.engine, tiny.vocabulary, 0, conditions=Conditions(rhythm="polka"))
+
+
+def test_a_tune_that_cannot_end_is_retried_and_reported(tiny):
+    # 30 tokens cannot hold four bars: every seed fails, and says why
+    config = SampleConfig(max_tokens=30, closing_tokens=10, min_bars=4, attempts=3)
+    result = sample_one(tiny.engine, tiny.vocabulary, 40, config=config)
+    assert not result.ok and [seed for seed, _ in result.failures] == [40, 41, 42]
+    assert all("length guard" in reason or "no allowed token" in reason for _, reason in result.failures)
+
+
+def test_the_length_guard_steers_to_an_end(tiny):
+    config = SampleConfig(max_tokens=120, closing_tokens=60, min_bars=2)
+    results = sample_tunes(tiny.engine, tiny.vocabulary, list(range(10)), config=config)
+    assert sum(r.ok for r in results) >= 8
+    assert all(len(r.tokens) <= 121 for r in results if r.ok)
