@@ -594,9 +594,7 @@ def _write_formats(composed: Composed, folder: Path, stem: str, formats: list[st
         path = folder / f"{stem}.{name}"
         if name == "abc":
             write_atomic(path, composed.abc.encode("utf-8"), error=OptionError)
-        elif name == "mid":
-            render(composed.tune, path, force=True, instrument=options.instrument, seed=composed.seed)
-        elif name == "wav":
+        elif name in ("mid", "wav"):  # played expressively, humanised by the tune's own seed
             render(composed.tune, path, force=True, instrument=options.instrument, seed=composed.seed)
         elif name == "svg":
             render(composed.tune, path, force=True, abc=composed.abc)
@@ -664,6 +662,7 @@ def compose(options: ComposeOptions, *, composer: Composer | None = None, write:
         _check_folder(folder)
     seed = options.seed
     failures: list[tuple[int, str]] = []
+    composed = None
     for _ in range(config.attempts):
         sampled = sample_tunes(composer.engine, composer.vocabulary, [seed], config=config,
                                conditions=conditions)[0]
@@ -676,12 +675,10 @@ def compose(options: ComposeOptions, *, composer: Composer | None = None, write:
             break
         failures.append((sampled.seed, reason))
         seed = sampled.seed + 1
-    else:
-        composed = None
     if composed is None:
         why = failures[-1][1] if failures else "no reason given"
-        raise OptionError(f"no tune could be finished from seed {options.seed} in "
-                          f"{len(failures)} tries; the last: {why}")
+        raise FolkError(f"no tune could be finished from seed {options.seed} in "
+                        f"{len(failures)} tries; the last: {why}")
     if write:
         composed.files = _write_all_or_nothing(composed, folder, options.formats, options)
     return composed

@@ -303,6 +303,7 @@ def test_cli_never_overwrites_without_force(model, tmp_path):
     (["--rhythm", "polka"], 2, "R:polka"),
     (["--prime", "}}}((("], 1, "prime is not ABC"),
     (["--prime", "c'''' d"], 2, "nearest"),
+    (["--meter", "6/8", "--prime", "c8 d8"], 1, "prime does not fit"),
 ])
 def test_cli_compose_bad_options(model, tmp_path, args, code, words):
     line = one_line_error(run("compose", "--model", model, "--out", str(tmp_path), *args), code)
