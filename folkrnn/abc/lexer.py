@@ -296,6 +296,17 @@ def lex(text: str) -> Lexed:
     return lexed
 
 
+def _switch_voice(value: str, first_voice: str | None,
+                  skipped: set[str]) -> tuple[str, bool]:
+    """A V: field: (the first voice, whether this is it); other voices are noted in ``skipped``."""
+    voice = value.split()[0] if value.split() else ""
+    if first_voice is None:
+        first_voice = voice
+    if voice != first_voice:
+        skipped.add(voice)
+    return first_voice, voice == first_voice
+
+
 def _lex_body(lexed: Lexed) -> None:
     body, items = lexed.body, lexed.items
     first_voice = lexed.header.voices[0] if lexed.header.voices else None
@@ -317,12 +328,7 @@ def _lex_body(lexed: Lexed) -> None:
         if fm and not (fm.group(1) in "ABCDEFGabcdefg" and fm.group(2)[:1] in ("|", ":", "")):
             name, value = fm.group(1), fm.group(2).strip()
             if name == "V":
-                voice = value.split()[0] if value.split() else ""
-                if first_voice is None:
-                    first_voice = voice
-                in_voice = voice == first_voice
-                if not in_voice:
-                    skipped_voices.add(voice)
+                first_voice, in_voice = _switch_voice(value, first_voice, skipped_voices)
             elif name == "P" or (in_voice and name in ("K", "M", "L", "Q")):
                 # a part label belongs to the whole tune, whichever voice was written last
                 append((FIELD, start + line.index(":") - 1, name, value))
@@ -400,12 +406,8 @@ def _lex_body(lexed: Lexed) -> None:
             elif kind == "field":
                 name, value = m.group("fname"), m.group("fvalue").strip()
                 if name == "V":
-                    voice = value.split()[0] if value.split() else ""
-                    if first_voice is None:
-                        first_voice = voice
-                    in_voice = voice == first_voice
+                    first_voice, in_voice = _switch_voice(value, first_voice, skipped_voices)
                     if not in_voice:
-                        skipped_voices.add(voice)
                         # the rest of this line belongs to another voice, up to a [V: switch
                         pos = line.find("[V:", pos)
                         if pos < 0:

@@ -22,6 +22,7 @@ from folkrnn.abc.lexer import (
     MREST, NOTE, REST, SLUR, TIE, TUPLET, Lexed, default_unit, lex, parse_key, parse_unit,
 )
 from folkrnn.abc.parser import _tuplet_q, tune_from_lexed
+from folkrnn.abc.writer import format_length
 from folkrnn.errors import AbcError, FolkError
 from folkrnn.music import (
     LETTER_SEMITONES, LETTERS, Key, Tune, expand_parts, key_signature, parse_meter,
@@ -124,17 +125,6 @@ def _note_text(step: int) -> str:
     if octave >= 1:
         return letter.lower() + "'" * (octave - 1)
     return letter + "," * (-octave)
-
-
-def _length_text(units: Fraction) -> str:
-    """A length in units of L as ABC writes it: 1 -> '', 2 -> '2', 1/2 -> '/2', 3/2 -> '3/2'."""
-    if units == 1:
-        return ""
-    if units.denominator == 1:
-        return str(units.numerator)
-    if units.numerator == 1:
-        return f"/{units.denominator}"
-    return f"{units.numerator}/{units.denominator}"
 
 
 def _ascii_title(text: str) -> str:
@@ -337,7 +327,7 @@ def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
             if n != 1 or d != 1 or scale != 1:
                 length = lengths.get((n, d))
                 if length is None:
-                    length = lengths[(n, d)] = _length_text(Fraction(n or 1, d) * scale)
+                    length = lengths[(n, d)] = format_length(Fraction(n or 1, d) * scale)
                 if length:
                     append(length)
         elif kind is BAR:
@@ -358,7 +348,7 @@ def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
             append("z" if strip or rest_kind == "z" else "x")
             length = lengths.get((n, d))
             if length is None:
-                length = lengths[(n, d)] = _length_text(Fraction(n or 1, d) * scale)
+                length = lengths[(n, d)] = format_length(Fraction(n or 1, d) * scale)
             if length:
                 append(length)
         elif kind is TIE:
@@ -372,7 +362,7 @@ def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
         elif kind is CHORD_END:
             in_chord = False
             append("]")
-            length = _length_text(Fraction(item[2] or 1, item[3]))
+            length = format_length(Fraction(item[2] or 1, item[3]))
             if length:
                 append(length)
         elif kind is GRACE_START:
@@ -396,7 +386,7 @@ def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
         elif kind is MREST:
             if meter.free:
                 raise lexed.error("a multi-bar rest Z needs a meter", item[1])
-            bar_units = _length_text(meter.bar_length / 4 / unit * scale)
+            bar_units = format_length(meter.bar_length / 4 / unit * scale)
             for i in range(item[2]):
                 if i:
                     append("|")
