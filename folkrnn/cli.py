@@ -690,7 +690,8 @@ class Strategy(str, Enum):
 
 
 TitleOption = Annotated[Optional[str], typer.Option(
-    help="The title; the model reads it, so it shapes the tune. Without it the model writes one.")]
+    help="The title; the model reads it, so it shapes the tune (one ending in Jig, Reel, Hornpipe, "
+    "... also sets R: when --rhythm does not). Without it the model writes one.")]
 RhythmOption = Annotated[Optional[Rhythm], typer.Option(help="Fix R: (default: the model's choice).")]
 MeterOption = Annotated[Optional[str], typer.Option(help="Fix M:, e.g. 6/8 (default: the model's choice).")]
 ModeOption = Annotated[Optional[Mode], typer.Option(help="Fix the mode of K: (default: the model's choice).")]
@@ -776,7 +777,7 @@ def compose_command(
         typer.echo(f"seed: {options.seed} (random; --seed {options.seed} makes this tune again)", err=True)
     _report_retries(composed.failures)
     for warning in composed.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+        typer.echo(warning if warning.startswith("note:") else f"warning: {warning}", err=True)
     sys.stdout.write(composed.abc)
     typer.echo("wrote " + ", ".join(str(path) for path in composed.files), err=True)
 

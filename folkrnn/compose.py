@@ -5,6 +5,10 @@ makes many at once and writes ``<out>/tunes.abc`` (a tunebook), one MIDI file pe
 ``summary.json``. Both use :mod:`folkrnn.sample` on the NumPy engine (torch is never imported),
 check every tune with :mod:`folkrnn.validate`, and write every file atomically.
 
+**Titles.** The model reads the title (as folk-rnn v1 did), so the title shapes the tune; a title
+that ends with the name of a dance ("The Kesh Jig", "... Slip Jig", "... Hornpipe") also fixes R:
+to that rhythm when the model knows it and ``rhythm`` is not given (:func:`rhythm_of_title`).
+
 **Keys.** The model writes in C (keeping the mode). The output is moved to ``key`` or, without
 one, to the usual tonic of the tune's mode and rhythm (:data:`USUAL_TONICS`): the keys that the
 session repertoire mostly uses, D and G major, E minor, A dorian, D mixolydian. Of the two
@@ -522,6 +526,9 @@ def _finish(sampled: Sampled, options: ComposeOptions, composer: Composer, *, nu
     if not tune.notes:
         return None, "the tune has no notes"
     warnings = list(sampled.title_warnings)
+    if options.title and options.rhythm is None and rhythm and \
+            rhythm == rhythm_of_title(options.title, composer.vocabulary):
+        warnings.append(f"note: R:{rhythm} from the title (--rhythm chooses another)")
     if not report.valid:
         warnings.append("--no-constrain: the validator found " +
                         "; ".join(str(issue) for issue in report.errors[:3]))
@@ -546,7 +553,30 @@ def _conditions(options: ComposeOptions, composer: Composer) -> Conditions:
         meter = header.get("M", meter)
         mode = header.get("K", mode)
         prime = tuple(body)
+    if rhythm is None and options.title:
+        rhythm = rhythm_of_title(options.title, composer.vocabulary)
     return Conditions(title=options.title, rhythm=rhythm, meter=meter, mode=mode, prime=prime)
+
+
+def rhythm_of_title(title: str, vocabulary) -> str | None:
+    """The rhythm a title ends with ("The Kesh Jig" -> "jig", "... Slip Jig" -> "slipjig"), if the
+    model has that R: token; else None. A tune asked for by such a title is given that R:."""
+    from folkrnn.abc import map_rhythm
+
+    words = re.findall(r"[A-Za-z]+", title.lower())
+    for count in (2, 1):  # "slip jig", "set dance", then the last word alone
+        tail = " ".join(words[-count:])
+        if len(words) >= count:
+            rhythm = map_rhythm(tail)
+            if rhythm not in ("other", "song", "air") and tail.endswith(tuple(_TITLE_WORDS)) and \
+                    f"R:{rhythm}" in vocabulary:
+                return rhythm
+    return None
+
+
+# The last words of a title that name its dance (map_rhythm reads them).
+_TITLE_WORDS = ("jig", "reel", "hornpipe", "polka", "slide", "waltz", "march", "strathspey",
+                "mazurka", "barndance", "schottische", "fling")
 
 
 def _random_seed() -> int:

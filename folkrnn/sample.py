@@ -18,23 +18,33 @@ or mode fixes the ``R:``, ``M:`` or ``K:`` token (the rest of the header is stil
 A **prime** (body tokens) is forced after the header; the model continues it.
 
 **Constrained decoding** (on by default): :class:`AbcGrammar` follows the tune token by token, a
-state machine over the ABC tokens that tracks the position in the bar in exact integer ticks
-(meter, inline ``[M:]`` changes, lengths, broken rhythm, tuplets, chords, grace groups, ties),
-the repeats and endings, and before each step masks every token that would
+state machine over the ABC tokens that tracks the position in the bar in exact integer ticks (the
+meter, lengths, broken rhythm, tuplets, chords, grace groups, ties) and the repeats and endings,
+and before each step masks every token that would
 
 - overfill the bar, or leave it in a state that no sequence of notes can fill exactly;
-- write a bar line before the bar is full, except after a pickup (the first bar, or the bar after
-  a section line that a short bar before it leaves open) and for the bar that complements the
-  pickup at a repeat or section end, which is where players write them;
-- open a repeat or an ending that cannot be balanced (``|:`` inside an open repeat, ``:|`` with
-  nothing to close, an ending 1 outside a repeat; after the ``:|`` that closes ending 1, only
-  ending 2 may follow);
+- write a bar line before the bar is full. Short bars are allowed only where players write them
+  and abc2midi plays them through: the first bar (a pickup); the bar that completes the pickup,
+  at the :| of a repeat that began with the pickup (written after its ``|:``, or the tune's own
+  when the :| repeats from the start), or at a section line (``||``, ``|:``) followed by the
+  pickup again; and the last bar of the tune. A repeat that began with the pickup ends with the
+  bar that completes it;
+- open a repeat or an ending that cannot be balanced: ``|:`` inside an open repeat, ``:|`` with
+  nothing to close (a ``:|`` without ``|:`` only in the first section, repeating from the start),
+  an ending 1 outside a repeat; after the ``:|`` that closes ending 1 only ending 2 may follow;
 - end the tune anywhere but at a complete bar with its repeats closed. ``</s>`` after a complete
   bar that has no closing bar line gets one (``||``, or ``:|`` when a repeat is open): every tune
-  ends with a closing bar.
+  ends with a closing bar, after at least ``min_bars`` bars.
 
-The grammar is a little stricter than ABC (no tuplets within tuplets, no broken rhythm into or
-out of a tuplet, ties only to notes), so that every tune it lets through passes the validator.
+The grammar is stricter than ABC where abc2midi reads ABC otherwise than our parser, or warns, so
+that every tune it lets through passes the validator and ``abc2midi -c``: no inline ``[M:]``
+changes (abc2midi times tuplets by the header meter, and checks the bars of a repeat against its
+first pass); a chord's notes all as long as the first, and no length after ``]`` when they have
+one (abc2midi takes that length alone); the notes of a tuplet alike, and no chords or grace notes
+in a tuplet, no tuplet in a tuplet; broken rhythm only between two notes (or chords) of equal
+length, not into or out of a tuplet or after grace notes; grace notes together shorter than four
+times their note (abc2midi plays them at a quarter of their length, taken from it); ties only between single notes of the same pitch, and across plain bar lines only;
+titles the model writes begin with a letter or digit.
 
 **The length guard.** ``closing_tokens`` before ``max_tokens`` the grammar steers to an end (no
 new repeats, endings, tuplets, chords or ornaments; ``</s>`` as soon as it is allowed). A tune
@@ -282,7 +292,7 @@ class _State(NamedTuple):
     tuplet_len: int = 0  # written length (before q/p) of the tuplet's notes: all alike (0: not yet)
     grace: int = -1  # notes in the open grace group (-1: none open)
     grace_len: bool = False
-    graced: int = 0  # written length of the grace notes before the coming note (abc2midi: < 4x it)
+    graced: int = 0  # written length of the grace notes before the coming note (must be < 4x it)
     tied: bool = False  # a tie waits for its note
     first: bool = True  # no bar line after music yet: this measure may be a pickup
     pickup: int = 0  # the pickup's length (0: the tune has none)
@@ -672,7 +682,10 @@ class AbcGrammar:
             return None
         if (s.closing or s.tied) and kind == _CHORD_EV:
             return None  # (a tie joins single notes)
-        s = _set(s, tied=False, ending_music=True)
+        # what only the next token after an event or a bar line could use is forgotten here, so
+        # that tunes share more states (and their masks)
+        s = _set(s, tied=False, ending_music=True, last_len=0, last_kind=0, last_tuplet=False,
+                 paired=False, last_bar="", last_full=False)
         if kind == _CHORD_EV:
             return _set(s, chord=0, chord_first=_R, chord_len=0, last=_CHORD_IN)
         return _set(s, ev=kind, ev_mul=s.factor if s.tuplet else (1, 1), last=_EVENT_OPEN)
@@ -1150,14 +1163,18 @@ def _one_blas_thread():
 
 
 def _run_batch(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: list[tuple[int, int]],
-               exact: bool, on_step: Callable[[], None] | None = None
+               exact: bool, on_step: Callable[[], None] | None = None, one_thread: bool = False
                ) -> tuple[list[_Row], list[_Row], list[tuple[int, int]]]:
     """Sample the (index, seed) jobs together. Returns (finished rows, failed rows, fragile jobs):
-    a fragile job met a decision the batch's rounding could flip, and must be made on its own."""
-    if exact:
+    a fragile job met a decision the batch's rounding could flip, and must be made on its own.
+
+    ``exact``: every row computed on its own (a batch of one per step, as ``compose`` makes a
+    tune; the rows still share the rest of the work), so nothing is fragile. ``one_thread``: with
+    one BLAS thread (the results are the same; a batch of one is faster so on a busy machine)."""
+    if one_thread:
         with _one_blas_thread():
-            return _sample_rows(engine, plan, vocabulary, config, jobs, True, on_step)
-    return _sample_rows(engine, plan, vocabulary, config, jobs, False, on_step)
+            return _sample_rows(engine, plan, vocabulary, config, jobs, exact, on_step)
+    return _sample_rows(engine, plan, vocabulary, config, jobs, exact, on_step)
 
 
 def _sample_rows(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: list[tuple[int, int]],
@@ -1166,13 +1183,19 @@ def _sample_rows(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: li
     grammar = plan.grammar
     bos, eos = vocabulary.bos_id, vocabulary.eos_id
     rows = [_Row(index, seed, bos, grammar.start, plan.title) for index, seed in jobs]
-    state = engine.init_state(len(rows))
+    # exact: one state per row, each stepped alone; else one batched state
+    state = [engine.init_state(1) for _ in rows] if exact else engine.init_state(len(rows))
     current = np.full(len(rows), bos, np.int64)
     finished: list[_Row] = []
     failed: list[_Row] = []
     fragile: list[tuple[int, int]] = []
     while rows:
-        logits, state = engine.step(current, state)
+        if exact:
+            stepped = [engine.step(current[i:i + 1], state[i]) for i in range(len(rows))]
+            logits = np.concatenate([out for out, _ in stepped])
+            state = [new for _, new in stepped]
+        else:
+            logits, state = engine.step(current, state)
         masks = grammar.masks([row.sid for row in rows])
         grammar.restrict_ties(masks, [row.sid for row in rows], [row.ids for row in rows])
         free = [i for i, row in enumerate(rows) if not row.forced]
@@ -1192,7 +1215,8 @@ def _sample_rows(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: li
             ids, logp, close_calls = _choose(picked, masks[sub], config, seeds, steps, noise)
             chosen[sub] = ids
             logps[sub] = logp
-            unsure[sub] = close_calls
+            if not exact:
+                unsure[sub] = close_calls
             for k in np.flatnonzero(empty):
                 rows[free[k]].reason = "the constraint reached a state with no allowed token"
         keep: list[int] = []
@@ -1226,9 +1250,12 @@ def _sample_rows(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: li
         if len(keep) < len(rows):
             if not keep:
                 break
-            from folkrnn.infer import select_state
+            if exact:
+                state = [state[i] for i in keep]
+            else:
+                from folkrnn.infer import select_state
 
-            state = select_state(state, keep)
+                state = select_state(state, keep)
             rows = [rows[i] for i in keep]
         current = np.array([row.ids[-1] for row in rows], np.int64)
     return finished, failed, fragile
@@ -1307,6 +1334,7 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
                     on_finish(result)
         return again
 
+    alone = len(pending) == 1  # compose's case: one BLAS thread (see _one_blas_thread)
     while pending:
         jobs, pending = pending, []
         if len(jobs) == 1:  # on its own from the start: the exact computation, as compose makes it
@@ -1319,9 +1347,11 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
                                                    on_step=on_step)
                 pending += settle(done, failed)
                 exact_jobs += fragile
-        for job in exact_jobs:
-            done, failed, _ = _run_batch(engine, plan, vocabulary, config, [job], exact=True,
-                                         on_step=on_step)
+        # the close calls, made again exactly: each row on its own, the rows in step together
+        for start in range(0, len(exact_jobs), batch_size):
+            done, failed, _ = _run_batch(engine, plan, vocabulary, config,
+                                         exact_jobs[start:start + batch_size], exact=True,
+                                         on_step=on_step, one_thread=alone)
             pending += settle(done, failed)
     return [results[index] for index in range(len(seeds))]
 
