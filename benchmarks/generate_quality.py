@@ -72,7 +72,6 @@ def main() -> None:
                         "as MusicXML (default: all)")
     args = parser.parse_args()
 
-    from folkrnn.abc import parse
     from folkrnn.compose import ComposeOptions, compose, generate, load_composer
     from folkrnn.render import tune_to_musicxml, tune_to_svg
 

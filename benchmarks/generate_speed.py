@@ -58,7 +58,7 @@ def vocabulary_tokens() -> list[str]:
 
 def model_directory(work: Path, given: str | None = None) -> tuple[Path, str]:
     """The model given, else the shipped one, else a random one of the default shape."""
-    from folkrnn.compose import DEFAULT_MODEL
+    from folkrnn.checkpoint import SHIPPED
 
     if given:
         from folkrnn.checkpoint import load_model
@@ -66,8 +66,8 @@ def model_directory(work: Path, given: str | None = None) -> tuple[Path, str]:
         shape = load_model(given).model_config
         return Path(given), (f"{given} ({shape['layers']}x{shape['hidden_size']}, embedding "
                              f"{shape['embedding_size']}, {shape['vocab_size']} tokens)")
-    if (DEFAULT_MODEL / "config.json").is_file():
-        return DEFAULT_MODEL, f"the shipped default model ({DEFAULT_MODEL})"
+    if (SHIPPED / "abc" / "config.json").is_file():
+        return SHIPPED / "abc", f"the shipped default model ({SHIPPED / 'abc'})"
     from folkrnn.checkpoint import expected_shapes, save_model
     from folkrnn.vocab import Vocabulary
 

@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from folkrnn.errors import ModelError
+from folkrnn.files import write_atomic
 from folkrnn.vocab import Vocabulary
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "MODEL_FILE", "CONFIG_FILE", "STATE_FILE", "Checkpoint",
     "save_model", "load_model", "read_config", "update_training_record", "model_card", "format_card", "save_training_state",
-    "load_training_state", "expected_shapes", "check_safetensors",
+    "load_training_state", "expected_shapes", "check_safetensors", "SHIPPED", "shipped_model",
 ]
 
 FORMAT = "folkrnn-model"  # config.json's "format"
@@ -43,6 +44,7 @@ MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 STATE_FILE = "training_state.safetensors"
 ENCODINGS = ("abc", "midi")
+SHIPPED = Path(__file__).resolve().parent / "models"  # the shipped default models: models/abc, models/midi
 _MODEL_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "layers", "dropout")
 
 
@@ -66,32 +68,28 @@ class Checkpoint:
         return NumpyLSTM(self.weights)
 
 
+def shipped_model(encoding: str = "abc") -> Path:
+    """The folder of the default model shipped for ``encoding`` (package data).
+
+    Raises ModelError, saying how to get one, when this installation has none.
+    """
+    path = SHIPPED / encoding
+    if not (path / CONFIG_FILE).is_file():
+        raise ModelError(f"no default model is installed (expected {path}); train one with "
+                         f"`folkrnn train --out {path}` or pass --model DIR")
+    return path
+
+
 # --- writing -----------------------------------------------------------------------------------
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """Write one file of a model directory atomically (the folder is made if needed)."""
     try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    try:  # make the rename itself durable; not every filesystem allows opening a directory
-        descriptor = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ModelError(f"cannot create the folder: {error.strerror or error}", file=str(path.parent)) from None
+    write_atomic(path, data, error=ModelError)
 
 
 def _serialize(tensors: Mapping[str, np.ndarray], metadata: dict[str, str] | None = None) -> bytes:

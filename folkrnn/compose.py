@@ -42,15 +42,15 @@ from pathlib import Path
 from typing import Callable
 
 from folkrnn.errors import AbcError, FolkError, ModelError, OptionError
+from folkrnn.files import prepare_folder, write_atomic
 from folkrnn.sample import Conditions, Sampled, SampleConfig, sample_tunes
 
 __all__ = [
-    "DEFAULT_MODEL", "USUAL_TONICS", "MODE_CODES", "FORMATS", "ComposeOptions", "Composer",
+    "USUAL_TONICS", "MODE_CODES", "FORMATS", "ComposeOptions", "Composer",
     "Composed", "GenerateResult", "load_composer", "compose", "generate", "usual_tonic",
     "transpose_tokens", "prime_tokens", "parse_key_option", "parse_formats",
 ]
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "abc"  # shipped as package data
 FORMATS = ("abc", "mid", "svg", "musicxml", "wav")
 MAX_SEED = 2 ** 63 - 1
 
@@ -222,13 +222,10 @@ def load_composer(model: str | os.PathLike | None = None) -> Composer:
     ModelError
         No default model installed, an unknown path, a damaged model, or a model of another kind.
     """
-    from folkrnn.checkpoint import MODEL_FILE, load_model
+    from folkrnn.checkpoint import MODEL_FILE, load_model, shipped_model
 
     if model is None:
-        path, label = DEFAULT_MODEL, "default"
-        if not (path / "config.json").is_file():
-            raise ModelError(f"no default model is installed (expected {path}); train one with "
-                             f"`folkrnn train --out {path}` or pass --model DIR")
+        path, label = shipped_model("abc"), "default"
     else:
         path, label = Path(model), str(model)
     weights = (path if path.is_dir() else path.parent) / MODEL_FILE
@@ -587,36 +584,9 @@ def _random_seed() -> int:
 # Writing
 
 
-def _check_folder(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise OptionError("--out is a file, not a folder", file=str(out))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OptionError(f"cannot create the folder: {error.strerror or error}", file=str(out)) from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise OptionError("cannot write here: permission denied", file=str(out))
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _readable(path: Path) -> Path:
-    """Give a written file the usual permissions (the temporary file it was renamed from had 0600)."""
-    try:
-        os.chmod(path, 0o666 & ~_umask())
-    except OSError:
-        pass
-    return path
-
-
 def _write_formats(composed: Composed, folder: Path, stem: str, formats: list[str],
                    options: ComposeOptions) -> list[Path]:
     """Write one tune in each format; each file atomically. Returns the paths written."""
-    from folkrnn.midi import write_atomic
     from folkrnn.render import render
 
     written = []
@@ -630,7 +600,7 @@ def _write_formats(composed: Composed, folder: Path, stem: str, formats: list[st
             render(composed.tune, path, force=True, abc=composed.abc)
         else:
             render(composed.tune, path, force=True)
-        written.append(_readable(path))
+        written.append(path)
     return written
 
 
@@ -689,7 +659,7 @@ def compose(options: ComposeOptions, *, composer: Composer | None = None, write:
     conditions = _conditions(options, composer)
     folder = Path(options.out)
     if write:
-        _check_folder(folder)
+        prepare_folder(folder)
     seed = options.seed
     failures: list[tuple[int, str]] = []
     composed = None
@@ -797,7 +767,7 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
     config = options.sample_config()
     conditions = _conditions(options, composer)
     folder = Path(options.out)
-    _check_folder(folder)
+    prepare_folder(folder)
     tunebook, summary_path = folder / "tunes.abc", folder / "summary.json"
     if not options.force:
         for path in (tunebook, summary_path):
@@ -895,14 +865,13 @@ def _write_book(result: GenerateResult, folder: Path, tunebook: Path, summary_pa
                 options: ComposeOptions, count: int, composer: Composer, novelty_source: str,
                 started: float) -> None:
     from folkrnn import __version__
-    from folkrnn.midi import write_atomic
     from folkrnn.validate import COPY_THRESHOLD
 
     tunes = result.tunes
     if tunes:
         book = "\n".join(tune.abc for tune in tunes)
         write_atomic(tunebook, book.encode("utf-8"), error=OptionError)
-        result.tunebook_path = _readable(tunebook)
+        result.tunebook_path = tunebook
     seconds = time.perf_counter() - started
     warnings = Counter(code for tune in tunes for code in (i.code for i in tune.report.warnings))
     summary = {
@@ -936,4 +905,4 @@ def _write_book(result: GenerateResult, folder: Path, tunebook: Path, summary_pa
     }
     write_atomic(summary_path, (json.dumps(summary, indent=1, ensure_ascii=False) + "\n").encode("utf-8"),
                  error=OptionError)
-    result.summary_path = _readable(summary_path)
+    result.summary_path = summary_path

@@ -41,7 +41,7 @@ from folkrnn.errors import FolkError, ModelError, OptionError
 __all__ = [
     "EvaluateConfig", "evaluate", "model_loss", "pitch_range", "pitch_classes_used",
     "pitch_class_entropy", "notes_per_bar", "length_in_bars", "overlap_area", "kl_divergence",
-    "histograms", "compare", "title_meter", "TITLE_TYPES", "default_model_path",
+    "histograms", "compare", "title_meter", "TITLE_TYPES",
 ]
 
 # The kinds of tune a title can name, and the meters usual for each (Reel: 4/4 or cut time).
@@ -392,24 +392,6 @@ def _title_conditioning(checkpoint, config: EvaluateConfig) -> dict:
 # The whole evaluation
 
 
-def default_model_path() -> Path:
-    """The shipped ABC model (package data), or ModelError if this installation has none."""
-    try:
-        from folkrnn import checkpoint as checkpoint_module
-
-        finder = getattr(checkpoint_module, "default_model_path", None) or \
-            getattr(checkpoint_module, "default_model", None)
-        if callable(finder):
-            return Path(finder())
-    except (ImportError, FolkError):
-        pass
-    here = Path(__file__).resolve().parent / "models"
-    for candidate in (here / "abc", here / "default", here):
-        if (candidate / "config.json").is_file():
-            return candidate
-    raise ModelError("no shipped model in this installation; pass --model with a model directory")
-
-
 def _corpus_for(checkpoint, corpus):
     """The corpus to evaluate on: the one given, else the one the model's card names, rebuilt."""
     if corpus is not None:
@@ -480,7 +462,7 @@ def _one_blas_thread():
 
 def _evaluate(model, out, config, corpus, progress) -> dict:
     from folkrnn.abc import parse
-    from folkrnn.checkpoint import load_model
+    from folkrnn.checkpoint import load_model, shipped_model
     from folkrnn.ngram import fit_ngram
     from folkrnn.validate import NoveltyIndex, validate_tune
 
@@ -488,7 +470,7 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
     say = progress or (lambda message: None)
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    model_path = Path(model) if model is not None else default_model_path()
+    model_path = Path(model) if model is not None else shipped_model("abc")
     checkpoint = load_model(model_path)
     if checkpoint.encoding != "abc":
         raise ModelError(f"{model_path} is a {checkpoint.encoding} model; evaluate works on ABC models")
@@ -533,7 +515,7 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
     from folkrnn.corpus import body_of
 
     index = NoveltyIndex.from_corpus(corpus)
-    generated_reports, generated_tunes, generated_tokens = [], [], []
+    generated_reports, generated_tunes = [], []
     for number, (tokens_or_none, text) in enumerate(generated, 1):
         if text is None:
             generated_reports.append(None)

@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import random
 import re
-import tempfile
 import warnings
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
@@ -41,13 +39,14 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from folkrnn.errors import FolkError, MidiError, OptionError
+from folkrnn.errors import MidiError, OptionError
 from folkrnn.events import EventConfig, PerformanceNote, arrays_to_events, notes_to_events
+from folkrnn.files import write_atomic
 from folkrnn.music import Key, Meter, Note, Tune
 
 __all__ = [
     "MidiWarning", "MidiInfo", "Instrument", "INSTRUMENTS", "RHYTHM_TEMPOS", "LILT",
-    "read_note_arrays", "read_performance", "read_midi_info", "write_performance", "write_atomic",
+    "read_note_arrays", "read_performance", "read_midi_info", "write_performance",
     "tune_tempo", "tune_to_performance", "write_tune_midi",
     "tune_performances", "midi_folder_performances",
 ]
@@ -296,35 +295,6 @@ def _key_fifths(key: Key) -> int:
 # Writing
 # ---------------------------------------------------------------------------------------------
 
-def write_atomic(path: str | PathLike, data: bytes, error: type[FolkError] = MidiError) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
-
-    Either the whole file appears or none does. Raises ``error`` (a FolkError kind) when the
-    folder cannot be written.
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
-    except OSError as failure:
-        raise error(f"cannot write here: {failure.strerror or failure}", file=str(path)) from None
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException as failure:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        if isinstance(failure, OSError):
-            raise error(f"cannot write: {failure.strerror or failure}", file=str(path)) from None
-        raise
-    return path
-
-
 def write_performance(notes: Iterable[PerformanceNote], path: str | PathLike, *, program: int = 0,
                       qpm: float = 120.0, meter: Meter | None = None, key: Key | None = None,
                       name: str = "", resolution: int = 480) -> Path:
@@ -355,7 +325,7 @@ def write_performance(notes: Iterable[PerformanceNote], path: str | PathLike, *,
             pretty_midi.KeySignature(tonic + (12 if key.mode == "min" else 0), 0.0))
     buffer = io.BytesIO()
     midi.write(buffer)
-    return write_atomic(path, buffer.getvalue())
+    return write_atomic(path, buffer.getvalue(), error=MidiError)
 
 
 # ---------------------------------------------------------------------------------------------

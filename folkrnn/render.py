@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from folkrnn.errors import OptionError
+from folkrnn.files import write_atomic
 from folkrnn.music import Tune
 
 __all__ = ["RENDERERS", "render", "renderer_for", "slug", "formats", "tune_to_svg", "tune_to_score",
@@ -34,7 +35,6 @@ __all__ = ["RENDERERS", "render", "renderer_for", "slug", "formats", "tune_to_sv
 
 def _render_abc(tune: Tune, path: Path, **options) -> Path:
     from folkrnn.abc.writer import tune_to_abc
-    from folkrnn.midi import write_atomic
 
     _no_options("abc", options)
     return write_atomic(path, tune_to_abc(tune).encode("utf-8"), error=OptionError)
@@ -60,7 +60,6 @@ _MEI = "http://www.music-encoding.org/ns/mei"
 
 
 def _render_svg(tune: Tune, path: Path, *, abc: str | None = None, **options) -> Path:
-    from folkrnn.midi import write_atomic
 
     _no_options("svg", options)
     return write_atomic(path, tune_to_svg(tune, abc=abc).encode("utf-8"), error=OptionError)
@@ -177,7 +176,6 @@ def tune_to_svg(tune: Tune, *, abc: str | None = None) -> str:
 # --- .musicxml: music21 from the Tune --------------------------------------------------------
 
 def _render_musicxml(tune: Tune, path: Path, **options) -> Path:
-    from folkrnn.midi import write_atomic
 
     _no_options("musicxml", options)
     return write_atomic(path, tune_to_musicxml(tune), error=OptionError)
@@ -321,7 +319,6 @@ _RATE = 22050
 
 def _render_wav(tune: Tune, path: Path, *, instrument: str = "fiddle", tempo: float | None = None,
                 seed: int = 0, straight: bool = False, **options) -> Path:
-    from folkrnn.midi import write_atomic
 
     _no_options("wav", options)
     return write_atomic(path, tune_to_wav(tune, instrument=instrument, tempo=tempo, seed=seed,

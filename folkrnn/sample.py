@@ -731,7 +731,6 @@ class AbcGrammar:
             return None
         if s.tied and kind != "|":
             return None  # a tie crosses a plain bar line only
-        section = kind != "|"
         measure = s.pos
         full = measure == s.bar
         pickup_measure = False

@@ -853,7 +853,7 @@ class _Trainer:
         return loss_sum / max(targets_total, 1)
 
     def run(self) -> TrainResult:
-        torch, config, dist = self.torch, self.config, self.dist
+        config, dist = self.config, self.dist
         model = self.net
         if dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel

@@ -46,7 +46,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from folkrnn.errors import AbcError, FolkError, OptionError
-from folkrnn.music import BarLine, Tune, parse_meter
+from folkrnn.music import Tune, parse_meter
 
 __all__ = [
     "Issue", "Report", "ValidateOptions", "Instrument", "INSTRUMENTS", "NoveltyIndex", "Nearest",

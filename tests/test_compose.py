@@ -225,7 +225,7 @@ def test_generate_interrupted_keeps_finished_tunes(model, tmp_path, monkeypatch)
 
 
 def test_generate_full_disk_halfway_one_line_and_no_half_file(model, tmp_path, monkeypatch):
-    import folkrnn.midi as midi
+    import folkrnn.files as files
 
     real = os.fdopen
     opened = []
@@ -252,7 +252,7 @@ def test_generate_full_disk_halfway_one_line_and_no_half_file(model, tmp_path, m
         opened.append(1)
         return FullDisk(handle) if len(opened) >= 4 else handle
 
-    monkeypatch.setattr(midi.os, "fdopen", fdopen)
+    monkeypatch.setattr(files.os, "fdopen", fdopen)
     out = tmp_path / "full"
     result = run("generate", "-n", "8", "--seed", "1", "--model", model, "--out", str(out))
     lines = [line for line in result.output.splitlines() if line.startswith("error")]
@@ -276,6 +276,7 @@ def test_cli_compose_prints_the_tune_and_a_random_seed(model, tmp_path):
     assert f"--seed {seed} " in abc and abc in result.output
     again = run("compose", "--model", model, "--out", str(tmp_path / "again"), "--format", "abc",
                 "--rhythm", "reel", "--seed", str(seed))
+    assert again.exit_code == 0, again.output
     assert next((tmp_path / "again").glob("*.abc")).read_text() == abc
 
 
@@ -333,9 +334,9 @@ def test_cli_model_errors(model, tmp_path):
 
 
 def test_no_default_model_is_a_one_line_error(monkeypatch, tmp_path):
-    import folkrnn.compose as compose_module
+    import folkrnn.checkpoint as checkpoint_module
 
-    monkeypatch.setattr(compose_module, "DEFAULT_MODEL", tmp_path / "models" / "abc")
+    monkeypatch.setattr(checkpoint_module, "SHIPPED", tmp_path / "models")
     with pytest.raises(ModelError, match="no default model is installed"):
         load_composer(None)
     line = one_line_error(run("compose", "--out", str(tmp_path)))
