@@ -418,7 +418,7 @@ def format_card(card: Mapping) -> str:
     shown = {"encoding", "corpus", "corpus_hash", "split", "epochs", "steps", "stopped", "wall_time_s",
              "hardware", "train_loss_nats", "valid_loss_nats", "test_loss_nats", "best_valid_loss_nats",
              "tokens_per_s", "padding", "command", "finished", "losses", "train_config", "data_hash",
-             "started", "batches"}
+             "started", "batches", "ngram_test_loss_nats", "ngram_order"}
     if training:
         corpus = training.get("corpus") or {}
         names = [source.get("name", "?") for source in corpus.get("sources", []) if isinstance(source, dict)]
@@ -443,6 +443,10 @@ def format_card(card: Mapping) -> str:
             if isinstance(training.get(key), (int, float))]
         if losses:
             lines.append(("loss", ", ".join(losses) + " nats/token"))
+        baseline, test = training.get("ngram_test_loss_nats"), training.get("test_loss_nats")
+        if isinstance(baseline, (int, float)) and isinstance(test, (int, float)) and baseline > 0:
+            lines.append(("baseline", f"Kneser-Ney {training.get('ngram_order', '?')}-gram {baseline:.4f} "
+                                      f"nats/token on test; the model is {1 - test / baseline:.1%} below it"))
         if isinstance(training.get("tokens_per_s"), (int, float)):
             padding = training.get("padding")
             lines.append(("speed", f"{training['tokens_per_s']:,.0f} tokens/s"

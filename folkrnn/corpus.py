@@ -2,7 +2,14 @@
 
 Sources are music21's shipped folk collections (the default corpus, read from disk, offline),
 ABC files and folders, folk-rnn's published data files, and (for ``encoding="midi"``) MIDI
-folders. Each tune is tokenised on its own; a tune that cannot be read is recorded as a rejection
+folders.
+
+For ``encoding="midi"`` ABC sources are played: each tune is rendered expressively
+(``folkrnn.midi.tune_performances``, several tempos and instruments, seeded by the tune's body; see
+:class:`Rendering`) and its performances become event sequences, while MIDI files are read as they
+are. So the default MIDI corpus is the expressive renderings of the default ABC corpus, and a
+rendered tune keeps the split it has in the ABC corpus: its performances all sit in that split
+(no leakage between train and test). Each tune is tokenised on its own; a tune that cannot be read is recorded as a rejection
 and the rest go on. Exact duplicates (the same normalised body) are dropped, keeping the first, and
 every tune goes to train, valid or test by a hash of its normalised body, so the same tune in two
 collections can never sit in two splits, and adding tunes never moves the ones already there.
@@ -14,6 +21,7 @@ is rebuilt whenever any of them changes.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib
 import importlib.util
@@ -35,7 +43,7 @@ __all__ = [
     "Corpus", "Collection", "Source", "DEFAULT_COLLECTIONS", "SPLITS",
     "build_corpus", "corpus_stats", "export_text", "export_split", "write_manifest",
     "resolve_sources", "source_files", "read_tunes", "looks_like_folkrnn", "folkrnn_to_abc",
-    "split_of", "body_of", "music21_corpus_dir", "default_cache_dir",
+    "split_of", "body_of", "music21_corpus_dir", "default_cache_dir", "Rendering",
 ]
 
 SPLITS = ("train", "valid", "test")
@@ -100,6 +108,47 @@ DEFAULT_COLLECTIONS: tuple[Collection, ...] = (
 )
 _COLLECTIONS_BY_NAME = {collection.name: collection for collection in DEFAULT_COLLECTIONS}
 _USER_LICENCE = "supplied by the user: its licence is the user's to check"
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """How ABC tunes are played into a MIDI corpus (``folkrnn.midi.tune_performances``).
+
+    Recorded in the corpus info (``info["rendering"]``), so the cache key and a model's card carry it.
+    """
+
+    renderings: int = 2  # performances of each tune
+    tempo_factors: tuple[float, ...] = (0.9, 1.0, 1.1)  # each plays at its rhythm's tempo times one of these
+    instruments: tuple[str, ...] = ("fiddle", "flute", "accordion", "piano")  # articulation and dynamics
+    seed: int = 0  # with each tune's normalised body, seeds the choices and the humanisation
+
+    def check(self) -> "Rendering":
+        """Raise OptionError for a setting out of range; return self."""
+        if self.renderings < 1:
+            raise OptionError(f"renderings must be at least 1, not {self.renderings}")
+        if not self.tempo_factors or not all(0.25 <= f <= 4 for f in self.tempo_factors):
+            raise OptionError("tempo factors must be given, each in 0.25..4")
+        if not self.instruments:
+            raise OptionError("name at least one instrument to render with")
+        from folkrnn.midi import INSTRUMENTS
+
+        unknown = [name for name in self.instruments if name.strip().lower() not in INSTRUMENTS]
+        if unknown:
+            raise OptionError(f"unknown instrument {unknown[0]!r}; choose from {', '.join(INSTRUMENTS)}")
+        return self
+
+    def to_dict(self) -> dict:
+        return {"renderings": self.renderings, "tempo_factors": list(self.tempo_factors),
+                "instruments": list(self.instruments), "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class _Render:
+    """What a worker needs to tokenise ABC tunes and play them into event ids."""
+
+    normalisation: Any  # folkrnn.abc.Normalisation: the tokens that decide the split
+    events: Any  # folkrnn.events.EventConfig
+    rendering: Rendering
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,6 +232,20 @@ def resolve_sources(sources: Sequence[str | os.PathLike] | None) -> list[Source]
 
 
 _SUFFIXES = {"abc": (".abc",), "midi": (".mid", ".midi")}
+
+
+def _is_abc_source(source: Source) -> bool:
+    """Whether a MIDI corpus plays this source (ABC) rather than reads it (MIDI files): music21's
+    collections, a file that is not ``.mid``/``.midi``, and a folder with ``*.abc`` files but no
+    MIDI files."""
+    if source.origin == "music21":
+        return True
+    if source.path.is_file():
+        return source.path.suffix.lower() not in _SUFFIXES["midi"]
+    for path in source.path.rglob("*"):
+        if path.suffix.lower() in _SUFFIXES["midi"]:
+            return False
+    return any(path.suffix.lower() == ".abc" for path in source.path.rglob("*.[aA][bB][cC]"))
 
 
 def source_files(source: Source, encoding: str = "abc") -> list[Path]:
@@ -370,11 +433,29 @@ def _rejection(source: str, file: str, number: str | None, title: str | None, er
             "reason": _reason(message), "message": where}
 
 
+def _performances(tune, tokens: Sequence[str], render: _Render) -> list[bytes]:
+    """A parsed tune's expressive renderings as packed event ids (see :func:`_pack`), seeded by
+    the rendering seed and the tune's normalised body (the same tune plays the same anywhere)."""
+    from folkrnn.midi import tune_performances
+
+    rendering = render.rendering
+    digest = hashlib.sha1(f"{rendering.seed}:".encode() + _body_digest(body_of(tokens))).digest()
+    seed = int.from_bytes(digest[:6], "big")
+    performances = [_pack(ids, render.events.vocab_size) for ids in tune_performances(
+        [tune], render.events, tempo_factors=rendering.tempo_factors,
+        instruments=rendering.instruments, renderings=rendering.renderings, seed=seed)]
+    if not performances:
+        raise CorpusError("the tune has no notes to play")
+    return performances
+
+
 def _read_abc_file(job: tuple) -> dict:
-    """Worker: tokenise every tune of one file. Returns its tunes and rejections."""
-    from folkrnn.abc import tokenize
+    """Worker: tokenise every tune of one file (and, for a MIDI corpus, play it: each tune then
+    comes with its performances). Returns its tunes and rejections."""
+    from folkrnn.abc import tokenize, tokenize_and_parse
 
     source, path, relative, settings = job
+    render = settings if isinstance(settings, _Render) else None
     label_file = f"{source}/{relative}" if relative else source
     try:
         tunes = read_tunes(path)
@@ -384,7 +465,11 @@ def _read_abc_file(job: tuple) -> dict:
     out, rejections = [], []
     for tune in tunes:
         try:
-            tokens = tokenize(tune.text, settings)
+            if render is None:
+                tokens = tokenize(tune.text, settings)
+            else:
+                tokens, parsed = tokenize_and_parse(tune.text, render.normalisation)
+                performances = _performances(parsed, tokens, render)
         except Exception as error:  # noqa: BLE001 - FolkError is expected; anything else is a bug
             if isinstance(error, FolkError):
                 error.located(file=path, tune=f"X:{tune.number} {tune.title!r}",
@@ -392,7 +477,10 @@ def _read_abc_file(job: tuple) -> dict:
             rejections.append(_rejection(source, label_file, tune.number, tune.title, error,
                                          tune.line))
             continue
-        out.append((tokens, f"{label_file}#{tune.number}"))
+        if render is None:
+            out.append((tokens, f"{label_file}#{tune.number}"))
+        else:
+            out.append((tokens, f"{label_file}#{tune.number}", performances))
     if not tunes:
         error = CorpusError("no tunes in this file", file=path)
         return {"tunes": [], "rejections": [], "file_error": _rejection(source, label_file, None,
@@ -401,18 +489,39 @@ def _read_abc_file(job: tuple) -> dict:
 
 
 def _read_midi_file(job: tuple) -> dict:
-    """Worker: encode one MIDI file as event names."""
+    """Worker: encode one MIDI file as event names (an ABC file of a MIDI corpus is played)."""
     source, path, relative, config = job
+    if isinstance(config, _Render):
+        return _read_abc_file(job)
     events = importlib.import_module("folkrnn.events")
     label_file = f"{source}/{relative}" if relative else source
     try:
         ids = events.encode_midi(path, config)
-        names = events.event_names(ids, config) if hasattr(events, "event_names") else \
-            [str(i) for i in ids]
+        if not ids:
+            raise CorpusError("the file has no notes in the event range", file=path)
     except Exception as error:  # noqa: BLE001 - MidiError expected; anything else is a bug
         return {"tunes": [], "rejections": [], "file_error": _rejection(source, label_file, None,
                                                                          None, error)}
-    return {"tunes": [(["<s>", *names, "</s>"], label_file)], "rejections": [], "file_error": None}
+    names = config.names()
+    return {"tunes": [(["<s>", *(names[i] for i in ids), "</s>"], label_file)], "rejections": [],
+            "file_error": None}
+
+
+def _pack(ids: Sequence[int], vocab_size: int) -> bytes:
+    """Event ids as little-endian uint16 bytes (uint32 for a vocabulary past 65,535): a
+    performance of thousands of events travels between processes and sits in the cache compactly."""
+    import numpy as np
+
+    return np.asarray(ids, dtype="<u2" if vocab_size <= 1 << 16 else "<u4").tobytes()
+
+
+def _unpack(data: bytes, names: Sequence[str]) -> list[str]:
+    """Packed event ids -> event names, framed by ``<s>`` and ``</s>``. The names are the
+    vocabulary's own string objects, so millions of events cost a pointer each."""
+    import numpy as np
+
+    ids = np.frombuffer(data, dtype="<u2" if len(names) <= 1 << 16 else "<u4")
+    return ["<s>", *map(names.__getitem__, ids.tolist()), "</s>"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -505,18 +614,20 @@ def _settings_dict(settings: Any) -> dict:
     return dict(settings)
 
 
-def _code_fingerprint(encoding: str) -> dict:
-    """The tokenizer's version and a hash of the code that makes the tokens."""
+def _code_fingerprint(encoding: str, *, played: bool = False) -> dict:
+    """The tokenizer's version and a hash of the code that makes the tokens (for a MIDI corpus
+    that plays ABC tunes, the ABC reader's code too)."""
     import folkrnn
 
     package = Path(folkrnn.__file__).parent
-    if encoding == "abc":
+    files = []
+    if encoding == "abc" or played:
         abc = importlib.import_module("folkrnn.abc")
         version = getattr(abc, "TOKENIZER_VERSION", __version__)
         files = sorted((package / "abc").glob("*.py")) + [package / "music.py"]
-    else:
+    if encoding != "abc":
         version = __version__
-        files = [package / "events.py", package / "midi.py"]
+        files += [package / "events.py", package / "midi.py"]
     files.append(package / "corpus.py")
     digest = hashlib.sha1()
     for path in files:
@@ -634,6 +745,7 @@ def build_corpus(
     use_cache: bool = True,
     rebuild: bool = False,
     workers: int | None = None,
+    rendering: Rendering | None = None,
 ) -> Corpus:
     """Read, tokenise, de-duplicate and split a corpus, from the cache when it is up to date.
 
@@ -643,10 +755,14 @@ def build_corpus(
         Collection names and paths (see :func:`resolve_sources`); None is the default corpus,
         music21's five folk collections.
     encoding
-        ``"abc"`` (ABC tokens via ``folkrnn.abc.tokenize``) or ``"midi"`` (MIDI files encoded as
-        performance events by ``folkrnn.events.encode_midi``).
+        ``"abc"`` (ABC tokens via ``folkrnn.abc.tokenize``) or ``"midi"`` (performance events:
+        MIDI files encoded by ``folkrnn.events.encode_midi``; ABC sources, the default corpus
+        among them, played by ``folkrnn.midi.tune_performances``, each tune in its ABC split).
     settings
         ``folkrnn.abc.Normalisation`` for ABC (None: the defaults), ``EventConfig`` for MIDI.
+    rendering
+        How a MIDI corpus plays its ABC tunes (None: :class:`Rendering`'s defaults, two
+        performances of each tune).
     seed, valid_fraction, test_fraction
         The split rule (see :func:`split_of`); 90/5/5 by default.
     cache_dir, use_cache, rebuild
@@ -668,9 +784,6 @@ def build_corpus(
             and valid_fraction + test_fraction < 1):
         raise OptionError("valid and test fractions must be in [0, 1) and add up to less than 1")
     if encoding == "midi":
-        if not sources:
-            raise CorpusError("there is no default MIDI corpus: name a folder of MIDI files "
-                              "with --source")
         try:
             events = importlib.import_module("folkrnn.events")
         except ImportError:
@@ -691,14 +804,21 @@ def build_corpus(
         reader = _read_abc_file
 
     resolved = resolve_sources(sources)
+    render = None
+    if encoding == "midi":
+        rendering = (rendering or Rendering()).check()
+        render = _Render(importlib.import_module("folkrnn.abc").Normalisation(), settings, rendering)
     jobs, sizes, explicit = [], [], set()
     file_list = []
+    rendered = 0  # files of ABC sources a MIDI corpus plays
     for source in resolved:
-        for path in source_files(source, encoding):
+        played = render is not None and _is_abc_source(source)
+        for path in source_files(source, "abc" if played else encoding):
             relative = "" if path == source.path else path.relative_to(source.path).as_posix()
             if relative == "":
                 explicit.add(len(jobs))
-            jobs.append((source.name, str(path), relative, settings))
+            jobs.append((source.name, str(path), relative, render if played else settings))
+            rendered += played
             stat = path.stat()
             sizes.append(stat.st_size)
             file_list.append([source.name, str(path.resolve()), stat.st_size, stat.st_mtime_ns])
@@ -707,9 +827,15 @@ def build_corpus(
                   "rule": "sha1(f'{seed}:' + body tokens joined by U+001F), first 8 bytes / 2**64:"
                           " test below test_fraction, valid below test+valid, else train"}
     settings_dict = _settings_dict(settings)
-    fingerprint = _code_fingerprint(encoding)
+    fingerprint = _code_fingerprint(encoding, played=bool(rendered))
+    rendering_dict = None
+    if rendered:
+        rendering_dict = {**render.rendering.to_dict(), "normalisation": _settings_dict(render.normalisation),
+                          "how": "folkrnn.midi.tune_performances of each ABC tune as written (its own "
+                                 "key), seeded by sha1(f'{seed}:' + sha1 of its normalised body)"}
     key_payload = {"format": CACHE_FORMAT, "encoding": encoding, "code": fingerprint,
-                   "settings": settings_dict, "split": split_rule, "files": file_list}
+                   "settings": settings_dict, "split": split_rule, "files": file_list,
+                   "rendering": rendering_dict}
     key = hashlib.sha256(json.dumps(key_payload, sort_keys=True).encode()).hexdigest()
 
     cache_path = None
@@ -719,6 +845,10 @@ def build_corpus(
         if not rebuild and cache_path.is_file():
             data = _load_cache(cache_path, key)
             if data is not None:
+                if data.get("packed"):
+                    names = settings.names()
+                    data["splits"] = {name: [_unpack(base64.b64decode(text), names)
+                                             for text in data["splits"][name]] for name in SPLITS}
                 return Corpus(**{name: data["splits"][name] for name in SPLITS},
                               encoding=encoding, info=data["info"], origins=data["origins"],
                               cache_path=cache_path, from_cache=True,
@@ -738,6 +868,7 @@ def build_corpus(
     rejections: list[dict] = []
     duplicates: list[dict] = []
     seen: dict[bytes, str] = {}
+    performances = {name: 0 for name in SPLITS}  # event sequences of played ABC tunes
     for index, (job, result) in enumerate(zip(jobs, results)):
         counts = per_source[job[0]]
         if result["file_error"] is not None:
@@ -750,7 +881,7 @@ def build_corpus(
         counts["tunes"] += len(result["tunes"]) + len(result["rejections"])
         counts["rejected"] += len(result["rejections"])
         rejections.extend(result["rejections"])
-        for tokens, origin in result["tunes"]:
+        for tokens, origin, *played in result["tunes"]:
             body = body_of(tokens)
             if not body:
                 counts["rejected"] += 1
@@ -767,14 +898,30 @@ def build_corpus(
             seen[digest] = origin
             name = split_of(body, seed=seed, valid_fraction=valid_fraction,
                             test_fraction=test_fraction)
-            splits[name].append(tokens)
-            origins[name].append(origin)
+            if played:  # a tune played for a MIDI corpus: its performances, all in its split
+                for number, packed in enumerate(played[0], 1):
+                    splits[name].append(packed)
+                    origins[name].append(f"{origin}@{number}")
+                performances[name] += len(played[0])
+            else:
+                splits[name].append(tokens)
+                origins[name].append(origin)
             counts["kept"] += 1
             counts[name] += 1
     if not any(splits.values()):
         first = f" (first: {rejections[0]['message']})" if rejections else ""
         where = ", ".join(source.name for source in resolved)
         raise CorpusError(f"no valid tunes in {where}: {len(rejections)} rejected{first}")
+    packed: dict[str, list] = {}
+    if encoding == "midi":  # the cache keeps events as packed ids (base64), the Corpus as names
+        names = settings.names()
+        index = {token: number for number, token in enumerate(names)}
+        for name in SPLITS:
+            packed[name] = [base64.b64encode(item if isinstance(item, bytes) else _pack(
+                [index[token] for token in item[1:-1]], len(names))).decode("ascii")
+                for item in splits[name]]
+            splits[name] = [_unpack(item, names) if isinstance(item, bytes) else item
+                            for item in splits[name]]
 
     info = {
         "encoding": encoding,
@@ -785,6 +932,8 @@ def build_corpus(
         "rejected": len(rejections),
         "rejections": rejections,
         "settings": settings_dict,
+        **({"rendering": {**rendering_dict, "files": rendered, "performances": performances}}
+           if rendering_dict else {}),
         "split": split_rule,
         "code": fingerprint,
         "music21_version": _music21_version(),
@@ -793,8 +942,8 @@ def build_corpus(
     }
     corpus = Corpus(splits["train"], splits["valid"], splits["test"], encoding, info, origins)
     if cache_path is not None:
-        payload = {"format": CACHE_FORMAT, "key": key, "info": info, "splits": splits,
-                   "origins": origins}
+        payload = {"format": CACHE_FORMAT, "key": key, "info": info,
+                   "splits": packed or splits, "packed": bool(packed), "origins": origins}
         try:
             _write_atomic(cache_path, json.dumps(payload, ensure_ascii=False,
                                                  separators=(",", ":")))

@@ -78,6 +78,7 @@ from folkrnn.music import parse_meter
 __all__ = [
     "SampleConfig", "Conditions", "Sampled", "AbcGrammar", "STRATEGIES", "TICKS_PER_UNIT",
     "sample_tunes", "sample_one", "beam_search", "uniforms", "title_tokens",
+    "choose_tokens", "rounding_noise", "one_blas_thread",
 ]
 
 STRATEGIES = ("sample", "greedy", "beam")
@@ -1006,6 +1007,16 @@ def _choose(logits: np.ndarray, masks: np.ndarray, config: SampleConfig, seeds: 
     return order[index, position], logp, fragile
 
 
+def rounding_noise(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """Per row, how far a batch's float rounding may move the tempered logits (``noise`` of
+    :func:`choose_tokens` for a batched step; 0 is right for a row computed on its own)."""
+    return _NOISE * np.maximum(1.0, np.abs(logits).max(axis=1)) / temperature
+
+
+# Public names for other samplers (``folkrnn.perform``): the same functions, not copies.
+choose_tokens = _choose
+
+
 # ---------------------------------------------------------------------------------------------
 # Conditions -> forced tokens
 
@@ -1161,6 +1172,9 @@ def _one_blas_thread():
     return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
+one_blas_thread = _one_blas_thread
+
+
 def _run_batch(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: list[tuple[int, int]],
                exact: bool, on_step: Callable[[], None] | None = None, one_thread: bool = False
                ) -> tuple[list[_Row], list[_Row], list[tuple[int, int]]]:
@@ -1209,8 +1223,7 @@ def _sample_rows(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: li
             seeds = np.array([rows[i].seed for i in free], np.uint64)
             steps = np.array([len(rows[i].ids) for i in free], np.uint64)
             picked = logits[sub]
-            noise = 0.0 if exact else \
-                _NOISE * np.maximum(1.0, np.abs(picked).max(axis=1)) / config.temperature
+            noise = 0.0 if exact else rounding_noise(picked, config.temperature)
             ids, logp, close_calls = _choose(picked, masks[sub], config, seeds, steps, noise)
             chosen[sub] = ids
             logps[sub] = logp

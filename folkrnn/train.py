@@ -945,6 +945,20 @@ class _Trainer:
             return "early stopping"
         return None
 
+    def ngram_losses(self, test_loss: float | None, order: int = 5) -> dict:
+        """The card's baseline: an interpolated Kneser-Ney ``order``-gram fitted to the same
+        training split and tokens, scored on the test split (``ngram_test_loss_nats``), next to
+        the model's own ``test_loss_nats``."""
+        from folkrnn.ngram import fit_ngram
+
+        if not self.splits["test"] or not self.splits["train"]:
+            return {}
+        decode = self.vocabulary.decode
+        ngram = fit_ngram([decode(ids) for ids in self.splits["train"]], order=order,
+                          vocabulary=[t for t in self.vocabulary.tokens if t not in ("<pad>", "<s>")])
+        baseline = ngram.cross_entropy([decode(ids) for ids in self.splits["test"]])
+        return {"test_loss_nats": test_loss, "ngram_test_loss_nats": baseline, "ngram_order": order}
+
     def finish(self, stopped: str) -> TrainResult:
         """Leave the best model in ``out`` with its losses on every split in its record."""
         from folkrnn.checkpoint import load_model, update_training_record
@@ -955,11 +969,14 @@ class _Trainer:
         if dist.world > 1:
             dist.dist.barrier()  # rank 0's files are complete before anyone reads them
         final: dict = {"stopped": stopped}
-        if stopped in ("epochs", "early stopping"):
-            best = load_model(self.out).weights  # as stored, so float16 shipping is what gets scored
-            self.net.load_state_dict({k: self.torch.from_numpy(v) for k, v in best.items()}, strict=True)
-            for name in ("train", "valid", "test"):
-                final[f"{name}_loss_nats"] = self.evaluate(self.splits[name])
+        # the best model's losses on every split, whatever stopped the run (a run stopped by its
+        # time limit is often the one kept); scored as stored, so float16 shipping is what is scored
+        best = load_model(self.out).weights
+        self.net.load_state_dict({k: self.torch.from_numpy(v) for k, v in best.items()}, strict=True)
+        for name in ("train", "valid", "test"):
+            final[f"{name}_loss_nats"] = self.evaluate(self.splits[name])
+        if self.encoding == "abc" and self.is_writer:
+            final.update(self.ngram_losses(final.get("test_loss_nats")))
         record = self.record(**final)
         if self.is_writer:
             update_training_record(self.out, record)

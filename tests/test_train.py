@@ -93,6 +93,12 @@ def test_one_epoch_leaves_a_loadable_model_with_a_true_card(tmp_path):
         total -= log_probs[np.arange(len(ids) - 1), ids[1:]].sum()
         count += len(ids) - 1
     assert total / count == pytest.approx(record["test_loss_nats"], rel=1e-4)
+    # and its baseline: a Kneser-Ney 5-gram fitted to the same training tunes, scored on test
+    from folkrnn.ngram import fit_ngram
+
+    ngram = fit_ngram(corpus.train, 5, vocabulary=[t for t in vocabulary.tokens if t not in ("<pad>", "<s>")])
+    assert record["ngram_order"] == 5
+    assert record["ngram_test_loss_nats"] == pytest.approx(ngram.cross_entropy(corpus.test), rel=1e-9)
 
 
 def test_learning_happens_and_rmsprop_with_plateau_works(tmp_path):
@@ -122,6 +128,9 @@ def test_early_stopping_and_limits(tmp_path):
     assert load_model(tmp_path / "b").training["stopped"] == "batch limit"
     timed = train(corpus, config_for(tmp_path / "t", epochs=1000, max_minutes=0.02, patience=0), TINY_MODEL)
     assert timed.stopped == "time limit" and timed.epochs < 1000
+    card = load_model(tmp_path / "t").training  # a run stopped by its time limit still has final losses
+    assert card["stopped"] == "time limit" and card["test_loss_nats"] == pytest.approx(timed.test_loss)
+    assert all(card[f"{name}_loss_nats"] > 0 for name in ("train", "valid", "test", "ngram_test"))
 
 
 # --- resume ------------------------------------------------------------------------------------
