@@ -62,7 +62,8 @@ SourceOption = Annotated[Optional[list[str]], typer.Option(
     "ryansMammoth, miscFolk), 'default' for all five, or an ABC file, folk-rnn data file or folder "
     "(*.abc, recursively). Repeat to combine. Without it: the default corpus.")]
 EncodingOption = Annotated[CorpusEncoding, typer.Option(
-    help="abc: ABC tokens; midi: MIDI files (*.mid) as performance events.")]
+    help="abc: ABC tokens; midi: performance events (MIDI files read, ABC tunes played: without "
+    "--source, expressive renderings of the default corpus).")]
 SeedOption = Annotated[int, typer.Option(help="Salt of the split hash (0: the standard split).")]
 CacheDirOption = Annotated[Optional[Path], typer.Option(
     help="Cache folder (default: corpora/cache/ in a checkout, else ~/.cache/folkrnn).")]
@@ -124,6 +125,11 @@ def corpus_build(
         console.print(f"{corpus.info['duplicates']:,} duplicates removed, "
                       f"{corpus.info['rejected']:,} tunes or files rejected "
                       f"({skipped} files skipped): see `folkrnn corpus stats`", highlight=False)
+    rendering = corpus.info.get("rendering")
+    if rendering:
+        console.print(f"{sum(rendering['performances'].values()):,} performances: ABC tunes played "
+                      f"{rendering['renderings']} times each by {', '.join(rendering['instruments'])} "
+                      f"(seed {rendering['seed']}), each in its tune's split", highlight=False)
     if written:
         console.print(f"wrote {written[0]} and {written[1]}", highlight=False)
 
@@ -263,8 +269,8 @@ def train_command(
     context: typer.Context,
     corpus: Annotated[Optional[list[str]], typer.Option(
         "--corpus", "--source", "-s", help="A music21 collection, 'default', or an ABC file, folk-rnn "
-        "data file or folder (MIDI folder with --encoding midi). Repeat to combine. Without it: the "
-        "default corpus.")] = None,
+        "data file or folder (with --encoding midi, MIDI folders too; ABC is played). Repeat to "
+        "combine. Without it: the default corpus.")] = None,
     encoding: EncodingOption = CorpusEncoding.abc,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split (at most).")] = 30,
     hidden_size: Annotated[Optional[int], typer.Option(min=1, help="LSTM units per layer [512].")] = None,
@@ -285,6 +291,7 @@ def train_command(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out exactly where it stopped.")] = False,
     force: Annotated[bool, typer.Option(help="Start afresh even if --out holds a model.")] = False,
     max_minutes: Annotated[float, typer.Option(min=0.0, help="Stop cleanly after this long (0: no limit).")] = 0.0,
+    max_batches: Annotated[int, typer.Option(min=0, help="Stop cleanly after this many batches (0: no limit).")] = 0,
     eval_interval: Annotated[int, typer.Option(min=0, help="Batches between evaluations (0: each epoch).")] = 0,
     transpose: Annotated[int, typer.Option(min=0, max=12, help="MIDI: random transposition, +- semitones.")] = 0,
     stretch: Annotated[float, typer.Option(min=0.0, max=0.49, help="MIDI: random time-stretch, 1 +- this.")] = 0.0,
@@ -303,7 +310,8 @@ def train_command(
             epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer.value, schedule=schedule.value,
             bptt=bptt,
             patience=patience, seed=seed, device=device.value, out=str(out), resume=resume, force=force,
-            max_minutes=max_minutes, eval_interval=eval_interval, augment_transpose=transpose,
+            max_minutes=max_minutes, max_batches=max_batches, eval_interval=eval_interval,
+            augment_transpose=transpose,
             augment_stretch=stretch, weights_dtype="float16" if fp16 else "float32",
             command=_command_line(context))
         if resume:  # what the command line leaves unsaid, the run being resumed says
@@ -849,6 +857,65 @@ def generate_command(
     rate = made / result.seconds if result.seconds else 0
     typer.echo(f"wrote {made} tunes to {where} ({result.seconds:.1f} s, {rate:.1f} tunes/s); "
                f"summary: {result.summary_path}", err=True)
+
+
+class PerformStrategy(str, Enum):
+    sample = "sample"
+    greedy = "greedy"
+
+
+@app.command("perform")
+def perform_command(
+    model: Annotated[Optional[Path], typer.Option(
+        help="A MIDI-event model directory (default: the one shipped with folkrnn).")] = None,
+    count: Annotated[int, typer.Option("-n", help="How many performances.")] = 1,
+    seconds: Annotated[float, typer.Option(help="Length of each performance, at most (0: no limit).")] = 30.0,
+    max_events: Annotated[int, typer.Option(help="Events per performance, at most.")] = 5000,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Seed of the first piece; piece i gets seed + i (recorded in summary.json). Default: "
+        "random, printed.")] = None,
+    temperature: TemperatureOption = 1.0,
+    top_k: TopKOption = 0,
+    top_p: TopPOption = 1.0,
+    strategy: Annotated[PerformStrategy, typer.Option(help="sample (temperature, top-k, top-p) or greedy.")]
+    = PerformStrategy.sample,
+    guards: Annotated[bool, typer.Option(
+        help="NOTE_OFF only for a sounding note, NOTE_ON only for a silent one, no end before a note.")] = True,
+    prime: Annotated[Optional[Path], typer.Option(help="A MIDI file whose events start every piece.")] = None,
+    instrument: Annotated[str, typer.Option(help="General MIDI instrument of the files: piano, fiddle, "
+                                           "flute, accordion, harp, ...")] = "piano",
+    out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("outputs/performances"),
+    force: ForceOption = False,
+) -> None:
+    """Sample performances from a MIDI-event model: OUT/perf-0001.mid ... and summary.json.
+
+    The model is Performance RNN's kind (folkrnn train --encoding midi); the pieces go through it
+    together, and the same seed and options make the same piece.
+    """
+    from folkrnn.perform import PerformConfig, perform
+
+    try:
+        options = PerformConfig(strategy=strategy.value, temperature=temperature, top_k=top_k, top_p=top_p,
+                                seconds=seconds, max_events=max_events, guards=guards)
+        result = perform(model, count, options=options, seed=seed, prime=prime, instrument=instrument,
+                         out=out, force=force)
+    except FolkError as error:
+        fail(error)
+    if seed is None and result.pieces:
+        typer.echo(f"seed: {result.pieces[0].requested_seed} (random)", err=True)
+    missing = sum(not piece.ok for piece in result.pieces)
+    if missing:
+        typer.echo(f"{missing} performances could not be made (see summary.json)", err=True)
+    if result.error is not None:
+        typer.echo(f"kept {len(result.files)} finished performances in {out}", err=True)
+        fail(result.error)
+    if result.interrupted:
+        typer.echo(f"interrupted: kept {len(result.files)} finished performances in {out}", err=True)
+        raise typer.Exit(130)
+    notes = sum(len(piece.notes) for piece in result.pieces)
+    length = sum(piece.seconds for piece in result.pieces)
+    typer.echo(f"wrote {len(result.files)} performances to {out} ({notes:,} notes, {length:.1f} s of "
+               f"music, in {result.seconds:.1f} s); summary: {result.summary_path}", err=True)
 
 
 def main() -> None:

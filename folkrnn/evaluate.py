@@ -443,26 +443,16 @@ def evaluate(model: str | os.PathLike | None = None, out: str | os.PathLike = "o
     ModelError
         A missing, damaged or MIDI model; OptionError for bad settings.
     """
-    with _one_blas_thread():
+    from folkrnn.sample import one_blas_thread
+
+    with one_blas_thread():  # the NumPy LSTM's products are small: threads only wait on a busy machine
         return _evaluate(model, out, config, corpus, progress)
-
-
-def _one_blas_thread():
-    """One BLAS thread while the NumPy LSTM runs: its matrix products are small, and a second
-    OpenBLAS thread that has to share a busy core makes them 10-20x slower (measured here: a
-    64 x 512 by 512 x 2048 product took 2.3 ms on one thread and 44 ms on two)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        import contextlib
-
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _evaluate(model, out, config, corpus, progress) -> dict:
     from folkrnn.abc import parse
     from folkrnn.checkpoint import load_model, shipped_model
+    from folkrnn.files import prepare_folder
     from folkrnn.ngram import fit_ngram
     from folkrnn.validate import NoveltyIndex, validate_tune
 
@@ -474,13 +464,7 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
     checkpoint = load_model(model_path)
     if checkpoint.encoding != "abc":
         raise ModelError(f"{model_path} is a {checkpoint.encoding} model; evaluate works on ABC models")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OptionError("--out is a file, not a folder", file=str(out))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OptionError(f"cannot create the folder: {error.strerror or error}", file=str(out)) from None
+    out = prepare_folder(out)
 
     say("loading the corpus")
     corpus, corpus_note = _corpus_for(checkpoint, corpus)
@@ -650,6 +634,22 @@ _LABELS = {
 }
 
 
+def _paired_bars(axis, positions, width, real, generated, real_label: str, generated_label: str) -> None:
+    """Real (blue, left) and generated (orange, right) shares side by side at each position."""
+    axis.bar(np.asarray(positions) - width / 2, real, width, label=real_label, color="#4c72b0")
+    axis.bar(np.asarray(positions) + width / 2, generated, width, label=generated_label, color="#dd8452")
+    axis.set_ylabel("share of tunes")
+    axis.legend(fontsize=8)
+
+
+def _save_figure(plt, figure, title: str, path: Path) -> Path:
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
 def _plots(values: dict, similarities: list, test_similarities: list, out: Path) -> list[Path]:
     try:
         import matplotlib
@@ -674,20 +674,12 @@ def _plots(values: dict, similarities: list, test_similarities: list, out: Path)
         if len(edges):
             centres = (np.asarray(edges[:-1]) + np.asarray(edges[1:])) / 2
             width = (edges[1] - edges[0]) * 0.42
-            axis.bar(centres - width / 2, real_counts / max(real_counts.sum(), 1), width,
-                     label=f"real (test, {len(real_values)})", color="#4c72b0")
-            axis.bar(centres + width / 2, generated_counts / max(generated_counts.sum(), 1), width,
-                     label=f"generated ({len(generated_values)})", color="#dd8452")
+            _paired_bars(axis, centres, width, real_counts / max(real_counts.sum(), 1),
+                         generated_counts / max(generated_counts.sum(), 1),
+                         f"real (test, {len(real_values)})", f"generated ({len(generated_values)})")
         axis.set_title(_LABELS[name])
-        axis.set_ylabel("share of tunes")
-        axis.legend(fontsize=8)
     axes.flat[-1].axis("off")
-    figure.suptitle("Generated vs real tunes: numeric metrics")
-    figure.tight_layout()
-    path = out / "numeric.png"
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    written.append(path)
+    written.append(_save_figure(plt, figure, "Generated vs real tunes: numeric metrics", out / "numeric.png"))
 
     figure, axes = plt.subplots(2, 2, figsize=(13, 8))
     for axis, name in zip(axes.flat, ["structure", "rhythm", "meter", "mode"]):
@@ -698,21 +690,12 @@ def _plots(values: dict, similarities: list, test_similarities: list, out: Path)
             real_counts = np.r_[real_counts[:10], real_counts[10:].sum()]
             generated_counts = np.r_[generated_counts[:10], generated_counts[10:].sum()]
         positions = np.arange(len(bins))
-        axis.bar(positions - 0.2, real_counts / max(len(real_values), 1), 0.4, label="real (test)",
-                 color="#4c72b0")
-        axis.bar(positions + 0.2, generated_counts / max(len(generated_values), 1), 0.4,
-                 label="generated", color="#dd8452")
+        _paired_bars(axis, positions, 0.4, real_counts / max(len(real_values), 1),
+                     generated_counts / max(len(generated_values), 1), "real (test)", "generated")
         axis.set_xticks(positions)
         axis.set_xticklabels([str(b)[:12] for b in bins], rotation=35, ha="right", fontsize=8)
         axis.set_title(_LABELS[name] + " (the test split's 10 commonest, then the rest)")
-        axis.set_ylabel("share of tunes")
-        axis.legend(fontsize=8)
-    figure.suptitle("Generated vs real tunes: categories")
-    figure.tight_layout()
-    path = out / "categories.png"
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    written.append(path)
+    written.append(_save_figure(plt, figure, "Generated vs real tunes: categories", out / "categories.png"))
 
     figure, axis = plt.subplots(figsize=(8, 4.5))
     edges = np.linspace(0, 1, 41)
@@ -725,13 +708,8 @@ def _plots(values: dict, similarities: list, test_similarities: list, out: Path)
     axis.axvline(0.85, color="black", linestyle="--", label="0.85: probable copy")
     axis.set_xlabel("similarity to the nearest training tune (1 - edit distance / length)")
     axis.set_ylabel("density")
-    axis.set_title("Novelty")
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    path = out / "novelty.png"
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    written.append(path)
+    written.append(_save_figure(plt, figure, "Novelty", out / "novelty.png"))
     return written
 
 

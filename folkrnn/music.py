@@ -59,6 +59,33 @@ def _quarters_plain(ticks: int) -> Fraction:
 quarters_from_ticks = _quarters_fast if _quarters_fast(TICKS // 2) == Fraction(1, 2) \
     and hash(_quarters_fast(TICKS // 2)) == hash(Fraction(1, 2)) else _quarters_plain
 quarters_from_ticks.__doc__ = "``Fraction(ticks, TICKS)``: ticks -> exact quarter notes."
+_FAST_FRACTIONS = quarters_from_ticks is _quarters_fast
+
+
+class _QuarterNotes(dict):
+    """ticks -> ``quarters_from_ticks(ticks)``, each made once: the same times recur in every
+    tune (a Fraction is immutable, so one object can serve them all). Bounded: cleared when full."""
+
+    __slots__ = ()
+
+    def __missing__(self, ticks: int) -> Fraction:
+        if len(self) >= 1 << 16:
+            self.clear()
+        value = self[ticks] = quarters_from_ticks(ticks)
+        return value
+
+
+# Shared by the parser and unfold(): ``QUARTER_NOTES[ticks]`` is a Fraction of a quarter note.
+QUARTER_NOTES = _QuarterNotes()
+
+
+def _ticks_or_none(quarters: Fraction) -> int | None:
+    """Exact quarter notes -> ticks, or None when the time is not a whole number of ticks."""
+    if _FAST_FRACTIONS and type(quarters) is Fraction:
+        numerator, denominator = quarters._numerator, quarters._denominator
+    else:
+        numerator, denominator = quarters.numerator, quarters.denominator
+    return None if TICKS % denominator else numerator * (TICKS // denominator)
 
 
 def ticks_from_quarters(quarters: Fraction) -> int:
@@ -290,9 +317,9 @@ class Tune:
         three times. A header ``P:`` (``P:ABA``, ``P:(AB)2``) plays the body's parts in that
         order.
         """
-        order = _part_order(self)
+        order = _part_order(self) if self.changes else ""
         if not order:
-            return [note for note, _ in unfold_segments(self.notes, self.bars)[0]]
+            return _unfold(self.notes, self.bars, Fraction(0), None, False)[0]
         parts = _split_parts(self)
         out: list[Note] = []
         time = Fraction(0)
@@ -390,16 +417,65 @@ def unfold_segments(notes: list[Note], bars: list[BarLine], start: Fraction = Fr
     Returns each played note with the index of the written note it came from, and the played
     length. ``end`` defaults to the last note's end or last bar line.
     """
+    return _unfold(notes, bars, start, end, True)
+
+
+def _written_end(notes: list[Note], bars: list[BarLine], start: Fraction, end: Fraction | None) -> Fraction:
+    """The written end: ``end``, else the last notes' ends (ties and chords reach back only a few
+    notes) or the last bar line, whichever is later."""
+    last = end or start
+    for note in notes[-16:]:
+        onset, duration = note[1], note[2]
+        onset_ticks, duration_ticks = _ticks_or_none(onset), _ticks_or_none(duration)
+        if onset_ticks is not None and duration_ticks is not None:
+            note_end = QUARTER_NOTES[onset_ticks + duration_ticks]
+        else:
+            note_end = onset + duration
+        if note_end > last:
+            last = note_end
+    if bars and bars[-1].onset > last:
+        last = bars[-1].onset
+    return last
+
+
+def _shifted(notes: list[Note], offset: Fraction) -> list[Note]:
+    """The notes moved later by ``offset``, re-timed in integer ticks where the times allow it
+    (every parsed tune's do)."""
+    new_note = tuple.__new__
+    shift = _ticks_or_none(offset)
+    if shift is not None and _FAST_FRACTIONS:
+        try:
+            return [new_note(Note, (note[0], QUARTER_NOTES[note[1]._numerator * (TICKS // note[1]._denominator)
+                                                           + shift], note[2], note[3]))
+                    if not TICKS % note[1]._denominator else
+                    new_note(Note, (note[0], note[1] + offset, note[2], note[3]))
+                    for note in notes]
+        except AttributeError:  # an onset that is not a Fraction (an int): the plain way
+            pass
+    out = []
+    for note in notes:
+        onset = note[1]
+        onset_ticks = None if shift is None else _ticks_or_none(onset)
+        onset = QUARTER_NOTES[onset_ticks + shift] if onset_ticks is not None else onset + offset
+        out.append(new_note(Note, (note[0], onset, note[2], note[3])))
+    return out
+
+
+def _unfold(notes: list[Note], bars: list[BarLine], start: Fraction, end: Fraction | None,
+            indexed: bool) -> tuple[list, Fraction | None]:
+    """unfold_segments, giving (note, index) pairs when ``indexed``, else the notes alone; the
+    length is left None when nothing is expanded and ``indexed`` is false (no caller needs it)."""
     first = start
-    # the last notes end last (ties and chords reach back only a few notes)
-    end = max([end or start] + [n.onset + n.duration for n in notes[-16:]]
-              + [bars[-1].onset] if bars else [end or start] + [n.end for n in notes[-16:]])
     if not any(bar.kind in (":|", "::", "|:") or bar.ending for bar in bars):
-        return list(zip(notes, range(len(notes)))), end - first  # nothing to expand
+        if not indexed:
+            return list(notes), None  # nothing to expand
+        end = _written_end(notes, bars, start, end)
+        return list(zip(notes, range(len(notes)))), end - first
+    end = _written_end(notes, bars, start, end)
     # Segment k runs from bar k-1 to bar k; segment 0 from the start.
     boundaries = [0] + [bar.note_index for bar in bars] + [len(notes)]
     onsets = [first] + [bar.onset for bar in bars] + [end]
-    out: list[tuple[Note, int]] = []
+    out: list = []
     offset = Fraction(0)  # added to written onsets to get played onsets
     repeat_start = 0  # the segment a :| goes back to
     written_start = False  # was repeat_start set by a written |: (which a || does not move)?
@@ -410,7 +486,7 @@ def unfold_segments(notes: list[Note], bars: list[BarLine], start: Fraction = Fr
     while seg < len(boundaries) - 1:
         steps += 1
         if steps > limit:  # no player could follow this; play it as written
-            return [(note, i) for i, note in enumerate(notes)], end - first
+            return (list(zip(notes, range(len(notes)))) if indexed else list(notes)), end - first
         if seg > 0 and bars[seg - 1].ending and pass_number not in bars[seg - 1].ending:
             target = len(boundaries) - 1
             for j in range(seg, len(bars)):
@@ -424,21 +500,15 @@ def unfold_segments(notes: list[Note], bars: list[BarLine], start: Fraction = Fr
             offset -= onsets[target] - onsets[seg]
             seg = target
             continue
+        low, high = boundaries[seg], boundaries[seg + 1]
         if offset:
             # re-time in integer ticks where the times allow it (every parsed tune's do)
-            shift = offset.numerator * (TICKS // offset.denominator) \
-                if not TICKS % offset.denominator else None
-            for i in range(boundaries[seg], boundaries[seg + 1]):
-                note = notes[i]
-                onset = note.onset
-                if shift is not None and not TICKS % onset.denominator:
-                    onset = quarters_from_ticks(onset.numerator * (TICKS // onset.denominator) + shift)
-                else:
-                    onset = onset + offset
-                out.append((tuple.__new__(Note, (note.pitch, onset, note.duration, note.grace)), i))
+            played = _shifted(notes[low:high], offset)
+            out.extend(zip(played, range(low, high)) if indexed else played)
+        elif indexed:
+            out.extend(zip(notes[low:high], range(low, high)))
         else:
-            out.extend(zip(notes[boundaries[seg]:boundaries[seg + 1]],
-                           range(boundaries[seg], boundaries[seg + 1])))
+            out.extend(notes[low:high])
         if seg >= len(bars):
             break
         bar = bars[seg]

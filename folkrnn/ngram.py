@@ -110,25 +110,25 @@ class NgramModel:
             probability = np.where(seen, mixed, probability)
         return np.log(probability)
 
-    def probability(self, context: Sequence[str], token: str) -> float:
-        """P(token | the tokens before it), context as tokens (earlier <s> padding is implied)."""
+    def _packed_context(self, context: Sequence[str]) -> int:
+        """The last n-1 tokens of ``context`` (padded with <s> in front) packed into one integer."""
         history = [self.ids[t] for t in context]
         history = [self.ids[BOS]] * max(self.order - 1 - len(history), 0) + history
         history = history[len(history) - (self.order - 1):] if self.order > 1 else []
         packed = 0
         for token_id in history:
             packed = (packed << self.bits) | token_id
+        return packed
+
+    def probability(self, context: Sequence[str], token: str) -> float:
+        """P(token | the tokens before it), context as tokens (earlier <s> padding is implied)."""
+        packed = self._packed_context(context)
         return float(np.exp(self.log_probs(np.array([packed], np.int64),
                                            np.array([self.ids[token]], np.int64))[0]))
 
     def distribution(self, context: Sequence[str]) -> dict[str, float]:
         """P(w | context) for every token of the vocabulary (they sum to 1)."""
-        history = [self.ids[t] for t in context]
-        history = [self.ids[BOS]] * max(self.order - 1 - len(history), 0) + history
-        history = history[len(history) - (self.order - 1):] if self.order > 1 else []
-        packed = 0
-        for token_id in history:
-            packed = (packed << self.bits) | token_id
+        packed = self._packed_context(context)
         targets = np.array([self.ids[token] for token in self.vocabulary], np.int64)
         values = np.exp(self.log_probs(np.full(len(targets), packed, np.int64), targets))
         return dict(zip(self.vocabulary, values.tolist()))

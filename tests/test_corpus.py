@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 import folkrnn.abc
 from folkrnn.abc import Normalisation, tokenize
 from folkrnn.cli import app
+import folkrnn.corpus
 from folkrnn.corpus import (
-    SPLITS, body_of, build_corpus, corpus_stats, export_split, export_text, folkrnn_to_abc,
-    looks_like_folkrnn, read_tunes, split_of, write_manifest,
+    SPLITS, Rendering, body_of, build_corpus, corpus_stats, export_split, export_text,
+    folkrnn_to_abc, looks_like_folkrnn, read_tunes, split_of, write_manifest,
 )
 from folkrnn.errors import CorpusError, FolkError, OptionError
 
@@ -333,8 +334,6 @@ def test_binary_and_empty_files_in_a_folder_are_reported_and_skipped(tmp_path):
 
 
 def test_midi_encoding(tmp_path, monkeypatch):
-    with pytest.raises(CorpusError, match="no default MIDI corpus"):
-        build_corpus(None, encoding="midi")
     import pretty_midi
 
     folder = tmp_path / "midi"
@@ -356,6 +355,118 @@ def test_midi_encoding(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "folkrnn.events", None)  # as if events.py did not exist
     with pytest.raises(CorpusError, match="encode_midi"):
         build_corpus([str(folder)], encoding="midi", use_cache=False)
+
+
+# --- the MIDI corpus of played ABC tunes ----------------------------------------------------
+
+def _tune_of(origin: str) -> str:
+    """A performance's origin without its rendering number (``file#X@2`` -> ``file#X``)."""
+    return origin.rsplit("@", 1)[0]
+
+
+def _check_played(midi, abc, renderings: int) -> None:
+    """Every kept ABC tune is played ``renderings`` times, all its performances in its ABC split."""
+    from folkrnn.events import EventConfig, events_to_notes, names_to_ids
+
+    names = set(EventConfig().names())
+    for name in SPLITS:
+        tunes = [_tune_of(origin) for origin in midi.origins[name]]
+        assert sorted(set(tunes)) == sorted(abc.origins[name])
+        assert all(tunes.count(tune) == renderings for tune in set(tunes))
+        for tokens in midi.split(name):
+            assert tokens[0] == "<s>" and tokens[-1] == "</s>" and set(tokens[1:-1]) <= names
+    notes = events_to_notes(names_to_ids(midi.train[0][1:-1]))
+    assert len(notes) >= 4 and notes[-1].end > 1.0
+
+
+@pytest.fixture()
+def small_default(monkeypatch):
+    """The default corpus cut down to music21's miscFolk collection (185 tunes), so that the
+    no-source path runs in seconds."""
+    collection = folkrnn.corpus._COLLECTIONS_BY_NAME["miscFolk"]
+    monkeypatch.setattr(folkrnn.corpus, "DEFAULT_COLLECTIONS", (collection,))
+
+
+def test_default_midi_corpus_is_the_abc_corpus_played(small_default, tmp_path):
+    abc = build_corpus(None, cache_dir=tmp_path, workers=1)
+    midi = build_corpus(None, encoding="midi", cache_dir=tmp_path, workers=1)
+    assert midi.encoding == "midi" and not midi.from_cache
+    _check_played(midi, abc, renderings=2)
+    assert [source["name"] for source in midi.info["sources"]] == ["miscFolk"]
+    source, abc_source = midi.info["sources"][0], abc.info["sources"][0]
+    assert all(source[key] == abc_source[key] for key in ("tunes", "kept", *SPLITS))
+    rendering = midi.info["rendering"]
+    assert rendering["renderings"] == 2 and rendering["seed"] == 0
+    assert rendering["performances"] == {name: len(midi.split(name)) for name in SPLITS}
+    assert set(midi.info["settings"]) >= {"steps_per_second", "velocity_bins"}  # the EventConfig
+    # cached: the same corpus, read back from the packed cache
+    cached = build_corpus(None, encoding="midi", cache_dir=tmp_path, workers=1)
+    assert cached.from_cache and cached.content_hash == midi.content_hash
+    assert cached.train == midi.train and cached.origins == midi.origins
+    # the rendering is part of the cache key: one performance a tune is another corpus
+    single = build_corpus(None, encoding="midi", cache_dir=tmp_path, workers=1,
+                          rendering=Rendering(renderings=1))
+    assert not single.from_cache and single.cache_path != midi.cache_path
+    _check_played(single, abc, renderings=1)
+    assert single.info["rendering"]["renderings"] == 1
+
+
+def test_played_tunes_are_reproducible_and_seeded(library):
+    one = _build(library, encoding="midi", use_cache=False)
+    two = _build(library, encoding="midi", use_cache=False, workers=2)
+    assert one.content_hash == two.content_hash and one.origins == two.origins
+    other = _build(library, encoding="midi", use_cache=False, rendering=Rendering(seed=1))
+    assert other.origins == one.origins and other.content_hash != one.content_hash
+    _check_played(one, _build(library), renderings=2)
+
+
+def test_a_midi_corpus_reads_midi_files_and_plays_abc(library, tmp_path):
+    from folkrnn.events import EventConfig
+    from folkrnn.midi import write_performance
+    from folkrnn.events import PerformanceNote
+
+    folder = tmp_path / "midi"
+    folder.mkdir()
+    write_performance([PerformanceNote(60 + k, 0.3 * k, 0.3 * k + 0.25, 70) for k in range(8)],
+                      folder / "scale.mid")
+    corpus = build_corpus([library["folder"], str(folder)], encoding="midi", use_cache=False,
+                          workers=1, valid_fraction=0, test_fraction=0)
+    origins = corpus.origins["train"]
+    assert sum("@" in origin for origin in origins) == 2 * 3  # Alpha, Beta, Gamma, twice each
+    assert [origin for origin in origins if "@" not in origin] == [str(folder) + "/scale.mid"]
+    scale = corpus.train[origins.index(str(folder) + "/scale.mid")]
+    # <s> </s>, one VELOCITY, 8 NOTE_ON, 8 NOTE_OFF, 8 shifts of 0.25 s and 7 of 0.05 s
+    assert scale.count("NOTE_ON_60") == 1 and len(scale) == 2 + 1 + 8 + 8 + 8 + 7
+    assert corpus.info["rendering"]["files"] == 2
+    assert corpus.info["settings"] == EventConfig().to_dict()
+
+
+def test_bad_renderings_are_option_errors(library):
+    with pytest.raises(OptionError, match="renderings"):
+        _build(library, encoding="midi", use_cache=False, rendering=Rendering(renderings=0))
+    with pytest.raises(OptionError, match="unknown instrument 'kazoo'"):
+        _build(library, encoding="midi", use_cache=False, rendering=Rendering(instruments=("kazoo",)))
+
+
+def test_cli_builds_the_default_midi_corpus(small_default, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["corpus", "build", "--encoding", "midi", "--cache-dir", str(tmp_path),
+                                 "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "miscFolk" in result.stdout and "performances: ABC tunes played 2 times" in result.stdout
+    stats = runner.invoke(app, ["corpus", "stats", "--encoding", "midi", "--cache-dir", str(tmp_path),
+                                "--json"])
+    assert stats.exit_code == 0, stats.output
+    data = json.loads(stats.stdout)
+    assert data["encoding"] == "midi" and data["tokens"]["mean_per_tune"] > 100
+
+
+@pytest.mark.slow
+def test_full_default_midi_corpus_keeps_the_abc_split(tmp_path):
+    abc = build_corpus(cache_dir=tmp_path)
+    midi = build_corpus(encoding="midi", cache_dir=tmp_path)
+    _check_played(midi, abc, renderings=2)
+    assert len(midi) == 2 * len(abc)
 
 
 # --- manifest -------------------------------------------------------------------------------

@@ -4,6 +4,13 @@ The lexer knows the syntax and nothing of meaning: it says that ``^f'3/2`` is a 
 letter f, one octave mark and length 3/2 of the unit, but not which MIDI pitch or how long that is.
 Items are tuples ``(kind, offset, *values)``; ``offset`` points into the body text so that an error
 can name its line and column.
+
+For speed the lexer keeps them as *records*, ``(kind, lead, *values)``, one shared object per
+distinct piece of text (``A2``, `` ^f'3/2``, ``|:``: the same few hundred recur in every tune), with
+each record's offset in a parallel list; ``lead`` is the white space the text starts with. Reading a
+line is then one ``findall`` and one dictionary look-up per item, and the parser and tokenizer can
+memoise what they derive from a record (a pitch under a key, a length in ticks) by its identity.
+``Lexed.items`` gives the plain items.
 """
 
 from __future__ import annotations
@@ -11,11 +18,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
+from itertools import accumulate
 
 from folkrnn.errors import AbcError
 from folkrnn.music import Key, Meter, parse_meter
 
-__all__ = ["Header", "Lexed", "lex", "parse_key", "parse_unit", "default_unit", "bar_kind",
+__all__ = ["Header", "Lexed", "Record", "lex", "cache_by_record", "SPACE", "parse_key", "parse_unit", "default_unit", "bar_kind",
            "NOTE", "REST", "MREST", "BAR", "ENDING", "BROKEN", "TUPLET", "CHORD_START",
            "CHORD_END", "GRACE_START", "GRACE_END", "TIE", "FIELD", "DECO", "ANNOT", "SLUR",
            "OVERLAY"]
@@ -51,6 +59,47 @@ _BODY = re.compile(r"""[ \t`]*(?:
 | (?P<colon>:)
 | (?P<stray>\d+|[=^_]+(?![A-Ga-g=^_])|\])
 )""", re.VERBOSE)
+
+# The same alternatives with no groups: findall gives each item's whole text, white space before it
+# included. A line reads this way only when the texts tile it exactly and every one is known.
+_TOKEN = re.compile(re.sub(r"\(\?P<\w+>", "(?:", _BODY.pattern), re.VERBOSE)
+_SPACE_CHARS = re.compile(r"[y$*\\!]")  # a line that may hold white-space items, dropped after
+SPACE = "space"  # the kind of a record that is no item (white space, a remark field [r:...])
+
+
+class Record(tuple):
+    """One lexed item with its offset replaced by its leading white space: ``(kind, lead, *values)``.
+
+    Records are shared (one per distinct text), so they hash and compare by identity: a cache
+    keyed by a record is one pointer look-up.
+    """
+
+    __slots__ = ()
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+
+
+_MAX_RECORDS = 1 << 15
+_RECORDS: dict[str, Record] = {}  # item text (leading white space included) -> its record
+_CACHES_OF_RECORDS: list[dict] = []  # caches keyed by records elsewhere, emptied with _RECORDS
+
+
+def cache_by_record() -> dict:
+    """A new dict keyed by records, emptied whenever the record table is (so it stays bounded)."""
+    cache: dict = {}
+    _CACHES_OF_RECORDS.append(cache)
+    return cache
+
+
+def _intern(text: str, record: Record) -> Record:
+    if len(_RECORDS) >= _MAX_RECORDS:
+        _RECORDS.clear()
+        for cache in _CACHES_OF_RECORDS:
+            cache.clear()
+    _RECORDS[text] = record
+    return record
+
 
 _CONTINUED_ENDING = re.compile(r"[ \t]*(\d+(?:[,-]\d+)*)")
 
@@ -89,10 +138,21 @@ class Lexed:
     """A lexed tune: header, body items, the body text the offsets point into, and where it starts."""
 
     header: Header
-    items: list[tuple]
     body: str
     body_line: int  # 1-based line of the body's first line within the tune text
     warnings: list[str] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)  # the items, as shared records
+    offsets: list[int] = field(default_factory=list)  # each record's text's offset in the body
+
+    @property
+    def items(self) -> list[tuple]:
+        """The body items ``(kind, offset, *values)``, in written order."""
+        return [(record[0], offset + record[1], *record[2:])
+                for record, offset in zip(self.records, self.offsets)]
+
+    def offset(self, index: int) -> int:
+        """The body offset of record ``index``'s item."""
+        return self.offsets[index] + self.records[index][1]
 
     def where(self, offset: int) -> tuple[int, int]:
         """(line, column) within the tune text of a body offset, both 1-based."""
@@ -285,7 +345,7 @@ def lex(text: str) -> Lexed:
     if "=\n" in body or "=20" in body:
         # quoted-printable debris from e-mailed files: a soft line break, an encoded space
         body = _QP_DEBRIS.sub(lambda m: " " if m.group(0) == "=20" else " " * len(m.group(0)), body)
-    lexed = Lexed(header, [], body, i + 1)
+    lexed = Lexed(header, body, i + 1)
     if skipped_header:
         lexed.warnings.append("skipped header lines that are not fields: "
                               + ", ".join(map(str, skipped_header)))
@@ -307,8 +367,70 @@ def _switch_voice(value: str, first_voice: str | None,
     return first_voice, voice == first_voice
 
 
+def _record(m: re.Match) -> Record | None:
+    """The record of one matched item, or None for an item that acts on the lexer itself."""
+    kind = m.lastgroup
+    lead = m.start(kind) - m.start()
+    if kind == "note":
+        acc, letter, octave, num, slash, den = m.group(*_NOTE_GROUPS)
+        if slash or den:
+            n, d = _length(num, slash, den)
+        else:
+            n, d = int(num) if num else 1, 1
+        return Record((NOTE, lead, _ACCIDENTALS[acc] if acc else None, letter,
+                       (octave.count("'") - octave.count(",")) if octave else 0, n, d))
+    if kind == "space":
+        return Record((SPACE, lead))
+    if kind == "ibar":
+        # `[|]`, ABC 2.1's invisible bar line: a bar line for the player, unseen
+        return Record((BAR, lead, "|", (), "[|]"))
+    if kind == "bar":
+        core, bend = m.group("bcore"), m.group("bend")
+        return Record((BAR, lead, bar_kind(core), _endings(bend) if bend else (), core))
+    if kind == "deco":
+        return Record((DECO, lead, m.group("deco")))
+    if kind == "slur":
+        return Record((SLUR, lead, m.group("slur")[-1]))
+    if kind == "annot":
+        return Record((ANNOT, lead, m.group("annot")))
+    if kind == "tie":
+        return Record((TIE, lead))
+    if kind == "broken":
+        text = m.group("broken")
+        return Record((BROKEN, lead, len(text) if text[0] == ">" else -len(text)))
+    if kind == "rest":
+        n, d = _length(m.group("rnum"), m.group("rslash"), m.group("rden"))
+        return Record((REST, lead, m.group("rkind"), n, d))
+    if kind == "chord":
+        return Record((CHORD_START, lead))
+    if kind == "chordend":
+        n, d = _length(m.group("cnum"), m.group("cslash"), m.group("cden"))
+        return Record((CHORD_END, lead, n, d))
+    if kind == "tuplet":
+        p = int(m.group("tp"))
+        q = m.group("tq")
+        r = m.group("tr")
+        return Record((TUPLET, lead, p, int(q) if q else None, int(r) if r else None))
+    if kind == "grace":
+        return Record((GRACE_START, lead))
+    if kind == "graceend":
+        return Record((GRACE_END, lead))
+    if kind == "field":
+        name, value = m.group("fname"), m.group("fvalue").strip()
+        if name in ("K", "M", "L", "P", "Q"):
+            return Record((FIELD, lead, name, value))
+        if name in ("I", "N", "r", "R", "T", "U", "W", "w"):
+            return Record((SPACE, lead))  # remarks and instructions that do not change the notes
+        return None  # [V:...] switches voice; an unknown field is an error
+    if kind == "ending":
+        return Record((ENDING, lead, _endings(m.group("enum"))))
+    if kind == "mrest":
+        return Record((MREST, lead, int(m.group("mnum") or 1)))
+    return None  # colon, stray, overlay
+
+
 def _lex_body(lexed: Lexed) -> None:
-    body, items = lexed.body, lexed.items
+    body, records, offsets = lexed.body, lexed.records, lexed.offsets
     first_voice = lexed.header.voices[0] if lexed.header.voices else None
     in_voice = True  # are we in the first voice?
     skipped_voices: set[str] = set()
@@ -317,7 +439,9 @@ def _lex_body(lexed: Lexed) -> None:
     stray: list[str] = []
     offset = 0
     match = _BODY.match
-    append = items.append
+    findall = _TOKEN.findall
+    known = _RECORDS.__getitem__
+    append, append_offset = records.append, offsets.append
     for line in body.split("\n"):
         start = offset
         offset += len(line) + 1
@@ -331,7 +455,8 @@ def _lex_body(lexed: Lexed) -> None:
                 first_voice, in_voice = _switch_voice(value, first_voice, skipped_voices)
             elif name == "P" or (in_voice and name in ("K", "M", "L", "Q")):
                 # a part label belongs to the whole tune, whichever voice was written last
-                append((FIELD, start + line.index(":") - 1, name, value))
+                append(Record((FIELD, 0, name, value)))
+                append_offset(start + line.index(":") - 1)
             continued = False
             continue
         pos = 0
@@ -344,66 +469,55 @@ def _lex_body(lexed: Lexed) -> None:
             end = len(line)
         while end > pos and line[end - 1] in " \t`":  # so that every match holds an item
             end -= 1
-        if continued and items and items[-1][0] is BAR and not items[-1][3]:
+        if continued and records and records[-1][0] is BAR and not records[-1][3]:
             # `|\` then `1 ...` on the next line: the continuation joins them into `|1`
             em = _CONTINUED_ENDING.match(line, pos, end)
             if em:
-                _, bar_at, bar, _, core = items[-1]
-                items[-1] = (BAR, bar_at, bar, _endings(em.group(1)), core)
+                _, lead, bar, _, core = records[-1]
+                records[-1] = Record((BAR, lead, bar, _endings(em.group(1)), core))
                 pos = em.end()
         continued = line[:end].rstrip().endswith("\\")
+        if pos >= end:
+            continue
+        # The fast way: the line's item texts, every one already known, tiling the line exactly.
+        texts = findall(line, pos, end)
+        if sum(map(len, texts)) == end - pos:
+            try:
+                line_records = list(map(known, texts))
+            except KeyError:
+                pass
+            else:
+                line_offsets = list(accumulate(map(len, texts), initial=start + pos))
+                line_offsets.pop()
+                if _SPACE_CHARS.search(line, pos, end):
+                    kept = [(record, at) for record, at in zip(line_records, line_offsets)
+                            if record[0] is not SPACE]
+                    line_records = [record for record, _ in kept]
+                    line_offsets = [at for _, at in kept]
+                records += line_records
+                offsets += line_offsets
+                continue
+        # The slow way, item by item: new texts, voices, overlays, stray signs and errors.
         while pos < end:
             m = match(line, pos, end)
             if m is None:
                 raise lexed.error(f"unexpected {line[pos]!r} in the music", start + pos)
+            text_start = pos
+            pos = m.end()
+            text = m.group()
+            record = _RECORDS.get(text)
+            if record is None:
+                record = _record(m)
+                if record is not None:
+                    _intern(text, record)
+            if record is not None:
+                if record[0] is not SPACE:
+                    append(record)
+                    append_offset(start + text_start)
+                continue
             kind = m.lastgroup
             at = start + m.start(kind)
-            pos = m.end()
-            if kind == "note":
-                acc, letter, octave, num, slash, den = m.group(*_NOTE_GROUPS)
-                if slash or den:
-                    n, d = _length(num, slash, den)
-                else:
-                    n, d = int(num) if num else 1, 1
-                append((NOTE, at, _ACCIDENTALS[acc] if acc else None, letter,
-                        (octave.count("'") - octave.count(",")) if octave else 0, n, d))
-            elif kind == "space":
-                continue
-            elif kind == "ibar":
-                # `[|]`, ABC 2.1's invisible bar line: a bar line for the player, unseen
-                append((BAR, at, "|", (), "[|]"))
-            elif kind == "bar":
-                core, bend = m.group("bcore"), m.group("bend")
-                append((BAR, at, bar_kind(core), _endings(bend) if bend else (), core))
-            elif kind == "deco":
-                append((DECO, at, m.group("deco")))
-            elif kind == "slur":
-                append((SLUR, at, m.group("slur")[-1]))
-            elif kind == "annot":
-                append((ANNOT, at, m.group("annot")))
-            elif kind == "tie":
-                append((TIE, at))
-            elif kind == "broken":
-                text = m.group("broken")
-                append((BROKEN, at, len(text) if text[0] == ">" else -len(text)))
-            elif kind == "rest":
-                n, d = _length(m.group("rnum"), m.group("rslash"), m.group("rden"))
-                append((REST, at, m.group("rkind"), n, d))
-            elif kind == "chord":
-                append((CHORD_START, at))
-            elif kind == "chordend":
-                n, d = _length(m.group("cnum"), m.group("cslash"), m.group("cden"))
-                append((CHORD_END, at, n, d))
-            elif kind == "tuplet":
-                p = int(m.group("tp"))
-                q = m.group("tq")
-                r = m.group("tr")
-                append((TUPLET, at, p, int(q) if q else None, int(r) if r else None))
-            elif kind == "grace":
-                append((GRACE_START, at))
-            elif kind == "graceend":
-                append((GRACE_END, at))
-            elif kind == "field":
+            if kind == "field":
                 name, value = m.group("fname"), m.group("fvalue").strip()
                 if name == "V":
                     first_voice, in_voice = _switch_voice(value, first_voice, skipped_voices)
@@ -412,23 +526,15 @@ def _lex_body(lexed: Lexed) -> None:
                         pos = line.find("[V:", pos)
                         if pos < 0:
                             break
-                elif name in ("K", "M", "L", "P", "Q"):
-                    append((FIELD, at, name, value))
-                elif name in ("I", "N", "r", "R", "T", "U", "W", "w"):
-                    pass  # remarks and instructions that do not change the notes
                 else:
                     raise lexed.error(f"unknown inline field [{name}:]", at)
-            elif kind == "ending":
-                append((ENDING, at, _endings(m.group("enum"))))
-            elif kind == "mrest":
-                append((MREST, at, int(m.group("mnum") or 1)))
             elif kind == "colon":
                 # a repeat sign split from its bar line (`|` at the end of one line, `:` at the
                 # start of the next): join them, as abc2midi does
-                if items and items[-1][0] is BAR:
-                    _, bar_at, bar, ending, core = items[-1]
+                if records and records[-1][0] is BAR:
+                    _, lead, bar, ending, core = records[-1]
                     joined = core + ":"
-                    items[-1] = (BAR, bar_at, bar_kind(joined), ending, joined)
+                    records[-1] = Record((BAR, lead, bar_kind(joined), ending, joined))
                 else:
                     stray.append(f"':' at line {lexed.where(at)[0]}")
             elif kind == "stray":
@@ -444,4 +550,3 @@ def _lex_body(lexed: Lexed) -> None:
         lexed.warnings.append("ignored stray " + ", ".join(stray[:5]) + (" ..." if len(stray) > 5 else ""))
     if overlaid:
         lexed.warnings.append("kept only the first voice of overlaid bars (&)")
-
