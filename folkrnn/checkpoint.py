@@ -418,7 +418,7 @@ def format_card(card: Mapping) -> str:
     shown = {"encoding", "corpus", "corpus_hash", "split", "epochs", "steps", "stopped", "wall_time_s",
              "hardware", "train_loss_nats", "valid_loss_nats", "test_loss_nats", "best_valid_loss_nats",
              "tokens_per_s", "padding", "command", "finished", "losses", "train_config", "data_hash",
-             "started", "batches", "ngram_test_loss_nats", "ngram_order"}
+             "started", "batches", "ngram_test_loss_nats", "ngram_order", "train_loss_tunes"}
     if training:
         corpus = training.get("corpus") or {}
         names = [source.get("name", "?") for source in corpus.get("sources", []) if isinstance(source, dict)]
@@ -442,7 +442,9 @@ def format_card(card: Mapping) -> str:
             ("train", "train_loss_nats"), ("valid", "valid_loss_nats"), ("test", "test_loss_nats"))
             if isinstance(training.get(key), (int, float))]
         if losses:
-            lines.append(("loss", ", ".join(losses) + " nats/token"))
+            sample = training.get("train_loss_tunes")
+            lines.append(("loss", ", ".join(losses) + " nats/token"
+                          + (f" (train: {sample:,} of its tunes)" if isinstance(sample, int) else "")))
         baseline, test = training.get("ngram_test_loss_nats"), training.get("test_loss_nats")
         if isinstance(baseline, (int, float)) and isinstance(test, (int, float)) and baseline > 0:
             lines.append(("baseline", f"Kneser-Ney {training.get('ngram_order', '?')}-gram {baseline:.4f} "

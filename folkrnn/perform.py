@@ -139,8 +139,11 @@ class Performer:
     engine: object  # the NumPy LSTM
     vocabulary: object  # the model's Vocabulary
     events: EventConfig  # the event vocabulary it was trained on
-    training: dict  # its training record
-    layout: _Layout = field(repr=False, default=None)  # type: ignore[assignment]
+    training: dict = field(default_factory=dict)  # its training record
+    layout: _Layout = field(init=False, repr=False)  # where the events sit in the vocabulary
+
+    def __post_init__(self) -> None:
+        self.layout = _Layout(self.vocabulary, self.events, str(self.path))
 
 
 def load_performer(model: str | os.PathLike | None = None) -> Performer:
@@ -168,10 +171,8 @@ def load_performer(model: str | os.PathLike | None = None) -> Performer:
         config = EventConfig.from_dict(dict(checkpoint.encoding_params))
     except (OptionError, TypeError) as error:
         raise ModelError(f"{path}: config.json's event settings are not an EventConfig ({error})") from None
-    layout = _Layout(checkpoint.vocabulary, config, str(path))
     return Performer(path=checkpoint.path, label=label, engine=checkpoint.engine(),
-                     vocabulary=checkpoint.vocabulary, events=config, training=dict(checkpoint.training),
-                     layout=layout)
+                     vocabulary=checkpoint.vocabulary, events=config, training=dict(checkpoint.training))
 
 
 def prime_events(path: str | os.PathLike, config: EventConfig | None = None) -> list[int]:
@@ -469,8 +470,8 @@ def perform(model: str | os.PathLike | Performer | None, count: int = 1, *,
         raise OptionError(f"unknown instrument {instrument!r}; choose one of: {', '.join(INSTRUMENTS)}")
     if seed is None:
         seed = secrets.randbelow(1_000_000)
-    if not 0 <= seed <= MAX_SEED - 1001 * count:
-        raise OptionError(f"--seed must be in 0..{MAX_SEED - 1001 * count} for {count} pieces")
+    if not 0 <= seed <= MAX_SEED - count * options.attempts:  # retries take seeds after the last piece's
+        raise OptionError(f"--seed must be in 0..{MAX_SEED - count * options.attempts} for {count} pieces")
     performer = model if isinstance(model, Performer) else load_performer(model)
     model_label = None if performer.label == "default" else performer.label
     prime_ids = prime_events(prime, performer.events) if prime is not None else []

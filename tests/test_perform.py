@@ -9,9 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -56,13 +54,10 @@ def performer(midi_model) -> Performer:
 def random_performer(scale: float = 3.0, salt: int = 0) -> Performer:
     """Random logits every step (history-hashed, so batching changes nothing): the harshest test
     of the guards."""
-    from folkrnn.perform import _Layout
-
     config = EventConfig()
     vocabulary = Vocabulary.from_event_names(config.names())
-    return Performer(path=Path("."), label="random", engine=RandomEngine(len(vocabulary), scale, salt),
-                     vocabulary=vocabulary, events=config, training={},
-                     layout=_Layout(vocabulary, config, "random"))
+    return Performer(path=Path("random"), label="random", engine=RandomEngine(len(vocabulary), scale, salt),
+                     vocabulary=vocabulary, events=config)
 
 
 def check_guards(events: list[int], config: EventConfig) -> None:

@@ -69,7 +69,7 @@ def test_one_epoch_leaves_a_loadable_model_with_a_true_card(tmp_path):
     corpus = tiny_corpus()
     started = time.perf_counter()
     result = train(corpus, config_for(tmp_path / "m", epochs=1), TINY_MODEL)
-    assert time.perf_counter() - started < 30
+    assert time.perf_counter() - started < 120  # seconds on a quiet machine; generous for a busy one
     assert result.stopped == "epochs" and result.epochs == 1.0
     assert {MODEL_FILE, CONFIG_FILE, STATE_FILE, LOG_FILE} <= {p.name for p in (tmp_path / "m").iterdir()}
     model = load_model(tmp_path / "m")
