@@ -716,6 +716,7 @@ class _Trainer:
             "command": config.command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+        self.commands = [self.base_record["command"]]  # this run's command, after those it resumes
 
     # --- saving and restoring ------------------------------------------------------------
 
@@ -761,6 +762,7 @@ class _Trainer:
             "wall_s": self.wall_before + time.perf_counter() - self.started,
             "rng_python": _python_rng_to_json(random.getstate()),
             "rng_numpy": _numpy_rng_to_json(np.random.get_state()),
+            "commands": self.commands,
         })
 
     def restore(self, tensors: dict[str, np.ndarray], meta: dict) -> None:
@@ -777,6 +779,10 @@ class _Trainer:
             self.best_valid, self.bad_evaluations = meta["best_valid"], int(meta["bad_evaluations"])
             self.epoch_sums = list(meta["epoch_sums"])
             self.wall_before = float(meta["wall_s"])
+            # the card names the command that started the run, then each one that resumed it
+            earlier = meta.get("commands") or [meta["train_config"].get("command") or "?"]
+            self.base_record["command"] = " ; then ".join([*earlier, self.base_record["command"]])
+            self.commands = [*earlier, self.base_record["command"].split(" ; then ")[-1]]
             random.setstate(_python_rng_from_json(meta["rng_python"]))
             np.random.set_state(_numpy_rng_from_json(meta["rng_numpy"]))
         except (RuntimeError, KeyError, ValueError, TypeError) as error:

@@ -196,11 +196,12 @@ def test_resume_after_a_kill_continues_exactly(tmp_path):
 def test_stop_and_resume_equals_one_run(tmp_path):
     corpus = tiny_corpus()
     whole = train(corpus, config_for(tmp_path / "w", epochs=2), TINY_MODEL)
-    first = train(corpus, config_for(tmp_path / "s", epochs=2, max_batches=3), TINY_MODEL)
+    first = train(corpus, config_for(tmp_path / "s", epochs=2, max_batches=3, command="folkrnn train A"), TINY_MODEL)
     assert first.batches == 3
-    rest = train(corpus, config_for(tmp_path / "s", epochs=2, resume=True), TINY_MODEL)
+    rest = train(corpus, config_for(tmp_path / "s", epochs=2, resume=True, command="folkrnn train B"), TINY_MODEL)
     assert rest.batch_losses == whole.batch_losses
     assert rest.test_loss == pytest.approx(whole.test_loss, abs=1e-12)
+    assert load_model(tmp_path / "s").training["command"] == "folkrnn train A ; then folkrnn train B"
 
 
 def test_resume_refuses_another_vocabulary_encoding_or_model(tmp_path):
