@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections import namedtuple
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 from math import gcd
 
 __all__ = [
     "Note", "BarLine", "FieldChange", "Tune", "Meter", "Key",
     "MODES", "MODE_NAMES", "LETTERS", "LETTER_SEMITONES",
-    "key_signature", "parse_meter", "pitch_class_name", "expand_parts", "unfold_segments",
+    "key_signature", "signature_items", "parse_meter", "pitch_class_name", "expand_parts", "unfold_segments",
     "TICKS", "quarters_from_ticks", "ticks_from_quarters",
 ]
 
@@ -60,6 +61,7 @@ quarters_from_ticks = _quarters_fast if _quarters_fast(TICKS // 2) == Fraction(1
     and hash(_quarters_fast(TICKS // 2)) == hash(Fraction(1, 2)) else _quarters_plain
 quarters_from_ticks.__doc__ = "``Fraction(ticks, TICKS)``: ticks -> exact quarter notes."
 _FAST_FRACTIONS = quarters_from_ticks is _quarters_fast
+_ZERO = Fraction(0)
 
 
 class _QuarterNotes(dict):
@@ -99,6 +101,12 @@ def key_signature(tonic: str, mode: str) -> dict[str, int]:
     >>> key_signature("D", "maj")["F"], key_signature("D", "dor")["F"]
     (1, 0)
     """
+    return dict(signature_items(tonic, mode))
+
+
+@lru_cache(maxsize=1024)
+def signature_items(tonic: str, mode: str) -> tuple[tuple[str, int], ...]:
+    """``key_signature`` as a tuple of (letter, accidental) pairs, C to B, made once per key."""
     letter, alter = tonic[0].upper(), tonic.count("#") - tonic.count("b")
     fifths = _LINE_OF_FIFTHS[letter] + 7 * alter + MODES[mode]
     sig = dict.fromkeys(LETTERS, 0)
@@ -108,7 +116,7 @@ def key_signature(tonic: str, mode: str) -> dict[str, int]:
     elif fifths < 0:
         for i in range(-fifths):
             sig[_SHARP_ORDER[6 - i % 7]] -= 1
-    return sig
+    return tuple(sig.items())
 
 
 def pitch_class_name(pitch_class: int, prefer_flats: bool = False) -> str:
@@ -134,7 +142,7 @@ class Key:
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}")
         if not self.signature:
-            object.__setattr__(self, "signature", tuple(key_signature(self.tonic, self.mode).items()))
+            object.__setattr__(self, "signature", signature_items(self.tonic, self.mode))
 
     @property
     def accidentals(self) -> dict[str, int]:
@@ -319,7 +327,7 @@ class Tune:
         """
         order = _part_order(self) if self.changes else ""
         if not order:
-            return _unfold(self.notes, self.bars, Fraction(0), None, False)[0]
+            return _unfold(self.notes, self.bars, _ZERO, None, False)[0]
         parts = _split_parts(self)
         out: list[Note] = []
         time = Fraction(0)
@@ -438,20 +446,23 @@ def _written_end(notes: list[Note], bars: list[BarLine], start: Fraction, end: F
     return last
 
 
-def _shifted(notes: list[Note], offset: Fraction) -> list[Note]:
-    """The notes moved later by ``offset``, re-timed in integer ticks where the times allow it
-    (every parsed tune's do)."""
+def _shifted(notes: list[Note], offset: int | Fraction) -> list[Note]:
+    """The notes moved later by ``offset`` (ticks when an int, else quarter notes), re-timed in
+    integer ticks where the times allow it (every parsed tune's do)."""
     new_note = tuple.__new__
-    shift = _ticks_or_none(offset)
+    shift = offset if type(offset) is int else _ticks_or_none(offset)
     if shift is not None and _FAST_FRACTIONS:
         try:
-            return [new_note(Note, (note[0], QUARTER_NOTES[note[1]._numerator * (TICKS // note[1]._denominator)
-                                                           + shift], note[2], note[3]))
+            return [new_note(Note, (note[0],
+                                    QUARTER_NOTES[note[1]._numerator * (TICKS // note[1]._denominator) + shift],
+                                    note[2], note[3]))
                     if not TICKS % note[1]._denominator else
-                    new_note(Note, (note[0], note[1] + offset, note[2], note[3]))
+                    new_note(Note, (note[0], note[1] + QUARTER_NOTES[shift], note[2], note[3]))
                     for note in notes]
         except AttributeError:  # an onset that is not a Fraction (an int): the plain way
             pass
+    if type(offset) is int:
+        offset = QUARTER_NOTES[offset]
     out = []
     for note in notes:
         onset = note[1]
@@ -461,22 +472,35 @@ def _shifted(notes: list[Note], offset: Fraction) -> list[Note]:
     return out
 
 
+_REPEAT_KINDS = frozenset((":|", "::", "|:"))
+
+
 def _unfold(notes: list[Note], bars: list[BarLine], start: Fraction, end: Fraction | None,
             indexed: bool) -> tuple[list, Fraction | None]:
-    """unfold_segments, giving (note, index) pairs when ``indexed``, else the notes alone; the
-    length is left None when nothing is expanded and ``indexed`` is false (no caller needs it)."""
-    first = start
-    if not any(bar.kind in (":|", "::", "|:") or bar.ending for bar in bars):
+    """unfold_segments, giving (note, index) pairs when ``indexed``, else the notes alone and no
+    length (no caller of that form needs it, and the end is then never read)."""
+    for bar in bars:
+        if bar.kind in _REPEAT_KINDS or bar.ending:
+            break
+    else:  # nothing to expand
         if not indexed:
-            return list(notes), None  # nothing to expand
+            return list(notes), None
         end = _written_end(notes, bars, start, end)
-        return list(zip(notes, range(len(notes)))), end - first
-    end = _written_end(notes, bars, start, end)
+        return list(zip(notes, range(len(notes)))), end - start
     # Segment k runs from bar k-1 to bar k; segment 0 from the start.
     boundaries = [0] + [bar.note_index for bar in bars] + [len(notes)]
-    onsets = [first] + [bar.onset for bar in bars] + [end]
+    if indexed:
+        end = _written_end(notes, bars, start, end)
+    else:
+        end = bars[-1].onset  # a skip to the end plays nothing more: where it is is never read
+    onsets = [start] + [bar.onset for bar in bars] + [end]
+    # Count time in integer ticks when every time is a whole number of them (a parsed tune's are)
+    ticks = [_ticks_or_none(onset) for onset in onsets]
+    if None not in ticks:
+        onsets = ticks
+    first = onsets[0]
     out: list = []
-    offset = Fraction(0)  # added to written onsets to get played onsets
+    offset = 0  # added to written onsets to get played onsets
     repeat_start = 0  # the segment a :| goes back to
     written_start = False  # was repeat_start set by a written |: (which a || does not move)?
     taken: dict[int, set[int]] = {}  # the :| bars already taken, with the passes they ended
@@ -486,7 +510,8 @@ def _unfold(notes: list[Note], bars: list[BarLine], start: Fraction, end: Fracti
     while seg < len(boundaries) - 1:
         steps += 1
         if steps > limit:  # no player could follow this; play it as written
-            return (list(zip(notes, range(len(notes)))) if indexed else list(notes)), end - first
+            return (list(zip(notes, range(len(notes)))) if indexed else list(notes)), \
+                (end - start if indexed else None)
         if seg > 0 and bars[seg - 1].ending and pass_number not in bars[seg - 1].ending:
             target = len(boundaries) - 1
             for j in range(seg, len(bars)):
@@ -512,26 +537,31 @@ def _unfold(notes: list[Note], bars: list[BarLine], start: Fraction, end: Fracti
         if seg >= len(bars):
             break
         bar = bars[seg]
+        kind = bar.kind
+        ends_repeat = kind == ":|" or kind == "::"  # (bar.ends_repeat, without the call)
         # a |: while a written |: is still open closes it first, as if written :: (abc2midi)
-        closes = bar.ends_repeat or (bar.kind == "|:" and written_start
-                                     and all(s < repeat_start for s in taken))
+        closes = ends_repeat or (kind == "|:" and written_start
+                                 and all(s < repeat_start for s in taken))
         if closes and _goes_back(bars, repeat_start, seg, pass_number, taken.get(seg)):
             taken.setdefault(seg, set()).add(pass_number)
             pass_number += 1
             offset += onsets[seg + 1] - onsets[repeat_start]
             seg = repeat_start
             continue
-        if bar.starts_repeat:
+        if kind == "|:" or kind == "::":  # bar.starts_repeat
             repeat_start, pass_number, written_start = seg + 1, 1, True
-        elif bar.ends_repeat and not bar.ending:
+        elif ends_repeat and not bar.ending:
             # a finished repeat: the next :| with no |: comes back here (a `:|2` passed on the
             # second time through opens that pass's ending instead)
             repeat_start, pass_number, written_start = seg + 1, 1, False
-        elif bar.kind in ("||", "|]") and not bar.ending and taken and seg > max(taken) and not (
+        elif kind in ("||", "|]") and not bar.ending and taken and seg > max(taken) and not (
                 written_start and repeat_start > max(taken)):
             # a section end after a repeat, with no |: since: the next :| comes back here (not
             # one passed again on the way back through a repeat: that would restart the count
             # of endings)
             repeat_start, pass_number, written_start = seg + 1, 1, False
         seg += 1
-    return out, end - first + offset
+    if not indexed:
+        return out, None
+    length = onsets[-1] - first + offset
+    return out, quarters_from_ticks(length) if type(length) is int else length

@@ -155,6 +155,10 @@ def test_read_text_refuses(tmp_path: Path, data: bytes, message: str) -> None:
     ("X:1\nT:t\nK:Qx\nCDE|\n", (3, 1), "K:"),
     ("X:1\nT:t\nK:C\n(1abc|\n", (4, 1), "tuplet"),
     ("X:1\nT:t\nK:C\nc''''''''|\n", (4, 1), "range"),
+    # the same text read again (one shared record): the error names the second place
+    ("X:1\nT:t\nK:C\nz2 [Cz2]|\nz2 z2 [Dz2]|\n", (4, 6), "rest inside a chord"),
+    ("X:1\nT:t\nK:C\nCD [CE] [C|E]|\n", (4, 11), "bar line inside a chord"),
+    ("X:1\nT:t\nK:C\ng'''' ^g, g''''|\n", (4, 11), "range"),  # G9 is in range, G#9 is not
 ])
 def test_errors_name_line_and_column(text: str, where: tuple[int, int], what: str) -> None:
     with pytest.raises(AbcError) as caught:
@@ -170,3 +174,30 @@ def test_errors_name_line_and_column(text: str, where: tuple[int, int], what: st
 def test_first_voice_kept_with_a_warning() -> None:
     tune = parse((DATA / "voices.abc").read_text())
     assert any("first voice" in warning for warning in tune.warnings)
+
+
+def test_lexer_reads_a_line_the_same_way_twice() -> None:
+    """Items come from a table of known texts once a text has been read: the second reading of a
+    tune (all texts known) gives the same items, offsets included, as the first."""
+    from folkrnn.abc import lex
+
+    text = ("X:1\nT:t\nM:6/8\nK:D\n|:\"D\"d2 ^c/B/ !trill!A>F {g}e | [DF]2 (3abc z/ y d- d :|\\\n"
+            "1 f2 e [K:G] G3 :|2 [M:2/4][L:1/16] g4 ~f2 e||\n")
+    first = lex(text)
+    second = lex(text)
+    assert first.items == second.items
+    for kind, offset, *_ in first.items:
+        assert first.body[offset] not in " \t", (kind, offset)
+    # the continuation joined `:|` at the end of one line with the `1` on the next
+    assert ("bar", first.body.index(":|\\"), ":|", (1,), ":|") in first.items
+
+
+@pytest.mark.parametrize("tokens, what", [
+    (["<s>", "K:Cmaj", "{", "g", "]", "A", "</s>"], "token 5 of the sequence, ']', closes a grace group"),
+    (["<s>", "K:Cmaj", "A", "[", "c", "||", "e", "]", "</s>"], "token 8 of the sequence, ']'"),
+])
+def test_detokenize_stray_chord_end_is_an_abc_error(tokens: list[str], what: str) -> None:
+    with pytest.raises(AbcError) as caught:
+        detokenize(tokens)
+    assert what in str(caught.value)
+    assert "\n" not in str(caught.value)

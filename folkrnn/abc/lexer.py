@@ -18,12 +18,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 from itertools import accumulate
 
 from folkrnn.errors import AbcError
 from folkrnn.music import Key, Meter, parse_meter
 
-__all__ = ["Header", "Lexed", "Record", "lex", "cache_by_record", "SPACE", "parse_key", "parse_unit", "default_unit", "bar_kind",
+__all__ = ["Header", "Lexed", "Record", "lex", "cache_by_record", "shared_record", "SPACE",
+           "parse_key_cached", "parse_meter_cached", "parse_unit_cached", "parse_key", "parse_unit", "default_unit", "bar_kind",
            "NOTE", "REST", "MREST", "BAR", "ENDING", "BROKEN", "TUPLET", "CHORD_START",
            "CHORD_END", "GRACE_START", "GRACE_END", "TIE", "FIELD", "DECO", "ANNOT", "SLUR",
            "OVERLAY"]
@@ -90,6 +92,13 @@ def cache_by_record() -> dict:
     cache: dict = {}
     _CACHES_OF_RECORDS.append(cache)
     return cache
+
+
+def shared_record(values: tuple) -> Record:
+    """The shared record of these values (for a record the lexer makes, not reads)."""
+    text = "\0" + repr(values)
+    record = _RECORDS.get(text)
+    return record if record is not None else _intern(text, Record(values))
 
 
 def _intern(text: str, record: Record) -> Record:
@@ -165,11 +174,14 @@ class Lexed:
         return AbcError(message, line=line, col=col)
 
 
+_EIGHTH, _SIXTEENTH = Fraction(1, 8), Fraction(1, 16)
+
+
 def default_unit(meter: Meter) -> Fraction:
     """ABC 2.1's default L:: 1/16 when the meter is below 3/4, else 1/8 (free meter: 1/8)."""
     if meter.free:
-        return Fraction(1, 8)
-    return Fraction(1, 16) if Fraction(meter.numerator, meter.denominator) < Fraction(3, 4) else Fraction(1, 8)
+        return _EIGHTH
+    return _SIXTEENTH if 4 * meter.numerator < 3 * meter.denominator else _EIGHTH
 
 
 def parse_unit(text: str) -> Fraction:
@@ -230,6 +242,13 @@ def parse_key(text: str) -> tuple[Key, bool]:
     return key, bool(mode_word) and mode_key != ""
 
 
+# The header fields of the corpus repeat (K:G, M:6/8, L:1/8): what they mean is read once each.
+# Pure functions of their text, returning immutable values; an error is not remembered.
+parse_key_cached = lru_cache(maxsize=4096)(parse_key)
+parse_meter_cached = lru_cache(maxsize=1024)(parse_meter)
+parse_unit_cached = lru_cache(maxsize=1024)(parse_unit)
+
+
 def bar_kind(text: str) -> str:
     """Canonical kind of a written bar line: ``| || |] [| |: :| ::``."""
     left = text.startswith(":")
@@ -273,15 +292,18 @@ def _length(num: str | None, slash: str | None, den: str | None) -> tuple[int, i
     return n, d
 
 
+_SHAPING_FIELDS = frozenset("MLKV")  # the header fields _header_field reads
+
+
 def _header_field(header: Header, name: str, value: str, line: int) -> None:
     value = value.strip()
     try:
         if name == "M":
-            header.meter = parse_meter(value.split("%", 1)[0])
+            header.meter = parse_meter_cached(value.split("%", 1)[0])
         elif name == "L":
-            header.unit = parse_unit(value.split("%", 1)[0])
+            header.unit = parse_unit_cached(value.split("%", 1)[0])
         elif name == "K":
-            header.key, header.mode_given = parse_key(value)
+            header.key, header.mode_given = parse_key_cached(value)
             header.key_text = value
         elif name == "V":
             voice = value.split()[0] if value.split() else ""
@@ -321,13 +343,14 @@ def lex(text: str) -> Lexed:
             # a stray line inside the header (a broken-off field value): skipped, as abc2midi does
             skipped_header.append(i)
             continue
-        name, value = m.group(1), m.group(2)
+        name, value = m.groups()
         if name == "+" and header.fields:
             last_name, last_value = header.fields[-1]
             header.fields[-1] = (last_name, f"{last_value} {value.strip()}")
             continue
         header.fields.append((name, value.strip()))
-        _header_field(header, name, value, i)
+        if name in _SHAPING_FIELDS:
+            _header_field(header, name, value, i)
         if name == "K":
             seen_k = True
             break
@@ -345,6 +368,7 @@ def lex(text: str) -> Lexed:
     if "=\n" in body or "=20" in body:
         # quoted-printable debris from e-mailed files: a soft line break, an encoded space
         body = _QP_DEBRIS.sub(lambda m: " " if m.group(0) == "=20" else " " * len(m.group(0)), body)
+        body_lines = body.split("\n")
     lexed = Lexed(header, body, i + 1)
     if skipped_header:
         lexed.warnings.append("skipped header lines that are not fields: "
@@ -352,7 +376,7 @@ def lex(text: str) -> Lexed:
     if ignored:
         lexed.warnings.append(f"the tune ends at the empty line {i + 1 + end}; "
                               f"{ignored} line(s) after it were ignored")
-    _lex_body(lexed)
+    _lex_body(lexed, body_lines)
     return lexed
 
 
@@ -429,8 +453,9 @@ def _record(m: re.Match) -> Record | None:
     return None  # colon, stray, overlay
 
 
-def _lex_body(lexed: Lexed) -> None:
-    body, records, offsets = lexed.body, lexed.records, lexed.offsets
+def _lex_body(lexed: Lexed, lines: list[str]) -> None:
+    """Read the body's ``lines`` (``lexed.body`` split at its line ends) into records."""
+    records, offsets = lexed.records, lexed.offsets
     first_voice = lexed.header.voices[0] if lexed.header.voices else None
     in_voice = True  # are we in the first voice?
     skipped_voices: set[str] = set()
@@ -442,13 +467,13 @@ def _lex_body(lexed: Lexed) -> None:
     findall = _TOKEN.findall
     known = _RECORDS.__getitem__
     append, append_offset = records.append, offsets.append
-    for line in body.split("\n"):
+    for line in lines:
         start = offset
         offset += len(line) + 1
         stripped = line.strip()
         if not stripped or stripped.startswith("%"):
             continue
-        fm = _FIELD_LINE.match(stripped)
+        fm = _FIELD_LINE.match(stripped) if stripped[1:2] == ":" else None  # (the pattern's own test)
         if fm and not (fm.group(1) in "ABCDEFGabcdefg" and fm.group(2)[:1] in ("|", ":", "")):
             name, value = fm.group(1), fm.group(2).strip()
             if name == "V":
@@ -474,7 +499,7 @@ def _lex_body(lexed: Lexed) -> None:
             em = _CONTINUED_ENDING.match(line, pos, end)
             if em:
                 _, lead, bar, _, core = records[-1]
-                records[-1] = Record((BAR, lead, bar, _endings(em.group(1)), core))
+                records[-1] = shared_record((BAR, lead, bar, _endings(em.group(1)), core))
                 pos = em.end()
         continued = line[:end].rstrip().endswith("\\")
         if pos >= end:
@@ -534,7 +559,7 @@ def _lex_body(lexed: Lexed) -> None:
                 if records and records[-1][0] is BAR:
                     _, lead, bar, ending, core = records[-1]
                     joined = core + ":"
-                    records[-1] = Record((BAR, lead, bar_kind(joined), ending, joined))
+                    records[-1] = shared_record((BAR, lead, bar_kind(joined), ending, joined))
                 else:
                     stray.append(f"':' at line {lexed.where(at)[0]}")
             elif kind == "stray":

@@ -16,16 +16,18 @@ import re
 import unicodedata
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 from folkrnn.abc.lexer import (
     ANNOT, BAR, BROKEN, CHORD_END, CHORD_START, DECO, ENDING, FIELD, GRACE_END, GRACE_START,
-    MREST, NOTE, REST, SLUR, TIE, TUPLET, Lexed, default_unit, lex, parse_key, parse_unit,
+    MREST, NOTE, REST, SLUR, TIE, TUPLET, Lexed, cache_by_record, default_unit, lex, shared_record,
+    parse_key_cached, parse_meter_cached, parse_unit_cached,
 )
 from folkrnn.abc.parser import _tuplet_q, tune_from_lexed
 from folkrnn.abc.writer import format_length
 from folkrnn.errors import AbcError, FolkError
 from folkrnn.music import (
-    LETTER_SEMITONES, LETTERS, Key, Tune, expand_parts, key_signature, parse_meter,
+    LETTER_SEMITONES, LETTERS, Key, Tune, expand_parts, key_signature, parse_meter, signature_items,
 )
 
 __all__ = ["Normalisation", "tokenize", "tokenize_and_parse", "tokenize_lexed", "detokenize", "map_rhythm",
@@ -56,6 +58,7 @@ _RHYTHM_WORDS = [  # checked in order: the first word found in the lower-cased R
 RHYTHM_NAMES = {"slipjig": "slip jig"}
 
 
+@lru_cache(maxsize=4096)
 def map_rhythm(text: str) -> str:
     """A free-text R: field -> one of :data:`RHYTHMS` ("Double Jig" -> "jig", "" -> "other")."""
     lowered = text.lower()
@@ -84,6 +87,9 @@ class Normalisation:
     def from_dict(cls, data: dict) -> "Normalisation":
         known = {name: bool(value) for name, value in data.items() if name in cls.__dataclass_fields__}
         return cls(**known)
+
+
+_DEFAULT_SETTINGS = Normalisation()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,6 +134,8 @@ def _note_text(step: int) -> str:
 
 
 def _ascii_title(text: str) -> str:
+    if text.isascii() and text.isprintable():
+        return " ".join(text.split())  # what the general way gives such a title, sooner
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     folded = re.sub(r"\s+", " ", folded).strip()
     return "".join(ch for ch in folded if 32 <= ord(ch) < 127)
@@ -145,7 +153,7 @@ def _detect_key(lexed: Lexed, tune: Tune) -> Key:
     final = next((note.pitch % 12 for note in reversed(tune.notes) if not note.grace), None)
     if final is None:
         return key
-    standard = tuple(key_signature(key.tonic, key.mode).items())
+    standard = signature_items(key.tonic, key.mode)
     if key.signature != standard:
         return key
     degree = (final - key.tonic_pitch_class) % 12
@@ -161,6 +169,10 @@ def _detect_key(lexed: Lexed, tune: Tune) -> Key:
     return key
 
 
+# (steps, semitones, tonic, mode, signature) -> what _Transposer.set_key works out for that key
+_ENTERED_KEYS: dict[tuple, tuple[str, str, tuple]] = {}
+
+
 class _Transposer:
     """Rewrites spellings for a fixed (steps, semitones) shift, under a key that may change."""
 
@@ -168,10 +180,26 @@ class _Transposer:
         self.steps, self.semitones = steps, semitones
         self.needed: dict[str, int] = {}  # target letter -> accidental to write when none is carried
         self._cache: dict[tuple, str] = {}  # (accidental, step, carried) -> note text
+        self.state: tuple = (steps, semitones, ())  # what the spellings depend on
 
     def set_key(self, key: Key) -> tuple[str, str]:
         """Enter ``key``: returns the transposed key's (tonic, mode), remembering which letters need
         an explicit accidental because the transposed signature is not the standard one."""
+        entered = (self.steps, self.semitones, key.tonic, key.mode, key.signature)
+        known = _ENTERED_KEYS.get(entered)
+        if known is None:
+            known = self._enter(key)
+            if len(_ENTERED_KEYS) >= 4096:
+                _ENTERED_KEYS.clear()
+            _ENTERED_KEYS[entered] = known
+        tonic, mode, needed = known
+        self.needed = dict(needed)
+        self._cache = {}
+        self.state = (self.steps, self.semitones, needed)
+        return tonic, mode
+
+    def _enter(self, key: Key) -> tuple[str, str, tuple]:
+        """set_key's work: (tonic, mode, the needed accidentals as sorted pairs)."""
         target_signature: dict[str, int] = {}
         for letter, alter in key.signature:
             step = _LETTER_INDEX[letter]
@@ -186,10 +214,8 @@ class _Transposer:
             raise ValueError(f"the key {key.tonic} cannot be moved to C by this interval")
         tonic = LETTERS[new_step % 7] + ("#" if new_alter > 0 else "b" if new_alter < 0 else "")
         standard = key_signature(tonic, key.mode)
-        self.needed = {letter: alter for letter, alter in target_signature.items()
-                       if standard[letter] != alter}
-        self._cache: dict[tuple, str] = {}
-        return tonic, key.mode
+        needed = {letter: alter for letter, alter in target_signature.items() if standard[letter] != alter}
+        return tonic, key.mode, tuple(sorted(needed.items()))
 
     def note(self, acc: int | None, step: int, carried: bool) -> str:
         cache_key = (acc, step, carried)
@@ -225,7 +251,7 @@ def tokenize_and_parse(tune_text: str,
     """
     try:
         lexed = lex(tune_text)
-        return tokenize_lexed(lexed, settings or Normalisation())
+        return tokenize_lexed(lexed, settings or _DEFAULT_SETTINGS)
     except FolkError:
         raise
     except (ValueError, ZeroDivisionError, OverflowError, KeyError) as error:
@@ -245,7 +271,7 @@ def tokenize_lexed(lexed: Lexed, settings: Normalisation) -> tuple[list[str], Tu
     if settings.title:
         titles = [value for name, value in header.fields if name == "T"]
         title = _ascii_title(titles[0]) if titles else ""
-        tokens.extend(SPACE if ch == " " else ch for ch in title)
+        tokens.extend(title.replace(" ", SPACE))
     rhythm_text = next((value for name, value in header.fields if name == "R"), "")
     if settings.map_rhythm:
         rhythm = map_rhythm(rhythm_text)
@@ -263,88 +289,139 @@ def tokenize_lexed(lexed: Lexed, settings: Normalisation) -> tuple[list[str], Tu
         tokens.append(f"K:{tonic}{mode}")
     else:
         tokens.append(f"K:{key.tonic}{key.mode}")
-    items = lexed.items
-    order = _part_order_of_items(header.fields, items)
+    items, offsets = lexed.records, lexed.offsets
+    order = _part_order_of_items(header.fields, items, offsets)
     if order is not None:
-        items = order
-    _body_tokens(lexed, items, settings, transposer, unit, meter, tokens)
+        items, offsets = order
+    _body_tokens(lexed, items, offsets, settings, transposer, unit, meter, tokens)
     tokens.append(EOS)
     return tokens, tune
 
 
-def _part_order_of_items(fields: list[tuple[str, str]], items: list[tuple]) -> list[tuple] | None:
-    """The body items in the order a header P: field plays the parts, or None."""
+def _part_order_of_items(fields: list[tuple[str, str]], items: list[tuple],
+                         offsets: list[int]) -> tuple[list[tuple], list[int]] | None:
+    """The body records and their offsets in the order a header P: field plays the parts, or None."""
     header = [value for name, value in fields if name == "P"]
     if not header or not any(item[0] is FIELD and item[2] == "P" for item in items):
         return None
     order = expand_parts(header[0])
-    chunks: dict[str, list[tuple]] = {}
+    chunks: dict[str, list[tuple[tuple, int]]] = {}
     current = ""
     chunks[current] = []
-    for item in items:
+    for item, offset in zip(items, offsets):
         if item[0] is FIELD and item[2] == "P":
             current = item[3].strip()[:1]
             chunks.setdefault(current, [])
             continue
-        chunks[current].append(item)
+        chunks[current].append((item, offset))
     out = list(chunks[""])
     for label in order:
         if label in chunks and label != "":
             part = chunks[label]
-            if out and part and out[-1][0] is not BAR and part[0][0] is not BAR:
-                out.append((BAR, part[0][1], "|", (), "|"))
+            if out and part and out[-1][0][0] is not BAR and part[0][0][0] is not BAR:
+                out.append((shared_record((BAR, part[0][0][1], "|", (), "|")), part[0][1]))
             out.extend(part)
-    return out
+    return [item for item, _ in out], [offset for _, offset in out]
 
 
-def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
+# A note's tokens when no accidental is carried in its bar, under a spelling state (transposition
+# and key), a length scale and the accidental rule: record -> (tokens, the slot an accidental it
+# carries through the bar takes, or None). Keyed by that state.
+_NOTE_TOKENS: dict[tuple, dict] = cache_by_record()
+# Length tokens at a scale: (n, d) as written -> the length token ("" for one unit).
+# (emptied with the records its lengths come from)
+_LENGTH_TOKENS: dict[tuple[int, int], dict[tuple[int, int], str]] = cache_by_record()
+_ONE = Fraction(1)
+
+
+# A bar line's tokens, with canonical bars and without: record -> tokens
+_BAR_TOKENS = {True: cache_by_record(), False: cache_by_record()}
+
+
+def _bar_tokens(item: tuple, canonical: bool) -> tuple[str, ...]:
+    _, _, bar, ending, raw = item
+    if not canonical:
+        return (raw + ("[" + ",".join(map(str, ending)) if ending else ""),)
+    tokens = [":|", "|:"] if bar == "::" else ["||" if bar in ("[|", "|]") else bar]
+    if ending:
+        tokens.append("[" + ",".join(map(str, ending)))
+    return tuple(tokens)
+
+
+def _cache_for(caches: dict, state) -> dict:
+    cache = caches.get(state)
+    if cache is None:
+        if len(caches) >= 256:
+            caches.clear()
+        cache = caches[state] = {}
+    return cache
+
+
+def _body_tokens(lexed: Lexed, items: list[tuple], offsets: list[int], settings: Normalisation,
                  transposer: _Transposer | None, unit: Fraction, meter, tokens: list[str]) -> None:
-    scale = unit * 8 if settings.unit_length else Fraction(1)
-    lengths: dict[tuple[int, int], str] = {}  # (n, d) as written -> its length token at this scale
+    scale = unit * 8 if settings.unit_length else _ONE
+    scale_key = (scale.numerator, scale.denominator)  # (quicker to hash than the Fraction)
+    scaled = scale_key != (1, 1)
+    lengths = _cache_for(_LENGTH_TOKENS, scale_key)  # (n, d) as written -> its length token at this scale
     # the letters (or letter and octave) with an accidental written in this bar
     carried: set = set()
     by_octave = lexed.header.propagate == "octave"
+    note_tokens = _cache_for(_NOTE_TOKENS, (transposer and transposer.state, scale_key, by_octave))
     canonical = settings.canonical_bars
+    bar_tokens = _BAR_TOKENS[canonical]
     strip = settings.strip
     in_chord = False
     in_grace = False
     append = tokens.append
+    extend = tokens.extend
+
+    def error(message: str, item: tuple) -> AbcError:
+        index = next(i for i, other in enumerate(items) if other is item)
+        return lexed.error(message, offsets[index] + item[1])
+
     for item in items:
         kind = item[0]
         if kind is NOTE:
-            _, at, acc, letter, octave, n, d = item
+            if not carried:
+                known = note_tokens.get(item)
+                if known is not None:
+                    extend(known[0])
+                    if known[1] is not None and not in_grace:
+                        carried.add(known[1])
+                    continue
+            _, _, acc, letter, octave, n, d = item
             upper = letter.upper()
             octave_number = octave + (1 if letter.islower() else 0)
             slot = (upper, octave_number) if by_octave else upper
+            nothing_carried = not carried
             was_carried = slot in carried
             if acc is not None and not in_grace:
                 carried.add(slot)
             if transposer is not None:
-                append(transposer.note(acc, octave_number * 7 + _LETTER_INDEX[upper], was_carried))
+                text = transposer.note(acc, octave_number * 7 + _LETTER_INDEX[upper], was_carried)
             else:
-                append((_accidental_text(acc) if acc is not None else "")
-                       + _note_text(octave_number * 7 + _LETTER_INDEX[upper]))
-            if n != 1 or d != 1 or scale != 1:
+                text = ((_accidental_text(acc) if acc is not None else "")
+                        + _note_text(octave_number * 7 + _LETTER_INDEX[upper]))
+            length = ""
+            if n != 1 or d != 1 or scaled:
                 length = lengths.get((n, d))
                 if length is None:
                     length = lengths[(n, d)] = format_length(Fraction(n or 1, d) * scale)
-                if length:
-                    append(length)
+            append(text)
+            if length:
+                append(length)
+            if nothing_carried:
+                note_tokens[item] = ((text, length) if length else (text,),
+                                     slot if acc is not None else None)
         elif kind is BAR:
-            _, at, bar, ending, raw = item
-            carried.clear()
-            if canonical:
-                if bar == "::":
-                    append(":|")
-                    append("|:")
-                else:
-                    append("||" if bar in ("[|", "|]") else bar)
-                if ending:
-                    append("[" + ",".join(map(str, ending)))
-            else:
-                append(raw + ("[" + ",".join(map(str, ending)) if ending else ""))
+            if carried:
+                carried.clear()
+            known = bar_tokens.get(item)
+            if known is None:
+                known = bar_tokens[item] = _bar_tokens(item, canonical)
+            extend(known)
         elif kind is REST:
-            _, at, rest_kind, n, d = item
+            _, _, rest_kind, n, d = item
             append("z" if strip or rest_kind == "z" else "x")
             length = lengths.get((n, d))
             if length is None:
@@ -372,7 +449,7 @@ def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
             in_grace = False
             append("}")
         elif kind is TUPLET:
-            _, at, p, q, r = item
+            _, _, p, q, r = item
             if q is None and r is None:
                 append(f"({p}")
             else:
@@ -385,7 +462,7 @@ def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
             append("[" + ",".join(map(str, ending)))
         elif kind is MREST:
             if meter.free:
-                raise lexed.error("a multi-bar rest Z needs a meter", item[1])
+                raise error("a multi-bar rest Z needs a meter", item)
             bar_units = format_length(meter.bar_length / 4 / unit * scale)
             for i in range(item[2]):
                 if i:
@@ -394,12 +471,17 @@ def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
                 if bar_units:
                     append(bar_units)
         elif kind is FIELD:
-            _, at, name, value = item
+            _, _, name, value = item
             try:
                 unit, meter, scale, lengths = _body_field(
                     name, value, transposer, settings, unit, meter, scale, lengths, carried, append)
-            except ValueError as error:
-                raise lexed.error(f"bad inline {name}: field: {error}", at) from None
+            except ValueError as problem:
+                raise error(f"bad inline {name}: field: {problem}", item) from None
+            if name == "K" or name == "L":
+                scale_key = (scale.numerator, scale.denominator)
+                scaled = scale_key != (1, 1)
+                note_tokens = _cache_for(_NOTE_TOKENS,
+                                         (transposer and transposer.state, scale_key, by_octave))
         elif not strip:
             if kind is DECO or kind is ANNOT:
                 append(item[2])
@@ -412,7 +494,7 @@ def _body_tokens(lexed: Lexed, items: list[tuple], settings: Normalisation,
 def _body_field(name, value, transposer, settings, unit, meter, scale, lengths, carried, append):
     """An inline field or body field line: key and meter tokens, and a new unit length."""
     if name == "K":
-        key, _ = parse_key(value)
+        key, _ = parse_key_cached(value)
         carried.clear()
         if transposer is not None:
             tonic, mode = transposer.set_key(key)
@@ -420,12 +502,13 @@ def _body_field(name, value, transposer, settings, unit, meter, scale, lengths, 
         else:
             append(f"[K:{key.tonic}{key.mode}]")
     elif name == "M":
-        meter = parse_meter(value.split("%", 1)[0])
+        meter = parse_meter_cached(value.split("%", 1)[0])
         append(f"[M:{meter}]")
     elif name == "L":
-        unit = parse_unit(value.split("%", 1)[0])
+        unit = parse_unit_cached(value.split("%", 1)[0])
         if settings.unit_length:
-            scale, lengths = unit * 8, {}
+            scale = unit * 8
+            lengths = _cache_for(_LENGTH_TOKENS, (scale.numerator, scale.denominator))
         else:
             append(f"[L:{unit.numerator}/{unit.denominator}]")
     return unit, meter, scale, lengths
@@ -458,11 +541,13 @@ def _beat_units(meter_text: str) -> Fraction:
 def detokenize(tokens: list[str], *, number: int = 1) -> str:
     """Model tokens -> the ABC text of the normalised tune (X:, T:, R:, M:, L:, K:, body).
 
-    Raises AbcError when the sequence has no K: token.
+    Raises AbcError when the sequence has no K: token, or a ``]`` ends a grace group.
     """
     seq = list(tokens)
+    skipped = 0  # tokens before seq[0] in ``tokens``, so that an error can say where
     if seq and seq[0] == BOS:
         seq = seq[1:]
+        skipped = 1
     if EOS in seq:
         seq = seq[: seq.index(EOS)]
     title_chars: list[str] = []
@@ -482,18 +567,21 @@ def detokenize(tokens: list[str], *, number: int = 1) -> str:
     if rhythm:
         lines.append(f"R:{rhythm}")
     lines += [f"M:{fields['M']}", f"L:{fields['L']}", f"K:{fields['K']}"]
-    lines.extend(_body_text(seq[i:], _beat_units(fields["M"])))
+    lines.extend(_body_text(seq[i:], _beat_units(fields["M"]), skipped + i))
     return "\n".join(lines) + "\n"
 
 
-def _body_text(body: list[str], beat: Fraction) -> list[str]:
-    """Join body tokens into lines of music, a space between beamed groups and after bar lines."""
+def _body_text(body: list[str], beat: Fraction, first: int = 0) -> list[str]:
+    """Join body tokens into lines of music, a space between beamed groups and after bar lines.
+
+    ``first`` is the index of ``body[0]`` in the token list, for errors."""
     lines: list[str] = []
     line: list[str] = []
     position = Fraction(0)  # within the bar, in units of L:1/8
     tuplet_left, tuplet_factor = 0, Fraction(1)
     bars_on_line = 0
     depth = 0  # inside [] or {}
+    opened: list[str] = []  # the [ and { still open, innermost last
     pending: Fraction | None = None  # the duration of the note event just written, not yet added
     broken_next = Fraction(1)
     k = 0
@@ -526,8 +614,14 @@ def _body_text(body: list[str], beat: Fraction) -> list[str]:
         line.append(token)
         if token in ("[", "{"):
             depth += 1
+            opened.append(token)
         elif token in ("]", "}"):
+            if token == "]" and opened and opened[-1] == "{":
+                raise AbcError(f"token {first + k + 1} of the sequence, ']', closes a grace group "
+                               f"opened with '{{': {' '.join(body[max(k - 4, 0):k + 1])!r}")
             depth -= 1
+            if opened:
+                opened.pop()
         if token.startswith("(") and token[1:2].isdigit():
             parts = token[1:].split(":")
             p = int(parts[0])
@@ -543,6 +637,9 @@ def _body_text(body: list[str], beat: Fraction) -> list[str]:
                 num, den = _LENGTH_TOKEN.match(nxt).groups()
                 units = Fraction(int(num or 1), int(den or 1))
             if token == "]":
+                if "[" not in line:  # a bar line inside the chord broke the line
+                    raise AbcError(f"token {first + k + 1} of the sequence, ']', closes a chord with a "
+                                   f"bar line inside it: {' '.join(body[max(k - 4, 0):k + 1])!r}")
                 units *= _chord_first_units(line)
             if tuplet_left:
                 units *= tuplet_factor
