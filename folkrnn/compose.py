@@ -363,9 +363,10 @@ def transpose_tokens(tokens: list[str], tonic: str, *, octave: int = 0) -> list[
 
     steps, semitones = _shift_to_c(tonic)
     transposer = _Transposer(-steps + 7 * octave, -semitones + 12 * octave)
-    out = []
+    body = _body_start(tokens)
+    out = list(tokens[:body])  # the title's letters are not notes
     try:
-        for token in tokens:
+        for token in tokens[body:]:
             if token.startswith("K:") or (token.startswith("[K:") and token.endswith("]")):
                 value = token[2:] if token.startswith("K:") else token[3:-1]
                 new_tonic, mode = transposer.set_key(Key(value[:-3], value[-3:]))
@@ -382,12 +383,21 @@ def transpose_tokens(tokens: list[str], tonic: str, *, octave: int = 0) -> list[
     return out
 
 
+def _body_start(tokens: list[str]) -> int:
+    """Where the body begins: after the header's ``K:`` token (the title's letters come before
+    it and must not be read as notes); 0 for a body alone."""
+    for index, token in enumerate(tokens):
+        if token.startswith("K:"):
+            return index
+    return 0
+
+
 def _pitches(tokens: list[str]) -> list[int]:
     """Rough pitches of the note tokens (the written accidental, else natural): for the range."""
     from folkrnn.music import LETTER_SEMITONES
 
     out = []
-    for token in tokens:
+    for token in tokens[_body_start(tokens):]:
         parsed = _step_of(token)
         if parsed is not None:
             acc, step = parsed

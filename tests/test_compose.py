@@ -129,6 +129,16 @@ def test_transpose_tokens_spells_in_the_key():
     assert transpose_tokens(["K:Cdor", "c", "=B", "_e", "[K:Gmaj]", "^f"], "A") == \
         ["K:Ador", "A", "^G", "=c", "[K:Emaj]", "^d"]  # a written accidental stays written
     assert transpose_tokens(["K:Cmaj", "c", "_B"], "F") == ["K:Fmaj", "f", "_e"]
+    # the title's letters are not notes: "The Ace" stays as it is in D
+    title = ["<s>", "T", "h", "e", "▁", "A", "c", "e", "R:reel", "M:4/4"]
+    assert transpose_tokens([*title, "K:Cmaj", "c", "e"], "D") == [*title, "K:Dmaj", "d", "f"]
+
+
+def test_model_written_titles_are_not_transposed(model):
+    composed = compose(ComposeOptions(seed=3, model=model, mode="major", key="D"), write=False)
+    untransposed = compose(ComposeOptions(seed=3, model=model, mode="major", key="C"), write=False)
+    assert composed.tune.field_values("T") == untransposed.tune.field_values("T")
+    assert composed.tune.key.tonic != untransposed.tune.key.tonic
 
 
 def test_prime_is_read_as_abc_or_tokens(model):
