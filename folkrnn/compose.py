@@ -7,7 +7,11 @@ check every tune with :mod:`folkrnn.validate`, and write every file atomically.
 
 **Titles.** The model reads the title (as folk-rnn v1 did), so the title shapes the tune; a title
 that ends with the name of a dance ("The Kesh Jig", "... Slip Jig", "... Hornpipe") also fixes R:
-to that rhythm when the model knows it and ``rhythm`` is not given (:func:`rhythm_of_title`).
+to that rhythm when the model knows it and ``rhythm`` is not given (:func:`rhythm_of_title`), and
+M: to one of the meters the dance is written in (:data:`DANCE_METERS`; the model chooses among
+them) when ``meter`` is not given. The model alone, reading the title and R:, wrote the usual
+meter for only 74% of jigs, 70% of hornpipes and 0% of waltzes (the default corpus has 12 waltzes
+and no polkas), so the dance's name is taken at its word.
 
 **Keys.** The model writes in C (keeping the mode). The output is moved to ``key`` or, without
 one, to the usual tonic of the tune's mode and rhythm (:data:`USUAL_TONICS`): the keys that the
@@ -533,9 +537,14 @@ def _finish(sampled: Sampled, options: ComposeOptions, composer: Composer, *, nu
     if not tune.notes:
         return None, "the tune has no notes"
     warnings = list(sampled.title_warnings)
-    if options.title and options.rhythm is None and rhythm and \
-            rhythm == rhythm_of_title(options.title, composer.vocabulary):
-        warnings.append(f"note: R:{rhythm} from the title (--rhythm chooses another)")
+    if options.title and options.prime is None and dance_of_title(options.title):
+        from_title = []
+        if options.rhythm is None and rhythm and rhythm == rhythm_of_title(options.title, composer.vocabulary):
+            from_title.append(f"R:{rhythm} (--rhythm chooses another)")
+        if options.meter is None and meters_of_title(options.title, composer.vocabulary):
+            from_title.append(f"M:{_header_value(tokens, 'M:')} (--meter chooses another)")
+        if from_title:
+            warnings.append(f"note: {' and '.join(from_title)} from the title")
     if not report.valid:
         warnings.append("--no-constrain: the validator found " +
                         "; ".join(str(issue) for issue in report.errors[:3]))
@@ -562,28 +571,53 @@ def _conditions(options: ComposeOptions, composer: Composer) -> Conditions:
         prime = tuple(body)
     if rhythm is None and options.title:
         rhythm = rhythm_of_title(options.title, composer.vocabulary)
+    if meter is None and options.title:
+        meter = meters_of_title(options.title, composer.vocabulary)
     return Conditions(title=options.title, rhythm=rhythm, meter=meter, mode=mode, prime=prime)
 
 
-def rhythm_of_title(title: str, vocabulary) -> str | None:
-    """The rhythm a title ends with ("The Kesh Jig" -> "jig", "... Slip Jig" -> "slipjig"), if the
-    model has that R: token; else None. A tune asked for by such a title is given that R:."""
+def dance_of_title(title: str) -> str | None:
+    """The dance a title ends with: "The Kesh Jig" -> "jig", "... Slip Jig" -> "slipjig",
+    "The Kerry Polka" -> "polka"; None when its last words name none."""
     from folkrnn.abc import map_rhythm
 
     words = re.findall(r"[A-Za-z]+", title.lower())
-    for count in (2, 1):  # "slip jig", "set dance", then the last word alone
+    for count in (2, 1):  # "slip jig", then the last word alone
         tail = " ".join(words[-count:])
-        if len(words) >= count:
+        if len(words) >= count and tail.endswith(tuple(_TITLE_WORDS)):
             rhythm = map_rhythm(tail)
-            if rhythm not in ("other", "song", "air") and tail.endswith(tuple(_TITLE_WORDS)) and \
-                    f"R:{rhythm}" in vocabulary:
+            if rhythm not in ("other", "song", "air"):
                 return rhythm
     return None
+
+
+def rhythm_of_title(title: str, vocabulary) -> str | None:
+    """The dance the title names (:func:`dance_of_title`) if the model has its R: token, else None.
+    A tune asked for by such a title is given that R:."""
+    dance = dance_of_title(title)
+    return dance if dance is not None and f"R:{dance}" in vocabulary else None
+
+
+def meters_of_title(title: str, vocabulary) -> tuple[str, ...] | None:
+    """The meters a dance named by the title is written in (:data:`DANCE_METERS`) that the model
+    knows; the model chooses among them. None when the title names no dance, or the model knows
+    none of its meters."""
+    dance = dance_of_title(title)
+    meters = tuple(m for m in DANCE_METERS.get(dance or "", ()) if f"M:{m}" in vocabulary)
+    return meters or None
 
 
 # The last words of a title that name its dance (map_rhythm reads them).
 _TITLE_WORDS = ("jig", "reel", "hornpipe", "polka", "slide", "waltz", "march", "strathspey",
                 "mazurka", "barndance", "schottische", "fling")
+
+# The meters each dance is written in, in the session repertoire and the collections (O'Neill's,
+# Ryan's, thesession.org): a jig in 6/8, a reel in 4/4 or cut time, a waltz in 3/4 ...
+DANCE_METERS = {
+    "jig": ("6/8",), "slipjig": ("9/8",), "reel": ("4/4", "2/2"), "hornpipe": ("4/4", "2/2"),
+    "polka": ("2/4",), "slide": ("12/8",), "waltz": ("3/4",), "mazurka": ("3/4",),
+    "march": ("2/4", "4/4", "6/8"), "strathspey": ("4/4", "2/2"), "barndance": ("4/4", "2/2"),
+}
 
 
 def _random_seed() -> int:

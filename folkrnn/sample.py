@@ -145,7 +145,7 @@ class Conditions:
 
     title: str | None = None  # the title the model reads (None: the model writes one)
     rhythm: str | None = None  # R: value, as the model's tokens name it ("reel")
-    meter: str | None = None  # M: value ("6/8")
+    meter: str | tuple[str, ...] | None = None  # M: value ("6/8"), or the values the model may choose among
     mode: str | None = None  # K: mode ("maj", "min", "dor", "mix", ...)
     prime: tuple[str, ...] = ()  # body tokens the tune starts with
 
@@ -336,7 +336,8 @@ class AbcGrammar:
         Apply the bar, repeat and ending rules. Without it only the header is followed (its order
         and the fixed values), and ``</s>`` may come at any point of the body.
     fixed
-        Header slot letter ("R", "M", "K") -> the only token id allowed there.
+        Header slot letter ("R", "M", "K") -> the token id allowed there, or a set of them (the
+        model chooses among those).
     title_length
         The number of title characters when the title is given (forced): then exactly that many.
     min_bars, max_title
@@ -348,7 +349,8 @@ class AbcGrammar:
         self.tokens = list(tokens)
         self.size = len(self.tokens)
         self.constrain = constrain
-        self.fixed = dict(fixed or {})
+        self.fixed = {letter: frozenset([ids]) if isinstance(ids, int) else frozenset(ids)
+                      for letter, ids in (fixed or {}).items()}
         self.title_length = title_length
         self.min_bars = min_bars
         self.max_title = max(max_title, title_length or 0)
@@ -538,7 +540,7 @@ class AbcGrammar:
             return mask
         letter = self.slots[slot]
         for token, (cls, value, kind) in enumerate(zip(self._cls, self._val, self._slot_of)):
-            if cls != _HEAD or kind != letter or (letter in self.fixed and self.fixed[letter] != token):
+            if cls != _HEAD or kind != letter or (letter in self.fixed and token not in self.fixed[letter]):
                 continue
             if letter == "M" and self.constrain and letter not in self.fixed and not _bar_ticks(value):
                 continue
@@ -658,7 +660,7 @@ class AbcGrammar:
         letter = self.slots[s.slot]
         if self._slot_of[token] != letter:
             return None
-        if letter in self.fixed and self.fixed[letter] != token:
+        if letter in self.fixed and token not in self.fixed[letter]:
             return None
         value = self._val[token]
         if letter == "M":
@@ -1059,18 +1061,22 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig) -> _Plan:
     from folkrnn.vocab import UnknownTokenError
 
     warnings: list[str] = []
-    fixed: dict[str, int] = {}
-    for letter, value, option in (("R", conditions.rhythm, "--rhythm"), ("M", conditions.meter, "--meter"),
-                                  ("K", conditions.mode, "--mode")):
-        if value is None:
+    fixed: dict[str, frozenset[int]] = {}
+    for letter, values, option in (("R", conditions.rhythm, "--rhythm"), ("M", conditions.meter, "--meter"),
+                                   ("K", conditions.mode, "--mode")):
+        if values is None:
             continue
-        token = f"{letter}:{value}" if letter != "K" else f"K:C{value}"
-        if token not in vocabulary:
-            known = sorted(t[2:] if letter != "K" else t[3:] for t in vocabulary
-                           if t.startswith(f"{letter}:") and len(t) > 2)
-            raise OptionError(f"{option} {value}: the model knows no {token} token; it knows "
-                              f"{', '.join(known) or 'none'}")
-        fixed[letter] = vocabulary.id(token)
+        ids = set()
+        for value in (values,) if isinstance(values, str) else values:
+            token = f"{letter}:{value}" if letter != "K" else f"K:C{value}"
+            if token not in vocabulary:
+                known = sorted(t[2:] if letter != "K" else t[3:] for t in vocabulary
+                               if t.startswith(f"{letter}:") and len(t) > 2)
+                raise OptionError(f"{option} {value}: the model knows no {token} token; it knows "
+                                  f"{', '.join(known) or 'none'}")
+            ids.add(vocabulary.id(token))
+        if ids:
+            fixed[letter] = frozenset(ids)
     title_ids: list[int] = []
     title_length = None
     if conditions.title is not None:
@@ -1088,7 +1094,8 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig) -> _Plan:
         if token not in vocabulary:
             raise UnknownTokenError(token, vocabulary.nearest(token))
         prime_ids.append(vocabulary.id(token))
-    key = (tuple(vocabulary.tokens), config.constrain, tuple(sorted(fixed.items())), title_length,
+    key = (tuple(vocabulary.tokens), config.constrain, tuple(sorted((k, tuple(sorted(v))) for k, v in fixed.items())),
+           title_length,
            config.min_bars, config.max_title)
     grammar = _GRAMMARS.get(key)
     if grammar is None:

@@ -168,6 +168,25 @@ def test_title_and_header_options_are_in_the_tune(model):
     assert "".join(title).replace("\u2581", " ") in ("Tom's Jig", "Toms Jig")
 
 
+def test_a_dance_in_the_title_sets_its_rhythm_and_meter_unless_told_otherwise(model):
+    from folkrnn.compose import DANCE_METERS, dance_of_title, meters_of_title
+
+    assert [dance_of_title(t) for t in ("The Kesh Jig", "Drops of Brandy Slip Jig", "Kerry Polka",
+                                         "The Blue Waltz", "Jig of Slurs", "The Humours")] == \
+        ["jig", "slipjig", "polka", "waltz", None, None]
+    vocabulary = load_composer(model).vocabulary
+    for seed in range(4):
+        jig = compose(ComposeOptions(seed=seed, model=model, title="The Kesh Jig"), write=False)
+        reel = compose(ComposeOptions(seed=seed, model=model, title="The Silver Reel"), write=False)
+        assert str(jig.tune.meter) == "6/8" and jig.tune.rhythm == "jig"
+        assert str(reel.tune.meter) in DANCE_METERS["reel"] and reel.tune.rhythm == "reel"
+        assert any("M:6/8" in w and "from the title" in w for w in jig.warnings)
+    told = compose(ComposeOptions(seed=1, model=model, title="The Kesh Jig", meter="2/4", rhythm="reel"),
+                   write=False)
+    assert str(told.tune.meter) == "2/4" and told.tune.rhythm == "reel"
+    assert meters_of_title("The Blue Waltz", vocabulary) == (("3/4",) if "M:3/4" in vocabulary else None)
+
+
 @pytest.mark.parametrize("strategy", ["greedy", "beam"])
 def test_other_strategies_compose(model, strategy):
     composed = compose(ComposeOptions(seed=1, model=model, strategy=strategy, beam_width=2), write=False)
