@@ -26,11 +26,36 @@ def first_below(log: list[dict], threshold: float) -> dict | None:
                  and entry["valid_loss"] < threshold), None)
 
 
+def plot(log: list[dict], baseline: float, target: float, order: int, path: Path) -> None:
+    """Validation (and running training) loss against wall-clock minutes, with the baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    minutes = [e["wall_s"] / 60 for e in log]
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    axis.plot(minutes, [e["valid_loss"] for e in log], "o-", ms=3, label="validation loss")
+    trained = [(m, e["train_loss"]) for m, e in zip(minutes, log) if e.get("train_loss") is not None]
+    axis.plot(*zip(*trained), ".-", ms=2, alpha=0.6, label="training loss (running mean, dropout on)")
+    axis.axhline(baseline, color="black", ls="--", label=f"Kneser-Ney {order}-gram ({baseline:.3f})")
+    axis.axhline(target, color="grey", ls=":", label=f"20% below it ({target:.3f})")
+    axis.set_xlabel("wall-clock minutes")
+    axis.set_ylabel("nats/token")
+    axis.set_ylim(min(e["valid_loss"] for e in log) - 0.1, baseline + 0.8)
+    axis.set_title("Time to quality")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a training run's folder (train_log.jsonl, config.json)")
     parser.add_argument("--order", type=int, default=5, help="n of the Kneser-Ney baseline")
     parser.add_argument("--margin", type=float, default=0.2, help="also report beating it by this fraction")
+    parser.add_argument("--plot", type=Path, default=None, help="also draw the curve to this PNG")
     args = parser.parse_args()
 
     from folkrnn.checkpoint import load_model
@@ -58,6 +83,9 @@ def main() -> None:
     minutes_margin = round(beat_margin["wall_s"] / 60, 2) if beat_margin else None
     print(f"first beats the {args.order}-gram: {minutes} min (epoch {beat['epoch'] if beat else None}); "
           f"by {int(args.margin * 100)}%: {minutes_margin} min")
+    if args.plot is not None:
+        plot(log, baseline, target, args.order, args.plot)
+        print(f"plot: {args.plot}")
     hardware = model.training.get("hardware", {})
     print(json.dumps({"ngram_valid_loss": round(baseline, 4), "minutes_to_beat_ngram": minutes,
                       "epochs_to_beat_ngram": beat["epoch"] if beat else None,
