@@ -28,6 +28,22 @@ def default_corpus():
     return build_corpus()
 
 
+def check_sample_loss(model, corpus, size: int, tolerance: float) -> list:
+    """The card names this corpus, and a random sample of ``size`` of its test tunes scores near
+    the card's test loss (a sample's mean is near the whole split's). Returns the test split."""
+    from folkrnn.evaluate import model_loss
+
+    card = model.training
+    assert corpus.content_hash == card["corpus_hash"]
+    test = corpus.split("test")
+    assert len(test) == card["split"]["test"]["tunes"]
+    rng = np.random.default_rng(0)
+    sample = [test[i] for i in sorted(rng.choice(len(test), size=size, replace=False))]
+    total, tokens, _ = model_loss(model.engine(), model.vocabulary, sample)
+    assert total / tokens == pytest.approx(card["test_loss_nats"], abs=tolerance)
+    return test
+
+
 def test_shipped_models_are_small_and_say_what_they_are(abc_model):
     for folder in sorted(p for p in SHIPPED.iterdir() if p.is_dir()):
         model = load_model(folder)
@@ -46,17 +62,20 @@ def test_abc_card_losses_are_true(abc_model, default_corpus):
     from folkrnn.ngram import fit_ngram
 
     card = abc_model.training
-    assert default_corpus.content_hash == card["corpus_hash"]
-    test = default_corpus.split("test")
-    assert len(test) == card["split"]["test"]["tunes"]
-    rng = np.random.default_rng(0)
-    sample = [test[i] for i in sorted(rng.choice(len(test), size=200, replace=False))]
-    total, tokens, _ = model_loss(abc_model.engine(), abc_model.vocabulary, sample)
-    # a sample of 200 of the test tunes: its mean is near the whole split's
-    assert total / tokens == pytest.approx(card["test_loss_nats"], abs=0.08)
+    test = check_sample_loss(abc_model, default_corpus, 200, tolerance=0.08)
     total, tokens, _ = model_loss(abc_model.engine(), abc_model.vocabulary, test)
     assert total / tokens == pytest.approx(card["test_loss_nats"], rel=1e-4)
     vocabulary = [t for t in abc_model.vocabulary.tokens if t not in ("<pad>", "<s>")]
     ngram = fit_ngram(default_corpus.split("train"), 5, vocabulary=vocabulary)
     assert ngram.cross_entropy(test) == pytest.approx(card["ngram_test_loss_nats"], rel=1e-6)
     assert card["test_loss_nats"] <= 0.8 * card["ngram_test_loss_nats"]
+
+
+def test_midi_card_loss_is_true():
+    """The event model's test loss, recomputed on a sample of the played default corpus's test split."""
+    from folkrnn.corpus import build_corpus
+
+    model = load_model(shipped_model("midi"))
+    card = model.training
+    check_sample_loss(model, build_corpus(encoding="midi"), 150, tolerance=0.1)
+    assert card["test_loss_nats"] < np.log(len(model.vocabulary)) - 1.0  # far below guessing
