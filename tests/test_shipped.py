@@ -79,3 +79,20 @@ def test_midi_card_loss_is_true():
     card = model.training
     check_sample_loss(model, build_corpus(encoding="midi"), 150, tolerance=0.1)
     assert card["test_loss_nats"] < np.log(len(model.vocabulary)) - 1.0  # far below guessing
+
+
+def test_the_readme_shows_what_compose_writes():
+    """The README's first command and the tune it prints, byte for byte, from the shipped model."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from folkrnn.compose import ComposeOptions, compose
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"pip install \. && (folkrnn compose [^\n]*)", readme).group(1)
+    args = shlex.split(command)[2:]
+    options = dict(zip((a.lstrip("-") for a in args[::2]), args[1::2]))
+    composed = compose(ComposeOptions(title=options["title"], seed=int(options["seed"])), write=False)
+    shown = re.search(r"```\n(X:1\n.*?)```", readme, re.S).group(1)
+    assert composed.abc == shown
