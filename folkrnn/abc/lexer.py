@@ -94,6 +94,17 @@ def cache_by_record() -> dict:
     return cache
 
 
+def cache_for(caches: dict, state, limit: int = 256) -> dict:
+    """The cache of ``state`` (a small hashable value: a key signature, a unit, a scale) inside
+    ``caches``, made empty when first asked for; all are dropped once ``limit`` states are held."""
+    cache = caches.get(state)
+    if cache is None:
+        if len(caches) >= limit:
+            caches.clear()
+        cache = caches[state] = {}
+    return cache
+
+
 def shared_record(values: tuple) -> Record:
     """The shared record of these values (for a record the lexer makes, not reads)."""
     text = "\0" + repr(values)

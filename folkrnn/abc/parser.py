@@ -16,7 +16,7 @@ from operator import itemgetter
 
 from folkrnn.abc.lexer import (
     BAR, BROKEN, CHORD_END, CHORD_START, ENDING, FIELD, GRACE_END, GRACE_START, MREST, NOTE,
-    REST, TIE, TUPLET, Lexed, cache_by_record, default_unit, lex, parse_key_cached,
+    REST, TIE, TUPLET, Lexed, cache_by_record, cache_for, default_unit, lex, parse_key_cached,
     parse_meter_cached, parse_unit_cached,
 )
 from folkrnn.errors import AbcError, FolkError
@@ -406,10 +406,4 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
 
 def _plain_notes(signature: tuple, unit_ticks: int) -> dict:
     """The cache of plain notes under a key signature and a unit length (see _PLAIN_NOTES)."""
-    state = (signature, unit_ticks)
-    cache = _PLAIN_NOTES.get(state)
-    if cache is None:
-        if len(_PLAIN_NOTES) >= 256:
-            _PLAIN_NOTES.clear()
-        cache = _PLAIN_NOTES[state] = {}
-    return cache
+    return cache_for(_PLAIN_NOTES, (signature, unit_ticks))

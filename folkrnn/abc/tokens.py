@@ -20,7 +20,7 @@ from functools import lru_cache
 
 from folkrnn.abc.lexer import (
     ANNOT, BAR, BROKEN, CHORD_END, CHORD_START, DECO, ENDING, FIELD, GRACE_END, GRACE_START,
-    MREST, NOTE, REST, SLUR, TIE, TUPLET, Lexed, cache_by_record, default_unit, lex, shared_record,
+    MREST, NOTE, REST, SLUR, TIE, TUPLET, Lexed, cache_by_record, cache_for, default_unit, lex, shared_record,
     parse_key_cached, parse_meter_cached, parse_unit_cached,
 )
 from folkrnn.abc.parser import _tuplet_q, tune_from_lexed
@@ -348,25 +348,16 @@ def _bar_tokens(item: tuple, canonical: bool) -> tuple[str, ...]:
     return tuple(tokens)
 
 
-def _cache_for(caches: dict, state) -> dict:
-    cache = caches.get(state)
-    if cache is None:
-        if len(caches) >= 256:
-            caches.clear()
-        cache = caches[state] = {}
-    return cache
-
-
 def _body_tokens(lexed: Lexed, items: list[tuple], offsets: list[int], settings: Normalisation,
                  transposer: _Transposer | None, unit: Fraction, meter, tokens: list[str]) -> None:
     scale = unit * 8 if settings.unit_length else _ONE
     scale_key = (scale.numerator, scale.denominator)  # (quicker to hash than the Fraction)
     scaled = scale_key != (1, 1)
-    lengths = _cache_for(_LENGTH_TOKENS, scale_key)  # (n, d) as written -> its length token at this scale
+    lengths = cache_for(_LENGTH_TOKENS, scale_key)  # (n, d) as written -> its length token at this scale
     # the letters (or letter and octave) with an accidental written in this bar
     carried: set = set()
     by_octave = lexed.header.propagate == "octave"
-    note_tokens = _cache_for(_NOTE_TOKENS, (transposer and transposer.state, scale_key, by_octave))
+    note_tokens = cache_for(_NOTE_TOKENS, (transposer and transposer.state, scale_key, by_octave))
     canonical = settings.canonical_bars
     bar_tokens = _BAR_TOKENS[canonical]
     strip = settings.strip
@@ -480,7 +471,7 @@ def _body_tokens(lexed: Lexed, items: list[tuple], offsets: list[int], settings:
             if name == "K" or name == "L":
                 scale_key = (scale.numerator, scale.denominator)
                 scaled = scale_key != (1, 1)
-                note_tokens = _cache_for(_NOTE_TOKENS,
+                note_tokens = cache_for(_NOTE_TOKENS,
                                          (transposer and transposer.state, scale_key, by_octave))
         elif not strip:
             if kind is DECO or kind is ANNOT:
@@ -508,7 +499,7 @@ def _body_field(name, value, transposer, settings, unit, meter, scale, lengths, 
         unit = parse_unit_cached(value.split("%", 1)[0])
         if settings.unit_length:
             scale = unit * 8
-            lengths = _cache_for(_LENGTH_TOKENS, (scale.numerator, scale.denominator))
+            lengths = cache_for(_LENGTH_TOKENS, (scale.numerator, scale.denominator))
         else:
             append(f"[L:{unit.numerator}/{unit.denominator}]")
     return unit, meter, scale, lengths
@@ -582,8 +573,6 @@ def _body_text(body: list[str], beat: Fraction, first: int = 0) -> list[str]:
     bars_on_line = 0
     depth = 0  # inside [] or {}
     opened: list[str] = []  # the [ and { still open, innermost last
-    pending: Fraction | None = None  # the duration of the note event just written, not yet added
-    broken_next = Fraction(1)
     k = 0
     n = len(body)
     while k < n:
