@@ -790,6 +790,20 @@ def compose_command(
     typer.echo("wrote " + ", ".join(str(path) for path in composed.files), err=True)
 
 
+def _end_of_batch(what: str, made: int, missing: int, error, interrupted: bool, where) -> None:
+    """What a batch command says at its end when not all went well: the pieces it could not
+    make, then a failure (one line, non-zero exit) or an interruption (exit 130), each with how
+    many finished pieces were kept and where."""
+    if missing:
+        typer.echo(f"{missing} {what} could not be made (see summary.json)", err=True)
+    if error is not None:
+        typer.echo(f"kept {made} finished {what} in {where}", err=True)
+        fail(error)
+    if interrupted:
+        typer.echo(f"interrupted: kept {made} finished {what} in {where}", err=True)
+        raise typer.Exit(130)
+
+
 @app.command("generate")
 def generate_command(
     count: Annotated[int, typer.Option("-n", help="How many tunes.")] = 10,
@@ -846,14 +860,7 @@ def generate_command(
                    "tune it makes is the same", err=True)
     made = len(result.tunes)
     where = result.tunebook_path or out
-    if result.rejected:
-        typer.echo(f"{len(result.rejected)} tunes could not be made (see summary.json)", err=True)
-    if result.error is not None:
-        typer.echo(f"kept {made} finished tunes in {out}", err=True)
-        fail(result.error)
-    if result.interrupted:
-        typer.echo(f"interrupted: kept {made} finished tunes in {where}", err=True)
-        raise typer.Exit(130)
+    _end_of_batch("tunes", made, len(result.rejected), result.error, result.interrupted, where)
     rate = made / result.seconds if result.seconds else 0
     typer.echo(f"wrote {made} tunes to {where} ({result.seconds:.1f} s, {rate:.1f} tunes/s); "
                f"summary: {result.summary_path}", err=True)
@@ -904,14 +911,7 @@ def perform_command(
     if seed is None and result.pieces:
         typer.echo(f"seed: {result.pieces[0].requested_seed} (random)", err=True)
     missing = sum(not piece.ok for piece in result.pieces)
-    if missing:
-        typer.echo(f"{missing} performances could not be made (see summary.json)", err=True)
-    if result.error is not None:
-        typer.echo(f"kept {len(result.files)} finished performances in {out}", err=True)
-        fail(result.error)
-    if result.interrupted:
-        typer.echo(f"interrupted: kept {len(result.files)} finished performances in {out}", err=True)
-        raise typer.Exit(130)
+    _end_of_batch("performances", len(result.files), missing, result.error, result.interrupted, out)
     notes = sum(len(piece.notes) for piece in result.pieces)
     length = sum(piece.seconds for piece in result.pieces)
     typer.echo(f"wrote {len(result.files)} performances to {out} ({notes:,} notes, {length:.1f} s of "
