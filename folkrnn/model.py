@@ -147,6 +147,8 @@ class LanguageModel(nn.Module):
                     mask = torch.rand(x.shape, device=x.device) < keep  # (T, B, H)
                 else:
                     mask = dropout_masks[layer]  # (T, B, H)
-                x = x * mask * (1.0 / keep)  # inverted dropout: the expected value is unchanged
+                # inverted dropout (the expected value is unchanged); the mask is scaled first, so
+                # that x is read once forward and once backward (the same numbers as x*mask*scale)
+                x = x * mask.to(x.dtype).mul_(1.0 / keep)
         logits = self.head(x)  # (T, B, V)
         return logits.transpose(0, 1), (torch.stack(h_out), torch.stack(c_out))
