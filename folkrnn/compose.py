@@ -500,8 +500,9 @@ class Composed:
 
 
 def _finish(sampled: Sampled, options: ComposeOptions, composer: Composer, *, number: int = 1,
-            novelty=None) -> tuple[Composed | None, str]:
-    """Sampled tokens -> the tune in its key, checked. Returns (tune, "") or (None, why not)."""
+            novelty=None, from_title: tuple[str, ...] = ()) -> tuple[Composed | None, str]:
+    """Sampled tokens -> the tune in its key, checked. Returns (tune, "") or (None, why not).
+    ``from_title``: the header letters the title's dance set (said in a note)."""
     from folkrnn.abc import detokenize, parse
     from folkrnn.render import slug
     from folkrnn.validate import validate_tune
@@ -537,14 +538,11 @@ def _finish(sampled: Sampled, options: ComposeOptions, composer: Composer, *, nu
     if not tune.notes:
         return None, "the tune has no notes"
     warnings = list(sampled.title_warnings)
-    if options.title and options.prime is None and dance_of_title(options.title):
-        from_title = []
-        if options.rhythm is None and rhythm and rhythm == rhythm_of_title(options.title, composer.vocabulary):
-            from_title.append(f"R:{rhythm} (--rhythm chooses another)")
-        if options.meter is None and meters_of_title(options.title, composer.vocabulary):
-            from_title.append(f"M:{_header_value(tokens, 'M:')} (--meter chooses another)")
-        if from_title:
-            warnings.append(f"note: {' and '.join(from_title)} from the title")
+    if from_title:
+        flags = {"R": "--rhythm", "M": "--meter"}
+        warnings.append("note: " + " and ".join(
+            f"{letter}:{_header_value(tokens, letter + ':')} ({flags[letter]} chooses another)"
+            for letter in from_title) + " from the title")
     if not report.valid:
         warnings.append("--no-constrain: the validator found " +
                         "; ".join(str(issue) for issue in report.errors[:3]))
@@ -554,7 +552,8 @@ def _finish(sampled: Sampled, options: ComposeOptions, composer: Composer, *, nu
                     warnings=warnings), ""
 
 
-def _conditions(options: ComposeOptions, composer: Composer) -> Conditions:
+def _conditions(options: ComposeOptions, composer: Composer) -> tuple[Conditions, tuple[str, ...]]:
+    """What the sampler is to force, and which header letters ("R", "M") the title's dance set."""
     prime: tuple[str, ...] = ()
     rhythm, meter, mode = options.rhythm, options.meter, options.mode
     if options.prime:
@@ -569,11 +568,14 @@ def _conditions(options: ComposeOptions, composer: Composer) -> Conditions:
         meter = header.get("M", meter)
         mode = header.get("K", mode)
         prime = tuple(body)
+    from_title = []
     if rhythm is None and options.title:
         rhythm = rhythm_of_title(options.title, composer.vocabulary)
+        from_title += ["R"] if rhythm else []
     if meter is None and options.title:
         meter = meters_of_title(options.title, composer.vocabulary)
-    return Conditions(title=options.title, rhythm=rhythm, meter=meter, mode=mode, prime=prime)
+        from_title += ["M"] if meter else []
+    return Conditions(title=options.title, rhythm=rhythm, meter=meter, mode=mode, prime=prime), tuple(from_title)
 
 
 def dance_of_title(title: str) -> str | None:
@@ -700,7 +702,7 @@ def compose(options: ComposeOptions, *, composer: Composer | None = None, write:
     if options.seed is None:
         options.seed = _random_seed()
     config = options.sample_config()
-    conditions = _conditions(options, composer)
+    conditions, from_title = _conditions(options, composer)
     folder = Path(options.out)
     if write:
         prepare_folder(folder)
@@ -713,7 +715,7 @@ def compose(options: ComposeOptions, *, composer: Composer | None = None, write:
         failures += sampled.failures
         if not sampled.ok:
             break
-        composed, reason = _finish(sampled, options, composer)
+        composed, reason = _finish(sampled, options, composer, from_title=from_title)
         if composed is not None:
             composed.failures = failures
             break
@@ -809,7 +811,7 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
     if options.seed + count + 1000 * count > MAX_SEED:
         raise OptionError("--seed is too large for this many tunes")
     config = options.sample_config()
-    conditions = _conditions(options, composer)
+    conditions, from_title = _conditions(options, composer)
     folder = Path(options.out)
     prepare_folder(folder)
     tunebook, summary_path = folder / "tunes.abc", folder / "summary.json"
@@ -845,7 +847,8 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
             rejected.append({"tune": index + 1, "seeds": [s for s, _ in history[index]],
                              "reason": history[index][-1][1] if history[index] else "unknown"})
             return
-        composed, reason = _finish(sampled, options, composer, number=index + 1, novelty=novelty)
+        composed, reason = _finish(sampled, options, composer, number=index + 1, novelty=novelty,
+                                   from_title=from_title)
         if composed is None:
             history[index].append((sampled.seed, reason))
             retried.append({"tune": index + 1, "seed": sampled.seed, "reason": reason})

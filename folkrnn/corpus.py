@@ -29,7 +29,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -38,6 +37,7 @@ from typing import Any, Iterable, Sequence
 
 from folkrnn import __version__
 from folkrnn.errors import CorpusError, FolkError, OptionError
+from folkrnn.files import write_atomic
 
 __all__ = [
     "Corpus", "Collection", "Source", "DEFAULT_COLLECTIONS", "SPLITS",
@@ -402,15 +402,7 @@ def read_tunes(path: str | os.PathLike) -> list[_RawTune]:
         return tunes
     tunes = []
     for tune in split_tunebook(text, os.fspath(path)):
-        number = title = ""
-        for raw in tune.text.split("\n", 60)[:60]:
-            if raw.startswith("X:") and not number:
-                number = raw[2:].strip()
-            elif raw.startswith("T:") and not title:
-                title = raw[2:].strip()
-            elif raw.startswith("K:"):
-                break
-        tunes.append(_RawTune(tune.text, tune.line, number, title))
+        tunes.append(_RawTune(tune.text, tune.line, *tune.number_and_title))
     return tunes
 
 
@@ -652,22 +644,13 @@ def default_cache_dir() -> Path:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write a text file whole or not at all: a temporary file beside it, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write a text file whole or not at all (folkrnn.files), making its folder first.
+    Raises CorpusError naming the file when it cannot be written."""
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CorpusError(f"cannot create the folder: {error.strerror or error}", file=str(path.parent)) from None
+    write_atomic(path, text, error=CorpusError)
 
 
 def _load_cache(path: Path, key: str) -> dict | None:
@@ -949,7 +932,7 @@ def build_corpus(
                                                  separators=(",", ":")))
             _prune_cache(cache_path.parent)
             corpus.cache_path = cache_path
-        except OSError:
+        except (OSError, CorpusError):
             corpus.cache_path = None  # an unwritable cache only costs time next run
     corpus.seconds = time.perf_counter() - started
     return corpus
@@ -1038,10 +1021,7 @@ def export_split(corpus: Corpus, split: str, out: str | os.PathLike | None = Non
         raise OptionError("the file exists; pass --force to overwrite it", file=str(path))
     if path.is_dir():
         raise OptionError("is a folder, not a file", file=str(path))
-    try:
-        _write_atomic(path, text)
-    except OSError as error:
-        raise CorpusError(f"cannot write: {error.strerror or error}", file=str(path)) from None
+    _write_atomic(path, text)
     return path
 
 
@@ -1198,10 +1178,6 @@ def write_manifest(corpus: Corpus, folder: str | os.PathLike | None = None) -> t
     stats = corpus_stats(corpus)
     manifest = _manifest(corpus, stats)
     manifest_path, readme_path = folder / "manifest.json", folder / "README.md"
-    try:
-        _write_atomic(manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        _write_atomic(readme_path, _readme(manifest))
-    except OSError as error:
-        raise CorpusError(f"cannot write the manifest: {error.strerror or error}",
-                          file=str(folder)) from None
+    _write_atomic(manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    _write_atomic(readme_path, _readme(manifest))
     return manifest_path, readme_path

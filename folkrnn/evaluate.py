@@ -452,7 +452,7 @@ def evaluate(model: str | os.PathLike | None = None, out: str | os.PathLike = "o
 def _evaluate(model, out, config, corpus, progress) -> dict:
     from folkrnn.abc import parse
     from folkrnn.checkpoint import load_model, shipped_model
-    from folkrnn.files import prepare_folder
+    from folkrnn.files import prepare_folder, write_atomic
     from folkrnn.ngram import fit_ngram
     from folkrnn.validate import NoveltyIndex, validate_tune
 
@@ -611,15 +611,9 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
         plots = _plots(values, similarities, test_similarities, out)
     result["plots"] = [path.name for path in plots]
     result["timings_s"]["total_s"] = round(time.perf_counter() - started, 2)
-    _write(out / "report.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-    _write(out / "report.md", _markdown(result))
+    write_atomic(out / "report.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    write_atomic(out / "report.md", _markdown(result))
     return result
-
-
-def _write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 # ---------------------------------------------------------------------------------------------

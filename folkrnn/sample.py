@@ -57,7 +57,7 @@ LSTM. Each tune draws its random numbers from its own seed (a counter-based gene
 seed s is a hash of (s, t)), so a tune depends only on its seed and options, not on the others in
 its batch. The one thing a batch changes is the floating-point rounding of the matrix products
 (BLAS sums in another order for another batch size: under 1e-6 of the largest logit). A decision
-that rounding could change (see :func:`_choose`) is never taken in a batch: that tune is made again
+that rounding could change (see :func:`choose_tokens`) is never taken in a batch: that tune is made again
 on its own, as ``compose`` makes it, so tune i of a batch is the tune ``compose`` makes from its
 seed, bit for bit. Drawing along the tokens ranked by probability keeps such decisions rare.
 """
@@ -72,6 +72,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from folkrnn.abc.parser import default_tuplet_q
 from folkrnn.errors import OptionError
 from folkrnn.music import parse_meter
 
@@ -237,15 +238,6 @@ def _classify(token: str) -> tuple[int, object, str | None]:
         except ValueError:
             return _OTHER, None, None
     return _OTHER, None, None
-
-
-def _tuplet_q(p: int, compound: bool) -> int:
-    """The default q of ``(p`` (as folkrnn.abc.parser and abc2midi read it)."""
-    if p in (2, 4, 8):
-        return 3
-    if p in (3, 6):
-        return 2
-    return 3 if compound else 2
 
 
 def _bar_ticks(meter, unit: tuple[int, int] = (1, 8)) -> int:
@@ -634,7 +626,7 @@ class AbcGrammar:
                     or s.last not in (_START, _BAR_LAST, _EVENT, _FIELD_LAST, _ENDING_LAST)):
                 return None
             p, q, r = value
-            return _set(s, tuplet=r or p, factor=(q or _tuplet_q(p, s.compound), p), last=_TUPLET_LAST)
+            return _set(s, tuplet=r or p, factor=(q or default_tuplet_q(p, s.compound), p), last=_TUPLET_LAST)
         if cls == _FIELD_K:
             if s.closing or s.tied or s.tuplet or s.force or s.last not in (
                     _START, _BAR_LAST, _EVENT, _ENDING_LAST):
@@ -936,7 +928,7 @@ def uniforms(seeds, steps) -> np.ndarray:
 # Choosing tokens
 
 
-def _choose(logits: np.ndarray, masks: np.ndarray, config: SampleConfig, seeds: np.ndarray,
+def choose_tokens(logits: np.ndarray, masks: np.ndarray, config: SampleConfig, seeds: np.ndarray,
             steps: np.ndarray, noise: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pick a token per row: (ids, log-probabilities, fragile).
 
@@ -1013,10 +1005,6 @@ def rounding_noise(logits: np.ndarray, temperature: float) -> np.ndarray:
     """Per row, how far a batch's float rounding may move the tempered logits (``noise`` of
     :func:`choose_tokens` for a batched step; 0 is right for a row computed on its own)."""
     return _NOISE * np.maximum(1.0, np.abs(logits).max(axis=1)) / temperature
-
-
-# Public names for other samplers (``folkrnn.perform``): the same functions, not copies.
-choose_tokens = _choose
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1166,7 +1154,7 @@ def _advance(row: _Row, token: int, plan: _Plan, config: SampleConfig, eos: int)
 _CONTROLLER = None
 
 
-def _one_blas_thread():
+def one_blas_thread():
     """A context in which BLAS uses one thread: a batch of one runs faster so (its products are
     too small to share, and a busy machine makes waiting threads slow), and always the same way."""
     global _CONTROLLER
@@ -1179,9 +1167,6 @@ def _one_blas_thread():
     return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
-one_blas_thread = _one_blas_thread
-
-
 def _run_batch(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: list[tuple[int, int]],
                exact: bool, on_step: Callable[[], None] | None = None, one_thread: bool = False
                ) -> tuple[list[_Row], list[_Row], list[tuple[int, int]]]:
@@ -1192,7 +1177,7 @@ def _run_batch(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: list
     tune; the rows still share the rest of the work), so nothing is fragile. ``one_thread``: with
     one BLAS thread (the results are the same; a batch of one is faster so on a busy machine)."""
     if one_thread:
-        with _one_blas_thread():
+        with one_blas_thread():
             return _sample_rows(engine, plan, vocabulary, config, jobs, exact, on_step)
     return _sample_rows(engine, plan, vocabulary, config, jobs, exact, on_step)
 
@@ -1231,7 +1216,7 @@ def _sample_rows(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: li
             steps = np.array([len(rows[i].ids) for i in free], np.uint64)
             picked = logits[sub]
             noise = 0.0 if exact else rounding_noise(picked, config.temperature)
-            ids, logp, close_calls = _choose(picked, masks[sub], config, seeds, steps, noise)
+            ids, logp, close_calls = choose_tokens(picked, masks[sub], config, seeds, steps, noise)
             chosen[sub] = ids
             logps[sub] = logp
             if not exact:
@@ -1353,7 +1338,7 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
                     on_finish(result)
         return again
 
-    alone = len(pending) == 1  # compose's case: one BLAS thread (see _one_blas_thread)
+    alone = len(pending) == 1  # compose's case: one BLAS thread (see one_blas_thread)
     while pending:
         jobs, pending = pending, []
         if len(jobs) == 1:  # on its own from the start: the exact computation, as compose makes it

@@ -785,8 +785,8 @@ class _Trainer:
             self.wall_before = float(meta["wall_s"])
             # the card names the command that started the run, then each one that resumed it
             earlier = meta.get("commands") or [meta["train_config"].get("command") or "?"]
-            self.base_record["command"] = " ; then ".join([*earlier, self.base_record["command"]])
-            self.commands = [*earlier, self.base_record["command"].split(" ; then ")[-1]]
+            self.commands = [*earlier, self.base_record["command"]]
+            self.base_record["command"] = " ; then ".join(self.commands)
             random.setstate(_python_rng_from_json(meta["rng_python"]))
             np.random.set_state(_numpy_rng_from_json(meta["rng_numpy"]))
         except (RuntimeError, KeyError, ValueError, TypeError) as error:

@@ -15,7 +15,7 @@ import pytest
 from folkrnn.abc import detokenize, parse
 from folkrnn.errors import OptionError
 from folkrnn.sample import (
-    AbcGrammar, Conditions, SampleConfig, _choose, beam_search, sample_one, sample_tunes,
+    AbcGrammar, Conditions, SampleConfig, choose_tokens, beam_search, sample_one, sample_tunes,
     uniforms)
 from folkrnn.validate import validate_tune
 from folkrnn.vocab import Vocabulary
@@ -233,21 +233,21 @@ def test_choose_top_k_top_p_greedy_and_temperature():
     steps = np.zeros(rows, np.uint64)
     many = np.repeat(logits, rows, axis=0)
     every = np.repeat(masks, rows, axis=0)
-    plain, _, _ = _choose(many, every, SampleConfig(), seeds, steps)
+    plain, _, _ = choose_tokens(many, every, SampleConfig(), seeds, steps)
     assert np.allclose(np.bincount(plain, minlength=4) / rows, [0.4, 0.3, 0.2, 0.1], atol=0.03)
-    top_k, _, _ = _choose(many, every, SampleConfig(top_k=2), seeds, steps)
+    top_k, _, _ = choose_tokens(many, every, SampleConfig(top_k=2), seeds, steps)
     assert set(top_k) == {0, 1} and abs((top_k == 0).mean() - 4 / 7) < 0.03
-    top_p, _, _ = _choose(many, every, SampleConfig(top_p=0.6), seeds, steps)
+    top_p, _, _ = choose_tokens(many, every, SampleConfig(top_p=0.6), seeds, steps)
     assert set(top_p) == {0, 1}  # 0.4 < 0.6 <= 0.4 + 0.3
-    cold, _, _ = _choose(many, every, SampleConfig(temperature=0.25), seeds, steps)
+    cold, _, _ = choose_tokens(many, every, SampleConfig(temperature=0.25), seeds, steps)
     assert (cold == 0).mean() > 0.7
-    hot, _, _ = _choose(many, every, SampleConfig(temperature=4.0), seeds, steps)
+    hot, _, _ = choose_tokens(many, every, SampleConfig(temperature=4.0), seeds, steps)
     assert (hot == 3).mean() > 0.18
-    greedy, logp, fragile = _choose(logits, masks, SampleConfig(strategy="greedy"), seeds[:1], steps[:1])
+    greedy, logp, fragile = choose_tokens(logits, masks, SampleConfig(strategy="greedy"), seeds[:1], steps[:1])
     assert greedy[0] == 0 and np.isclose(logp[0], np.log(0.4), atol=1e-5) and not fragile[0]
     masked = masks.copy()
     masked[0, 0] = False
-    assert _choose(logits, masked, SampleConfig(strategy="greedy"), seeds[:1], steps[:1])[0][0] == 1
+    assert choose_tokens(logits, masked, SampleConfig(strategy="greedy"), seeds[:1], steps[:1])[0][0] == 1
 
 
 def test_choose_flags_decisions_rounding_could_change():
@@ -257,16 +257,16 @@ def test_choose_flags_decisions_rounding_could_change():
     masks = np.ones((1, 3), bool)
     one, zero = np.ones(1, np.uint64), np.zeros(1, np.uint64)
     greedy = SampleConfig(strategy="greedy")
-    assert _choose(near_tie, masks, greedy, one, zero, 1e-6)[2][0]
-    assert not _choose(near_tie, masks, greedy, one, zero, 0.0)[2][0]
-    assert _choose(near_tie, masks, SampleConfig(top_k=1), one, zero, 1e-6)[2][0]
+    assert choose_tokens(near_tie, masks, greedy, one, zero, 1e-6)[2][0]
+    assert not choose_tokens(near_tie, masks, greedy, one, zero, 0.0)[2][0]
+    assert choose_tokens(near_tie, masks, SampleConfig(top_k=1), one, zero, 1e-6)[2][0]
     rows = 20000
     logits = np.repeat(np.log(np.array([[0.5, 0.3, 0.2]], np.float32)), rows, axis=0)
     seeds = np.arange(rows, dtype=np.uint64)
-    _, _, fragile = _choose(logits, np.ones((rows, 3), bool), SampleConfig(), seeds, np.zeros(rows, np.uint64), 1e-3)
+    _, _, fragile = choose_tokens(logits, np.ones((rows, 3), bool), SampleConfig(), seeds, np.zeros(rows, np.uint64), 1e-3)
     # a boundary at c moves at most 2c(1-c) * 1e-3: boundaries at 0.5 and 0.8 -> about 2*(0.0005 + 0.00032)
     assert 0.0005 < fragile.mean() < 0.004
-    assert not _choose(logits, np.ones((rows, 3), bool), SampleConfig(), seeds, np.zeros(rows, np.uint64))[2].any()
+    assert not choose_tokens(logits, np.ones((rows, 3), bool), SampleConfig(), seeds, np.zeros(rows, np.uint64))[2].any()
 
 
 def test_uniforms_are_a_reproducible_stream_per_seed():

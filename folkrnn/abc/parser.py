@@ -22,7 +22,7 @@ from folkrnn.abc.lexer import (
 from folkrnn.errors import AbcError, FolkError
 from folkrnn.music import TICKS, LETTER_SEMITONES, QUARTER_NOTES, BarLine, FieldChange, Note, Tune
 
-__all__ = ["parse", "tune_from_lexed", "PROPAGATE"]
+__all__ = ["parse", "tune_from_lexed", "default_tuplet_q", "PROPAGATE"]
 
 # How far an accidental reaches within its bar, as ABC 2.1's %%propagate-accidentals names it:
 # "pitch" (the default, and abc2midi's): the letter in every octave; "octave": the same octave.
@@ -58,7 +58,7 @@ if not hasattr(BarLine, "__post_init__") \
 _new_note = partial(tuple.__new__, Note)  # the values were checked while parsing: skip Note's own checks
 
 
-def _tuplet_q(p: int, compound: bool) -> int:
+def default_tuplet_q(p: int, compound: bool) -> int:
     """The default q of ``(p``; ``compound`` as abc2midi reads it: the numerator divides by 3."""
     if p in (2, 4, 8):
         return 3
@@ -345,7 +345,7 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
                 raise lexed.error(f"tuplet ({p} is not between (2 and (9", lexed.offset(index))
             if q is not None and not 1 <= q <= 16 or r is not None and not 1 <= r <= 64:
                 raise lexed.error(f"tuplet ({p}:{q}:{r} is out of range", lexed.offset(index))
-            tuplet_q, tuplet_p = q or _tuplet_q(p, compound), p
+            tuplet_q, tuplet_p = q or default_tuplet_q(p, compound), p
             tuplet_left = r or p
         elif kind is ENDING:
             ending = item[2]

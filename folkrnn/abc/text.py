@@ -26,16 +26,22 @@ class TuneText:
     line: int = 1
 
     @property
-    def label(self) -> str:
-        """``"X:3 'The Kesh'"``: how error messages name the tune."""
+    def number_and_title(self) -> tuple[str, str]:
+        """The header's first X: and T: values ("" when absent), read up to K:."""
         number = title = ""
-        for raw in self.text.split("\n", 40)[:40]:
+        for raw in self.text.split("\n", 60)[:60]:
             if raw.startswith("X:") and not number:
                 number = raw[2:].strip()
             elif raw.startswith("T:") and not title:
                 title = raw[2:].strip()
             elif raw.startswith("K:"):
                 break
+        return number, title
+
+    @property
+    def label(self) -> str:
+        """``"X:3 'The Kesh'"``: how error messages name the tune."""
+        number, title = self.number_and_title
         parts = ([f"X:{number}"] if number else []) + ([repr(title)] if title else [])
         return " ".join(parts) or "(no X:)"
 

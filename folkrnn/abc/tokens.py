@@ -23,7 +23,7 @@ from folkrnn.abc.lexer import (
     MREST, NOTE, REST, SLUR, TIE, TUPLET, Lexed, cache_by_record, cache_for, default_unit, lex, shared_record,
     parse_key_cached, parse_meter_cached, parse_unit_cached,
 )
-from folkrnn.abc.parser import _tuplet_q, tune_from_lexed
+from folkrnn.abc.parser import default_tuplet_q, tune_from_lexed
 from folkrnn.abc.writer import format_length
 from folkrnn.errors import AbcError, FolkError
 from folkrnn.music import (
@@ -444,7 +444,7 @@ def _body_tokens(lexed: Lexed, items: list[tuple], offsets: list[int], settings:
             if q is None and r is None:
                 append(f"({p}")
             else:
-                append(f"({p}:{q or _tuplet_q(p, meter.numerator % 3 == 0)}:{r or p}")
+                append(f"({p}:{q or default_tuplet_q(p, meter.numerator % 3 == 0)}:{r or p}")
         elif kind is ENDING:
             ending = item[2]
             if not tokens or not tokens[-1].endswith(("|", ":")):
