@@ -4,10 +4,13 @@ MIDI augmentation, and bad input (one-line errors, non-zero exit)."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -240,6 +243,20 @@ if os.environ["RANK"] == "0":
 """
 
 
+def _killed_by_signal(stderr: str) -> bool:
+    """Whether torchrun says a worker died by a signal (a crash below Python, not an exception)."""
+    root = stderr.rpartition("Root Cause")[2]
+    return bool(re.search(r"exitcode\s*:\s*-\d+", root))
+
+
+def _cause(stderr: str) -> str:
+    """What the workers said about why they failed: their error lines, then the end of the output."""
+    lines = [line.strip() for line in stderr.splitlines()
+             if re.search(r"terminate called|what\(\)|Error|error:|Exception|Abort", line)
+             and "torch/distributed" not in line]
+    return " | ".join(lines[:30]) + " ... " + stderr[-1500:]
+
+
 def test_two_ddp_processes_match_one_at_the_same_global_batch(tmp_path):
     corpus = tiny_corpus(tunes=30)  # 30 tunes, batch 8: the last batch (6 rows) splits 3 + 3
     settings = dict(epochs=2, batch_size=8, eval_interval=2)
@@ -247,12 +264,17 @@ def test_two_ddp_processes_match_one_at_the_same_global_batch(tmp_path):
     (tmp_path / "corpus.json").write_text(json.dumps(vars(corpus)))
     (tmp_path / "config.json").write_text(json.dumps(vars(config_for(tmp_path / "two", **settings))))
     (tmp_path / "run.py").write_text(DDP_SCRIPT)
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         str(tmp_path / "run.py"), str(tmp_path / "corpus.json"), str(tmp_path / "config.json"),
-         json.dumps(TINY_MODEL), str(tmp_path / "result.json")],
-        cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               str(tmp_path / "run.py"), str(tmp_path / "corpus.json"), str(tmp_path / "config.json"),
+               json.dumps(TINY_MODEL), str(tmp_path / "result.json")]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0 and _killed_by_signal(done.stderr):
+        # once in many runs on a loaded machine a worker has died by a signal (SIGABRT from gloo's
+        # TCP transport) rather than by anything our code raised: say so, and run it once more
+        warnings.warn(f"torchrun: a worker died by a signal; running again. {_cause(done.stderr)}")
+        shutil.rmtree(tmp_path / "two", ignore_errors=True)
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, _cause(done.stderr)
     distributed = json.loads((tmp_path / "result.json").read_text())
     assert distributed["world"] == 2
     assert len(distributed["losses"]) == len(single.batch_losses)
