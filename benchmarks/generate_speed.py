@@ -4,10 +4,11 @@
    against ``python -c "import torch"`` on the same machine: medians of 5, run alternately
    (target: below 0.6).
 2. ``generate``: tunes per second for N tunes sampled together on the NumPy engine (constrained,
-   temperature 1), against one tune at a time with ``torch.nn.LSTM`` (the same weights, plain
-   sampling with ``torch.multinomial``); the baseline makes tunes of the same mean length
-   (target: at least 20x). The full ``generate`` (validation and a MIDI file per tune) is timed
-   too.
+   temperature 1, in as many worker processes as ``generate`` uses: one per core), against one
+   tune at a time with ``torch.nn.LSTM`` (the same weights, plain sampling with
+   ``torch.multinomial``, torch's default threads); the baseline makes tunes of the same mean
+   length (target: at least 20x). The full ``generate`` (validation and a MIDI file per tune) is
+   timed too.
 3. Per-token latency at batch 1 for a 3x512 model: the NumPy engine's step against folk-rnn's own
    NumPy sampler, reimplemented here: one-hot input, four separate gate matrices per layer for the
    input and four for the state, ``rng.choice`` on the softmax (target: at most 0.5). Both with
@@ -143,11 +144,12 @@ def torch_one_at_a_time(checkpoint, tunes: int, length: int) -> float:
 def generate_figure(model: Path, count: int, baseline_tunes: int, work: Path) -> dict:
     from folkrnn.checkpoint import load_model
     from folkrnn.compose import ComposeOptions, generate, load_composer
-    from folkrnn.sample import sample_tunes
+    from folkrnn.sample import default_workers, sample_tunes
 
     composer = load_composer(model)
+    workers = default_workers()  # what generate uses
     started = time.perf_counter()
-    results = sample_tunes(composer.engine, composer.vocabulary, list(range(count)))
+    results = sample_tunes(composer.engine, composer.vocabulary, list(range(count)), workers=workers)
     batched_s = time.perf_counter() - started
     made = [r for r in results if r.ok]
     tokens = sum(len(r.tokens) for r in made)
@@ -156,7 +158,8 @@ def generate_figure(model: Path, count: int, baseline_tunes: int, work: Path) ->
     checkpoint = load_model(model)
     baseline_s = torch_one_at_a_time(checkpoint, baseline_tunes, int(round(mean_length)))
     baseline_rate = baseline_tunes / baseline_s
-    print(f"generate, sampling {count} tunes together (NumPy, constrained): {batched_s:.1f} s, "
+    print(f"generate, sampling {count} tunes together (NumPy, constrained, {workers} worker processes): "
+          f"{batched_s:.1f} s, "
           f"{batched_rate:.1f} tunes/s, {tokens / batched_s:,.0f} tokens/s, {mean_length:.0f} tokens a tune, "
           f"{len(made)} made")
     print(f"torch.nn.LSTM one tune at a time ({baseline_tunes} tunes of {mean_length:.0f} tokens): "
@@ -170,7 +173,7 @@ def generate_figure(model: Path, count: int, baseline_tunes: int, work: Path) ->
     full_s = time.perf_counter() - started
     print(f"generate -n {full_count} with files (tunebook, MIDI per tune, summary): {full_s:.1f} s, "
           f"{len(result.tunes) / full_s:.1f} tunes/s, {sum(t.report.valid for t in result.tunes)} valid")
-    return {"n": count, "batched_s": round(batched_s, 3), "tunes_per_s": round(batched_rate, 2),
+    return {"n": count, "workers": workers, "batched_s": round(batched_s, 3), "tunes_per_s": round(batched_rate, 2),
             "tokens_per_s": round(tokens / batched_s), "mean_tokens_per_tune": round(mean_length, 1),
             "made": len(made), "torch_one_at_a_time_tunes_per_s": round(baseline_rate, 3),
             "torch_baseline_tunes": baseline_tunes, "speedup": round(batched_rate / baseline_rate, 2),

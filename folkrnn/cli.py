@@ -829,6 +829,9 @@ def generate_command(
         "file per tune.")] = "abc,mid",
     out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("outputs/generated"),
     force: ForceOption = False,
+    workers: Annotated[Optional[int], typer.Option(
+        help="Processes that share the sampling (default: one per core, up to 16); the tunes are "
+        "the same whatever the number.")] = None,
 ) -> None:
     """Generate many tunes at once: OUT/tunes.abc (X: 1..N), a MIDI file per tune and summary.json.
 
@@ -850,7 +853,8 @@ def generate_command(
         with Progress(TextColumn("composing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=True) as bar:
             task = bar.add_task("tunes", total=max(count, 1) if isinstance(count, int) else 1)
-            result = generate(options, count, progress=lambda done, total: bar.update(task, completed=done))
+            result = generate(options, count, progress=lambda done, total: bar.update(task, completed=done),
+                              workers=workers)
     except FolkError as error:
         fail(error)
     if random_seed:

@@ -47,7 +47,7 @@ from typing import Callable
 
 from folkrnn.errors import AbcError, FolkError, ModelError, OptionError
 from folkrnn.files import prepare_folder, write_atomic
-from folkrnn.sample import Conditions, Sampled, SampleConfig, sample_tunes
+from folkrnn.sample import Conditions, Sampled, SampleConfig, default_workers, sample_tunes
 
 __all__ = [
     "USUAL_TONICS", "MODE_CODES", "FORMATS", "ComposeOptions", "Composer",
@@ -773,13 +773,14 @@ def _novelty_for(composer: Composer):
 
 def generate(options: ComposeOptions, count: int, *, composer: Composer | None = None,
              progress: Callable[[int, int], None] | None = None, novelty="auto",
-             batch_size: int = 1024) -> GenerateResult:
+             batch_size: int = 1024, workers: int | None = None) -> GenerateResult:
     """Make ``count`` tunes at once and write the tunebook, their files and ``summary.json``.
 
     Tune i is made from seed ``options.seed + i`` (the seed recorded for it, which ``compose
-    --seed`` turns into the same tune); a seed that fails is followed by the next one no tune of
-    the batch uses. ``options.formats``: ``abc`` is the tunebook (always written), ``mid``,
-    ``svg``, ``musicxml``, ``wav`` one file per tune.
+    --seed`` turns into the same tune); a seed that fails is followed by the seed ``count`` above
+    it, which no other tune of the batch uses, so the batch is the same whatever order its tunes
+    finish in. ``options.formats``: ``abc`` is the tunebook (always written), ``mid``, ``svg``,
+    ``musicxml``, ``wav`` one file per tune.
 
     Parameters
     ----------
@@ -794,6 +795,9 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
         training corpus when its card names one.
     batch_size
         Tunes per step of the model at most.
+    workers
+        Processes that sample the tunes (None: one per core, see
+        :func:`folkrnn.sample.default_workers`); the tunes do not depend on it.
 
     Returns
     -------
@@ -808,9 +812,11 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
     composer = composer or load_composer(options.model)
     if options.seed is None:
         options.seed = _random_seed()
-    if options.seed + count + 1000 * count > MAX_SEED:
-        raise OptionError("--seed is too large for this many tunes")
+    if workers is not None and not 1 <= workers <= 256:
+        raise OptionError(f"--workers must be between 1 and 256, not {workers}")
     config = options.sample_config()
+    if options.seed + count * (config.attempts + 1) > MAX_SEED:
+        raise OptionError("--seed is too large for this many tunes")
     conditions, from_title = _conditions(options, composer)
     folder = Path(options.out)
     prepare_folder(folder)
@@ -825,7 +831,6 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
         novelty_source = "given" if novelty is not None else "not checked"
     per_tune = [name for name in options.formats if name != "abc"]
     width = max(4, len(str(count)))
-    fresh = iter(range(options.seed + count, MAX_SEED))
 
     done: dict[int, Composed] = {}
     rejected: list[dict] = []
@@ -853,7 +858,7 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
             history[index].append((sampled.seed, reason))
             retried.append({"tune": index + 1, "seed": sampled.seed, "reason": reason})
             if len(history[index]) < config.attempts:
-                retry_jobs.append((index, next(fresh)))
+                retry_jobs.append((index, sampled.seed + count))
             else:
                 rejected.append({"tune": index + 1, "seeds": [s for s, _ in history[index]],
                                  "reason": reason})
@@ -888,8 +893,9 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
                 finished(sampled)
 
             sample_tunes(composer.engine, composer.vocabulary, [seeds_by_index[i] for i in order],
-                         config=config, conditions=conditions, next_seed=lambda _: next(fresh),
-                         batch_size=batch_size, on_finish=relay)
+                         config=config, conditions=conditions, next_seed=lambda seed: seed + count,
+                         batch_size=batch_size, on_finish=relay,
+                         workers=default_workers() if workers is None else workers)
             jobs, retry_jobs[:] = list(retry_jobs), []
     except KeyboardInterrupt:
         interrupted = True

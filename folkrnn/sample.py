@@ -65,8 +65,11 @@ seed, bit for bit. Drawing along the tokens ranked by probability keeps such dec
 from __future__ import annotations
 
 import contextlib
+import os
 import re
-from dataclasses import asdict, dataclass, field
+import signal
+import time
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from typing import Callable, NamedTuple, Sequence
 
@@ -79,7 +82,7 @@ from folkrnn.music import parse_meter
 __all__ = [
     "SampleConfig", "Conditions", "Sampled", "AbcGrammar", "STRATEGIES", "TICKS_PER_UNIT",
     "sample_tunes", "sample_one", "beam_search", "uniforms", "title_tokens",
-    "choose_tokens", "rounding_noise", "one_blas_thread",
+    "choose_tokens", "rounding_noise", "one_blas_thread", "default_workers", "MIN_PER_WORKER",
 ]
 
 STRATEGIES = ("sample", "greedy", "beam")
@@ -1315,7 +1318,7 @@ def _result(row: _Row, vocabulary, failures: list[tuple[int, str]], warnings: li
 def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConfig | None = None,
                  conditions: Conditions | None = None, next_seed: Callable[[int], int] | None = None,
                  batch_size: int = 1024, on_finish: Callable[[Sampled], None] | None = None,
-                 on_step: Callable[[], None] | None = None) -> list[Sampled]:
+                 on_step: Callable[[], None] | None = None, workers: int = 1) -> list[Sampled]:
     """Sample one tune per seed, many at a time; tune i depends only on ``seeds[i]`` and the options.
 
     Parameters
@@ -1337,6 +1340,12 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
         Called with each tune as soon as it is made (or given up on), in the order they finish.
     on_step
         Called after every step of the model (for progress).
+    workers
+        Processes to share the tunes among (each takes a contiguous share, samples it in batches
+        with one BLAS thread and sends its tunes back as they finish): the grammar and the choice
+        of tokens are Python, so a second core doubles that part. Used where processes can be
+        forked and every worker gets at least ``MIN_PER_WORKER`` tunes; the tunes are the same
+        whatever the number (tune i depends only on its seed).
 
     Returns
     -------
@@ -1345,6 +1354,11 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
     """
     config = (config or SampleConfig()).check()
     conditions = conditions or Conditions()
+    workers = min(int(workers), len(seeds) // MIN_PER_WORKER)
+    if workers > 1 and config.strategy != "beam" and _can_fork():
+        return _sample_in_workers(engine, vocabulary, list(seeds), workers, on_finish, on_step,
+                                  dict(config=config, conditions=conditions, next_seed=next_seed,
+                                       batch_size=batch_size))
     plan = _plan(vocabulary, conditions, config)
     if config.strategy == "beam":
         out = []
@@ -1399,6 +1413,104 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
                                          exact_jobs[start:start + batch_size], exact=True,
                                          on_step=on_step, one_thread=alone)
             pending += settle(done, failed)
+    return [results[index] for index in range(len(seeds))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker processes
+
+MIN_PER_WORKER = 64  # fewer tunes than this a worker would sample in batches too small to pay
+
+
+def default_workers() -> int:
+    """The cores this process may use (at most 16)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 16))
+
+
+def _can_fork() -> bool:
+    import multiprocessing
+
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _worker(engine, vocabulary, seeds: list[int], offset: int, options: dict, queue) -> None:
+    """A worker process: sample its share, sending each tune (and the steps, now and then) back."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    steps, last = 0, time.monotonic()
+
+    def step() -> None:
+        nonlocal steps, last
+        steps += 1
+        if time.monotonic() - last > 0.1:
+            queue.put(("steps", steps))
+            steps, last = 0, time.monotonic()
+
+    def finish(sampled: Sampled) -> None:
+        queue.put(("tune", replace(sampled, index=sampled.index + offset)))
+
+    try:
+        with one_blas_thread():  # the workers share the cores already
+            sample_tunes(engine, vocabulary, seeds, on_finish=finish, on_step=step, **options)
+        queue.put(("steps", steps))
+        queue.put(("done", None))
+    except BaseException as error:  # noqa: BLE001 - every failure goes back to the parent
+        try:
+            queue.put(("error", error))
+        except Exception:  # noqa: BLE001 - an error that cannot be pickled goes back as text
+            queue.put(("error", f"{type(error).__name__}: {error}"))
+
+
+def _sample_in_workers(engine, vocabulary, seeds: list[int], workers: int,
+                       on_finish: Callable[[Sampled], None] | None, on_step: Callable[[], None] | None,
+                       options: dict) -> list[Sampled]:
+    import multiprocessing
+    import queue as queues
+
+    from folkrnn.errors import FolkError
+
+    context = multiprocessing.get_context("fork")  # the model and the grammar's states come along
+    messages = context.Queue()
+    bounds = np.linspace(0, len(seeds), workers + 1).round().astype(int)
+    processes = [context.Process(target=_worker, daemon=True,
+                                 args=(engine, vocabulary, seeds[a:b], int(a), options, messages))
+                 for a, b in zip(bounds[:-1], bounds[1:])]
+    results: dict[int, Sampled] = {}
+    running = len(processes)
+    try:
+        for process in processes:
+            process.start()
+        while running:
+            try:
+                kind, payload = messages.get(timeout=0.5)
+            except queues.Empty:
+                dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+                if dead:
+                    raise FolkError(f"a sampling worker process died (exit code {dead[0]})") from None
+                continue
+            if kind == "tune":
+                results[payload.index] = payload
+                if on_finish is not None:
+                    on_finish(payload)
+            elif kind == "steps":
+                for _ in range(payload if on_step is not None else 0):
+                    on_step()
+            elif kind == "done":
+                running -= 1
+            elif isinstance(payload, BaseException):
+                raise payload
+            else:
+                raise FolkError(f"a sampling worker failed: {payload}")
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=5)
+        messages.close()
     return [results[index] for index in range(len(seeds))]
 
 

@@ -438,3 +438,38 @@ def test_svg_draws_endings_and_musicxml_keeps_the_structure(tmp_path):
     notes = list(score.recurse().notes)
     assert any(n.duration.isGrace for n in notes) and any(n.isChord for n in notes)
     assert any(n.duration.tuplets for n in notes)
+
+
+def test_generate_in_worker_processes_is_the_same_batch_and_ctrl_c_keeps_what_finished(model, tmp_path,
+                                                                                      monkeypatch):
+    import multiprocessing
+
+    import folkrnn.compose as compose_module
+    from folkrnn.sample import MIN_PER_WORKER
+
+    count = 2 * MIN_PER_WORKER
+    books = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}"
+        result = run("generate", "-n", str(count), "--seed", "40", "--model", model, "--out", str(out),
+                     "--format", "abc", "--workers", workers)
+        assert result.exit_code == 0, result.output
+        books.append((out / "tunes.abc").read_text())
+    assert books[0] == books[1] and books[0].count("X:") == count
+    real = compose_module._write_formats
+    calls = []
+
+    def interrupting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(compose_module, "_write_formats", interrupting)
+    out = tmp_path / "ctrl-c"
+    result = run("generate", "-n", str(count), "--seed", "40", "--model", model, "--out", str(out), "--workers", "2")
+    assert result.exit_code == 130 and "interrupted: kept 4 finished tunes" in result.output
+    assert (out / "tunes.abc").read_text().count("X:") == 4 and len(list(out.glob("*.mid"))) == 4
+    assert not multiprocessing.active_children()
+    no_partial_files(out)
+    assert run("generate", "-n", "3", "--workers", "0", "--model", model, "--out", str(tmp_path / "z")).exit_code != 0

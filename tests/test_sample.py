@@ -424,3 +424,56 @@ def test_the_length_guard_steers_to_an_end(tiny):
     results = sample_tunes(tiny.engine, tiny.vocabulary, list(range(10)), config=config)
     assert sum(r.ok for r in results) >= 8
     assert all(len(r.tokens) <= 121 for r in results if r.ok)
+
+
+# --- worker processes ----------------------------------------------------------------------------
+
+
+def test_worker_processes_make_the_same_tunes_and_report_each_once(tiny):
+    from folkrnn.sample import MIN_PER_WORKER
+
+    seeds = list(range(500, 500 + 2 * MIN_PER_WORKER + 7))
+    alone = sample_tunes(tiny.engine, tiny.vocabulary, seeds, workers=1)
+    finished, steps = [], []
+    shared = sample_tunes(tiny.engine, tiny.vocabulary, seeds, workers=2, on_finish=lambda s: finished.append(s.index),
+                          on_step=lambda: steps.append(1))
+    assert [r.tokens for r in shared] == [r.tokens for r in alone]
+    assert [r.seed for r in shared] == [r.seed for r in alone] and [r.index for r in shared] == list(range(len(seeds)))
+    assert sorted(finished) == list(range(len(seeds))) and steps
+
+
+class _FailingEngine:
+    """The tiny engine, until its step number ``after`` in a worker process: then it fails."""
+
+    def __init__(self, engine, how: str, after: int = 30) -> None:
+        self.engine, self.how, self.after, self.steps = engine, how, after, 0
+        self.parent = __import__("os").getpid()
+
+    def init_state(self, batch):
+        return self.engine.init_state(batch)
+
+    def step(self, ids, state):
+        import os
+
+        from folkrnn.errors import ModelError
+
+        self.steps += 1
+        if os.getpid() != self.parent and self.steps > self.after:
+            if self.how == "raise":
+                raise ModelError("the weights went missing")
+            os._exit(3)
+        return self.engine.step(ids, state)
+
+
+@pytest.mark.parametrize("how", ["raise", "die"])
+def test_a_failing_worker_is_one_error_and_no_process_is_left(tiny, how):
+    import multiprocessing
+
+    from folkrnn.errors import FolkError, ModelError
+    from folkrnn.sample import MIN_PER_WORKER
+
+    engine = _FailingEngine(tiny.engine, how)
+    with pytest.raises(ModelError if how == "raise" else FolkError) as failure:
+        sample_tunes(engine, tiny.vocabulary, list(range(2 * MIN_PER_WORKER)), workers=2)
+    assert ("weights went missing" if how == "raise" else "worker process died (exit code 3)") in str(failure.value)
+    assert not multiprocessing.active_children()
