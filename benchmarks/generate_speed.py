@@ -141,13 +141,20 @@ def torch_one_at_a_time(checkpoint, tunes: int, length: int) -> float:
     return time.perf_counter() - started
 
 
+BASELINE_LENGTH = 170  # tokens a baseline tune (the shipped model's tunes average about that)
+
+
 def generate_figure(model: Path, count: int, baseline_tunes: int, work: Path) -> dict:
     from folkrnn.checkpoint import load_model
     from folkrnn.compose import ComposeOptions, generate, load_composer
     from folkrnn.sample import default_workers, sample_tunes
 
     composer = load_composer(model)
+    checkpoint = load_model(model)
     workers = default_workers()  # what generate uses
+    # the baseline is timed three times (before the batch and twice after) and its median taken:
+    # one run of a few seconds on a shared machine moves by a quarter either way
+    baseline_runs = [torch_one_at_a_time(checkpoint, baseline_tunes, BASELINE_LENGTH)]
     started = time.perf_counter()
     results = sample_tunes(composer.engine, composer.vocabulary, list(range(count)), workers=workers)
     batched_s = time.perf_counter() - started
@@ -155,14 +162,18 @@ def generate_figure(model: Path, count: int, baseline_tunes: int, work: Path) ->
     tokens = sum(len(r.tokens) for r in made)
     mean_length = tokens / max(len(made), 1)
     batched_rate = len(made) / batched_s
-    checkpoint = load_model(model)
-    baseline_s = torch_one_at_a_time(checkpoint, baseline_tunes, int(round(mean_length)))
-    baseline_rate = baseline_tunes / baseline_s
+    baseline_runs += [torch_one_at_a_time(checkpoint, baseline_tunes, BASELINE_LENGTH) for _ in range(2)]
+    # tunes of the batch's mean length, at the baseline's median speed per token
+    baseline_token_rates = [baseline_tunes * BASELINE_LENGTH / seconds for seconds in baseline_runs]
+    baseline_rate = statistics.median(baseline_token_rates) / mean_length
+    baseline_s = baseline_tunes / baseline_rate
     print(f"generate, sampling {count} tunes together (NumPy, constrained, {workers} worker processes): "
           f"{batched_s:.1f} s, "
           f"{batched_rate:.1f} tunes/s, {tokens / batched_s:,.0f} tokens/s, {mean_length:.0f} tokens a tune, "
           f"{len(made)} made")
-    print(f"torch.nn.LSTM one tune at a time ({baseline_tunes} tunes of {mean_length:.0f} tokens): "
+    print(f"torch.nn.LSTM one tune at a time (3 runs of {baseline_tunes} tunes of {BASELINE_LENGTH} tokens: "
+          f"{', '.join(f'{rate:,.0f}' for rate in baseline_token_rates)} tokens/s; the median, for tunes of "
+          f"{mean_length:.0f} tokens): "
           f"{baseline_rate:.2f} tunes/s, {baseline_tunes * mean_length / baseline_s:,.0f} tokens/s; "
           f"ratio {batched_rate / baseline_rate:.1f}x (target >= 20x)")
     # the whole of generate: validation, the tunebook and a MIDI file per tune
@@ -176,6 +187,7 @@ def generate_figure(model: Path, count: int, baseline_tunes: int, work: Path) ->
     return {"n": count, "workers": workers, "batched_s": round(batched_s, 3), "tunes_per_s": round(batched_rate, 2),
             "tokens_per_s": round(tokens / batched_s), "mean_tokens_per_tune": round(mean_length, 1),
             "made": len(made), "torch_one_at_a_time_tunes_per_s": round(baseline_rate, 3),
+            "torch_tokens_per_s_runs": [round(rate) for rate in baseline_token_rates],
             "torch_baseline_tunes": baseline_tunes, "speedup": round(batched_rate / baseline_rate, 2),
             "generate_with_files_n": full_count,
             "generate_with_files_tunes_per_s": round(len(result.tunes) / full_s, 2)}

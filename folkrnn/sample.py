@@ -65,11 +65,13 @@ seed, bit for bit. Drawing along the tokens ranked by probability keeps such dec
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import signal
 import time
-from dataclasses import asdict, dataclass, field, replace
+from collections import deque
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Callable, NamedTuple, Sequence
 
@@ -1213,32 +1215,37 @@ def one_blas_thread():
 
 
 def _run_batch(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: list[tuple[int, int]],
-               exact: bool, on_step: Callable[[], None] | None = None, one_thread: bool = False
-               ) -> tuple[list[_Row], list[_Row], list[tuple[int, int]]]:
-    """Sample the (index, seed) jobs together. Returns (finished rows, failed rows, fragile jobs):
-    a fragile job met a decision the batch's rounding could flip, and must be made on its own.
+               exact: bool, on_step: Callable[[], None] | None, settle: Callable[[_Row], None],
+               one_thread: bool = False, more: Callable[[int], list[tuple[int, int]]] | None = None,
+               capacity: int = 0) -> list[tuple[int, int]]:
+    """Sample the (index, seed) jobs together; ``settle`` gets each row as it finishes or fails.
+    Returns the fragile jobs: each met a decision the batch's rounding could flip, and must be made
+    on its own.
 
     ``exact``: every row computed on its own (a batch of one per step, as ``compose`` makes a
     tune; the rows still share the rest of the work), so nothing is fragile. ``one_thread``: with
-    one BLAS thread (the results are the same; a batch of one is faster so on a busy machine)."""
+    one BLAS thread (the results are the same; a batch of one is faster so on a busy machine).
+    ``more(room)``: new jobs for the rows that have finished (continuous batching: the batch stays
+    near ``capacity`` rows until no job is left, rather than dwindling to its longest tune)."""
     if one_thread:
         with one_blas_thread():
-            return _sample_rows(engine, plan, vocabulary, config, jobs, exact, on_step)
-    return _sample_rows(engine, plan, vocabulary, config, jobs, exact, on_step)
+            return _sample_rows(engine, plan, vocabulary, config, jobs, exact, on_step, settle, more, capacity)
+    return _sample_rows(engine, plan, vocabulary, config, jobs, exact, on_step, settle, more, capacity)
 
 
 def _sample_rows(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: list[tuple[int, int]],
-                 exact: bool, on_step: Callable[[], None] | None
-                 ) -> tuple[list[_Row], list[_Row], list[tuple[int, int]]]:
+                 exact: bool, on_step: Callable[[], None] | None, settle: Callable[[_Row], None],
+                 more: Callable[[int], list[tuple[int, int]]] | None, capacity: int) -> list[tuple[int, int]]:
+    from folkrnn.infer import select_state
+
     grammar = plan.grammar
     bos, eos = vocabulary.bos_id, vocabulary.eos_id
     rows = [_Row(index, seed, bos, grammar.start, plan.title) for index, seed in jobs]
     # exact: one state per row, each stepped alone; else one batched state
     state = [engine.init_state(1) for _ in rows] if exact else engine.init_state(len(rows))
     current = np.full(len(rows), bos, np.int64)
-    finished: list[_Row] = []
-    failed: list[_Row] = []
     fragile: list[tuple[int, int]] = []
+    refill = max(1, capacity // 8)  # new rows join a few at a time (each join copies the state)
     while rows:
         if exact:
             stepped = [engine.step(current[i:i + 1], state[i]) for i in range(len(rows))]
@@ -1271,7 +1278,7 @@ def _sample_rows(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: li
         keep: list[int] = []
         for i, row in enumerate(rows):
             if row.reason:
-                failed.append(row)
+                settle(row)
                 continue
             if unsure[i]:
                 fragile.append((row.index, row.seed))
@@ -1281,33 +1288,33 @@ def _sample_rows(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: li
                 if not masks[i, token]:
                     row.reason = (f"the prime does not fit here: {grammar.tokens[token]!r} after "
                                   f"{' '.join(vocabulary.decode(row.ids[-8:]))}")
-                    failed.append(row)
+                    settle(row)
                     continue
             else:
                 token = int(chosen[i])
                 row.log_prob += float(logps[i])
             outcome = _advance(row, token, plan, config, eos)
             if outcome == "done":
-                finished.append(row)
+                settle(row)
             elif outcome:
                 row.reason = outcome
-                failed.append(row)
+                settle(row)
             else:
                 keep.append(i)
         if on_step is not None:
             on_step()
         if len(keep) < len(rows):
-            if not keep:
-                break
-            if exact:
-                state = [state[i] for i in keep]
-            else:
-                from folkrnn.infer import select_state
-
-                state = select_state(state, keep)
+            state = [state[i] for i in keep] if exact else select_state(state, keep)
             rows = [rows[i] for i in keep]
+        if more is not None and (capacity - len(rows) >= refill or not rows):
+            added = more(capacity - len(rows))
+            if added:
+                rows += [_Row(index, seed, bos, grammar.start, plan.title) for index, seed in added]
+                fresh = engine.init_state(len(added))
+                state = (np.concatenate([state[0], fresh[0]], axis=1),
+                         np.concatenate([state[1], fresh[1]], axis=1))
         current = np.array([row.ids[-1] for row in rows], np.int64)
-    return finished, failed, fragile
+    return fragile
 
 
 def _result(row: _Row, vocabulary, failures: list[tuple[int, str]], warnings: list[str]) -> Sampled:
@@ -1354,12 +1361,11 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
     """
     config = (config or SampleConfig()).check()
     conditions = conditions or Conditions()
+    plan = _plan(vocabulary, conditions, config)
     workers = min(int(workers), len(seeds) // MIN_PER_WORKER)
     if workers > 1 and config.strategy != "beam" and _can_fork():
-        return _sample_in_workers(engine, vocabulary, list(seeds), workers, on_finish, on_step,
-                                  dict(config=config, conditions=conditions, next_seed=next_seed,
-                                       batch_size=batch_size))
-    plan = _plan(vocabulary, conditions, config)
+        return _sample_in_workers(engine, vocabulary, list(seeds), workers, plan, config, on_finish, on_step,
+                                  next_seed, batch_size)
     if config.strategy == "beam":
         out = []
         for index, seed in enumerate(seeds):
@@ -1369,51 +1375,63 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
                 on_finish(result)
             out.append(result)
         return out
+    results = _sample(engine, vocabulary, list(seeds), plan, config, next_seed, batch_size, on_finish,
+                      on_step, claim=None)
+    return [results[index] for index in range(len(seeds))]
+
+
+def _sample(engine, vocabulary, seeds: list[int], plan: _Plan, config: SampleConfig,
+            next_seed: Callable[[int], int] | None, batch_size: int,
+            on_finish: Callable[[Sampled], None] | None, on_step: Callable[[], None] | None,
+            claim: Callable[[int], list[int]] | None) -> dict[int, Sampled]:
+    """The tunes of the seeds this process claims (``claim(k)``: up to k more positions in
+    ``seeds``, shared by worker processes; None: all of them, here), by their position."""
     next_seed = next_seed or (lambda seed: seed + 1)
     results: dict[int, Sampled] = {}
     failures: dict[int, list[tuple[int, str]]] = {}
-    pending = [(index, int(seed)) for index, seed in enumerate(seeds)]
+    retries: deque[tuple[int, int]] = deque()  # (position, seed) after a failed seed
+    if claim is None:
+        unclaimed = iter(range(len(seeds)))
 
-    def settle(rows_done: list[_Row], rows_failed: list[_Row]) -> list[tuple[int, int]]:
-        again = []
-        for row in rows_done:
+        def claim(count: int) -> list[int]:
+            return list(itertools.islice(unclaimed, count))
+
+    def more(room: int) -> list[tuple[int, int]]:
+        jobs = [retries.popleft() for _ in range(min(room, len(retries)))]
+        return jobs + [(index, int(seeds[index])) for index in claim(room - len(jobs))] if room > len(jobs) else jobs
+
+    def settle(row: _Row) -> None:
+        if not row.reason:
             result = _result(row, vocabulary, failures.get(row.index, []), plan.warnings)
-            results[row.index] = result
-            if on_finish is not None:
-                on_finish(result)
-        for row in rows_failed:
+        else:
             history = failures.setdefault(row.index, [])
             history.append((row.seed, row.reason))
             if len(history) < config.attempts:
-                again.append((row.index, next_seed(row.seed)))
-            else:
-                result = Sampled(index=row.index, seed=row.seed, failures=list(history), ok=False,
-                                 title_warnings=list(plan.warnings))
-                results[row.index] = result
-                if on_finish is not None:
-                    on_finish(result)
-        return again
+                retries.append((row.index, next_seed(row.seed)))
+                return
+            result = Sampled(index=row.index, seed=row.seed, failures=list(history), ok=False,
+                             title_warnings=list(plan.warnings))
+        results[row.index] = result
+        if on_finish is not None:
+            on_finish(result)
 
-    alone = len(pending) == 1  # compose's case: one BLAS thread (see one_blas_thread)
-    while pending:
-        jobs, pending = pending, []
-        if len(jobs) == 1:  # on its own from the start: the exact computation, as compose makes it
-            exact_jobs = jobs
-        else:
-            exact_jobs = []
-            for start in range(0, len(jobs), batch_size):
-                done, failed, fragile = _run_batch(engine, plan, vocabulary, config,
-                                                   jobs[start:start + batch_size], exact=False,
-                                                   on_step=on_step)
-                pending += settle(done, failed)
-                exact_jobs += fragile
+    alone = len(seeds) == 1  # compose's case: exactly as alone, with one BLAS thread (see one_blas_thread)
+    exact_jobs: list[tuple[int, int]] = []
+    while True:
+        jobs = more(1 if alone else batch_size)
+        if jobs and alone:  # on its own from the start: the exact computation, as compose makes it
+            exact_jobs += jobs
+        elif jobs:
+            exact_jobs += _run_batch(engine, plan, vocabulary, config, jobs, exact=False, on_step=on_step,
+                                     settle=settle, more=more, capacity=batch_size)
+            continue
+        if not exact_jobs:
+            break
         # the close calls, made again exactly: each row on its own, the rows in step together
-        for start in range(0, len(exact_jobs), batch_size):
-            done, failed, _ = _run_batch(engine, plan, vocabulary, config,
-                                         exact_jobs[start:start + batch_size], exact=True,
-                                         on_step=on_step, one_thread=alone)
-            pending += settle(done, failed)
-    return [results[index] for index in range(len(seeds))]
+        batch, exact_jobs = exact_jobs[:batch_size], exact_jobs[batch_size:]
+        _run_batch(engine, plan, vocabulary, config, batch, exact=True, on_step=on_step, settle=settle,
+                   one_thread=alone)
+    return results
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1437,8 +1455,9 @@ def _can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
-def _worker(engine, vocabulary, seeds: list[int], offset: int, options: dict, queue) -> None:
-    """A worker process: sample its share, sending each tune (and the steps, now and then) back."""
+def _worker(engine, vocabulary, seeds: list[int], plan: _Plan, config: SampleConfig, options: dict,
+            claimed, queue) -> None:
+    """A worker process: sample the tunes it claims, sending each (and the steps, now and then) back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     steps, last = 0, time.monotonic()
 
@@ -1449,12 +1468,16 @@ def _worker(engine, vocabulary, seeds: list[int], offset: int, options: dict, qu
             queue.put(("steps", steps))
             steps, last = 0, time.monotonic()
 
-    def finish(sampled: Sampled) -> None:
-        queue.put(("tune", replace(sampled, index=sampled.index + offset)))
+    def claim(count: int) -> list[int]:
+        with claimed.get_lock():
+            first = claimed.value
+            claimed.value = min(first + count, len(seeds))
+            return list(range(first, claimed.value))
 
     try:
         with one_blas_thread():  # the workers share the cores already
-            sample_tunes(engine, vocabulary, seeds, on_finish=finish, on_step=step, **options)
+            _sample(engine, vocabulary, seeds, plan, config, on_finish=lambda s: queue.put(("tune", s)),
+                    on_step=step, claim=claim, **options)
         queue.put(("steps", steps))
         queue.put(("done", None))
     except BaseException as error:  # noqa: BLE001 - every failure goes back to the parent
@@ -1464,9 +1487,9 @@ def _worker(engine, vocabulary, seeds: list[int], offset: int, options: dict, qu
             queue.put(("error", f"{type(error).__name__}: {error}"))
 
 
-def _sample_in_workers(engine, vocabulary, seeds: list[int], workers: int,
+def _sample_in_workers(engine, vocabulary, seeds: list[int], workers: int, plan: _Plan, config: SampleConfig,
                        on_finish: Callable[[Sampled], None] | None, on_step: Callable[[], None] | None,
-                       options: dict) -> list[Sampled]:
+                       next_seed: Callable[[int], int] | None, batch_size: int) -> list[Sampled]:
     import multiprocessing
     import queue as queues
 
@@ -1474,10 +1497,14 @@ def _sample_in_workers(engine, vocabulary, seeds: list[int], workers: int,
 
     context = multiprocessing.get_context("fork")  # the model and the grammar's states come along
     messages = context.Queue()
-    bounds = np.linspace(0, len(seeds), workers + 1).round().astype(int)
+    claimed = context.Value("q", 0)  # the next unclaimed position in seeds
+    # each worker's batch holds about a quarter of the tunes (with two workers), so that half of
+    # them wait in the shared pool for whichever worker has room: both finish together
+    share = max(MIN_PER_WORKER // 2, -(-len(seeds) // (2 * workers)))
+    options = dict(next_seed=next_seed, batch_size=min(batch_size, share))
     processes = [context.Process(target=_worker, daemon=True,
-                                 args=(engine, vocabulary, seeds[a:b], int(a), options, messages))
-                 for a, b in zip(bounds[:-1], bounds[1:])]
+                                 args=(engine, vocabulary, seeds, plan, config, options, claimed, messages))
+                 for _ in range(workers)]
     results: dict[int, Sampled] = {}
     running = len(processes)
     try:
