@@ -287,10 +287,13 @@ class _Bars:
         self.tune = tune
         bars = tune.bars
         notes = tune.notes
-        # where the music ends: the last event's notes are among the last few written (a tie
+        # where the music ends: the parser's count of the written time (rests after the last
+        # note included), else the last event's notes, among the last few written (a tie
         # extends an earlier note, but only up to the end of the event it joins)
-        last = max((note.onset + note.duration for note in notes[-8:]), default=Fraction(0))
-        end = max(last, bars[-1].onset if bars else Fraction(0), end or Fraction(0))
+        end = end if end is not None else getattr(tune, "end", None)
+        if end is None:
+            last = max((note.onset + note.duration for note in notes[-8:]), default=Fraction(0))
+            end = max(last, bars[-1].onset if bars else Fraction(0))
         self.meters = meters = self._meters()
         onsets = [bar.onset for bar in bars]
         denominators = {onset.denominator for onset in onsets}
@@ -402,20 +405,14 @@ class _Bars:
 
 
 # ---------------------------------------------------------------------------------------------
-# Where bar lines are written: lex the text again (only when there is something to report)
+# Where bar lines are written (looked up only when there is something to report)
 
 
-def _bar_positions(text: str) -> list[tuple[int, int]] | None:
-    """(line, column) within ``text`` of each of the parser's BarLines, or None if they cannot be
-    matched one to one (the parser makes one BarLine per written bar line, and one for an ending
-    written with no bar line before it)."""
-    from folkrnn.abc import lex
+def _bar_positions(lexed) -> list[tuple[int, int]]:
+    """(line, column) within the lexed text of each of the parser's BarLines (the parser makes one
+    BarLine per written bar line, and one for an ending written with no bar line before it)."""
     from folkrnn.abc.lexer import BAR, CHORD_END, ENDING, MREST, NOTE, REST
 
-    try:
-        lexed = lex(text)
-    except FolkError:
-        return None
     positions: list[tuple[int, int]] = []
     last_has_ending = True  # no bar yet: an ending makes its own
     music_since = False
@@ -442,9 +439,9 @@ def _bar_positions(text: str) -> list[tuple[int, int]] | None:
 class _Checker:
     """Runs the bar, repeat and structure checks on one parsed tune and fills a Report."""
 
-    def __init__(self, tune: Tune, report: Report, text: str | None, line_offset: int,
+    def __init__(self, tune: Tune, report: Report, lexed, line_offset: int,
                  end: Fraction | None) -> None:
-        self.tune, self.report, self.text, self.line_offset = tune, report, text, line_offset
+        self.tune, self.report, self.lexed, self.line_offset = tune, report, lexed, line_offset
         self.bars = _Bars(tune, end)
         self._positions: list[tuple[int, int]] | None | bool = False  # False: not looked up yet
 
@@ -452,12 +449,11 @@ class _Checker:
 
     def _position(self, boundary: int | None, kinds: tuple[str, ...] = ()) -> tuple[int | None, int | None]:
         """Line and column of a boundary's bar line (of the first of ``kinds`` written there)."""
-        if boundary is None or self.text is None:
+        if boundary is None or self.lexed is None:
             return None, None
         if self._positions is False:
-            positions = _bar_positions(self.text)
-            self._positions = positions if positions is not None and len(positions) == len(self.tune.bars) \
-                else None
+            positions = _bar_positions(self.lexed)
+            self._positions = positions if len(positions) == len(self.tune.bars) else None
         if not self._positions:
             return None, None
         found = self.bars.boundaries[boundary]
@@ -1152,15 +1148,16 @@ def validate_tune(tune_or_text: Tune | str, *, options: ValidateOptions | None =
     report = Report(label=label or "", file=file, line=line if file else None)
     offset = line - 1 if file else 0
     end = None
+    lexed = None
     if text is not None:
-        from folkrnn.abc import parse
+        from folkrnn.abc.parser import parse_lexed
 
         if not report.label:
             from folkrnn.abc import TuneText
 
             report.label = TuneText(text).label
         try:
-            tune = parse(text)
+            tune, lexed = parse_lexed(text)
         except FolkError as error:
             report.errors.append(Issue("syntax", error.message, None,
                                        error.line + offset if error.line is not None else None,
@@ -1174,7 +1171,7 @@ def validate_tune(tune_or_text: Tune | str, *, options: ValidateOptions | None =
                 f"X:{tune.number}" if tune.number else "", repr(tune.title) if tune.title else "") if part)
     _check_header(tune, report)
     report.warnings.extend(Issue("parser", message) for message in tune.warnings)
-    checker = _Checker(tune, report, text, offset, end)
+    checker = _Checker(tune, report, lexed, offset, end)
     repeat_of = checker.repeats()
     checker.lengths(repeat_of)
     checker.closing(options)

@@ -79,9 +79,15 @@ def parse(tune_text: str, *, propagate: str | None = None) -> Tune:
         every octave until the bar line; ``"octave"``: only in its own octave. None: what the
         tune's ``%%propagate-accidentals`` says, else ``"pitch"``.
     """
+    return parse_lexed(tune_text, propagate=propagate)[0]
+
+
+def parse_lexed(tune_text: str, *, propagate: str | None = None) -> tuple[Tune, Lexed]:
+    """:func:`parse`, also giving back the lexer's reading (for callers that look at where
+    things are written, such as the validator, without lexing the text again)."""
     try:
         lexed = lex(tune_text)
-        return tune_from_lexed(lexed, propagate=propagate)
+        return tune_from_lexed(lexed, propagate=propagate), lexed
     except FolkError:
         raise
     except (ValueError, ZeroDivisionError, OverflowError) as error:  # defensive: a bug, named
@@ -401,6 +407,7 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
                  for (kind, note_index, ending), ticks in zip(bars, bar_ticks)]
     tune.changes = [FieldChange(quarters(ticks), index, name, value)
                     for ticks, index, name, value in changes]
+    tune.end = Fraction(t, TICKS)  # where the written music ends, rests after the last note counted
     return tune
 
 
