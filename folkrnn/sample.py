@@ -69,6 +69,7 @@ import itertools
 import os
 import re
 import signal
+import sys
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -1348,11 +1349,11 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
     on_step
         Called after every step of the model (for progress).
     workers
-        Processes to share the tunes among (each takes a contiguous share, samples it in batches
-        with one BLAS thread and sends its tunes back as they finish): the grammar and the choice
-        of tokens are Python, so a second core doubles that part. Used where processes can be
-        forked and every worker gets at least ``MIN_PER_WORKER`` tunes; the tunes are the same
-        whatever the number (tune i depends only on its seed).
+        Processes to share the tunes among (each claims tunes from one shared pool as its batch
+        has room, samples with one BLAS thread and sends its tunes back as they finish): the
+        grammar and the choice of tokens are Python, so a second core doubles that part. Used on
+        Linux (where processes fork safely) when every worker gets at least ``MIN_PER_WORKER``
+        tunes; the tunes are the same whatever the number (tune i depends only on its seed).
 
     Returns
     -------
@@ -1450,9 +1451,11 @@ def default_workers() -> int:
 
 
 def _can_fork() -> bool:
+    """Whether worker processes can be forked safely: on Linux (macOS's system libraries do not
+    survive a fork, and Windows has none)."""
     import multiprocessing
 
-    return "fork" in multiprocessing.get_all_start_methods()
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
 def _worker(engine, vocabulary, seeds: list[int], plan: _Plan, config: SampleConfig, options: dict,
