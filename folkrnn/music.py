@@ -279,6 +279,7 @@ class Tune:
     bars: list[BarLine] = field(default_factory=list)
     changes: list[FieldChange] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    end: Fraction | None = None  # where the written music ends, rests after the last note counted
 
     def field_values(self, letter: str) -> list[str]:
         return [value for name, value in self.fields if name == letter]

@@ -1399,7 +1399,7 @@ def _sample(engine, vocabulary, seeds: list[int], plan: _Plan, config: SampleCon
 
     def more(room: int) -> list[tuple[int, int]]:
         jobs = [retries.popleft() for _ in range(min(room, len(retries)))]
-        return jobs + [(index, int(seeds[index])) for index in claim(room - len(jobs))] if room > len(jobs) else jobs
+        return jobs + [(index, int(seeds[index])) for index in claim(room - len(jobs))]
 
     def settle(row: _Row) -> None:
         if not row.reason:

@@ -35,7 +35,6 @@ this validator and abc2midi disagree, and why, is written down in docs/validate.
 from __future__ import annotations
 
 import math
-import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -283,14 +282,14 @@ def _lcm(values: Iterable[int]) -> int:
 class _Bars:
     """A tune cut into boundaries and measures, with times as integer ticks."""
 
-    def __init__(self, tune: Tune, end: Fraction | None = None) -> None:
+    def __init__(self, tune: Tune) -> None:
         self.tune = tune
         bars = tune.bars
         notes = tune.notes
         # where the music ends: the parser's count of the written time (rests after the last
         # note included), else the last event's notes, among the last few written (a tie
         # extends an earlier note, but only up to the end of the event it joins)
-        end = end if end is not None else getattr(tune, "end", None)
+        end = tune.end
         if end is None:
             last = max((note.onset + note.duration for note in notes[-8:]), default=Fraction(0))
             end = max(last, bars[-1].onset if bars else Fraction(0))
@@ -439,10 +438,9 @@ def _bar_positions(lexed) -> list[tuple[int, int]]:
 class _Checker:
     """Runs the bar, repeat and structure checks on one parsed tune and fills a Report."""
 
-    def __init__(self, tune: Tune, report: Report, lexed, line_offset: int,
-                 end: Fraction | None) -> None:
+    def __init__(self, tune: Tune, report: Report, lexed, line_offset: int) -> None:
         self.tune, self.report, self.lexed, self.line_offset = tune, report, lexed, line_offset
-        self.bars = _Bars(tune, end)
+        self.bars = _Bars(tune)
         self._positions: list[tuple[int, int]] | None | bool = False  # False: not looked up yet
 
     # --- where things are, for messages
@@ -1147,7 +1145,6 @@ def validate_tune(tune_or_text: Tune | str, *, options: ValidateOptions | None =
     text = tune_or_text if isinstance(tune_or_text, str) else None
     report = Report(label=label or "", file=file, line=line if file else None)
     offset = line - 1 if file else 0
-    end = None
     lexed = None
     if text is not None:
         from folkrnn.abc.parser import parse_lexed
@@ -1163,7 +1160,6 @@ def validate_tune(tune_or_text: Tune | str, *, options: ValidateOptions | None =
                                        error.line + offset if error.line is not None else None,
                                        error.col))
             return report
-        end = _written_end(tune, text)
     else:
         tune = tune_or_text
         if not report.label:
@@ -1171,7 +1167,7 @@ def validate_tune(tune_or_text: Tune | str, *, options: ValidateOptions | None =
                 f"X:{tune.number}" if tune.number else "", repr(tune.title) if tune.title else "") if part)
     _check_header(tune, report)
     report.warnings.extend(Issue("parser", message) for message in tune.warnings)
-    checker = _Checker(tune, report, lexed, offset, end)
+    checker = _Checker(tune, report, lexed, offset)
     repeat_of = checker.repeats()
     checker.lengths(repeat_of)
     checker.closing(options)
@@ -1207,49 +1203,6 @@ def validate_tune(tune_or_text: Tune | str, *, options: ValidateOptions | None =
 
 def _order(issue: Issue) -> tuple:
     return (issue.bar if issue.bar is not None else -1, issue.line or 0, issue.col or 0)
-
-
-def _written_end(tune: Tune, text: str) -> Fraction | None:
-    """Where the written music ends, counting rests after the last note (``Tune.length`` counts
-    notes and bar lines only). Only needed when the tune does not end with a bar line."""
-    end = getattr(tune, "end", None)
-    if end is not None:
-        return end
-    tail = _tail(text)
-    if not _TRAILING_REST.search(tail):
-        return None  # no rest after the last bar line: the notes tell where the music ends
-    from folkrnn.abc import parse
-
-    if tune.bars and "(" not in tail and ">" not in tail and "<" not in tail:
-        # time just the music after the last bar line, as a tune of its own closed by a bar line
-        units = [change.value for change in tune.changes if change.field == "L"]
-        unit = units[-1].split("%", 1)[0].strip() if units else f"{tune.unit.numerator}/{tune.unit.denominator}"
-        try:
-            piece = parse(f"X:1\nM:none\nL:{unit}\nK:C\n{tail.strip()} |\n")
-            return tune.bars[-1].onset + piece.bars[-1].onset
-        except (FolkError, IndexError):
-            pass
-    try:
-        closed = parse(text.rstrip() + "\n|\n")
-    except FolkError:
-        return None
-    if len(closed.bars) == len(tune.bars) + 1:
-        return closed.bars[-1].onset
-    return None
-
-
-_TRAILING_REST = re.compile(r"[zxZX]")
-_NOT_MUSIC = re.compile(r'"[^"\n]*"|![^!\n]*!|\+[^+\n]*\+|%[^\n]*|^[A-Za-z+]:[^\n]*|\[[A-Za-z]:[^\]\n]*\]',
-                        re.MULTILINE)
-
-
-def _tail(text: str) -> str:
-    """The music after the last bar line of a tune's text (strings, decorations, comments and
-    fields taken out)."""
-    body = text.split("\n\n", 1)[0]  # the tune ends at an empty line
-    body = body[body.rfind("|") + 1:]  # (a | in a comment or string after it: rare, and harmless)
-    music = _NOT_MUSIC.sub(" ", body)
-    return music[music.rfind("|") + 1:]
 
 
 def validate_text(text: str, *, file: str | None = None, options: ValidateOptions | None = None,

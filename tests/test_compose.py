@@ -230,7 +230,8 @@ def test_generate_with_a_novelty_index_flags_copies(model, tmp_path):
     assert result.tunes[1].report.nearest.similarity < 0.85
 
 
-def test_generate_interrupted_keeps_finished_tunes(model, tmp_path, monkeypatch):
+def interrupt_at_write(monkeypatch, number: int) -> None:
+    """Ctrl-C while generate writes its ``number``-th tune's files."""
     import folkrnn.compose as compose_module
 
     real = compose_module._write_formats
@@ -238,11 +239,15 @@ def test_generate_interrupted_keeps_finished_tunes(model, tmp_path, monkeypatch)
 
     def interrupting(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 4:
+        if len(calls) == number:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
     monkeypatch.setattr(compose_module, "_write_formats", interrupting)
+
+
+def test_generate_interrupted_keeps_finished_tunes(model, tmp_path, monkeypatch):
+    interrupt_at_write(monkeypatch, 4)
     out = tmp_path / "ctrl-c"
     result = run("generate", "-n", "9", "--seed", "5", "--model", model, "--out", str(out))
     assert result.exit_code == 130 and "interrupted: kept 3 finished tunes" in result.output
@@ -444,7 +449,6 @@ def test_generate_in_worker_processes_is_the_same_batch_and_ctrl_c_keeps_what_fi
                                                                                       monkeypatch):
     import multiprocessing
 
-    import folkrnn.compose as compose_module
     from folkrnn.sample import MIN_PER_WORKER
 
     count = 2 * MIN_PER_WORKER
@@ -456,16 +460,7 @@ def test_generate_in_worker_processes_is_the_same_batch_and_ctrl_c_keeps_what_fi
         assert result.exit_code == 0, result.output
         books.append((out / "tunes.abc").read_text())
     assert books[0] == books[1] and books[0].count("X:") == count
-    real = compose_module._write_formats
-    calls = []
-
-    def interrupting(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(compose_module, "_write_formats", interrupting)
+    interrupt_at_write(monkeypatch, 5)
     out = tmp_path / "ctrl-c"
     result = run("generate", "-n", str(count), "--seed", "40", "--model", model, "--out", str(out), "--workers", "2")
     assert result.exit_code == 130 and "interrupted: kept 4 finished tunes" in result.output

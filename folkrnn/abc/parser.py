@@ -407,7 +407,7 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
                  for (kind, note_index, ending), ticks in zip(bars, bar_ticks)]
     tune.changes = [FieldChange(quarters(ticks), index, name, value)
                     for ticks, index, name, value in changes]
-    tune.end = Fraction(t, TICKS)  # where the written music ends, rests after the last note counted
+    tune.end = Fraction(t, TICKS)
     return tune
 
 
