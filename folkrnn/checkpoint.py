@@ -48,6 +48,14 @@ SHIPPED = Path(__file__).resolve().parent / "models"  # the shipped default mode
 _MODEL_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "layers", "dropout")
 
 
+def _model_fields(model_config: Mapping) -> dict:
+    """The model config's fields a checkpoint keeps (a model saved before position features has none)."""
+    out = {name: model_config[name] for name in _MODEL_FIELDS}
+    out["features"] = model_config.get("features") or ""
+    out["feature_sizes"] = list(model_config.get("feature_sizes") or [])
+    return out
+
+
 @dataclass
 class Checkpoint:
     """A loaded model directory: the weights as float32 NumPy arrays and what config.json says."""
@@ -111,6 +119,8 @@ def expected_shapes(model_config: Mapping) -> dict[str, tuple[int, ...]]:
         shapes[f"lstm.{layer}.weight_hh_l0"] = (4 * hidden, hidden)
         shapes[f"lstm.{layer}.bias_ih_l0"] = (4 * hidden,)
         shapes[f"lstm.{layer}.bias_hh_l0"] = (4 * hidden,)
+    for k, size in enumerate(model_config.get("feature_sizes") or ()):
+        shapes[f"feature_embeddings.{k}.weight"] = (size, width)
     shapes["head.weight"] = (vocab, hidden)
     shapes["head.bias"] = (vocab,)
     return shapes
@@ -152,7 +162,7 @@ def save_model(
         The directory.
     """
     directory = Path(directory)
-    model_config = {name: model_config[name] for name in _MODEL_FIELDS}
+    model_config = _model_fields(model_config)
     _check_model(model_config, vocabulary, encoding, where=str(directory))
     if dtype not in ("float32", "float16"):
         raise ModelError(f"weights can be stored as float32 or float16, not {dtype!r}")
@@ -315,6 +325,15 @@ def _check_model(model_config: Mapping, vocabulary: Vocabulary, encoding: str, w
                          f"vocabulary has {len(vocabulary)} tokens")
     if encoding not in ENCODINGS:
         raise ModelError(f"{where}: unknown encoding {encoding!r} (expected one of {', '.join(ENCODINGS)})")
+    features, sizes = model_config.get("features"), model_config.get("feature_sizes")
+    if features:
+        from folkrnn.abc.features import SCHEME, feature_sizes
+
+        if features != SCHEME or encoding != "abc":
+            raise ModelError(f"{where}: unknown position features {features!r} for {encoding} "
+                             f"(this folkrnn reads {SCHEME!r} in ABC models)")
+        if list(sizes or ()) != list(feature_sizes(model_config["vocab_size"])):
+            raise ModelError(f"{where}: feature sizes {sizes!r} do not fit {SCHEME!r} and this vocabulary")
 
 
 def _check_weights(arrays: Mapping[str, np.ndarray], shapes: Mapping[str, tuple], where: str) -> None:
@@ -364,7 +383,7 @@ def load_model(path: str | os.PathLike) -> Checkpoint:
             raise ModelError(f"{where}: weight {name} holds NaN or infinite values")
     return Checkpoint(
         path=directory,
-        model_config={name: model_config[name] for name in _MODEL_FIELDS},
+        model_config=_model_fields(model_config),
         vocabulary=vocabulary,
         encoding=encoding_block["name"],
         encoding_params=dict(encoding_block.get("params") or {}),

@@ -45,7 +45,11 @@ class NumpyLSTM:
         layers = 0
         while f"lstm.{layers}.weight_ih_l0" in w:
             layers += 1
+        features = 0
+        while f"feature_embeddings.{features}.weight" in w:
+            features += 1
         expected = {"embedding.weight", "head.weight", "head.bias"} | {
+            f"feature_embeddings.{k}.weight" for k in range(features)} | {
             f"lstm.{layer}.{kind}_l0" for layer in range(layers)
             for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
         if layers == 0 or set(w) != expected:
@@ -57,6 +61,9 @@ class NumpyLSTM:
         hidden = w["lstm.0.weight_hh_l0"].shape[1]
         self.vocab_size, self.embedding_size, self.hidden_size, self.layers = vocab, width, hidden, layers
         shapes = {"embedding.weight": (vocab, width), "head.weight": (vocab, hidden), "head.bias": (vocab,)}
+        for k in range(features):
+            size = w[f"feature_embeddings.{k}.weight"].shape[0]
+            shapes[f"feature_embeddings.{k}.weight"] = (size, width)
         for layer in range(layers):
             inputs = width if layer == 0 else hidden
             shapes |= {f"lstm.{layer}.weight_ih_l0": (4 * hidden, inputs),
@@ -79,6 +86,10 @@ class NumpyLSTM:
         bias0 = w["lstm.0.bias_ih_l0"] + w["lstm.0.bias_hh_l0"]
         # (V, 4H): layer 0's input contribution of every token, biases included
         self._table = prepare(w["embedding.weight"] @ w["lstm.0.weight_ih_l0"].T + bias0)
+        # (size_k, 4H) per position feature: its embedding's contribution, added to the token's
+        self._feature_tables = [prepare(w[f"feature_embeddings.{k}.weight"] @ w["lstm.0.weight_ih_l0"].T)
+                                for k in range(features)]
+        self.features = features
         self._w_hh0 = prepare(w["lstm.0.weight_hh_l0"].T)  # (H, 4H)
         self._w_stack = []  # per upper layer, (2H, 4H): rows [:H] act on x, rows [H:] on h
         self._bias = []  # per upper layer, (4H,)
@@ -125,7 +136,8 @@ class NumpyLSTM:
         Parameters
         ----------
         ids
-            ``(B,)`` token ids (or one int for a batch of one).
+            ``(B,)`` token ids (or one int for a batch of one); ``(B, 1 + F)`` for a model that
+            reads F position features with each token.
         state
             ``(h, c)`` from :meth:`init_state` or a previous step; updated in place.
 
@@ -135,6 +147,7 @@ class NumpyLSTM:
             ``(B, vocab)`` float32 raw logits (a new array) and the state.
         """
         ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
+        ids, features = self._split(ids, 2)
         batch = ids.shape[0]
         if state is None:
             state = self.init_state(batch)
@@ -146,6 +159,8 @@ class NumpyLSTM:
         hidden = self.hidden_size
         np.dot(h[0], self._w_hh0, out=gates)
         gates += self._table[ids]
+        for table, values in zip(self._feature_tables, features):
+            gates += table[values]
         self._cell(gates, c[0], h[0], scratch)
         for layer in range(1, self.layers):
             xh[:, :hidden] = h[layer - 1]
@@ -163,7 +178,8 @@ class NumpyLSTM:
         Parameters
         ----------
         ids
-            ``(B, T)`` token ids, or ``(T,)`` for one sequence.
+            ``(B, T)`` token ids, or ``(T,)`` for one sequence; with F position features,
+            ``(B, T, 1 + F)`` or ``(T, 1 + F)``.
         state
             As in :meth:`step`; updated in place.
 
@@ -173,8 +189,10 @@ class NumpyLSTM:
             ``(B, T, vocab)`` (or ``(T, vocab)``) raw logits and the state after the last step.
         """
         ids = np.asarray(ids, dtype=np.int64)
-        single = ids.ndim == 1
-        ids = np.atleast_2d(ids)
+        single = ids.ndim == (2 if self.features else 1)
+        if single:
+            ids = ids[None]
+        ids, features = self._split(ids, 3)
         batch, steps = ids.shape
         if state is None:
             state = self.init_state(batch)
@@ -186,6 +204,8 @@ class NumpyLSTM:
         _, gates, scratch = self._scratch(batch)
         outputs = np.empty((steps, batch, hidden), np.float32)  # (T, B, H), this layer's h_t
         inputs = self._table[ids.T]  # (T, B, 4H) layer 0's input contributions
+        for table, values in zip(self._feature_tables, features):
+            inputs += table[values.T]
         for layer in range(self.layers):
             if layer == 0:
                 w_hh = self._w_hh0
@@ -204,6 +224,21 @@ class NumpyLSTM:
         logits += self._head_b
         logits = logits.transpose(1, 0, 2)
         return (logits[0] if single else np.ascontiguousarray(logits)), state
+
+    def _split(self, ids: np.ndarray, rank: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Token ids and the feature columns of an input of ``rank`` dimensions with features."""
+        if not self.features:
+            if ids.ndim != rank - 1:
+                raise ModelError(f"token ids must have {rank - 1} dimensions, not shape {ids.shape}")
+            return ids, []
+        if ids.ndim != rank or ids.shape[-1] != 1 + self.features:
+            raise ModelError(f"this model reads {self.features} position features with each token: "
+                             f"its input must be (..., {1 + self.features}), not shape {ids.shape}")
+        columns = [ids[..., 1 + k] for k in range(self.features)]
+        for k, (values, table) in enumerate(zip(columns, self._feature_tables)):
+            if values.size and (values.min() < 0 or values.max() >= len(table)):
+                raise ModelError(f"position feature {k} out of range 0-{len(table) - 1}")
+        return ids[..., 0], columns
 
     def _check_state(self, h: np.ndarray, c: np.ndarray, batch: int) -> None:
         shape = (self.layers, batch, self.hidden_size)

@@ -32,8 +32,16 @@ class ModelConfig:
     hidden_size: int = 512  # units per LSTM layer (folk-rnn and Performance RNN: 512)
     layers: int = 3  # stacked LSTM layers (folk-rnn and Performance RNN: 3)
     dropout: float = 0.5  # probability of dropping a unit after each LSTM layer while training
+    features: str = ""  # the position features read beside each token (folkrnn.abc.features.SCHEME); "" none
+    feature_sizes: tuple[int, ...] = ()  # values each feature takes: one embedding table each, summed in
 
     def __post_init__(self) -> None:
+        if isinstance(self.feature_sizes, list):
+            object.__setattr__(self, "feature_sizes", tuple(self.feature_sizes))
+        if not isinstance(self.features, str) or bool(self.features) != bool(self.feature_sizes) or any(
+                not isinstance(size, int) or isinstance(size, bool) or size < 1 for size in self.feature_sizes):
+            raise OptionError(f"model features {self.features!r} and feature sizes {self.feature_sizes!r} "
+                              "do not fit: a named set of features needs positive sizes, and none needs none")
         for name in ("vocab_size", "embedding_size", "hidden_size", "layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -43,7 +51,7 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         """The fields as a JSON-ready dict."""
-        return asdict(self)
+        return asdict(self) | {"feature_sizes": list(self.feature_sizes)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
@@ -69,7 +77,7 @@ class ModelConfig:
             inputs = width if layer == 0 else hidden
             count += 4 * hidden * (inputs + hidden) + 2 * 4 * hidden  # weights and nn.LSTM's 2 biases
         count += hidden * vocab + vocab  # output layer
-        return count + (vocab * width if embedding else 0)
+        return count + ((vocab + sum(self.feature_sizes)) * width if embedding else 0)
 
 
 class LanguageModel(nn.Module):
@@ -85,6 +93,9 @@ class LanguageModel(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_size)
+        # one table per position feature, added to the token's embedding (folkrnn.abc.features)
+        self.feature_embeddings = nn.ModuleList(nn.Embedding(size, config.embedding_size)
+                                                for size in config.feature_sizes)
         self.lstm = nn.ModuleList(
             nn.LSTM(config.embedding_size if layer == 0 else config.hidden_size, config.hidden_size)
             for layer in range(config.layers))
@@ -115,7 +126,7 @@ class LanguageModel(nn.Module):
         Parameters
         ----------
         ids
-            ``(B, T)`` token ids.
+            ``(B, T)`` token ids, or ``(B, T, 1 + F)``: each token's id and its F features.
         state
             ``(h, c)``, each ``(layers, B, hidden)``; zeros when None.
         dropout_masks
@@ -128,11 +139,21 @@ class LanguageModel(nn.Module):
         logits, state
             ``(B, T, vocab)`` raw logits and the state after the last step.
         """
-        batch, steps = ids.shape
+        batch, steps = ids.shape[:2]
         if state is None:
             state = self.init_state(batch)
         h0, c0 = state
-        x = self.embedding(ids.t())  # (T, B, E), time-major inside
+        if ids.dim() == 3:
+            if ids.shape[2] != 1 + len(self.feature_embeddings):
+                raise ValueError(f"need {len(self.feature_embeddings)} features per token, got {ids.shape[2] - 1}")
+            columns = ids.permute(2, 1, 0)  # (1 + F, T, B)
+            x = self.embedding(columns[0])  # (T, B, E), time-major inside
+            for table, values in zip(self.feature_embeddings, columns[1:]):
+                x = x + table(values)
+        else:
+            if len(self.feature_embeddings):
+                raise ValueError("this model reads position features with every token: ids must be (B, T, 1 + F)")
+            x = self.embedding(ids.t())  # (T, B, E), time-major inside
         drop = self.training and self.config.dropout > 0
         keep = 1.0 - self.config.dropout
         if dropout_masks is not None and len(dropout_masks) != self.config.layers:

@@ -169,8 +169,20 @@ def corpus_vocabulary(corpus: CorpusLike) -> Vocabulary:
     return Vocabulary.build(list(corpus.train) + list(corpus.valid) + list(corpus.test))
 
 
-def _as_ids(tunes: Sequence[Sequence[str]], vocabulary: Vocabulary, split: str = "train") -> list[np.ndarray]:
-    """Each tune as an int64 id array framed by <s> ... </s>; tunes with no target are dropped."""
+def _as_ids(tunes: Sequence[Sequence[str]], vocabulary: Vocabulary, split: str = "train",
+            features: str = "") -> list[np.ndarray]:
+    """Each tune as an int64 id array framed by <s> ... </s>; tunes with no target are dropped.
+
+    With ``features`` (a model that reads position features), each tune is ``(T, 1 + F)``: the id,
+    then its features (:func:`folkrnn.abc.features.tune_features`)."""
+    if features:
+        from folkrnn.abc.features import SCHEME, classes, tune_features
+
+        if features != SCHEME:
+            raise ModelError(f"unknown position features {features!r} (this folkrnn knows {SCHEME!r})")
+        shared = classes(vocabulary.tokens)
+        plain = _as_ids(tunes, vocabulary, split)
+        return [np.concatenate([ids[:, None], tune_features(ids, shared)], axis=1) for ids in plain]
     out = []
     for number, tokens in enumerate(tunes, 1):
         tokens = list(tokens)
@@ -299,10 +311,26 @@ def _augment(tunes: list[list[str]], vocabulary: Vocabulary, config: TrainConfig
 
 
 def _pad(arrays: Sequence[np.ndarray], length: int, pad_id: int) -> np.ndarray:
-    batch = np.full((len(arrays), length), pad_id, dtype=np.int64)
+    """``(B, length)`` ids padded with pad_id, or ``(B, length, 1 + F)`` with features padded with 0."""
+    shape = (len(arrays), length) + tuple(arrays[0].shape[1:]) if len(arrays) else (0, length)
+    batch = np.zeros(shape, dtype=np.int64)
+    if batch.ndim == 3:
+        batch[:, :, 0] = pad_id
+    else:
+        batch[:] = pad_id
     for row, ids in enumerate(arrays):
         batch[row, :len(ids)] = ids
     return batch
+
+
+def _token_ids(tune: np.ndarray) -> np.ndarray:
+    """One tune's token ids (its first column when it carries features)."""
+    return tune[:, 0] if tune.ndim == 2 else tune
+
+
+def _targets(batch):
+    """The token ids of a padded batch (its first column when it carries features)."""
+    return batch[..., 0] if batch.ndim == 3 else batch
 
 
 # --- distributed -------------------------------------------------------------------------------
@@ -440,7 +468,7 @@ def evaluate_loss(model, tunes: Sequence[np.ndarray], *, batch_size: int = 64, b
             batch = torch.from_numpy(_pad(rows, max(len(r) for r in rows), pad_id)).to(device)
             state = None
             for begin, end in chunk_spans(batch.shape[1] - 1, bptt):
-                inputs, targets = batch[:, begin:end], batch[:, begin + 1:end + 1]
+                inputs, targets = batch[:, begin:end], _targets(batch)[:, begin + 1:end + 1]
                 with _autocast(device):
                     logits, state = model(inputs, state)
                 total += _summed_loss(logits, targets, pad_id).item()
@@ -497,7 +525,7 @@ def _data_hash(splits: dict[str, list[np.ndarray]], vocabulary: Vocabulary) -> s
     for name, tunes in splits.items():
         digest.update(name.encode())
         for ids in tunes:
-            digest.update(ids.tobytes())
+            digest.update(np.ascontiguousarray(_token_ids(ids)).tobytes())
     return digest.hexdigest()
 
 
@@ -548,7 +576,13 @@ def _model_config(model: Any, vocab_size: int, previous: dict | None) -> dict:
         merged = {key: value for key, value in previous.items() if key != "vocab_size"}
     else:
         merged = given
-    return asdict(ModelConfig(vocab_size=vocab_size, **merged))
+    if merged.get("features") and not merged.get("feature_sizes"):
+        from folkrnn.abc.features import SCHEME, feature_sizes
+
+        if merged["features"] != SCHEME:
+            raise OptionError(f"unknown position features {merged['features']!r} (this folkrnn knows {SCHEME!r})")
+        merged["feature_sizes"] = feature_sizes(vocab_size)
+    return ModelConfig(vocab_size=vocab_size, **merged).to_dict()
 
 
 def _dropout_masks(torch, seed: int, step: int, layers: int, batch: int, steps: int, hidden: int,
@@ -624,7 +658,11 @@ def train(corpus: CorpusLike, config: TrainConfig, model: Any = None) -> TrainRe
             raise ModelError(f"cannot resume {out}: it was trained on {meta.get('encoding')!r} "
                              f"tokens, this corpus is {encoding!r}")
     vocabulary = corpus_vocabulary(corpus)
-    splits = {name: _as_ids(getattr(corpus, name, None) or [], vocabulary, name) for name in ("train", "valid", "test")}
+    model_config = _model_config(model, len(vocabulary), meta.get("model"))
+    if model_config["features"] and encoding != "abc":
+        raise OptionError("position features are for ABC models; this corpus is MIDI")
+    splits = {name: _as_ids(getattr(corpus, name, None) or [], vocabulary, name, model_config["features"])
+              for name in ("train", "valid", "test")}
     if not splits["train"]:
         raise CorpusError("the corpus has no training tunes (it is empty, or none of its tunes is valid)")
     if config.resume:
@@ -640,7 +678,6 @@ def train(corpus: CorpusLike, config: TrainConfig, model: Any = None) -> TrainRe
                                  f"not {getattr(config, key)}")
     elif not config.force and ((out / MODEL_FILE).exists() or (out / STATE_FILE).exists()):
         raise ModelError(f"{out} already holds a model; resume it or use --force to start afresh")
-    model_config = _model_config(model, len(vocabulary), meta.get("model"))
 
     device_kind = "cuda" if config.device == "cuda" or (
         config.device == "auto" and torch.cuda.is_available()) else "cpu"
@@ -822,18 +859,18 @@ class _Trainer:
         torch, config, dist = self.torch, self.config, self.dist
         length = max(len(ids) for ids in rows)
         global_batch = _pad(rows, length, self.pad_id)
-        counts = (global_batch[:, 1:] != self.pad_id)  # (B, T-1) which targets are real
+        counts = (_targets(global_batch)[:, 1:] != self.pad_id)  # (B, T-1) which targets are real
         share = np.array_split(np.arange(len(rows)), dist.world)[dist.rank]
         mine = slice(int(share[0]), int(share[-1]) + 1) if len(share) else None
         # a rank without rows still runs one all-padding row, so DDP's collectives line up
-        local = global_batch[mine] if mine is not None else np.full((1, length), self.pad_id, np.int64)
+        local = global_batch[mine] if mine is not None else _pad([global_batch[0, :0]], length, self.pad_id)
         batch = torch.from_numpy(local).to(self.device)
         state = None
         loss_sum = 0.0
         targets_total = 0
         for begin, end in chunk_spans(length - 1, config.bptt):
             count = int(counts[:, begin:end].sum())  # real targets in the global chunk
-            inputs, targets = batch[:, begin:end], batch[:, begin + 1:end + 1]
+            inputs, targets = batch[:, begin:end], _targets(batch)[:, begin + 1:end + 1]
             for group in self.optimizer.param_groups:
                 group["lr"] = config.lr * self.schedule.factor(self.step)
             masks = None
@@ -964,9 +1001,9 @@ class _Trainer:
         if not self.splits["test"] or not self.splits["train"]:
             return {}
         decode = self.vocabulary.decode
-        ngram = fit_ngram([decode(ids) for ids in self.splits["train"]], order=order,
+        ngram = fit_ngram([decode(_token_ids(ids)) for ids in self.splits["train"]], order=order,
                           vocabulary=[t for t in self.vocabulary.tokens if t not in ("<pad>", "<s>")])
-        baseline = ngram.cross_entropy([decode(ids) for ids in self.splits["test"]])
+        baseline = ngram.cross_entropy([decode(_token_ids(ids)) for ids in self.splits["test"]])
         return {"test_loss_nats": test_loss, "ngram_test_loss_nats": baseline, "ngram_order": order}
 
     def finish(self, stopped: str) -> TrainResult:

@@ -1,0 +1,257 @@
+"""Where a tune stands at each token: the position features the ABC model reads beside its tokens.
+
+A language model over ABC tokens has to count to know where it is: how far into the bar, which bar
+of the part, which part. With about 4,000 dance tunes to learn from it counts badly, and its parts
+come out 6, 12 or 5 bars long. So the model is told, at every token, as Magenta's Lookback RNN tells
+its melody LSTM (the position in the bar, and the events one and two bars ago):
+
+==============  =======================================================================  =========
+feature         value after a token (0: not in the tune's body yet)                      size
+==============  =======================================================================  =========
+``beat``        time since the bar line, in sixteenth notes (1 + n; the last id: off the   50
+                sixteenth grid, or a free meter)
+``bar``         full bars so far in this part (1 + n, at most 16): where the part ends     18
+``part``        parts so far (1 + n, at most 4)                                            6
+``back1``       the token written at this point of the bar one bar ago (1 + its id)       vocab + 1
+``back2``       the same two bars ago                                                     vocab + 1
+``backpart``    the same at this bar of the previous part                                 vocab + 1
+``repeated``    whether the token just written was the one ``back1`` offered (bit 0), and   4
+                the one ``back2`` offered (bit 1): the tune is repeating a bar
+==============  =======================================================================  =========
+
+"At this point of the bar" is the pair (time since the bar line, tokens since that time last moved):
+after ``c2`` in one bar the model is offered what followed ``c2`` at the same time in the bar before,
+so a bar that repeats an earlier one is one copy per token away, whatever came before it in the bar
+(the Lookback RNN's "event one bar ago", for tokens rather than fixed-grid steps). Bars split at every
+bar line; a part ends at a repeat sign or double bar (``:|`` closing a first ending does not end it,
+and a second ending takes the bar number the first ending began on); a short first bar (a pickup)
+and the part's closing short bar count as one bar. The meter comes from the ``M:`` token, lengths
+from the length tokens, broken rhythm and tuplets as ABC plays them; grace notes take no time.
+
+:class:`Positions` follows one tune token by token; training (:func:`tune_features`, for whole
+sequences) and the sampler (one :class:`Positions` per tune, one :meth:`Positions.push` per token)
+both go through it, so the features a model learnt from are the features it is given.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from folkrnn.abc.parser import default_tuplet_q
+from folkrnn.abc.grammar import TICKS_PER_UNIT, bar_ticks, classify
+from folkrnn.abc.grammar import _BAR, _BROKEN, _CHORD_CLOSE, _CHORD_OPEN, _ENDING, _EOS, _GRACE_CLOSE, \
+    _GRACE_OPEN, _HEAD, _LENGTH, _NOTE, _REST, _TUPLET
+
+__all__ = ["SCHEME", "FEATURE_NAMES", "feature_sizes", "Positions", "tune_features"]
+
+SCHEME = "lookback-1"  # the name a model's config gives this set of features
+FEATURE_NAMES = ("beat", "bar", "part", "back1", "back2", "backpart", "repeated")
+_BEATS = 48  # sixteenths of a bar told apart (12/8 and 3/2 have 24)
+_BARS = 16
+_PARTS = 4
+_SIXTEENTH = TICKS_PER_UNIT // 2  # L:1/8 after normalisation
+_PART_ENDS = frozenset(("||", ":|", "|:"))
+
+
+def feature_sizes(vocab_size: int) -> tuple[int, ...]:
+    """How many values each feature takes, in :data:`FEATURE_NAMES` order, for a vocabulary size."""
+    return (_BEATS + 2, _BARS + 2, _PARTS + 2, vocab_size + 1, vocab_size + 1, vocab_size + 1, 4)
+
+
+class _Classes:
+    """Per token id: its class and value (from the grammar's one classification)."""
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        info = [classify(token) for token in tokens]
+        self.cls = [cls for cls, _, _ in info]
+        self.val = [value for _, value, _ in info]
+        self.slot = [slot for _, _, slot in info]
+
+
+class Positions:
+    """One tune's position, followed token by token.
+
+    Parameters
+    ----------
+    tokens
+        The vocabulary's tokens in id order (or a :class:`_Classes` shared between tunes).
+    """
+
+    __slots__ = ("_c", "body", "bar_len", "time", "moved", "ev_start", "ev_len", "mult", "tuplet",
+                 "tuplet_factor", "broken_next", "chord", "chord_len", "grace", "after_chord", "bar",
+                 "part", "part_has_bar", "ending_bar", "in_ending1", "first_bar", "current", "history",
+                 "part_bars", "previous_part", "offer1", "offer2", "compound")
+
+    def __init__(self, tokens) -> None:
+        self._c = tokens if isinstance(tokens, _Classes) else _Classes(tokens)
+        self.body = False
+        self.bar_len = 0
+        self.compound = False
+        self.time = 0  # ticks since the bar line
+        self.moved = 0  # tokens since time last moved
+        self.ev_start = 0  # where the event still open (its length may follow) began
+        self.ev_len = 0  # its length so far
+        self.mult = (1, 1)  # what its written length is multiplied by (tuplet, broken rhythm)
+        self.tuplet = 0  # tuplet notes to come
+        self.tuplet_factor = (1, 1)  # (q, p)
+        self.broken_next = (1, 1)  # the next event's share after > or <
+        self.chord = False
+        self.chord_len = False  # the chord's first note had its length
+        self.grace = False
+        self.after_chord = False  # a length after ] scales the chord
+        self.bar = 0  # full bars so far in the part
+        self.part = 0
+        self.part_has_bar = False
+        self.ending_bar = -1  # the part's bar count where ending 1 began
+        self.in_ending1 = False
+        self.first_bar = True  # this bar is the part's first (a short one is a pickup)
+        self.current: dict[tuple[int, int], int] = {}  # this bar: (time, moved) -> token id
+        self.history: list[dict] = []  # the last two full bars' maps, newest last
+        self.part_bars: dict[int, dict] = {}  # this part's bars by number
+        self.previous_part: dict[int, dict] = {}
+        self.offer1 = self.offer2 = 0  # what back1 and back2 offered for the coming token
+
+    def clone(self) -> "Positions":
+        """An independent copy (beam search forks tunes)."""
+        other = Positions.__new__(Positions)
+        for name in self.__slots__:
+            setattr(other, name, getattr(self, name))
+        other.current = dict(self.current)
+        other.history = list(self.history)
+        other.part_bars = dict(self.part_bars)
+        return other
+
+    def push(self, token: int) -> tuple[int, int, int, int, int, int, int]:
+        """Take one token id; return the features the model reads with it (see the module docstring)."""
+        cls = self._c.cls[token]
+        if not self.body:
+            if cls == _HEAD and self._c.slot[token] == "M":
+                meter = self._c.val[token]
+                self.bar_len = bar_ticks(meter)
+                self.compound = not meter.free and meter.numerator % 3 == 0
+            elif cls == _HEAD and self._c.slot[token] == "K":
+                self.body = True
+            return (0, 0, 0, 0, 0, 0, 0)
+        if cls == _EOS:
+            return (0, 0, 0, 0, 0, 0, 0)
+        repeated = (1 if token + 1 == self.offer1 else 0) | (2 if token + 1 == self.offer2 else 0)
+        self.current[(self.time, self.moved)] = token  # what was written at this point of the bar
+        before = self.time
+        self._take(cls, self._c.val[token])
+        self.moved = 0 if self.time != before or cls == _BAR else self.moved + 1
+        key = (self.time, self.moved)
+        history = self.history
+        self.offer1 = history[-1].get(key, -1) + 1 if history else 0
+        self.offer2 = history[-2].get(key, -1) + 1 if len(history) > 1 else 0
+        earlier = self.previous_part.get(self.bar)
+        backpart = earlier.get(key, -1) + 1 if earlier else 0
+        time = self.time
+        beat = time // _SIXTEENTH + 1 if self.bar_len and time % _SIXTEENTH == 0 \
+            and time // _SIXTEENTH < _BEATS else _BEATS + 1
+        return (beat, 1 + min(self.bar, _BARS), 1 + min(self.part, _PARTS), self.offer1, self.offer2,
+                backpart, repeated)
+
+    # --- time
+
+    def _start_event(self, length: int) -> None:
+        mult = self.broken_next
+        if self.tuplet:
+            q, p = self.tuplet_factor
+            mult = (mult[0] * q, mult[1] * p)
+            self.tuplet -= 1
+        self.broken_next = (1, 1)
+        self.mult = mult
+        self.ev_start = self.time
+        self.ev_len = length * mult[0] // mult[1]
+        self.time = self.ev_start + self.ev_len
+
+    def _take(self, cls: int, value) -> None:
+        if self.grace:
+            if cls == _GRACE_CLOSE:
+                self.grace = False
+            return
+        if cls == _NOTE:
+            if self.chord:
+                return
+            self.after_chord = False
+            self._start_event(TICKS_PER_UNIT)
+        elif cls == _REST:
+            self.after_chord = False
+            self._start_event(TICKS_PER_UNIT)
+        elif cls == _LENGTH:
+            if self.chord:
+                if not self.chord_len:
+                    self.chord_len = True
+                    self.ev_len = value * self.mult[0] // self.mult[1]
+                    self.time = self.ev_start + self.ev_len
+            elif self.after_chord:
+                self.after_chord = False
+                self.ev_len = self.ev_len * value // TICKS_PER_UNIT
+                self.time = self.ev_start + self.ev_len
+            else:
+                self.ev_len = value * self.mult[0] // self.mult[1]
+                self.time = self.ev_start + self.ev_len
+        elif cls == _CHORD_OPEN:
+            self._start_event(TICKS_PER_UNIT)
+            self.chord, self.chord_len = True, False
+        elif cls == _CHORD_CLOSE:
+            self.chord, self.after_chord = False, True
+        elif cls == _GRACE_OPEN:
+            self.grace = True
+        elif cls == _BROKEN:
+            n = abs(value)
+            short = (1, 2 ** n)
+            long = (2 ** (n + 1) - 1, 2 ** n)
+            first, second = (long, short) if value > 0 else (short, long)
+            self.ev_len = self.ev_len * first[0] // first[1]
+            self.time = self.ev_start + self.ev_len
+            self.broken_next = second
+            self.after_chord = False
+        elif cls == _TUPLET:
+            p, q, r = value
+            self.tuplet, self.tuplet_factor = r or p, (q or default_tuplet_q(p, self.compound), p)
+        elif cls == _BAR:
+            self._bar_line(value)
+        elif cls == _ENDING:
+            if value and value[0] == 1:
+                self.ending_bar, self.in_ending1 = self.bar, True
+            elif value and value[0] >= 2 and self.ending_bar >= 0:
+                self.bar, self.in_ending1 = self.ending_bar, False
+
+    def _bar_line(self, kind: str) -> None:
+        full = not self.bar_len or self.time >= self.bar_len
+        if self.time > 0:
+            if full or not self.first_bar:  # a short first bar is a pickup: not counted
+                self.part_bars[self.bar] = self.current
+                self.bar += 1
+                self.part_has_bar = True
+            if full:
+                self.history = (self.history + [self.current])[-2:]
+            self.first_bar = False
+        self.current = {}
+        self.time, self.ev_start, self.ev_len = 0, 0, 0
+        self.tuplet, self.broken_next, self.chord, self.grace, self.after_chord = 0, (1, 1), False, False, False
+        if kind in _PART_ENDS and self.part_has_bar and not (kind == ":|" and self.in_ending1):
+            self.previous_part, self.part_bars = self.part_bars, {}
+            self.part += 1
+            self.bar, self.part_has_bar, self.first_bar = 0, False, True
+            self.ending_bar, self.in_ending1 = -1, False
+
+
+def tune_features(ids: Sequence[int], tokens) -> np.ndarray:
+    """``(T, len(FEATURE_NAMES))`` int32: the features read with each token of one tune's ids.
+
+    ``tokens``: the vocabulary's tokens in id order, or a shared :func:`classes` object.
+    """
+    positions = Positions(tokens)
+    out = np.empty((len(ids), len(FEATURE_NAMES)), np.int32)
+    for t, token in enumerate(ids):
+        out[t] = positions.push(int(token))
+    return out
+
+
+def classes(tokens: Sequence[str]) -> _Classes:
+    """The vocabulary classified once, to share among many :class:`Positions`."""
+    return _Classes(tokens)
