@@ -77,7 +77,7 @@ import numpy as np
 
 from folkrnn.abc.grammar import SPACE as _SPACE
 from folkrnn.abc.features import Positions, classes
-from folkrnn.abc.grammar import TICKS_PER_UNIT, AbcGrammar
+from folkrnn.abc.grammar import TICKS_PER_UNIT, AbcGrammar, Form, parse_form
 from folkrnn.decode.choice import choose_tokens, one_blas_thread, rounding_noise, uniforms
 from folkrnn.errors import OptionError
 
@@ -146,6 +146,8 @@ class Conditions:
     meter: str | tuple[str, ...] | None = None  # M: value ("6/8"), or the values the model may choose among
     mode: str | None = None  # K: mode ("maj", "min", "dor", "mix", ...)
     prime: tuple[str, ...] = ()  # body tokens the tune starts with
+    form: str | None = None  # "AABB", "AB", "ABC", "AABBCC", ... or "free"; None: the usual form of the tune's dance
+    part_bars: int | None = None  # bars in each part (None: the dance's, or 8 for repeated parts, 16 for others)
 
 
 @dataclass
@@ -241,18 +243,34 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
         if token not in vocabulary:
             raise UnknownTokenError(token, vocabulary.nearest(token))
         prime_ids.append(vocabulary.id(token))
+    form, rhythm_forms = _forms(vocabulary, conditions)
     key = (tuple(vocabulary.tokens), config.constrain, tuple(sorted((k, tuple(sorted(v))) for k, v in fixed.items())),
-           title_length,
-           config.min_bars, config.max_title)
+           title_length, config.min_bars, config.max_title, form, tuple(sorted(rhythm_forms.items())))
     grammar = _GRAMMARS.get(key)
     if grammar is None:
         grammar = AbcGrammar(vocabulary.tokens, constrain=config.constrain, fixed=fixed,
                              title_length=title_length, min_bars=config.min_bars,
-                             max_title=config.max_title)
+                             max_title=config.max_title, form=form, rhythm_forms=rhythm_forms)
         if len(_GRAMMARS) >= 8:
             _GRAMMARS.pop(next(iter(_GRAMMARS)))
         _GRAMMARS[key] = grammar
     return _Plan(grammar, classes(vocabulary.tokens) if features else None, title_ids, prime_ids, warnings)
+
+
+def _forms(vocabulary, conditions: Conditions) -> tuple[Form | None, dict[int, Form | None]]:
+    """The form every tune takes (or None), and the form by R: token for the rest: a given
+    ``--form`` holds for every tune; without one, each tune takes the usual form of the dance its
+    R: names (:data:`folkrnn.tables.DANCES`), and a tune of no dance is free."""
+    if conditions.form is not None:
+        return parse_form(conditions.form, conditions.part_bars), {}
+    if conditions.part_bars is not None and not 1 <= conditions.part_bars <= 64:
+        raise OptionError(f"--part-bars must be between 1 and 64, not {conditions.part_bars}")
+    by_rhythm: dict[int, Form | None] = {}
+    for token in vocabulary.tokens:
+        dance = DANCES.get(token[2:]) if token.startswith("R:") else None
+        if dance is not None and dance.form != "free":
+            by_rhythm[vocabulary.id(token)] = parse_form(dance.form, conditions.part_bars or dance.part_bars)
+    return None, by_rhythm
 
 
 # Grammars by vocabulary and conditions: the states each has learnt are kept for the next request.

@@ -19,7 +19,7 @@ from folkrnn.abc.parser import default_tuplet_q
 from folkrnn.errors import OptionError
 from folkrnn.music import parse_meter
 
-__all__ = ["AbcGrammar", "TICKS_PER_UNIT", "classify", "bar_ticks", "SPACE"]
+__all__ = ["AbcGrammar", "Form", "FORMS", "parse_form", "TICKS_PER_UNIT", "classify", "bar_ticks", "SPACE"]
 
 # Ticks per unit note length (L:1/8 after normalisation): 2^12 * 3^2 * 5 * 7, so that lengths
 # down to 1/4096 of a unit, tuplets of 2 to 9 and broken rhythm are all whole numbers of ticks.
@@ -104,6 +104,51 @@ def bar_ticks(meter, unit: tuple[int, int] = (1, 8)) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# Forms
+
+FORMS = ("AABB", "AABBCC", "AB", "ABC", "free")  # the forms offered by name (any letters parse)
+
+
+class Form(NamedTuple):
+    """A tune's form: per part, whether it is played twice; and the bars in each part."""
+
+    parts: tuple[bool, ...]  # AABB: (True, True); ABC: (False, False, False)
+    bars: int  # bars in each part (a pickup and the part's closing short bar count as one)
+
+    @property
+    def label(self) -> str:
+        """The form as musicians write it: "AABB", "ABC", ..."""
+        return "".join(chr(ord("A") + k) * (2 if repeated else 1) for k, repeated in enumerate(self.parts))
+
+
+def parse_form(text: str, bars: int | None = None) -> Form | None:
+    """ "AABB" -> Form((True, True), 8); "free" -> None. A letter written twice is a repeated part.
+
+    ``bars``: the bars in each part (default 8 for a form whose parts are all repeated, else 16:
+    a part played once is usually written out twice as long)."""
+    text = text.strip()
+    if text.lower() == "free":
+        return None
+    parts: list[bool] = []
+    k = 0
+    while k < len(text):
+        letter = text[k]
+        if letter != chr(ord("A") + len(parts)):
+            raise OptionError(f"form {text!r}: write the parts in order, each once or twice: AABB, AB, ABC, AABBCC "
+                              "or free")
+        repeated = k + 1 < len(text) and text[k + 1] == letter
+        parts.append(repeated)
+        k += 2 if repeated else 1
+    if not parts or len(parts) > 6:
+        raise OptionError(f"form {text!r}: between one and six parts (AABB, AB, ABC, AABBCC or free)")
+    if bars is None:
+        bars = 8 if all(parts) else 16
+    if not 1 <= int(bars) <= 64:
+        raise OptionError(f"--part-bars must be between 1 and 64, not {bars}")
+    return Form(tuple(parts), int(bars))
+
+
+# ---------------------------------------------------------------------------------------------
 # The grammar
 
 _TITLE, _HEADER, _BODY, _DONE = range(4)
@@ -153,6 +198,11 @@ class _State(NamedTuple):
     last_bar: str = ""  # the last bar line written
     last_full: bool = False  # the measure it closed was full
     measures: int = 0  # measures closed (pickups not counted), up to min_bars
+    part: int = 0  # with a form: the part being written (0 = A)
+    part_bars: int = 0  # with a form: its bars so far (a pickup not counted, its closing short bar counted)
+    ending_bars: int = 0  # with a form: the part's bars where ending 1 began (ending 2 starts there too)
+    need_open: bool = False  # with a form: the next part is repeated and must open with |:
+    form: int = -1  # the tune's form (an index into the grammar's forms; -1: free)
     closing: bool = False  # the length guard asks for an end
 
 
@@ -189,10 +239,20 @@ class AbcGrammar:
         The number of title characters when the title is given (forced): then exactly that many.
     min_bars, max_title
         As in :class:`SampleConfig`.
+    form
+        The tune's :class:`Form`: each part has exactly its number of bars (a pickup and the
+        part's closing short bar count as one), ends with the repeat sign or double bar the form
+        asks (``:|``, or first and second endings, for a repeated part; ``||`` otherwise; ``|:``
+        opens a repeated part), and the tune ends when its last part does. None: free, as the
+        model writes it.
+    rhythm_forms
+        ``R:`` token id -> the :class:`Form` (or None, free) of a tune with that rhythm, when the
+        model writes R: itself; ``form`` holds for the others.
     """
 
     def __init__(self, tokens: Sequence[str], *, constrain: bool = True, fixed: dict | None = None,
-                 title_length: int | None = None, min_bars: int = 4, max_title: int = 60) -> None:
+                 title_length: int | None = None, min_bars: int = 4, max_title: int = 60,
+                 form: "Form | None" = None, rhythm_forms: dict | None = None) -> None:
         self.tokens = list(tokens)
         self.size = len(self.tokens)
         self.constrain = constrain
@@ -200,6 +260,18 @@ class AbcGrammar:
                       for letter, ids in (fixed or {}).items()}
         self.title_length = title_length
         self.min_bars = min_bars
+        # the form: per part, whether it is repeated (None: free, any number of bars and sections)
+        # the forms tunes may take (see Form); a state holds the index of its own (-1: free)
+        self._forms: list[Form] = []
+        self._form_index = {}
+        for candidate in [form, *(rhythm_forms or {}).values()]:
+            if candidate is not None and candidate not in self._form_index:
+                self._form_index[candidate] = len(self._forms)
+                self._forms.append(candidate)
+        if not constrain:
+            self._forms, self._form_index = [], {}
+        self._default_form = self._form_index.get(form, -1)
+        self._rhythm_form = {token: self._form_index.get(value, -1) for token, value in (rhythm_forms or {}).items()}
         self.max_title = max(max_title, title_length or 0)
         info = [classify(token) for token in self.tokens]
         self._cls = [cls for cls, _, _ in info]
@@ -258,7 +330,7 @@ class AbcGrammar:
         self._feasible: dict[_State, bool] = {}
         self._fix: dict[int, tuple[str, str] | None] = {}
         titled = title_length if title_length is not None else (self.max_title and self.is_title.any())
-        start = _State(phase=_TITLE if titled else _HEADER)
+        start = _State(phase=_TITLE if titled else _HEADER, form=self._default_form)
         self.start = self._intern(start)
 
     # --- interning
@@ -413,6 +485,10 @@ class AbcGrammar:
             return result[0] if result is not None else None
         if s.ending == 3 and cls != _ENDING:
             return None
+        form = self._forms[s.form].parts if s.form >= 0 else None
+        if form is not None and (s.part >= len(form) or s.need_open) and not (
+                s.need_open and cls == _BAR and value == "|:"):
+            return None  # the form is complete (only </s>), or the next part must open with |:
         # an event whose length may follow: a length ends it, anything else first gives it length 1
         if s.ev:
             if cls == _LENGTH:
@@ -510,6 +586,8 @@ class AbcGrammar:
         if letter in self.fixed and token not in self.fixed[letter]:
             return None
         value = self._val[token]
+        if letter == "R" and token in self._rhythm_form:
+            s = _set(s, form=self._rhythm_form[token])
         if letter == "M":
             bar = bar_ticks(value, s.unit)
             if self.constrain and not bar and letter not in self.fixed:
@@ -567,9 +645,11 @@ class AbcGrammar:
             # only |: at the start, or right after :| (written :| |:, the ABC ::)
             if kind != "|:" or s.repeat == 1 or s.ending in (1, 3) or s.closing:
                 return None
+            if s.form >= 0 and not (s.need_open or (s.last == _START and self._forms[s.form].parts[0])):
+                return None  # with a form, only a repeated part opens a repeat
             if s.last == _START or (s.last == _BAR_LAST and s.last_bar == ":|"):
                 return _set(s, repeat=1, after_open=True, last=_BAR_LAST, last_bar="|:",
-                                  rep_pickup=False, ending=0)
+                                  rep_pickup=False, ending=0, need_open=False)
             return None
         if kind == "|:" and (s.repeat == 1 or s.ending == 1 or s.closing):
             return None
@@ -624,7 +704,27 @@ class AbcGrammar:
         elif kind == "||":
             repeat, ending = 0, 0
         counted = s.measures + (0 if pickup_measure else 1)
+        part, part_bars, ending_bars, need_open = s.part, s.part_bars, s.ending_bars, False
+        if s.form >= 0:
+            form, target = self._forms[s.form].parts, self._forms[s.form].bars
+            part_bars += 0 if pickup_measure else 1
+            if part_bars < target:
+                if kind != "|" and not (pickup_measure and kind == "|:" and form[part]):
+                    return None  # inside a part: plain bar lines
+            elif part_bars > target:
+                return None
+            elif s.ending == 1 or (form[part] and s.ending != 2):
+                if kind != ":|":
+                    return None  # a repeated part ends with :| (ending 1 too)
+            else:
+                following = part + 1 < len(form) and form[part + 1]
+                if kind != ("|:" if following else "||"):
+                    return None  # an unrepeated part (or ending 2) ends with || (|: before a repeated part)
+            if part_bars == target and s.ending != 1:
+                part, part_bars, ending_bars = part + 1, 0, 0
+                need_open = kind == ":|" and part < len(form) and form[part]
         return _set(s, pos=0, first=False, pickup=pickup, need_pickup=need,
+                          part=part, part_bars=part_bars, ending_bars=ending_bars, need_open=need_open,
                           after_open=kind == "|:", rep_pickup=rep_pickup,
                           repeat=repeat, ending=ending, last=_BAR_LAST, last_bar=kind,
                           last_full=full, measures=min(counted, self.min_bars), paired=False,
@@ -635,16 +735,25 @@ class AbcGrammar:
             return None
         if s.tied:
             return None
+        part_bars, ending_bars = s.part_bars, s.ending_bars
         if numbers == (1,):
             if (s.last_bar != "|" or s.ending or s.repeat == 0 or not s.last_full or s.need_pickup
                     or s.closing):
                 return None
+            if s.form >= 0:
+                # first and second endings of one or two bars, in a repeated part
+                form = self._forms[s.form]
+                if not form.parts[s.part] or form.bars - s.part_bars not in (1, 2):
+                    return None
+                ending_bars = s.part_bars
         elif numbers == (2,):
             if s.ending != 3:
                 return None
+            part_bars = ending_bars  # the second ending takes the first one's bars again
         else:
             return None
-        return _set(s, ending=numbers[0], last=_ENDING_LAST, after_open=False, ending_music=False)
+        return _set(s, ending=numbers[0], last=_ENDING_LAST, after_open=False, ending_music=False,
+                    part_bars=part_bars, ending_bars=ending_bars)
 
     def _eos(self, s: _State) -> tuple[_State, tuple[str, str] | None] | None:
         if s.phase != _BODY:
@@ -676,6 +785,8 @@ class AbcGrammar:
             s, fix = closed, ("append", kind)
         if s.measures < self.min_bars:
             return None
+        if s.form >= 0 and (s.part < len(self._forms[s.form].parts) or (fix is not None and fix[0] == "replace")):
+            return None  # the tune ends where its last part does
         return _set(s, phase=_DONE), fix
 
     # --- can the bar still be completed?
@@ -701,6 +812,13 @@ class AbcGrammar:
             return True
         if s.need_pickup:
             return self._reachable(s.pickup - pos)
+        if s.form >= 0:
+            form = self._forms[s.form]
+            if s.part_bars + 1 < form.bars:
+                return self._reachable(s.bar - pos)  # inside a part: full bars only
+            if s.rep_pickup and s.ending == 0 and form.parts[min(s.part, len(form.parts) - 1)]:
+                # the repeat began with the pickup: it ends with the bar completing it
+                return bool(s.pickup) and self._reachable(s.bar - s.pickup - pos)
         if self._reachable(s.bar - pos):
             return True
         return bool(s.pickup) and self._reachable(s.bar - s.pickup - pos)
@@ -739,8 +857,9 @@ class AbcGrammar:
             # the chord lasts its notes' length, or (notes of length 1) the length after ']'
             return any(self._event_fits(s, length) for length in self.lengths) if free_first or \
                 s.chord_first == _R else self._event_fits(s, s.chord_first)
-        if s.last == _TIE_LAST and not s.tuplet and self._fits(s, s.pos, 0, (1, 1), 0):
-            return True  # the tied note may come after a bar line
+        if s.last == _TIE_LAST and not s.tuplet and self._fits(s, s.pos, 0, (1, 1), 0) and not (
+                s.form >= 0 and s.part_bars + 1 >= self._forms[s.form].bars):
+            return True  # the tied note may come after a bar line (a plain one: not at a part's end)
         if s.grace >= 0 or s.last in (_GRACE_LAST, _TIE_LAST, _BROKEN_LAST, _TUPLET_LAST, _GRACE_IN):
             # an event must come next (after at least one grace note, in an open grace group)
             graced = s.graced
