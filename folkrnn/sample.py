@@ -80,6 +80,7 @@ from folkrnn.abc.features import Positions, classes
 from folkrnn.abc.grammar import TICKS_PER_UNIT, AbcGrammar, Form, parse_form
 from folkrnn.decode.choice import choose_tokens, one_blas_thread, rounding_noise, uniforms
 from folkrnn.errors import OptionError
+from folkrnn.tables import DANCES
 
 __all__ = [
     "SampleConfig", "Conditions", "Sampled", "AbcGrammar", "STRATEGIES", "TICKS_PER_UNIT",
@@ -142,7 +143,7 @@ class Conditions:
     """What is forced: the title, header values and a prime of body tokens."""
 
     title: str | None = None  # the title the model reads (None: the model writes one)
-    rhythm: str | None = None  # R: value, as the model's tokens name it ("reel")
+    rhythm: str | None = None  # R: value, as the model's tokens name it ("reel"); None: a dance the model chooses; "any": any
     meter: str | tuple[str, ...] | None = None  # M: value ("6/8"), or the values the model may choose among
     mode: str | None = None  # K: mode ("maj", "min", "dor", "mix", ...)
     prime: tuple[str, ...] = ()  # body tokens the tune starts with
@@ -213,7 +214,7 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
     fixed: dict[str, frozenset[int]] = {}
     for letter, values, option in (("R", conditions.rhythm, "--rhythm"), ("M", conditions.meter, "--meter"),
                                    ("K", conditions.mode, "--mode")):
-        if values is None:
+        if values is None or (letter == "R" and values == "any"):
             continue
         ids = set()
         for value in (values,) if isinstance(values, str) else values:
@@ -243,14 +244,26 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
         if token not in vocabulary:
             raise UnknownTokenError(token, vocabulary.nearest(token))
         prime_ids.append(vocabulary.id(token))
+    if conditions.rhythm is None and "R" not in fixed:
+        # the default model is for dance music: a tune whose rhythm is not asked for is a dance
+        dances = {vocabulary.id(f"R:{name}") for name, dance in DANCES.items()
+                  if dance.meters and f"R:{name}" in vocabulary}
+        if dances:
+            fixed["R"] = frozenset(dances)
+    # a dance in its own meters, unless --meter says otherwise
+    rhythm_meters = {} if conditions.meter is not None else {
+        vocabulary.id(f"R:{name}"): [vocabulary.id(f"M:{m}") for m in dance.meters if f"M:{m}" in vocabulary]
+        for name, dance in DANCES.items() if dance.meters and f"R:{name}" in vocabulary}
     form, rhythm_forms = _forms(vocabulary, conditions)
     key = (tuple(vocabulary.tokens), config.constrain, tuple(sorted((k, tuple(sorted(v))) for k, v in fixed.items())),
-           title_length, config.min_bars, config.max_title, form, tuple(sorted(rhythm_forms.items())))
+           title_length, config.min_bars, config.max_title, form, tuple(sorted(rhythm_forms.items())),
+           tuple(sorted((k, tuple(v)) for k, v in rhythm_meters.items())))
     grammar = _GRAMMARS.get(key)
     if grammar is None:
         grammar = AbcGrammar(vocabulary.tokens, constrain=config.constrain, fixed=fixed,
                              title_length=title_length, min_bars=config.min_bars,
-                             max_title=config.max_title, form=form, rhythm_forms=rhythm_forms)
+                             max_title=config.max_title, form=form, rhythm_forms=rhythm_forms,
+                             rhythm_meters=rhythm_meters)
         if len(_GRAMMARS) >= 8:
             _GRAMMARS.pop(next(iter(_GRAMMARS)))
         _GRAMMARS[key] = grammar

@@ -203,6 +203,7 @@ class _State(NamedTuple):
     ending_bars: int = 0  # with a form: the part's bars where ending 1 began (ending 2 starts there too)
     need_open: bool = False  # with a form: the next part is repeated and must open with |:
     form: int = -1  # the tune's form (an index into the grammar's forms; -1: free)
+    rhythm: int = -1  # the R: token written (its meters limit M:)
     closing: bool = False  # the length guard asks for an end
 
 
@@ -248,11 +249,15 @@ class AbcGrammar:
     rhythm_forms
         ``R:`` token id -> the :class:`Form` (or None, free) of a tune with that rhythm, when the
         model writes R: itself; ``form`` holds for the others.
+    rhythm_meters
+        ``R:`` token id -> the ``M:`` token ids a tune with that rhythm may take (a dance's
+        meters), whether R: is fixed or the model's; the other rhythms take any meter.
     """
 
     def __init__(self, tokens: Sequence[str], *, constrain: bool = True, fixed: dict | None = None,
                  title_length: int | None = None, min_bars: int = 4, max_title: int = 60,
-                 form: "Form | None" = None, rhythm_forms: dict | None = None) -> None:
+                 form: "Form | None" = None, rhythm_forms: dict | None = None,
+                 rhythm_meters: dict | None = None) -> None:
         self.tokens = list(tokens)
         self.size = len(self.tokens)
         self.constrain = constrain
@@ -271,6 +276,7 @@ class AbcGrammar:
         if not constrain:
             self._forms, self._form_index = [], {}
         self._default_form = self._form_index.get(form, -1)
+        self._rhythm_meters = {token: frozenset(ids) for token, ids in (rhythm_meters or {}).items() if ids}
         self._rhythm_form = {token: self._form_index.get(value, -1) for token, value in (rhythm_forms or {}).items()}
         self.max_title = max(max_title, title_length or 0)
         info = [classify(token) for token in self.tokens]
@@ -428,7 +434,13 @@ class AbcGrammar:
                 mask |= self._slot_mask(0)
             return mask
         if state.phase == _HEADER:
-            return self._slot_mask(state.slot).copy()
+            mask = self._slot_mask(state.slot).copy()
+            meters = self._rhythm_meters.get(state.rhythm)
+            if meters is not None and state.slot < len(self.slots) and self.slots[state.slot] == "M":
+                allowed = np.zeros(self.size, bool)
+                allowed[list(meters)] = True
+                mask &= allowed
+            return mask
         if not self.constrain:
             for token in range(self.size):
                 mask[token] = self._step(state, token) is not None
@@ -586,8 +598,10 @@ class AbcGrammar:
         if letter in self.fixed and token not in self.fixed[letter]:
             return None
         value = self._val[token]
-        if letter == "R" and token in self._rhythm_form:
-            s = _set(s, form=self._rhythm_form[token])
+        if letter == "R":
+            s = _set(s, rhythm=token, form=self._rhythm_form.get(token, s.form))
+        if letter == "M" and token not in self._rhythm_meters.get(s.rhythm, (token,)):
+            return None  # a dance in one of its own meters
         if letter == "M":
             bar = bar_ticks(value, s.unit)
             if self.constrain and not bar and letter not in self.fixed:
