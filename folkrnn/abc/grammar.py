@@ -727,6 +727,8 @@ class AbcGrammar:
                     return None  # inside a part: plain bar lines
             elif part_bars > target:
                 return None
+            elif s.pickup and measure != s.bar - s.pickup:
+                return None  # a tune with a pickup closes each part with the bar that completes it
             elif s.ending == 1 or (form[part] and s.ending != 2):
                 if kind != ":|":
                     return None  # a repeated part ends with :| (ending 1 too)
@@ -830,9 +832,8 @@ class AbcGrammar:
             form = self._forms[s.form]
             if s.part_bars + 1 < form.bars:
                 return self._reachable(s.bar - pos)  # inside a part: full bars only
-            if s.rep_pickup and s.ending == 0 and form.parts[min(s.part, len(form.parts) - 1)]:
-                # the repeat began with the pickup: it ends with the bar completing it
-                return bool(s.pickup) and self._reachable(s.bar - s.pickup - pos)
+            if s.pickup:  # the part's last bar completes the pickup
+                return self._reachable(s.bar - s.pickup - pos)
         if self._reachable(s.bar - pos):
             return True
         return bool(s.pickup) and self._reachable(s.bar - s.pickup - pos)

@@ -1,0 +1,100 @@
+"""The form, valid by construction: the grammar's parts, repeats and endings, checked by the form
+scanner (folkrnn.form), the validator and abc2midi -c."""
+
+from __future__ import annotations
+
+import pytest
+
+from folkrnn.abc.grammar import Form, parse_form
+from folkrnn.abc.tokens import detokenize
+from folkrnn.errors import OptionError
+from folkrnn.form import form_of
+from folkrnn.sample import Conditions, sample_tunes
+from folkrnn.tables import DANCES
+from folkrnn.validate import validate_tune
+from test_sample import abc2midi_problems
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from folkrnn.checkpoint import load_model, shipped_model
+
+    model = load_model(shipped_model("abc"))
+    return model.engine(), model.vocabulary
+
+
+@pytest.mark.parametrize("text, parts, bars", [
+    ("AABB", (True, True), 8), ("AABBCC", (True, True, True), 8), ("AB", (False, False), 16),
+    ("ABC", (False, False, False), 16), ("AAB", (True, False), 16), ("free", None, None),
+])
+def test_parse_form(text, parts, bars):
+    form = parse_form(text)
+    if parts is None:
+        assert form is None
+    else:
+        assert form == Form(parts, bars) and form.label == text
+
+
+@pytest.mark.parametrize("text", ["BA", "AAAB", "ABD", "", "x"])
+def test_a_form_out_of_order_is_an_option_error(text):
+    with pytest.raises(OptionError):
+        parse_form(text)
+
+
+def test_part_bars_out_of_range_is_an_option_error():
+    with pytest.raises(OptionError):
+        parse_form("AABB", 0)
+
+
+@pytest.mark.parametrize("form, rhythm, part_bars", [
+    ("AABB", "reel", 8), ("AABB", "jig", 8), ("AB", "reel", 8), ("ABC", "hornpipe", 8),
+    ("AABBCC", "jig", 8), ("AABB", "reel", 16),
+])
+def test_every_tune_has_the_form_asked_for(shipped, tmp_path, form, rhythm, part_bars):
+    engine, vocabulary = shipped
+    results = sample_tunes(engine, vocabulary, list(range(12)),
+                           conditions=Conditions(rhythm=rhythm, form=form, part_bars=part_bars))
+    texts = []
+    for result in results:
+        assert result.ok, result.failures
+        text = detokenize(result.tokens)
+        texts.append(text)
+        measured = form_of(text)
+        assert len(measured.parts) == len(parse_form(form).parts), text
+        assert [part.bars for part in measured.parts] == [part_bars] * len(measured.parts), text
+        assert [part.repeated for part in measured.parts] == list(parse_form(form, part_bars).parts), text
+        assert validate_tune(text).valid, text
+    assert abc2midi_problems(texts, tmp_path) == []
+
+
+def test_untitled_tunes_are_dances_in_their_meter_and_form(shipped, tmp_path):
+    engine, vocabulary = shipped
+    results = sample_tunes(engine, vocabulary, list(range(40, 64)))
+    texts = []
+    for result in results:
+        assert result.ok
+        tokens = result.tokens
+        rhythm = next(t for t in tokens if t.startswith("R:"))[2:]
+        meter = next(t for t in tokens if t.startswith("M:"))[2:]
+        dance = DANCES[rhythm]
+        assert dance.meters and meter in dance.meters
+        text = detokenize(tokens)
+        texts.append(text)
+        if dance.form != "free":
+            measured = form_of(text)
+            assert [part.bars for part in measured.parts] == [dance.part_bars] * len(parse_form(dance.form).parts)
+    assert abc2midi_problems(texts, tmp_path) == []
+
+
+def test_rhythm_any_lets_the_model_choose_any_rhythm(shipped):
+    engine, vocabulary = shipped
+    results = sample_tunes(engine, vocabulary, list(range(30)), conditions=Conditions(rhythm="any", form="free"))
+    assert all(result.ok for result in results)
+
+
+def test_free_form_keeps_the_models_own_bars(shipped):
+    """--form free: no form is imposed (the grammar of bars and repeats alone)."""
+    engine, vocabulary = shipped
+    free = sample_tunes(engine, vocabulary, [5, 6], conditions=Conditions(rhythm="reel", form="free"))
+    again = sample_tunes(engine, vocabulary, [5, 6], conditions=Conditions(rhythm="reel", form="free"))
+    assert [r.tokens for r in free] == [r.tokens for r in again]
