@@ -12,6 +12,7 @@ import typer
 
 from folkrnn import __version__
 from folkrnn.errors import FolkError, OptionError
+from folkrnn.tables import DANCES, FORMATS, INSTRUMENTS, MODES, RHYTHMS
 
 app = typer.Typer(
     name="folkrnn",
@@ -22,6 +23,10 @@ app = typer.Typer(
 )
 corpus_app = typer.Typer(help="Build, inspect and export the training corpus.", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
+
+# Help texts naming the choices of folkrnn.tables: "abc (ABC notation), mid (MIDI, ...), ...".
+_FORMAT_HELP = ", ".join(f"{name} ({fmt.description})" for name, fmt in FORMATS.items())
+_INSTRUMENT_NAMES = ", ".join(INSTRUMENTS)
 
 
 def _version(value: bool) -> None:
@@ -277,6 +282,10 @@ def train_command(
     layers: Annotated[Optional[int], typer.Option(min=1, help="LSTM layers [3].")] = None,
     embedding_size: Annotated[Optional[int], typer.Option(min=1, help="Token embedding width [256].")] = None,
     dropout: Annotated[Optional[float], typer.Option(min=0.0, max=0.99, help="Dropout after each layer [0.5].")] = None,
+    positions: Annotated[Optional[bool], typer.Option(
+        "--positions/--no-positions", help="ABC: the model also reads where each token stands (beat, "
+        "bar of the part, part) and what was written there one and two bars and a part ago "
+        "(folkrnn.abc.features) [on for ABC].")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Tunes per step, over all processes.")] = 64,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")] = 3e-3,
     optimizer: Annotated[Optimizer, typer.Option(help="Optimiser.")] = Optimizer.adamw,
@@ -325,8 +334,14 @@ def train_command(
                 if not given and key in previous:
                     settings[key] = previous[key]
         config = TrainConfig(**settings)
+        if positions is None and resume:
+            features = None  # as the run being resumed
+        else:
+            from folkrnn.abc.features import SCHEME
+
+            features = SCHEME if (encoding.value == "abc" if positions is None else positions) else ""
         model = {"hidden_size": hidden_size, "layers": layers, "embedding_size": embedding_size,
-                 "dropout": dropout}
+                 "dropout": dropout, "features": features}
         try:
             from folkrnn.corpus import build_corpus
         except ImportError:
@@ -406,15 +421,13 @@ def encode_command(
 def render_command(
     abc_file: Annotated[Path, typer.Argument(help="An ABC file: a tune or a tunebook.")],
     format: Annotated[str, typer.Option(
-        "--format", "-f", help="mid, abc, svg (sheet music), musicxml or wav.")] = "mid",
+        "--format", "-f", help=f"{_FORMAT_HELP}.")] = "mid",
     straight: Annotated[bool, typer.Option(
         help="MIDI: exact timing and one velocity, for practice.")] = False,
     tempo: Annotated[Optional[float], typer.Option(
         min=20, max=400, help="MIDI: beats per minute (dotted quarters in 6/8, 9/8, 12/8; "
         "quarters otherwise). Default: Q:, else the rhythm's usual tempo.")] = None,
-    instrument: Annotated[str, typer.Option(
-        help="MIDI: fiddle, flute, whistle, accordion, concertina, piano, harp, guitar, banjo, "
-        "mandolin, bagpipe, ...")] = "fiddle",
+    instrument: Annotated[str, typer.Option(help=f"MIDI and WAV: {_INSTRUMENT_NAMES}.")] = "fiddle",
     seed: Annotated[int, typer.Option(help="MIDI: seed of the humanisation.")] = 0,
     out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("outputs"),
     force: Annotated[bool, typer.Option(help="Overwrite files that exist.")] = False,
@@ -564,8 +577,7 @@ def validate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per tune "
                                           "(valid, errors, warnings, structure, range, nearest).")] = False,
     instrument: Annotated[Optional[str], typer.Option(
-        help="Flag notes this instrument cannot play: fiddle, whistle, flute, concert-flute, "
-        "uilleann-pipes, bagpipe, accordion, concertina, mandolin, banjo, guitar, ...")] = None,
+        help=f"Flag notes this instrument cannot play: {_INSTRUMENT_NAMES}.")] = None,
     against: Annotated[Optional[list[str]], typer.Option(
         help="Compare with every tune of this corpus (ABC file or folder, or a music21 "
         "collection); repeat to combine. Default: the default corpus's training split.")] = None,
@@ -664,31 +676,9 @@ def evaluate_command(
 
 # --- compose | generate ------------------------------------------------------------------------
 
-class Rhythm(str, Enum):
-    reel = "reel"
-    jig = "jig"
-    slipjig = "slipjig"
-    hornpipe = "hornpipe"
-    polka = "polka"
-    slide = "slide"
-    waltz = "waltz"
-    march = "march"
-    strathspey = "strathspey"
-    air = "air"
-    mazurka = "mazurka"
-    barndance = "barndance"
-    song = "song"
-    other = "other"
-
-
-class Mode(str, Enum):
-    major = "major"
-    minor = "minor"
-    dorian = "dorian"
-    mixolydian = "mixolydian"
-    phrygian = "phrygian"
-    lydian = "lydian"
-    locrian = "locrian"
+# The choices, from folkrnn.tables: the R: values the tokenizer knows, and the modes by name.
+Rhythm = Enum("Rhythm", [(name, name) for name in RHYTHMS], type=str)
+Mode = Enum("Mode", [(mode.name, mode.name) for mode in MODES.values()], type=str)
 
 
 class Strategy(str, Enum):
@@ -700,12 +690,17 @@ class Strategy(str, Enum):
 TitleOption = Annotated[Optional[str], typer.Option(
     help="The title; the model reads it, so it shapes the tune (one ending in Jig, Reel, Hornpipe, "
     "... also sets R: when --rhythm does not). Without it the model writes one.")]
-RhythmOption = Annotated[Optional[Rhythm], typer.Option(help="Fix R: (default: the model's choice).")]
+RhythmOption = Annotated[Optional[Rhythm], typer.Option(
+    help="Fix R:, and M: to the dance's meters unless --meter is given (reel: "
+    f"{' or '.join(DANCES['reel'].meters)}; jig: {' or '.join(DANCES['jig'].meters)}). Default: the "
+    "model's choice.")]
 MeterOption = Annotated[Optional[str], typer.Option(help="Fix M:, e.g. 6/8 (default: the model's choice).")]
 ModeOption = Annotated[Optional[Mode], typer.Option(help="Fix the mode of K: (default: the model's choice).")]
 KeyOption = Annotated[Optional[str], typer.Option(
     help="Write the tune in this key (D, F#, Bb; Ador sets the mode too). Default: the usual "
-    "tonic of its mode and rhythm (reels in D, jigs in G, E minor, A dorian, D mixolydian).")]
+    f"tonic of its mode and rhythm (reels in {DANCES['reel'].tonics['maj']}, jigs in "
+    f"{DANCES['jig'].tonics['maj']}, {MODES['min'].tonic} minor, {MODES['dor'].tonic} dorian, "
+    f"{MODES['mix'].tonic} mixolydian).")]
 PrimeOption = Annotated[Optional[str], typer.Option(
     help="The tune begins with this: ABC (header fields allowed: \"K:D\\nd2fd AdFA\") or the "
     "model's tokens (\"M:6/8 K:Cmaj |: G\"). The model continues it.")]
@@ -720,9 +715,7 @@ ConstrainOption = Annotated[bool, typer.Option(
     help="Keep every bar full and repeats balanced, and end with a closing bar.")]
 ModelOption = Annotated[Optional[Path], typer.Option(
     help="A model directory (default: the model shipped with folkrnn).")]
-InstrumentOption = Annotated[str, typer.Option(
-    help="MIDI and WAV instrument: fiddle, flute, whistle, accordion, concertina, piano, harp, "
-    "guitar, banjo, mandolin, bagpipe, ...")]
+InstrumentOption = Annotated[str, typer.Option(help=f"MIDI and WAV instrument: {_INSTRUMENT_NAMES}.")]
 ForceOption = Annotated[bool, typer.Option(help="Overwrite files that exist.")]
 
 
@@ -760,7 +753,7 @@ def compose_command(
     model: ModelOption = None,
     instrument: InstrumentOption = "fiddle",
     format: Annotated[str, typer.Option(
-        "--format", "-f", help="Files to write, comma-separated: abc, mid, svg, musicxml, wav.")] = "abc,mid,svg,musicxml",
+        "--format", "-f", help=f"Files to write, comma-separated: {_FORMAT_HELP}.")] = "abc,mid,svg,musicxml",
     out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("outputs"),
     force: ForceOption = False,
 ) -> None:
@@ -825,8 +818,8 @@ def generate_command(
     model: ModelOption = None,
     instrument: InstrumentOption = "fiddle",
     format: Annotated[str, typer.Option(
-        "--format", "-f", help="abc: the tunebook (always written); mid, svg, musicxml, wav: one "
-        "file per tune.")] = "abc,mid",
+        "--format", "-f", help="abc: the tunebook (always written); "
+        f"{', '.join(name for name in FORMATS if name != 'abc')}: one file per tune.")] = "abc,mid",
     out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("outputs/generated"),
     force: ForceOption = False,
     workers: Annotated[Optional[int], typer.Option(
@@ -893,8 +886,8 @@ def perform_command(
     guards: Annotated[bool, typer.Option(
         help="NOTE_OFF only for a sounding note, NOTE_ON only for a silent one, no end before a note.")] = True,
     prime: Annotated[Optional[Path], typer.Option(help="A MIDI file whose events start every piece.")] = None,
-    instrument: Annotated[str, typer.Option(help="General MIDI instrument of the files: piano, fiddle, "
-                                           "flute, accordion, harp, ...")] = "piano",
+    instrument: Annotated[str, typer.Option(
+        help=f"General MIDI instrument of the files: {_INSTRUMENT_NAMES}.")] = "piano",
     out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("outputs/performances"),
     force: ForceOption = False,
 ) -> None:

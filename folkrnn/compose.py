@@ -5,19 +5,21 @@ makes many at once and writes ``<out>/tunes.abc`` (a tunebook), one MIDI file pe
 ``summary.json``. Both use :mod:`folkrnn.sample` on the NumPy engine (torch is never imported),
 check every tune with :mod:`folkrnn.validate`, and write every file atomically.
 
-**Titles.** The model reads the title (as folk-rnn v1 did), so the title shapes the tune; a title
-that ends with the name of a dance ("The Kesh Jig", "... Slip Jig", "... Hornpipe") also fixes R:
-to that rhythm when the model knows it and ``rhythm`` is not given (:func:`rhythm_of_title`), and
-M: to one of the meters the dance is written in (:data:`DANCE_METERS`; the model chooses among
-them) when ``meter`` is not given. The model alone, reading the title and R:, wrote the usual
-meter for only 74% of jigs, 70% of hornpipes and 0% of waltzes (the default corpus has 12 waltzes
-and no polkas), so the dance's name is taken at its word.
+**Titles and dances.** The model reads the title (as folk-rnn v1 did), so the title shapes the
+tune; a title that ends with the name of a dance ("The Kesh Jig", "... Slip Jig", "... Hornpipe")
+also fixes R: to that rhythm when the model knows it and ``rhythm`` is not given
+(:func:`rhythm_of_title`). The dance, given as ``rhythm`` or named by the title, fixes M: to one of
+the meters it is written in (:data:`folkrnn.tables.DANCES`; the model chooses among them) when
+``meter`` is not given: ``--rhythm reel`` gives a reel in 2/2 or 4/4. The model alone, reading
+the title and R:, wrote the usual meter for only 74% of jigs, 70% of hornpipes and 0% of waltzes
+(the default corpus has 12 waltzes and no polkas), and ``--rhythm reel`` gave 46% of reels in
+2/4, so the dance is taken at its word.
 
 **Keys.** The model writes in C (keeping the mode). The output is moved to ``key`` or, without
-one, to the usual tonic of the tune's mode and rhythm (:data:`USUAL_TONICS`): the keys that the
-session repertoire mostly uses, D and G major, E minor, A dorian, D mixolydian. Of the two
-octaves the tonic can move to, the one that keeps more notes inside a fiddle's usual range
-(G3-A6) wins, then the smaller move.
+one, to the usual tonic of the tune's mode and rhythm (:func:`folkrnn.tables.usual_tonic`): the
+keys that the session repertoire mostly uses, D and G major, E minor, A dorian, D mixolydian. Of
+the two octaves the tonic can move to, the one that keeps more notes inside the fiddle's range
+(:data:`folkrnn.tables.INSTRUMENTS`, G3-B6) wins, then the smaller move.
 
 **Reproducible.** Every ABC file carries an N: line with the command that makes the tune again
 (model, seed, temperature and options), and tune i of ``generate`` is the tune ``compose`` makes
@@ -48,6 +50,8 @@ from typing import Callable
 from folkrnn.errors import AbcError, FolkError, ModelError, OptionError
 from folkrnn.files import prepare_folder, write_atomic
 from folkrnn.sample import Conditions, Sampled, SampleConfig, default_workers, sample_tunes
+from folkrnn import tables
+from folkrnn.tables import DANCES, INSTRUMENTS, MAX_SEED, MODES, find_format, find_instrument, usual_tonic
 
 __all__ = [
     "USUAL_TONICS", "MODE_CODES", "FORMATS", "ComposeOptions", "Composer",
@@ -55,37 +59,18 @@ __all__ = [
     "transpose_tokens", "prime_tokens", "parse_key_option", "parse_formats",
 ]
 
-FORMATS = ("abc", "mid", "svg", "musicxml", "wav")
-MAX_SEED = 2 ** 63 - 1
+FORMATS = tuple(tables.FORMATS)  # the formats compose and generate write (folkrnn.tables.FORMATS)
 
-# Mode names as the options take them -> the model's K: mode.
-MODE_CODES = {
-    "major": "maj", "maj": "maj", "ionian": "maj", "minor": "min", "min": "min", "m": "min",
-    "aeolian": "min", "dorian": "dor", "dor": "dor", "mixolydian": "mix", "mix": "mix",
-    "phrygian": "phr", "phr": "phr", "lydian": "lyd", "lyd": "lyd", "locrian": "loc", "loc": "loc",
-}
+# Mode names as the options take them -> the model's K: mode (folkrnn.tables.MODES).
+MODE_CODES = tables.MODE_WORDS
 
-# The usual tonic per mode, and per rhythm where it differs ("default" otherwise). Chosen from the
-# session repertoire: reels in D, jigs and hornpipes in G, minor tunes in E (airs and waltzes in
-# A), dorian in A, mixolydian in D (strathspeys in A); the rarer modes where their scale has no
-# sharps or flats.
+# The usual tonic per mode, and per rhythm where it differs ("default" otherwise): a view of
+# folkrnn.tables.DANCES, whose usual_tonic compose uses.
 USUAL_TONICS: dict[str, dict[str, str]] = {
-    "maj": {"default": "G", "reel": "D", "polka": "D", "slide": "D", "march": "D",
-            "barndance": "D", "strathspey": "A"},
-    "min": {"default": "E", "air": "A", "song": "A", "waltz": "A", "mazurka": "A"},
-    "dor": {"default": "A"},
-    "mix": {"default": "D", "strathspey": "A"},
-    "phr": {"default": "E"},
-    "lyd": {"default": "F"},
-    "loc": {"default": "B"},
+    code: {"default": mode.tonic, **{rhythm: dance.tonics[code] for rhythm, dance in DANCES.items()
+                                     if dance.tonics[code] != mode.tonic}}
+    for code, mode in MODES.items()
 }
-_FIDDLE_RANGE = (55, 93)  # G3 to A6: where the keys are chosen to keep the notes
-
-
-def usual_tonic(mode: str, rhythm: str = "") -> str:
-    """The tonic a tune of this mode (``"dor"``) and rhythm (``"reel"``) is usually played in."""
-    table = USUAL_TONICS.get(mode, USUAL_TONICS["maj"])
-    return table.get(rhythm, table["default"])
 
 
 def parse_key_option(text: str) -> tuple[str, str | None]:
@@ -110,14 +95,10 @@ def parse_formats(text: str | list[str]) -> list[str]:
     items = text if isinstance(text, list) else str(text).split(",")
     out = []
     for item in items:
-        name = item.strip().lower().lstrip(".")
-        if name in ("midi",):
-            name = "mid"
-        if name == "xml":
-            name = "musicxml"
-        if not name:
+        if not item.strip().lstrip("."):
             continue
-        if name not in FORMATS:
+        name = find_format(item)
+        if name is None:
             raise OptionError(f"--format: unknown format {item.strip()!r}; choose from {', '.join(FORMATS)}")
         if name not in out:
             out.append(name)
@@ -165,8 +146,8 @@ class ComposeOptions:
         if self.mode is not None:
             code = MODE_CODES.get(str(self.mode).lower())
             if code is None:
-                raise OptionError(f"--mode {self.mode!r}: choose one of major, minor, dorian, "
-                                  "mixolydian, phrygian, lydian, locrian")
+                raise OptionError(f"--mode {self.mode!r}: choose one of "
+                                  f"{', '.join(mode.name for mode in MODES.values())}")
             self.mode = code
         if self.key is not None:
             tonic, mode = parse_key_option(self.key)
@@ -187,9 +168,7 @@ class ComposeOptions:
         if self.title is not None and not self.title.strip():
             self.title = None
         self.formats = parse_formats(self.formats)
-        from folkrnn.midi import INSTRUMENTS
-
-        if self.instrument.strip().lower() not in INSTRUMENTS:
+        if find_instrument(self.instrument) is None:
             raise OptionError(f"--instrument {self.instrument!r}: choose one of {', '.join(INSTRUMENTS)}")
         return self
 
@@ -416,7 +395,7 @@ def _octave_for(tokens: list[str], tonic: str) -> int:
 
     _, semitones = _shift_to_c(tonic)
     pitches = _pitches(tokens)
-    low, high = _FIDDLE_RANGE
+    low, high = INSTRUMENTS["fiddle"].lowest, INSTRUMENTS["fiddle"].highest
     best = None
     for octave in (0, 1, -1):
         shift = -semitones + 12 * octave
@@ -450,10 +429,9 @@ def provenance(options: ComposeOptions, seed: int, composer: Composer) -> str:
         parts += ["--beam-width", str(config.beam_width)]
     if not config.constrain:
         parts.append("--no-constrain")
-    mode_names = {v: k for k, v in MODE_CODES.items() if len(k) > 3 or k == "m"}
     for flag, value in (("--title", options.title), ("--rhythm", options.rhythm),
                         ("--meter", options.meter),
-                        ("--mode", mode_names.get(options.mode, options.mode) if options.mode else None),
+                        ("--mode", MODES[options.mode].name if options.mode in MODES else options.mode),
                         ("--key", options.key), ("--prime", options.prime)):
         if value is not None:
             parts += [flag, " ".join(str(value).split())]
@@ -569,12 +547,16 @@ def _conditions(options: ComposeOptions, composer: Composer) -> tuple[Conditions
         mode = header.get("K", mode)
         prime = tuple(body)
     from_title = []
+    dance = rhythm  # given, or the prime's: its meters, not the title's, fix M:
     if rhythm is None and options.title:
         rhythm = rhythm_of_title(options.title, composer.vocabulary)
         from_title += ["R"] if rhythm else []
-    if meter is None and options.title:
-        meter = meters_of_title(options.title, composer.vocabulary)
-        from_title += ["M"] if meter else []
+    if meter is None:
+        if dance is not None:
+            meter = meters_of_rhythm(dance, composer.vocabulary)
+        elif options.title:
+            meter = meters_of_title(options.title, composer.vocabulary)
+            from_title += ["M"] if meter else []
     return Conditions(title=options.title, rhythm=rhythm, meter=meter, mode=mode, prime=prime), tuple(from_title)
 
 
@@ -601,11 +583,16 @@ def rhythm_of_title(title: str, vocabulary) -> str | None:
 
 
 def meters_of_title(title: str, vocabulary) -> tuple[str, ...] | None:
-    """The meters a dance named by the title is written in (:data:`DANCE_METERS`) that the model
-    knows; the model chooses among them. None when the title names no dance, or the model knows
-    none of its meters."""
-    dance = dance_of_title(title)
-    meters = tuple(m for m in DANCE_METERS.get(dance or "", ()) if f"M:{m}" in vocabulary)
+    """The meters a dance named by the title is written in that the model knows
+    (:func:`meters_of_rhythm`); None when the title names no dance."""
+    return meters_of_rhythm(dance_of_title(title), vocabulary)
+
+
+def meters_of_rhythm(rhythm: str | None, vocabulary) -> tuple[str, ...] | None:
+    """The meters the dance ``rhythm`` (``"reel"``) is written in (:data:`folkrnn.tables.DANCES`)
+    that the model knows; the model chooses among them. None for no dance, a rhythm with no meter
+    of its own (air, song, other), or a model that knows none of its meters."""
+    meters = tuple(m for m in DANCE_METERS.get(rhythm or "", ()) if f"M:{m}" in vocabulary)
     return meters or None
 
 
@@ -613,13 +600,9 @@ def meters_of_title(title: str, vocabulary) -> tuple[str, ...] | None:
 _TITLE_WORDS = ("jig", "reel", "hornpipe", "polka", "slide", "waltz", "march", "strathspey",
                 "mazurka", "barndance", "schottische", "fling")
 
-# The meters each dance is written in, in the session repertoire and the collections (O'Neill's,
-# Ryan's, thesession.org): a jig in 6/8, a reel in 4/4 or cut time, a waltz in 3/4 ...
-DANCE_METERS = {
-    "jig": ("6/8",), "slipjig": ("9/8",), "reel": ("4/4", "2/2"), "hornpipe": ("4/4", "2/2"),
-    "polka": ("2/4",), "slide": ("12/8",), "waltz": ("3/4",), "mazurka": ("3/4",),
-    "march": ("2/4", "4/4", "6/8"), "strathspey": ("4/4", "2/2"), "barndance": ("4/4", "2/2"),
-}
+# The meters each dance is written in (a view of folkrnn.tables.DANCES): a jig in 6/8, a reel in
+# cut or common time, a waltz in 3/4 ...
+DANCE_METERS = {name: dance.meters for name, dance in DANCES.items() if dance.meters}
 
 
 def _random_seed() -> int:

@@ -1,6 +1,7 @@
 """The training corpus: collections of tunes read, tokenised, de-duplicated, split and cached.
 
-Sources are music21's shipped folk collections (the default corpus, read from disk, offline),
+Sources are music21's shipped folk collections (:data:`COLLECTIONS`; the dance-music ones marked
+``default`` are the default corpus, read from disk, offline),
 ABC files and folders, folk-rnn's published data files, and (for ``encoding="midi"``) MIDI
 folders.
 
@@ -40,7 +41,7 @@ from folkrnn.errors import CorpusError, FolkError, OptionError
 from folkrnn.files import write_atomic
 
 __all__ = [
-    "Corpus", "Collection", "Source", "DEFAULT_COLLECTIONS", "SPLITS",
+    "Corpus", "Collection", "Source", "COLLECTIONS", "DEFAULT_COLLECTIONS", "SPLITS",
     "build_corpus", "corpus_stats", "export_text", "export_split", "write_manifest",
     "resolve_sources", "source_files", "read_tunes", "looks_like_folkrnn", "folkrnn_to_abc",
     "split_of", "body_of", "music21_corpus_dir", "default_cache_dir", "Rendering",
@@ -59,6 +60,7 @@ class Collection:
     title: str  # what it is, in a few words
     licence: str  # its own licence note, from its licence file and the tunes' own headers
     licence_files: tuple[str, ...]  # the licence files the note was read from (relative to music21/)
+    default: bool = False  # in the default corpus (``None`` or ``"default"``)
 
 
 _MUSIC21_TERMS = (
@@ -67,7 +69,42 @@ _MUSIC21_TERMS = (
     "use; some encodings may not be used commercially; use within the licence of each repertory."
 )
 
-DEFAULT_COLLECTIONS: tuple[Collection, ...] = (
+# Every collection folkrnn knows by name, the default corpus in its order first (the order decides
+# which of two duplicate tunes is kept). The default corpus is dance music: Essen (mostly German
+# and Chinese songs, and non-commercial only) is there by name, `--source essenFolksong`.
+COLLECTIONS: tuple[Collection, ...] = (
+    Collection(
+        "oneills1850",
+        "O'Neill's Music of Ireland (1903): airs, reels, jigs, hornpipes; ABC by Norbert Paap",
+        "Tunes from a 1903 book (public domain); transcriptions by Norbert Paap and others as "
+        "named in each tune's Z: field.",
+        ("corpus/license.txt",),
+        default=True,
+    ),
+    Collection(
+        "ryansMammoth",
+        "Ryan's Mammoth Collection (1883) / Cole's 1000 Fiddle Tunes, one tune per file",
+        "Tunes from an 1883 book (public domain); transcriptions contributed by Ray Davies, "
+        "John Chambers and others as named in each tune's Z: field.",
+        ("corpus/license.txt",),
+        default=True,
+    ),
+    Collection(
+        "airdsAirs",
+        "Aird's Selection of Scotch, English, Irish and Foreign Airs (1778-1803); ABC by Jack Campin",
+        "Tunes from books printed 1778-1803 (public domain); transcriptions by Jack Campin, 2009 "
+        "(Z: field of every tune).",
+        ("corpus/license.txt",),
+        default=True,
+    ),
+    Collection(
+        "miscFolk",
+        "Miscellaneous: Colonial and Civil War American fife music, Northumbrian Minstrelsy",
+        "Old tunes (public domain); ABC tidied by its encoders as described in each file's "
+        "comments.",
+        ("corpus/license.txt",),
+        default=True,
+    ),
     Collection(
         "essenFolksong",
         "Essen Folksong Collection: European and Chinese folk songs (EsAC), ABC by Seymour Schlien",
@@ -77,36 +114,9 @@ DEFAULT_COLLECTIONS: tuple[Collection, ...] = (
         "permission (music21/corpus/essenFolksong/license.txt).",
         ("corpus/license.txt", "corpus/essenFolksong/license.txt"),
     ),
-    Collection(
-        "oneills1850",
-        "O'Neill's Music of Ireland (1903): airs, reels, jigs, hornpipes; ABC by Norbert Paap",
-        "Tunes from a 1903 book (public domain); transcriptions by Norbert Paap and others as "
-        "named in each tune's Z: field.",
-        ("corpus/license.txt",),
-    ),
-    Collection(
-        "airdsAirs",
-        "Aird's Selection of Scotch, English, Irish and Foreign Airs (1778-1803); ABC by Jack Campin",
-        "Tunes from books printed 1778-1803 (public domain); transcriptions by Jack Campin, 2009 "
-        "(Z: field of every tune).",
-        ("corpus/license.txt",),
-    ),
-    Collection(
-        "ryansMammoth",
-        "Ryan's Mammoth Collection (1883) / Cole's 1000 Fiddle Tunes, one tune per file",
-        "Tunes from an 1883 book (public domain); transcriptions contributed by Ray Davies, "
-        "John Chambers and others as named in each tune's Z: field.",
-        ("corpus/license.txt",),
-    ),
-    Collection(
-        "miscFolk",
-        "Miscellaneous: Colonial and Civil War American fife music, Northumbrian Minstrelsy",
-        "Old tunes (public domain); ABC tidied by its encoders as described in each file's "
-        "comments.",
-        ("corpus/license.txt",),
-    ),
 )
-_COLLECTIONS_BY_NAME = {collection.name: collection for collection in DEFAULT_COLLECTIONS}
+DEFAULT_COLLECTIONS: tuple[Collection, ...] = tuple(c for c in COLLECTIONS if c.default)
+_COLLECTIONS_BY_NAME = {collection.name: collection for collection in COLLECTIONS}
 _USER_LICENCE = "supplied by the user: its licence is the user's to check"
 
 
@@ -197,9 +207,10 @@ def _collection_source(name: str) -> Source:
 def resolve_sources(sources: Sequence[str | os.PathLike] | None) -> list[Source]:
     """Names and paths -> sources, in the order given, each once.
 
-    ``None`` (or an empty list) is the default corpus: the five music21 collections. In a list,
-    ``"default"`` stands for those five, a collection's name (``"oneills1850"``, or
-    ``"music21:oneills1850"``) for one of them, and anything else is a path to an ABC file, a
+    ``None`` (or an empty list) is the default corpus: the music21 collections of dance music
+    marked ``default`` in :data:`COLLECTIONS` (O'Neill's, Ryan's, Aird's, misc). In a list,
+    ``"default"`` stands for those, a collection's name (``"oneills1850"``, ``"essenFolksong"``,
+    or ``"music21:oneills1850"``) for one of :data:`COLLECTIONS`, and anything else is a path to an ABC file, a
     folk-rnn data file or a folder (write ``./oneills1850`` for a folder of that name).
     Raises CorpusError for a path that does not exist or an unknown collection.
     """
@@ -736,7 +747,7 @@ def build_corpus(
     ----------
     sources
         Collection names and paths (see :func:`resolve_sources`); None is the default corpus,
-        music21's five folk collections.
+        music21's dance-music collections (:data:`DEFAULT_COLLECTIONS`).
     encoding
         ``"abc"`` (ABC tokens via ``folkrnn.abc.tokenize``) or ``"midi"`` (performance events:
         MIDI files encoded by ``folkrnn.events.encode_midi``; ABC sources, the default corpus
@@ -1091,9 +1102,12 @@ def _readme(manifest: dict) -> str:
         "",
         "## Sources",
         "",
-        "The default corpus is the five ABC folk collections that ship inside music21",
-        f"(version {manifest['music21_version']}), read from its `corpus/` folder on disk with no",
-        "network. Add your own ABC files or folders, or folk-rnn data files, with `--source`.",
+        f"The default corpus is the {len(manifest['sources'])} ABC collections of dance music that ship inside",
+        f"music21 (version {manifest['music21_version']}), read from its `corpus/` folder on disk with no",
+        "network. Add your own ABC files or folders, or folk-rnn data files, with `--source`; the",
+        "other collections music21 ships can be named too: "
+        + ", ".join(f"`--source {c.name}` ({c.title})" for c in COLLECTIONS
+                    if c.name not in {s["name"] for s in manifest["sources"]}) + ".",
         "",
         "| source | what it is | files | tunes read | rejected | duplicates | kept | train | "
         "valid | test |",
@@ -1129,9 +1143,8 @@ def _readme(manifest: dict) -> str:
         "**The Essen Folksong Collection is for non-commercial use only**",
         "(`music21/corpus/essenFolksong/license.txt`): Ewa Dahlig-Turek permitted non-commercial",
         "distribution and use with music21, and Seymour Schlien, who made the ABC encodings,",
-        "permitted their distribution with music21. A model trained on the default corpus",
-        "inherits that restriction; leave Essen out (`--source oneills1850 --source airdsAirs",
-        "--source ryansMammoth --source miscFolk`) for a model free of it.",
+        "permitted their distribution with music21. It is not in the default corpus; a model",
+        "trained with `--source essenFolksong` inherits that restriction.",
         "",
     ]
     for source in manifest["sources"]:
@@ -1143,7 +1156,9 @@ def _readme(manifest: dict) -> str:
         "- Each tune is tokenised with `folkrnn.abc.tokenize` (settings: "
         + ", ".join(f"`{k}={v}`" for k, v in (manifest["settings"] or {}).items()) + ").",
         "  A tune that cannot be read is rejected, with its file, X:, title and reason, and the",
-        "  rest go on.",
+        "  rest go on. With `clean_titles` its first T: is read as an English title: a trailing",
+        "  `, The` moved to the front, Ryan's `-- Reel` suffixes, bracketed notes, `No. 3`, `1st",
+        "  Setting` and page references dropped, capitals cased (`THE GOLD RING` -> `The Gold Ring`).",
         "- Exact duplicates (the same normalised body: the tokens after `K:`, title, rhythm,",
         "  meter and mode left out) are dropped across all collections, keeping the first in",
         "  the order of the table above.",

@@ -13,7 +13,12 @@
 - **novelty**: each generated tune's similarity to its nearest training tune (and, for scale, each
   test tune's); a tune >= 0.85 similar is a probable copy;
 - **title conditioning**: for titles ending in Jig, Reel, Hornpipe, Waltz and Polka, how often the
-  meter the model writes is the usual one for that kind of tune.
+  meter the model writes is the usual one for that kind of tune;
+- **form**: the generated tunes next to the test split on every figure of
+  :func:`folkrnn.form.form_statistics` (parts of 8 bars and of a multiple of 4, AABB, bars and
+  half bars that repeat an earlier one, rests inside, range over two octaves, ending on the tonic),
+  and a classifier two-sample test: the cross-validated accuracy of logistic regression telling
+  generated from real tunes by their form features (50%: indistinguishable).
 
 It writes ``report.md`` (tables and what they mean), ``report.json`` and PNG plots. The metric
 functions are small pure functions with their definitions in their docstrings.
@@ -37,18 +42,17 @@ from typing import Callable, Sequence
 import numpy as np
 
 from folkrnn.errors import FolkError, ModelError, OptionError
+from folkrnn.tables import DANCES
 
 __all__ = [
     "EvaluateConfig", "evaluate", "model_loss", "pitch_range", "pitch_classes_used",
     "pitch_class_entropy", "notes_per_bar", "length_in_bars", "overlap_area", "kl_divergence",
-    "histograms", "compare", "title_meter", "TITLE_TYPES",
+    "histograms", "compare", "title_meter", "TITLE_TYPES", "form_comparison",
 ]
 
-# The kinds of tune a title can name, and the meters usual for each (Reel: 4/4 or cut time).
+# The kinds of tune a title can name, and the meters usual for each (folkrnn.tables.DANCES).
 TITLE_TYPES: dict[str, tuple[str, ...]] = {
-    "Jig": ("6/8",), "Reel": ("4/4", "2/2"), "Hornpipe": ("4/4", "2/2", "2/4"),
-    "Waltz": ("3/4",), "Polka": ("2/4",),
-}
+    name.title(): DANCES[name].meters for name in ("jig", "reel", "hornpipe", "waltz", "polka")}
 _TITLE_WORDS = (
     "Kesh", "Humours of Ballyloughlin", "Morning Dew", "Blackbird", "Old Bush", "Silver Spear",
     "Connaughtman's Rambles", "Mountain Road", "Drunken Landlady", "Banshee", "Sally Gardens",
@@ -183,6 +187,26 @@ def compare(real: Sequence, generated: Sequence, kind: str) -> dict:
             out[f"{name}_mean"] = round(float(np.mean(values)), 3) if len(values) else None
             out[f"{name}_median"] = round(float(np.median(values)), 3) if len(values) else None
     return out
+
+
+def form_comparison(real_forms: Sequence, generated_forms: Sequence, seed: int = 0) -> dict:
+    """The form figures of real and generated tunes (:class:`folkrnn.form.Form` objects) side by side.
+
+    ``real`` and ``generated`` hold :func:`folkrnn.form.form_statistics` of each side;
+    ``classifier_accuracy`` is :func:`folkrnn.form.two_sample_accuracy` on their
+    :func:`folkrnn.form.form_features` (5 folds, the larger side subsampled; 0.5 means the
+    classifier cannot tell them apart; None with fewer than 2 tunes on a side).
+    """
+    from folkrnn.form import FEATURE_NAMES, STATISTICS, form_features, form_statistics, two_sample_accuracy
+
+    accuracy = two_sample_accuracy(form_features(generated_forms), form_features(real_forms), seed=seed)
+    return {
+        "real": form_statistics(real_forms), "generated": form_statistics(generated_forms),
+        "classifier_accuracy": None if math.isnan(accuracy) else round(accuracy, 4),
+        "classifier": "logistic regression (L2, standardised features), 5-fold cross-validated, "
+                      "classes balanced by subsampling",
+        "features": list(FEATURE_NAMES), "rows": dict(STATISTICS),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -566,6 +590,15 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
         metrics[name] = compare(real_values, generated_values, "category")
     metrics["novelty"] = compare(test_similarities, similarities, "real")
 
+    say("measuring the form")
+    mark = time.perf_counter()
+    from folkrnn.form import form_of
+
+    real_forms = [form_of(tune) for tune, _, _ in real]
+    generated_forms = [form_of(tune) for tune, _, _ in generated_tunes]
+    form = form_comparison(real_forms, generated_forms, seed=config.seed)
+    timings["form_s"] = time.perf_counter() - mark
+
     say("title conditioning")
     mark = time.perf_counter()
     titles = _title_conditioning(checkpoint, config)
@@ -598,6 +631,8 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
         "title_conditioning_accuracy": titles["accuracy"],
         "title_conditioning": titles,
         "metrics": metrics,
+        "form": form,
+        "form_classifier_accuracy": form["classifier_accuracy"],
         "rejections": dict(Counter(
             issue.code for report in generated_reports if report is not None
             for issue in report.errors).most_common()) | ({"unreadable": sum(
@@ -609,6 +644,7 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
     if config.plots:
         say("plotting")
         plots = _plots(values, similarities, test_similarities, out)
+        plots += _form_plots(real_forms, generated_forms, out)
     result["plots"] = [path.name for path in plots]
     result["timings_s"]["total_s"] = round(time.perf_counter() - started, 2)
     write_atomic(out / "report.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
@@ -707,6 +743,79 @@ def _plots(values: dict, similarities: list, test_similarities: list, out: Path)
     return written
 
 
+def _form_plots(real_forms: Sequence, generated_forms: Sequence, out: Path) -> list[Path]:
+    """form_part_lengths.png (share of parts by bars) and form_repeated_bars.png (per-tune share
+    of bars repeating an earlier bar), real (test) against generated."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    written = []
+    real_lengths = [part.bars for form in real_forms for part in form.parts]
+    generated_lengths = [part.bars for form in generated_forms for part in form.parts]
+    cap = 32  # longer parts share the last bin
+    bins = list(range(1, cap + 1))
+    figure, axis = plt.subplots(figsize=(11, 4.5))
+    shares = []
+    for lengths in (real_lengths, generated_lengths):
+        counts = Counter(min(length, cap) for length in lengths)
+        shares.append(np.array([counts[b] for b in bins], float) / max(len(lengths), 1))
+    _paired_bars(axis, bins, 0.4, shares[0], shares[1], f"real (test, {len(real_lengths)} parts)",
+                 f"generated ({len(generated_lengths)} parts)")
+    axis.set_ylabel("share of parts")
+    axis.set_xticks([b for b in bins if b % 4 == 0 or b == 1])
+    axis.set_xticklabels([f"{b}+" if b == cap else str(b) for b in bins if b % 4 == 0 or b == 1])
+    axis.set_xlabel("bars in a part (a pickup and the closing short bar count one; one ending)")
+    written.append(_save_figure(plt, figure, "Part lengths", out / "form_part_lengths.png"))
+
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    edges = np.linspace(0, 1, 21)
+    centres = (edges[:-1] + edges[1:]) / 2
+    shares = []
+    for forms in (real_forms, generated_forms):
+        counts = np.histogram([form.repeated_bar_share for form in forms], edges)[0].astype(float)
+        shares.append(counts / max(len(forms), 1))
+    _paired_bars(axis, centres, 0.02, shares[0], shares[1], f"real (test, {len(real_forms)})",
+                 f"generated ({len(generated_forms)})")
+    axis.set_xlabel("share of a tune's bars that repeat an earlier bar (as written)")
+    written.append(_save_figure(plt, figure, "Repeated bars", out / "form_repeated_bars.png"))
+    return written
+
+
+def _form_markdown(form: dict | None) -> list[str]:
+    """The report's form section: a table of every figure, generated next to real."""
+    if not form:
+        return []
+    real, generated = form["real"], form["generated"]
+
+    def cell(value) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    lines = [
+        "## Form", "",
+        f"The form of the {generated['tunes']} generated tunes next to the {real['tunes']} test tunes, "
+        "as written (folkrnn.form: parts split at repeat signs and double bars, a pickup and the "
+        "closing short bar one bar, one ending counted).", "",
+        "| | generated | real (test) |", "|---|---:|---:|",
+    ]
+    for key, label in form["rows"].items():
+        lines.append(f"| {label} | {cell(generated.get(key))} | {cell(real.get(key))} |")
+    tops = [", ".join(f"{label} {share:.0%}" for label, share in list(side["labels"].items())[:4])
+            for side in (generated, real)]
+    lines.append(f"| commonest forms | {tops[0]} | {tops[1]} |")
+    accuracy = form["classifier_accuracy"]
+    lines += [
+        "", f"**Classifier two-sample test**: {form['classifier']} on {len(form['features'])} form "
+        f"features tells generated from real tunes with accuracy "
+        f"{'-' if accuracy is None else f'{accuracy:.1%}'} (50%: indistinguishable; 100%: always told "
+        "apart).", "",
+    ]
+    return lines
+
+
 def _markdown(result: dict) -> str:
     lines = [f"# Evaluation of {result['model']}", ""]
     config = result["model_config"]
@@ -775,6 +884,7 @@ def _markdown(result: dict) -> str:
                      f"{metric['kl_divergence'] if metric['kl_divergence'] is not None else '-'} | "
                      f"{real_text} | {generated_text} |")
     lines += ["", "Categories show their three commonest values in the test split.", ""]
+    lines += _form_markdown(result.get("form"))
     if result.get("plots"):
         lines += ["## Plots", ""] + [f"![{name}]({name})" for name in result["plots"]] + [""]
     timings = result["timings_s"]

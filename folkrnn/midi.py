@@ -43,6 +43,8 @@ from folkrnn.errors import MidiError, OptionError
 from folkrnn.events import EventConfig, PerformanceNote, arrays_to_events, notes_to_events
 from folkrnn.files import write_atomic
 from folkrnn.music import Key, Meter, Note, Tune
+from folkrnn import tables
+from folkrnn.tables import Instrument, find_instrument
 
 __all__ = [
     "MidiWarning", "MidiInfo", "Instrument", "INSTRUMENTS", "RHYTHM_TEMPOS", "LILT",
@@ -332,54 +334,16 @@ def write_performance(notes: Iterable[PerformanceNote], path: str | PathLike, *,
 # Playing a Tune
 # ---------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Instrument:
-    """How an instrument sounds in General MIDI and how it is played."""
+# The instruments (General MIDI program, articulation, dynamics) and the dances (tempo, lilt) are
+# folkrnn.tables's; these are views of them, every name an option takes included.
+INSTRUMENTS: dict[str, Instrument] = dict(tables.INSTRUMENT_NAMES)
 
-    program: int  # General MIDI program, 0-based (40 is the violin)
-    articulation: float  # fraction of its written length a note sounds (expressive; <= 40 ms off)
-    dynamics: float  # scale of the metric accents: 0 for instruments with no dynamics (pipes)
-
-
-# Nearest General MIDI sounds. Bowed strings play legato, winds breathe between notes, plucked
-# and struck strings ring for the note's length; bagpipes and organs cannot accent by loudness.
-INSTRUMENTS: dict[str, Instrument] = {
-    "fiddle": Instrument(40, 0.95, 1.0),
-    "violin": Instrument(40, 0.95, 1.0),
-    "viola": Instrument(41, 0.95, 1.0),
-    "cello": Instrument(42, 0.95, 1.0),
-    "flute": Instrument(73, 0.88, 0.8),
-    "whistle": Instrument(78, 0.85, 0.6),
-    "piccolo": Instrument(72, 0.85, 0.8),
-    "recorder": Instrument(74, 0.85, 0.6),
-    "accordion": Instrument(21, 0.92, 0.5),
-    "melodeon": Instrument(21, 0.92, 0.5),
-    "concertina": Instrument(23, 0.90, 0.5),
-    "harmonica": Instrument(22, 0.90, 0.7),
-    "piano": Instrument(0, 0.90, 1.2),
-    "harpsichord": Instrument(6, 0.95, 0.0),
-    "harp": Instrument(46, 1.0, 1.0),
-    "guitar": Instrument(25, 1.0, 1.0),
-    "banjo": Instrument(105, 1.0, 1.0),
-    "mandolin": Instrument(25, 1.0, 1.0),
-    "bouzouki": Instrument(25, 1.0, 1.0),
-    "dulcimer": Instrument(15, 1.0, 1.0),
-    "bagpipe": Instrument(109, 1.0, 0.0),
-    "pipes": Instrument(109, 1.0, 0.0),
-    "clarinet": Instrument(71, 0.90, 0.8),
-    "oboe": Instrument(68, 0.90, 0.8),
-    "organ": Instrument(19, 1.0, 0.0),
-}
-
-# Beats per minute by rhythm (R:), at a moderate session pace, a little below the fastest
-# sessions. A beat is a dotted quarter in compound meters (6/8, 9/8, 12/8) and a quarter
-# otherwise, so a reel at 200 is 100 half notes, and a jig at 116 is 116 dotted quarters.
+# Beats per minute by rhythm (R:, letters only, lower case), from the dances and their kinds. A
+# beat is a dotted quarter in compound meters (6/8, 9/8, 12/8) and a quarter otherwise, so a reel
+# at 200 is 100 half notes, and a jig at 116 is 116 dotted quarters.
 RHYTHM_TEMPOS: dict[str, float] = {
-    "reel": 200, "jig": 116, "doublejig": 116, "singlejig": 120, "slipjig": 116, "hopjig": 116,
-    "slide": 130, "hornpipe": 160, "barndance": 170, "germandance": 160, "schottische": 150,
-    "highland": 150, "fling": 150, "strathspey": 120, "polka": 140, "march": 110, "waltz": 132,
-    "mazurka": 120, "polska": 110, "setdance": 120, "threetwo": 160, "planxty": 96, "air": 72,
-    "slowair": 60, "song": 90, "lament": 56, "clog": 150, "rant": 180, "countrydance": 140,
+    **{name: dance.tempo for name, dance in tables.DANCES.items() if dance.tempo is not None},
+    **{name: kind.tempo for dance in tables.DANCES.values() for name, kind in dance.variants.items()},
 }
 # When R: is missing or unknown, the meter decides.
 _METER_RHYTHMS = {(6, 8): "jig", (9, 8): "slipjig", (12, 8): "slide", (2, 4): "polka",
@@ -387,9 +351,11 @@ _METER_RHYTHMS = {(6, 8): "jig", (9, 8): "slipjig", (12, 8): "slide", (2, 4): "p
 _FALLBACK_TEMPO = 100.0
 
 # The lilt: where an off-beat eighth falls within its quarter (0.5 is straight; 2/3 a triplet feel).
-LILT: dict[str, float] = {"hornpipe": 0.60, "strathspey": 0.58, "barndance": 0.58,
-                          "germandance": 0.58, "schottische": 0.58, "highland": 0.58,
-                          "fling": 0.58, "clog": 0.60}
+LILT: dict[str, float] = {
+    **{name: dance.lilt for name, dance in tables.DANCES.items() if dance.lilt != 0.5},
+    **{name: kind.lilt for dance in tables.DANCES.values() for name, kind in dance.variants.items()
+       if kind.lilt != 0.5},
+}
 
 _STRAIGHT_VELOCITY = 80
 _BASE_VELOCITY = 72
@@ -444,9 +410,9 @@ def tune_tempo(tune: Tune, tempo: float | None = None) -> float:
 
 
 def _instrument(name: str) -> Instrument:
-    style = INSTRUMENTS.get(name.strip().lower())
+    style = find_instrument(name)
     if style is None:
-        raise OptionError(f"unknown instrument {name!r}; choose one of: {', '.join(INSTRUMENTS)}")
+        raise OptionError(f"unknown instrument {name!r}; choose one of: {', '.join(tables.INSTRUMENTS)}")
     return style
 
 

@@ -13,6 +13,8 @@ from fractions import Fraction
 from functools import lru_cache
 from math import gcd
 
+from folkrnn.tables import MODES as _MODE_TABLE
+
 __all__ = [
     "Note", "BarLine", "FieldChange", "Tune", "Meter", "Key",
     "MODES", "MODE_NAMES", "LETTERS", "LETTER_SEMITONES",
@@ -26,15 +28,11 @@ LETTER_SEMITONES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 _LINE_OF_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}
 _SHARP_ORDER = "FCGDAEB"
 
-# The modes, by their canonical three-letter name, with their offset on the line of fifths
-# from the major key of the same tonic (D dorian has the signature of C major: 2 - 2 = 0).
-MODES = {"maj": 0, "lyd": 1, "mix": -1, "dor": -2, "min": -3, "phr": -4, "loc": -5}
-MODE_NAMES = {
-    "maj": "major", "min": "minor", "dor": "dorian", "mix": "mixolydian",
-    "phr": "phrygian", "lyd": "lydian", "loc": "locrian",
-}
-# Semitones from the tonic to the relative major's tonic, per mode.
-_MODE_DEGREE = {"maj": 0, "dor": 2, "phr": 4, "lyd": 5, "mix": 7, "min": 9, "loc": 11}
+# The modes (folkrnn.tables.MODES), by their canonical three-letter name, with their offset on the
+# line of fifths from the major key of the same tonic (D dorian has the signature of C major:
+# 2 - 2 = 0), and their names in words.
+MODES = {code: mode.fifths for code, mode in _MODE_TABLE.items()}
+MODE_NAMES = {code: mode.name for code, mode in _MODE_TABLE.items()}
 
 
 # Exact time as integers: ticks per quarter note, 2^10 * 3^2 * 5 * 7, which times every length

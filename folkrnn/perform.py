@@ -37,13 +37,13 @@ import numpy as np
 from folkrnn.errors import FolkError, ModelError, OptionError
 from folkrnn.events import EventConfig, PerformanceNote, events_to_notes
 from folkrnn.sample import SampleConfig, choose_tokens, one_blas_thread, rounding_noise
+from folkrnn.tables import INSTRUMENTS, MAX_SEED, find_instrument
 
 __all__ = [
     "PerformConfig", "Performance", "Performer", "PerformResult", "load_performer", "prime_events",
     "sample_performances", "perform",
 ]
 
-MAX_SEED = 2 ** 63 - 1
 _STRATEGIES = ("sample", "greedy")
 
 
@@ -445,7 +445,7 @@ def perform(model: str | os.PathLike | Performer | None, count: int = 1, *,
     prime
         A MIDI file whose events start every piece.
     instrument
-        The General MIDI instrument of the files (``folkrnn.midi.INSTRUMENTS``).
+        The General MIDI instrument of the files (``folkrnn.tables.INSTRUMENTS``).
     out, force
         The folder to write into, and whether files there may be overwritten.
     progress
@@ -459,13 +459,13 @@ def perform(model: str | os.PathLike | Performer | None, count: int = 1, *,
     """
     from folkrnn import __version__
     from folkrnn.files import prepare_folder, write_atomic
-    from folkrnn.midi import INSTRUMENTS, write_performance
+    from folkrnn.midi import write_performance
 
     started = time.perf_counter()
     options = (options or PerformConfig()).check()
     if not isinstance(count, int) or count < 1:
         raise OptionError(f"-n must be at least 1, not {count}")
-    style = INSTRUMENTS.get(str(instrument).strip().lower())
+    style = find_instrument(instrument)
     if style is None:
         raise OptionError(f"unknown instrument {instrument!r}; choose one of: {', '.join(INSTRUMENTS)}")
     if seed is None:

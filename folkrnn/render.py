@@ -28,6 +28,7 @@ from typing import Callable
 from folkrnn.errors import OptionError
 from folkrnn.files import write_atomic
 from folkrnn.music import Tune
+from folkrnn.tables import FORMATS, find_instrument
 
 __all__ = ["RENDERERS", "render", "renderer_for", "slug", "formats", "tune_to_svg", "tune_to_score",
            "tune_to_musicxml", "tune_to_wav"]
@@ -308,12 +309,6 @@ _TONES = {
     "plucked": ((1.0, 0.6, 0.3, 0.2, 0.1), 3.0),
     "struck": ((1.0, 0.4, 0.2, 0.1), 2.0),
 }
-_FAMILY = {"fiddle": "bowed", "violin": "bowed", "viola": "bowed", "cello": "bowed",
-           "flute": "wind", "whistle": "wind", "piccolo": "wind", "recorder": "wind",
-           "accordion": "reed", "melodeon": "reed", "concertina": "reed", "harmonica": "reed",
-           "bagpipe": "reed", "pipes": "reed", "clarinet": "reed", "oboe": "reed", "organ": "reed",
-           "harp": "plucked", "guitar": "plucked", "banjo": "plucked", "mandolin": "plucked",
-           "bouzouki": "plucked", "harpsichord": "plucked", "piano": "struck", "dulcimer": "struck"}
 _RATE = 22050
 
 
@@ -336,7 +331,7 @@ def tune_to_wav(tune: Tune, *, instrument: str = "fiddle", tempo: float | None =
     from folkrnn.midi import tune_to_performance
 
     notes = tune_to_performance(tune, straight=straight, tempo=tempo, instrument=instrument, seed=seed)
-    harmonics, decay = _TONES[_FAMILY.get(instrument.strip().lower(), "bowed")]
+    harmonics, decay = _TONES[find_instrument(instrument).family]  # a known name: played above
     release = 0.06
     end = max((n.end for n in notes), default=0.0) + release + 0.2
     out = np.zeros(int(end * rate) + 1, np.float64)
@@ -368,16 +363,13 @@ def tune_to_wav(tune: Tune, *, instrument: str = "fiddle", tempo: float | None =
     return buffer.getvalue()
 
 
-# suffix -> function(tune, path, **options) -> path written
-RENDERERS: dict[str, Callable[..., Path]] = {
-    ".abc": _render_abc,
-    ".mid": _render_midi,
-    ".midi": _render_midi,
-    ".svg": _render_svg,
-    ".musicxml": _render_musicxml,
-    ".xml": _render_musicxml,
-    ".wav": _render_wav,
+# suffix -> function(tune, path, **options) -> path written: one per format of folkrnn.tables.FORMATS
+_WRITERS: dict[str, Callable[..., Path]] = {
+    "abc": _render_abc, "mid": _render_midi, "svg": _render_svg, "musicxml": _render_musicxml,
+    "wav": _render_wav,
 }
+RENDERERS: dict[str, Callable[..., Path]] = {f".{suffix}": _WRITERS[fmt.name] for fmt in FORMATS.values()
+                                             for suffix in (fmt.name, *fmt.aliases)}
 
 # formats other issues add; named here so the error can say they are coming, not unknown
 _PLANNED: tuple[str, ...] = ()

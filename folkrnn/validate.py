@@ -21,6 +21,8 @@ For each tune the validator checks, in order:
 - **structure**: the parts (the music between section lines, a repeated part counted once per
   pass), as a section string such as ``AABB`` with the bars in each part; a part of unusual
   length (not a multiple of 4 bars) is a warning;
+- **form**: the parts, the form label (``AABB``) and the bars that come back, as
+  :func:`folkrnn.form.form_of` measures them (``Report.form``; reported, never an error);
 - **range**: lowest and highest note, and the notes an instrument cannot play (``instrument``);
 - **novelty**: similarity to the nearest tune of a corpus, ``1 - edit distance / longer length``
   on the normalised body tokens (title and header left out), found through an n-gram index so a
@@ -46,6 +48,7 @@ import numpy as np
 
 from folkrnn.errors import AbcError, FolkError, OptionError
 from folkrnn.music import Tune, parse_meter
+from folkrnn.tables import INSTRUMENTS, Instrument, find_instrument
 
 __all__ = [
     "Issue", "Report", "ValidateOptions", "Instrument", "INSTRUMENTS", "NoveltyIndex", "Nearest",
@@ -59,47 +62,7 @@ _USUAL_PART_BARS = 4  # a part is of usual length when its bars are a multiple o
 
 
 # ---------------------------------------------------------------------------------------------
-# Instruments: the written range of each, as folk tunes are written (a D whistle sounds an octave
-# above what is written, as does the soprano recorder; the guitar an octave below).
-
-
-@dataclass(frozen=True)
-class Instrument:
-    """An instrument's playable written range, lowest and highest MIDI pitch, both included."""
-
-    name: str  # canonical name
-    lowest: int  # lowest playable written MIDI pitch
-    highest: int  # highest playable written MIDI pitch
-    note: str  # what the range is, in words
-
-
-INSTRUMENTS: dict[str, Instrument] = {instrument.name: instrument for instrument in (
-    Instrument("fiddle", 55, 100, "violin: G3 (open G) to E7; folk playing rarely leaves first "
-               "and third position (up to B6)"),
-    Instrument("viola", 48, 88, "C3 to E6"),
-    Instrument("cello", 36, 76, "C2 to E5"),
-    Instrument("whistle", 62, 86, "D tin whistle, written D4 to D6 (sounds an octave higher)"),
-    Instrument("flute", 62, 93, "simple-system wooden flute in D: D4 to A6"),
-    Instrument("concert-flute", 60, 96, "Boehm flute: C4 to C7"),
-    Instrument("uilleann-pipes", 62, 86, "chanter in D: D4 to D6"),
-    Instrument("bagpipe", 67, 81, "Highland pipe chanter: low G (G4) to high A (A5), written"),
-    Instrument("accordion", 52, 93, "two-row B/C button accordion or melodeon: E3 to A6"),
-    Instrument("concertina", 52, 93, "30-button Anglo concertina in C/G: E3 to A6"),
-    Instrument("harmonica", 60, 96, "10-hole diatonic harmonica in C: C4 to C7"),
-    Instrument("mandolin", 55, 91, "G3 to G6 (17th fret of the E string)"),
-    Instrument("banjo", 55, 91, "Irish tenor banjo, GDAE, written like the mandolin (sounds an "
-               "octave lower): G3 to G6"),
-    Instrument("guitar", 52, 88, "written E3 to E6 (sounds an octave lower)"),
-    Instrument("recorder", 60, 86, "soprano recorder, written C4 to D6 (sounds an octave higher)"),
-    Instrument("harp", 36, 93, "34-string lever harp: C2 to A6"),
-    Instrument("piano", 21, 108, "A0 to C8"),
-)}
-_INSTRUMENT_ALIASES = {
-    "violin": "fiddle", "tin-whistle": "whistle", "tinwhistle": "whistle", "penny-whistle": "whistle",
-    "irish-flute": "flute", "pipes": "uilleann-pipes", "uilleann": "uilleann-pipes",
-    "highland-pipes": "bagpipe", "bagpipes": "bagpipe", "melodeon": "accordion",
-    "button-accordion": "accordion", "tenor-banjo": "banjo",
-}
+# Instruments: the written range of each is folkrnn.tables's (INSTRUMENTS, re-exported here).
 
 
 def instrument_range(name: str) -> Instrument:
@@ -107,11 +70,10 @@ def instrument_range(name: str) -> Instrument:
 
     Raises OptionError naming the instruments there are.
     """
-    key = name.strip().lower().replace(" ", "-").replace("_", "-")
-    key = _INSTRUMENT_ALIASES.get(key, key)
-    if key not in INSTRUMENTS:
+    instrument = find_instrument(name)
+    if instrument is None:
         raise OptionError(f"unknown instrument {name!r}; choose one of {', '.join(INSTRUMENTS)}")
-    return INSTRUMENTS[key]
+    return instrument
 
 
 _NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -187,10 +149,22 @@ class Report:
     structure: dict = field(default_factory=dict)  # sections, parts, bars (see _structure)
     range: dict = field(default_factory=dict)  # lowest, highest, names, instrument, outside
     nearest: Nearest | None = None  # the most similar corpus tune (None: not checked)
+    tune: Tune | None = field(default=None, repr=False, compare=False)  # as parsed (None: unreadable)
+    _form: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def valid(self) -> bool:
         return not self.errors
+
+    @property
+    def form(self) -> dict:
+        """The tune's form (:meth:`folkrnn.form.Form.to_dict`: parts, label such as ``AABB``,
+        repeated bars), measured when first asked for; ``{}`` for a tune that could not be read."""
+        if self._form is None:
+            from folkrnn.form import form_of
+
+            self._form = form_of(self.tune).to_dict() if self.tune is not None else {}
+        return self._form
 
     def to_dict(self) -> dict:
         """The JSON object ``folkrnn validate --json`` prints for this tune."""
@@ -200,6 +174,7 @@ class Report:
             "warnings": [issue.to_dict() for issue in self.warnings],
             "structure": self.structure, "range": self.range,
             "nearest": self.nearest.to_dict() if self.nearest else None,
+            "form": self.form,
         }
 
     def format(self) -> str:
@@ -1178,6 +1153,7 @@ def validate_tune(tune_or_text: Tune | str, *, options: ValidateOptions | None =
                 "part-length", f"part {part['label']} has {part['bars']} bars; parts are usually "
                 "4, 8 or 16 bars", part["first_bar"]))
     report.range = _range(tune, report, instrument, checker.bars)
+    report.tune = tune  # its form is measured when asked for (Report.form)
     if novelty is not None:
         if tokens is None and text is not None:
             from folkrnn.abc import tokenize

@@ -1,5 +1,6 @@
 """The ABC core on real collections: abc2midi agreement on a fixed sample, the tokenizer's round
-trip over the whole default corpus, and fuzzing with mutations of real tunes."""
+trip over every collection folkrnn knows (the default corpus and Essen), and fuzzing with
+mutations of real tunes."""
 
 from __future__ import annotations
 
@@ -9,17 +10,18 @@ from functools import lru_cache
 import pytest
 
 from folkrnn.abc import detokenize, parse, read_text, split_tunebook, tokenize
-from folkrnn.corpus import DEFAULT_COLLECTIONS, music21_corpus_dir
+from folkrnn.corpus import COLLECTIONS, DEFAULT_COLLECTIONS, music21_corpus_dir
 from folkrnn.errors import FolkError
 from folkrnn.reference import abc2midi_available, abc2midi_notes, compare_notes
 
 
 @lru_cache(maxsize=1)
 def corpus_tunes() -> tuple[tuple[str, str], ...]:
-    """(label, text) of every tune of the default corpus, in a fixed order."""
+    """(label, text) of every tune of every known collection (the default corpus first, then
+    Essen, which the tokenizer must still read), in a fixed order."""
     root = music21_corpus_dir()
     tunes = []
-    for collection in DEFAULT_COLLECTIONS:
+    for collection in COLLECTIONS:
         for path in sorted((root / collection.name).glob("*.abc")):
             for tune in split_tunebook(read_text(path), str(path)):
                 tunes.append((f"{collection.name}/{path.name} {tune.label}", tune.text))
@@ -70,6 +72,15 @@ def test_round_trip_over_the_whole_corpus() -> None:
             problems.append(label)
     assert tokenised > 12_800
     assert failures == 0, problems[:10]
+
+
+def test_default_corpus_is_a_part_of_the_tunes_checked() -> None:
+    """The tunes above cover the default corpus (dance music) and Essen beside it."""
+    names = {label.split("/", 1)[0] for label, _ in corpus_tunes()}
+    assert names == {collection.name for collection in COLLECTIONS}
+    default = [label for label, _ in corpus_tunes()
+               if label.split("/", 1)[0] in {c.name for c in DEFAULT_COLLECTIONS}]
+    assert 4_300 < len(default) < 4_600  # O'Neill's, Ryan's, Aird's, misc: 4,433 X: lines
 
 
 _MUTATIONS = "|:[]{}()<>^_=,'/0123456789zZxXABCDEFGabcdefg-~.!+\"%\\&K: \n\x00\xe9"

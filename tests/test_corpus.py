@@ -16,8 +16,9 @@ from folkrnn.abc import Normalisation, tokenize
 from folkrnn.cli import app
 import folkrnn.corpus
 from folkrnn.corpus import (
-    SPLITS, Rendering, body_of, build_corpus, corpus_stats, export_split, export_text,
-    folkrnn_to_abc, looks_like_folkrnn, read_tunes, split_of, write_manifest,
+    COLLECTIONS, DEFAULT_COLLECTIONS, SPLITS, Rendering, body_of, build_corpus, corpus_stats,
+    export_split, export_text, folkrnn_to_abc, looks_like_folkrnn, read_tunes, resolve_sources,
+    split_of, write_manifest,
 )
 from folkrnn.errors import CorpusError, FolkError, OptionError
 
@@ -201,6 +202,24 @@ def test_sources_resolve_music21_collections_by_name(library):
     assert corpus.info["sources"][0]["tunes"] == 185  # X: lines in music21's miscFolk files
 
 
+DANCE_COLLECTIONS = ["oneills1850", "ryansMammoth", "airdsAirs", "miscFolk"]
+
+
+def test_default_corpus_is_the_dance_collections_and_essen_is_named():
+    """One table of collections: the default corpus is the dance music, in this order (which
+    decides the duplicate kept); Essen stays known by name but is left out of the default."""
+    assert [c.name for c in DEFAULT_COLLECTIONS] == DANCE_COLLECTIONS
+    assert [c.name for c in COLLECTIONS if c.default] == DANCE_COLLECTIONS
+    assert {c.name for c in COLLECTIONS} == {*DANCE_COLLECTIONS, "essenFolksong"}
+    assert [s.name for s in resolve_sources(None)] == DANCE_COLLECTIONS
+    assert [s.name for s in resolve_sources(["default"])] == DANCE_COLLECTIONS
+    essen = resolve_sources(["essenFolksong", "music21:miscFolk"])
+    assert [(s.name, s.origin) for s in essen] == [("essenFolksong", "music21"), ("miscFolk", "music21")]
+    assert "Non-commercial" in essen[0].licence and essen[0].path.name == "essenFolksong"
+    with pytest.raises(CorpusError, match="essenFolksong"):  # the message lists every collection
+        resolve_sources(["music21:nope"])
+
+
 # --- cache ----------------------------------------------------------------------------------
 
 def test_cache_hit_and_rebuild_on_change(library, monkeypatch):
@@ -214,6 +233,10 @@ def test_cache_hit_and_rebuild_on_change(library, monkeypatch):
     assert (warm.train, warm.valid, warm.test) == (cold.train, cold.valid, cold.test)
     assert warm.origins == cold.origins
 
+    # the title cleaning is part of the settings, so of the key: turning it off rebuilds
+    raw_titles = _build(library, settings=Normalisation(clean_titles=False))
+    assert not raw_titles.from_cache and raw_titles.info["cache_key"] != cold.info["cache_key"]
+    assert raw_titles.info["settings"]["clean_titles"] is False
     # the normalisation changes: rebuilt, without titles
     untitled = _build(library, settings=Normalisation(title=False))
     assert not untitled.from_cache and all(_title(t) == "" for t in _all(untitled))
@@ -534,18 +557,24 @@ def test_cli_bad_source_is_one_line(tmp_path):
 def test_default_corpus_is_plausible(tmp_path):
     corpus = build_corpus(cache_dir=tmp_path)
     sources = {source["name"]: source for source in corpus.info["sources"]}
-    assert list(sources) == ["essenFolksong", "oneills1850", "airdsAirs", "ryansMammoth",
-                             "miscFolk"]
-    expected_read = {"essenFolksong": 8000, "oneills1850": 1900, "airdsAirs": 1100,
-                     "ryansMammoth": 1000, "miscFolk": 150}
+    assert list(sources) == DANCE_COLLECTIONS  # dance music: no Essen
+    expected_read = {"oneills1850": 1900, "ryansMammoth": 1000, "airdsAirs": 1100, "miscFolk": 150}
     for name, at_least in expected_read.items():
         assert sources[name]["tunes"] > at_least
         assert sources[name]["kept"] > 0.9 * sources[name]["tunes"]
-    assert len(corpus) > 10_000
+    assert 4_000 < len(corpus) < 5_000
     assert corpus.info["duplicates"] > 0
     assert 0.85 < len(corpus.train) / len(corpus) < 0.95
     stats = corpus_stats(corpus)
-    assert stats["tokens"]["total"] > 1_000_000
-    assert {"reel", "jig", "hornpipe"} <= set(stats["rhythm"])
+    assert stats["tokens"]["total"] > 700_000
+    assert stats["rhythm"]["reel"] > 500 and stats["rhythm"]["jig"] > 400
+    assert stats["rhythm"]["hornpipe"] > 400
+    # the titles are clean: no Ryan's "-- Reel", no O'Neill's "Man, The", no all-capitals title
+    titles = [_title(tokens) for tokens in _all(corpus)]
+    assert not [t for t in titles if " -- " in t or t.endswith(", The") or t.isupper()]
+    assert "The Absent Minded Man" in titles and "Sir George Clark's Strathspey" in titles
     cached = build_corpus(cache_dir=tmp_path)
     assert cached.from_cache and cached.seconds < corpus.seconds
+    # Essen is still there by name
+    essen = build_corpus(["essenFolksong"], cache_dir=tmp_path)
+    assert essen.info["sources"][0]["tunes"] > 8000 and len(essen) > 7000

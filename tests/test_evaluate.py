@@ -17,9 +17,9 @@ from folkrnn.checkpoint import expected_shapes, load_model, save_model
 from folkrnn.cli import app
 from folkrnn.errors import ModelError, OptionError
 from folkrnn.evaluate import (
-    EvaluateConfig, _local_sample, compare, evaluate, histograms, kl_divergence, length_in_bars,
-    notes_per_bar, overlap_area, pitch_class_entropy, pitch_classes_used, pitch_range, model_loss,
-    title_meter)
+    EvaluateConfig, _local_sample, compare, evaluate, form_comparison, histograms, kl_divergence,
+    length_in_bars, notes_per_bar, overlap_area, pitch_class_entropy, pitch_classes_used, pitch_range,
+    model_loss, title_meter)
 from folkrnn.vocab import Vocabulary
 
 HEAD = "X:1\nT:t\nM:4/4\nL:1/8\nK:C\n"
@@ -68,6 +68,25 @@ def test_histograms_and_compare():
     # real (1/3, 2/3, 0) against generated (0, 1/2, 1/2): overlap 1/2
     assert summary["overlap_area"] == pytest.approx(0.5) and summary["real_mean"] == pytest.approx(5 / 3, abs=1e-3)
     assert title_meter("X:1\nT:a\nR:jig\nM:6/8\nL:1/8\nK:Cmaj\nabc|\n") == "6/8"
+
+
+def test_form_comparison_side_by_side():
+    from folkrnn.form import STATISTICS, form_of
+
+    aabb = form_of(HEAD + "|:" + "c2 c2 d2 e2|" * 7 + "c8:|\n|:" + "e2 e2 f2 g2|" * 7 + "e8:|\n")
+    odd = form_of(HEAD + "c2 d2 e2 f2|g2 a2 b2 c'2|d'8|\n")  # 3 bars, nothing repeated
+    result = form_comparison([aabb] * 12, [odd] * 9 + [aabb] * 3)
+    real, generated = result["real"], result["generated"]
+    assert real["tunes"] == 12 and generated["tunes"] == 12
+    assert real["aabb"] == 1.0 and generated["aabb"] == 0.25
+    assert real["all_parts_8"] == 1.0 and generated["all_parts_8"] == 0.25
+    assert generated["no_repeated_bar"] == 0.75 and real["no_repeated_bar"] == 0.0
+    assert set(STATISTICS) <= set(real) and list(result["rows"]) == list(STATISTICS)
+    # 9 of 12 generated tunes are unlike every real one: the classifier finds them (3/4 + 1/8)
+    assert 0.8 <= result["classifier_accuracy"] <= 0.95
+    same = form_comparison([aabb] * 10, [aabb] * 10)
+    assert same["classifier_accuracy"] <= 0.6
+    assert form_comparison([aabb], [odd])["classifier_accuracy"] is None  # too few to tell
 
 
 # --- the model's test loss ---------------------------------------------------------------------
@@ -174,9 +193,20 @@ def test_evaluate_writes_a_true_report_and_plots(tiny, tmp_path):
                  "structure", "rhythm", "meter", "mode", "novelty"):
         metric = result["metrics"][name]
         assert 0 <= metric["overlap_area"] <= 1 and metric["real_n"] > 0
+    # the form section: every figure, generated next to the test split, and the classifier
+    form = written["form"]
+    assert form["real"]["tunes"] > 0 and form["generated"]["tunes"] == result["generated_readable"]
+    for key in ("parts_multiple_of_4", "all_parts_8", "repeated_bars", "no_repeated_bar",
+                "repeated_half_bars", "rest_inside", "over_two_octaves", "ends_on_tonic"):
+        assert key in form["real"] and key in form["generated"]
+    assert written["form_classifier_accuracy"] == form["classifier_accuracy"]
+    assert 0 <= form["classifier_accuracy"] <= 1
     report = (tmp_path / "report" / "report.md").read_text()
     assert "| LSTM |" in report and "Kneser-Ney 5-gram" in report and "overlap" in report
-    for name in ("numeric.png", "categories.png", "novelty.png"):
+    assert "## Form" in report and "| tunes with no repeated bar |" in report
+    assert "Classifier two-sample test" in report
+    for name in ("numeric.png", "categories.png", "novelty.png", "form_part_lengths.png",
+                 "form_repeated_bars.png"):
         assert (tmp_path / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({name})" in report
 

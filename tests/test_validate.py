@@ -194,7 +194,7 @@ def test_range_and_instruments():
     fiddle = check(body, head=HEAD.replace("K:D", "K:C"), instrument="violin")
     # below G3 (55): C3, D3, E3, F3, all in bar 1
     assert codes(fiddle.errors) == ["out-of-range"] and fiddle.errors[0].bar == 1
-    assert "C3, D3, E3, F3 below the fiddle's range G3-E7" in fiddle.errors[0].message
+    assert "C3, D3, E3, F3 below the fiddle's range G3-B6" in fiddle.errors[0].message
     assert fiddle.range["outside"] == 4
     whistle = check("d8|d'8||", instrument="whistle")  # d' is D6 (86): the top of a D whistle
     assert whistle.valid

@@ -29,16 +29,15 @@ from folkrnn.errors import AbcError, FolkError
 from folkrnn.music import (
     LETTER_SEMITONES, LETTERS, Key, Tune, expand_parts, key_signature, parse_meter, signature_items,
 )
+from folkrnn.tables import RHYTHMS
 
-__all__ = ["Normalisation", "tokenize", "tokenize_and_parse", "tokenize_lexed", "detokenize", "map_rhythm",
+__all__ = ["Normalisation", "title_rhythm", "tokenize", "tokenize_and_parse", "tokenize_lexed", "detokenize", "map_rhythm",
            "RHYTHMS", "TOKENIZER_VERSION", "BOS", "EOS", "SPACE"]
 
 TOKENIZER_VERSION = 1
 BOS, EOS = "<s>", "</s>"
 SPACE = "\u2581"  # a space inside a title, as one token ("▁"), so tokens never contain spaces
 
-RHYTHMS = ("reel", "jig", "slipjig", "hornpipe", "polka", "slide", "waltz", "march",
-           "strathspey", "air", "mazurka", "barndance", "song", "other")
 _RHYTHM_WORDS = [  # checked in order: the first word found in the lower-cased R: field wins
     ("slipjig", ("slip jig", "slipjig", "slip-jig", "hop jig", "hopjig")),
     ("slide", ("slide",)),
@@ -68,6 +67,25 @@ def map_rhythm(text: str) -> str:
     return "other"
 
 
+_TITLE_DANCES = frozenset(("reel", "jig", "slipjig", "hornpipe", "strathspey", "polka", "waltz", "mazurka",
+                           "barndance", "march", "slide"))
+
+
+@lru_cache(maxsize=4096)
+def title_rhythm(title: str) -> str:
+    """The dance a title ends with ("The Silver Spear Reel", "Kitty's Wedding -- Hornpipe.",
+    "Drops of Brandy (Slip Jig)") as one of :data:`RHYTHMS`, or "other". Only the last one or two
+    words count, and only dances (a title ending "Air" or "Song" says nothing of its rhythm)."""
+    words = re.findall(r"[a-z]+", title.lower())[-2:]
+    for text in (" ".join(words), words[-1] if words else ""):
+        rhythm = map_rhythm(text) if text else "other"
+        if rhythm in _TITLE_DANCES and (text.endswith(("reel", "jig", "pipe", "spey", "polka", "waltz", "mazurka",
+                                                       "dance", "schottische", "march", "step", "slide", "fling",
+                                                       "clog"))):
+            return rhythm
+    return "other"
+
+
 @dataclass(frozen=True)
 class Normalisation:
     """Which normalisation steps :func:`tokenize` applies. Saved with every model as a dict."""
@@ -79,6 +97,8 @@ class Normalisation:
     map_rhythm: bool = True  # R: to the small rhythm set, else the R: text itself
     detect_mode: bool = True  # a K: naming only a tonic takes its mode from the final note
     title: bool = True  # put the title's characters in the sequence
+    clean_titles: bool = True  # titles as English titles: no "-- Reel", "Man, The" or "No. 3", caps cased
+    rhythm_from_title: bool = True  # a tune whose R: names no rhythm takes the dance its title ends with
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,6 +106,8 @@ class Normalisation:
     @classmethod
     def from_dict(cls, data: dict) -> "Normalisation":
         known = {name: bool(value) for name, value in data.items() if name in cls.__dataclass_fields__}
+        known.setdefault("clean_titles", False)  # saved before titles were cleaned: raw titles
+        known.setdefault("rhythm_from_title", False)
         return cls(**known)
 
 
@@ -139,6 +161,104 @@ def _ascii_title(text: str) -> str:
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     folded = re.sub(r"\s+", " ", folded).strip()
     return "".join(ch for ch in folded if 32 <= ord(ch) < 127)
+
+
+# ---------------------------------------------------------------------------------------------
+# Title cleaning (Normalisation.clean_titles): the title a tune's book gives, as an English title.
+# Each rule is general (no list of titles); the result of cleaning cleans to itself, so that
+# tokenize(detokenize(tokens)) gives the same tokens.
+
+_ARTICLES = ("the", "a", "an", "le", "la", "les", "l'", "el", "il", "lo", "der", "die", "das",
+             "de", "het", "na", "an t-")
+# A trailing ", The" (O'Neill's "Absent Minded Man, The"), perhaps with stray dots or a Ryan's
+# "-- JIG" between (Ryan's "NIGHT OF FUN -- JIG., THE")
+_INVERSION = re.compile(r"^(.+?)(?:[\s.,;]*[,.;]\s*(" + "|".join(re.escape(a) for a in _ARTICLES)
+                        + r")|\s+(the))[\s.]*$", re.IGNORECASE)  # "Hills of Ireland. The", "X The"
+_DANCE = (r"(?:highland\s+|double\s+|single\s+|set\s+)?(?:slip\s*-?\s*jig|hop\s+jig|jig|reel|"
+          r"hornpipe|strathspey|strathsy|fling|clog|polka|waltz|mazurka|march|quick\s*step|"
+          r"schottische|barn\s*dance|slide|set\s+dance)s?")
+# Ryan's " -- Reel", " -- HIGHLAND FLING", "- JIG", with whatever follows the dance ("No.2.", "(or ...)")
+_DANCE_SUFFIX = re.compile(r"(?:\s*-{1,2}\s+|\s+-{1,2}\s*)(" + _DANCE + r")\b.*$", re.IGNORECASE)
+_DASHES = re.compile(r"[\s.,;]*(?:\s-{2,}\s*|\s*-{2,}\s)")  # other "X -- Y": "X, Y"
+_POSSESSIVE_END = re.compile(r"(?:'s|s')$", re.IGNORECASE)
+_ESCAPE = re.compile(r"\\[`'^\"~,.=:]")  # ABC accent escapes (\'e is e acute): keep the letter
+_BRACKETS = re.compile(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}")  # bracketed notes
+_NUMBERING = re.compile(  # No. 3, #12, (1st Setting), 2nd Setting., a page "S. 414f", "p. 12"
+    r"\b(?:No|Nr|Nro|Num)\.?\s*\d+[a-z]?\b\.?|#\s*\d+"
+    r"|\b(?:\d+(?:st|nd|rd|th|d)|first|second|third|fourth|another)\.?\s+(?:setting|set|version)\b\.?"
+    r"|(?:,\s*|\s+)[SsPp]p?\.\s*\d+[a-z]*\.?\s*$", re.IGNORECASE)
+_LEADING_NUMBER = re.compile(r"^\s*(?:\d+[.)]\s*|T:\s*)+")  # "1. ...", "12) ...", a doubled "T:"
+_TRAILING_NUMBER = re.compile(r"(?:\s+|,\s*)\d{1,2}$")  # "Chevy Chase 3": a variant's number
+_STRAY_BRACKETS = re.compile(r"[()\[\]{}]")
+_INNER_COLON = re.compile(r"(?<=[A-Za-z]):(?=[A-Za-z])")  # Ryan's "Wat:er", "Rat:tle"
+_SPACES = re.compile(r"\s+")
+_EDGES = " .,;:-/"  # stripped from both ends (not an apostrophe: "Belles of Edinboro'")
+_ET_CETERA = re.compile(r"\s*&c\b\.?")
+_SPACE_BEFORE_MARK = re.compile(r"\s+([,;.!?])")
+_WORD = re.compile(r"[A-Za-z][A-Za-z']*|[^A-Za-z]+")
+_SMALL_WORDS = frozenset((  # lower-case but first and last: English, and Gaelic, French, Scots particles
+    "a", "an", "and", "as", "at", "but", "by", "for", "from", "in", "into", "nor", "of", "on", "or",
+    "the", "to", "upon", "with", "o'", "i'", "a'", "na", "nan", "nam", "de", "du", "des", "la", "le",
+    "les", "von", "van"))
+_ROMAN = re.compile(r"[IVX]+")
+_PREFIXED = re.compile(r"^(Mc|[A-Z]')([a-z])(?=[a-z]{2})")  # McDonald, O'Neill, A'Willie (not O'er)
+_MC_CAPS = re.compile(r"Ma?c[A-Z']{2,}")  # McLEAN'S: capitals after a Mc
+
+
+def _title_case_word(word: str, edge: bool) -> str:
+    """One word (letters and apostrophes): an all-capitals word of two letters or more becomes
+    Capitalised (I'M -> I'm, O'NEILL -> O'Neill, MCDONALD -> McDonald), and a small word
+    (of, the, and, a, ...) is lower-case unless it is at an edge (first, last, after . ! ? ;)."""
+    lower = word.lower()
+    if lower in _SMALL_WORDS or lower.rstrip("'") in _SMALL_WORDS and word.endswith("'"):
+        return word[0].upper() + lower[1:] if edge else lower
+    letters = word.replace("'", "")
+    if (len(letters) >= 2 and letters.isupper() and not _ROMAN.fullmatch(letters)
+            or _MC_CAPS.fullmatch(word)):
+        word = word[0] + lower[1:]
+        word = _PREFIXED.sub(lambda m: m.group(1) + m.group(2).upper(), word)
+    return word
+
+
+@lru_cache(maxsize=16384)
+def clean_title(text: str) -> str:
+    """A T: field -> the title as an English title (see the rules above); idempotent."""
+    text = _ESCAPE.sub("", text).replace("\\", "").replace('"', "")
+    text = _ET_CETERA.sub("", text).replace("&", " and ").replace("=", "-")
+    text = _LEADING_NUMBER.sub("", text)
+    text = _INNER_COLON.sub("", text).replace(":", " ")  # and Aird's "Col: Wemys", "Fancy:"
+    article = ""
+    previous = None
+    while previous != text:  # notes inside notes, suffix after suffix
+        previous = text
+        inverted = None if article else _INVERSION.match(text)
+        if inverted:
+            text, article = inverted.group(1), inverted.group(2) or inverted.group(3)
+        text = _STRAY_BRACKETS.sub(" ", _BRACKETS.sub(" ", text))
+        dance = _DANCE_SUFFIX.search(text)
+        if dance:
+            head = text[: dance.start()].rstrip(" .,;")
+            text = f"{head} {dance.group(1)}" if _POSSESSIVE_END.search(head) else head
+        text = _DASHES.sub(", ", text)
+        text = _NUMBERING.sub(" ", text)
+        text = _SPACES.sub(" ", text).strip(_EDGES)
+        text = _TRAILING_NUMBER.sub("", text)
+        text = _SPACE_BEFORE_MARK.sub(r"\1", text).strip(_EDGES).rstrip()
+    if article and text:
+        article = article[0].upper() + article[1:].lower()
+        text = (article if article.endswith("'") else article + " ") + text
+    text = _SPACES.sub(" ", text).strip(_EDGES)
+    pieces = _WORD.findall(text)
+    last = max((i for i, piece in enumerate(pieces) if piece[0].isalpha() or piece.strip(" .,;:!?-/'")),
+               default=-1)  # the last word (a number too: "Spirit of 1880")
+    edge = True
+    for i, piece in enumerate(pieces):
+        if piece[0].isalpha():
+            pieces[i] = _title_case_word(piece, edge or i == last)
+            edge = False
+        elif any(mark in piece for mark in ".!?;"):
+            edge = True
+    return "".join(pieces)
 
 
 def _detect_key(lexed: Lexed, tune: Tune) -> Key:
@@ -270,11 +390,16 @@ def tokenize_lexed(lexed: Lexed, settings: Normalisation) -> tuple[list[str], Tu
     tokens = [BOS]
     if settings.title:
         titles = [value for name, value in header.fields if name == "T"]
-        title = _ascii_title(titles[0]) if titles else ""
+        title = _ascii_title(titles[0]) if titles else ""  # the first T: (later ones: other names)
+        if settings.clean_titles:
+            title = clean_title(title)
         tokens.extend(title.replace(" ", SPACE))
     rhythm_text = next((value for name, value in header.fields if name == "R"), "")
     if settings.map_rhythm:
         rhythm = map_rhythm(rhythm_text)
+        if rhythm == "other" and settings.rhythm_from_title:
+            titles = [value for name, value in header.fields if name == "T"]
+            rhythm = title_rhythm(titles[0]) if titles else "other"
     else:
         rhythm = re.sub(r"\s+", "_", rhythm_text.strip().lower()) or "other"
     tokens.append(f"R:{rhythm}")
