@@ -12,7 +12,7 @@ import typer
 
 from folkrnn import __version__
 from folkrnn.errors import FolkError, OptionError
-from folkrnn.tables import DANCES, FORMATS, INSTRUMENTS, MODES, RHYTHMS
+from folkrnn.tables import DANCES, FORMATS, FORMS, INSTRUMENTS, MODES, RHYTHMS
 
 app = typer.Typer(
     name="folkrnn",
@@ -677,7 +677,7 @@ def evaluate_command(
 # --- compose | generate ------------------------------------------------------------------------
 
 # The choices, from folkrnn.tables: the R: values the tokenizer knows, and the modes by name.
-Rhythm = Enum("Rhythm", [(name, name) for name in RHYTHMS], type=str)
+Rhythm = Enum("Rhythm", [(name, name) for name in RHYTHMS + ("any",)], type=str)
 Mode = Enum("Mode", [(mode.name, mode.name) for mode in MODES.values()], type=str)
 
 
@@ -692,9 +692,15 @@ TitleOption = Annotated[Optional[str], typer.Option(
     "... also sets R: when --rhythm does not). Without it the model writes one.")]
 RhythmOption = Annotated[Optional[Rhythm], typer.Option(
     help="Fix R:, and M: to the dance's meters unless --meter is given (reel: "
-    f"{' or '.join(DANCES['reel'].meters)}; jig: {' or '.join(DANCES['jig'].meters)}). Default: the "
-    "model's choice.")]
+    f"{' or '.join(DANCES['reel'].meters)}; jig: {' or '.join(DANCES['jig'].meters)}). Default: a "
+    "dance of the model's choice; any: any rhythm.")]
 MeterOption = Annotated[Optional[str], typer.Option(help="Fix M:, e.g. 6/8 (default: the model's choice).")]
+FormOption = Annotated[Optional[str], typer.Option(
+    help=f"The form: {', '.join(FORMS)} (a letter twice: a repeated part). Default: the usual form "
+    f"of the tune's dance (reels, jigs, hornpipes: {DANCES['reel'].form} in {DANCES['reel'].part_bars}-bar "
+    "parts); free: the model's own.")]
+PartBarsOption = Annotated[Optional[int], typer.Option(
+    min=1, max=64, help="Bars in each part (default: the dance's; 8 for repeated parts, 16 for others).")]
 ModeOption = Annotated[Optional[Mode], typer.Option(help="Fix the mode of K: (default: the model's choice).")]
 KeyOption = Annotated[Optional[str], typer.Option(
     help="Write the tune in this key (D, F#, Bb; Ador sets the mode too). Default: the usual "
@@ -742,6 +748,8 @@ def compose_command(
     meter: MeterOption = None,
     mode: ModeOption = None,
     key: KeyOption = None,
+    form: FormOption = None,
+    part_bars: PartBarsOption = None,
     prime: PrimeOption = None,
     seed: ComposeSeedOption = None,
     temperature: TemperatureOption = 1.0,
@@ -766,7 +774,8 @@ def compose_command(
 
     try:
         options = _compose_options(
-            title=title, rhythm=rhythm, meter=meter, mode=mode, key=key, prime=prime, seed=seed,
+            title=title, rhythm=rhythm, meter=meter, mode=mode, key=key, form=form, part_bars=part_bars,
+            prime=prime, seed=seed,
             temperature=temperature, top_k=top_k, top_p=top_p, strategy=strategy,
             beam_width=beam_width, constrain=constrain, model=model, instrument=instrument,
             formats=format, out=out, force=force)
@@ -805,6 +814,8 @@ def generate_command(
     meter: MeterOption = None,
     mode: ModeOption = None,
     key: KeyOption = None,
+    form: FormOption = None,
+    part_bars: PartBarsOption = None,
     prime: PrimeOption = None,
     seed: Annotated[Optional[int], typer.Option(
         help="Seed of the first tune; tune i gets seed + i (recorded in summary.json and its N: "
@@ -837,7 +848,8 @@ def generate_command(
 
     try:
         options = _compose_options(
-            title=title, rhythm=rhythm, meter=meter, mode=mode, key=key, prime=prime, seed=seed,
+            title=title, rhythm=rhythm, meter=meter, mode=mode, key=key, form=form, part_bars=part_bars,
+            prime=prime, seed=seed,
             temperature=temperature, top_k=top_k, top_p=top_p, strategy=strategy,
             beam_width=beam_width, constrain=constrain, model=model, instrument=instrument,
             formats=format, out=out, force=force)

@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from folkrnn.abc.grammar import parse_form
 from folkrnn.errors import AbcError, FolkError, ModelError, OptionError
 from folkrnn.files import prepare_folder, write_atomic
 from folkrnn.sample import Conditions, Sampled, SampleConfig, default_workers, sample_tunes
@@ -120,6 +121,8 @@ class ComposeOptions:
     meter: str | None = None  # M: (6/8); None: the model's choice
     mode: str | None = None  # major, minor, dorian, ... (or maj, min, dor ...); None: the model's
     key: str | None = None  # the key to write the tune in; None: the usual tonic of mode and rhythm
+    form: str | None = None  # AABB, AB, ABC, AABBCC, ... or free; None: the usual form of the tune's dance
+    part_bars: int | None = None  # bars in each part; None: the dance's (8 for repeated parts, 16 for others)
     prime: str | None = None  # ABC (or the model's tokens) the tune begins with
     seed: int | None = None  # None: a random seed, printed and recorded
     temperature: float = 1.0  # > 0
@@ -167,6 +170,11 @@ class ComposeOptions:
             self.meter = str(meter)
         if self.title is not None and not self.title.strip():
             self.title = None
+        if self.form is not None:
+            form = parse_form(self.form, self.part_bars)
+            self.form = form.label if form is not None else "free"
+        elif self.part_bars is not None and not 1 <= self.part_bars <= 64:
+            raise OptionError(f"--part-bars must be between 1 and 64, not {self.part_bars}")
         self.formats = parse_formats(self.formats)
         if find_instrument(self.instrument) is None:
             raise OptionError(f"--instrument {self.instrument!r}: choose one of {', '.join(INSTRUMENTS)}")
@@ -432,7 +440,8 @@ def provenance(options: ComposeOptions, seed: int, composer: Composer) -> str:
     for flag, value in (("--title", options.title), ("--rhythm", options.rhythm),
                         ("--meter", options.meter),
                         ("--mode", MODES[options.mode].name if options.mode in MODES else options.mode),
-                        ("--key", options.key), ("--prime", options.prime)):
+                        ("--key", options.key), ("--form", options.form), ("--part-bars", options.part_bars),
+                        ("--prime", options.prime)):
         if value is not None:
             parts += [flag, " ".join(str(value).split())]
     if options.model is not None:
@@ -470,6 +479,7 @@ class Composed:
             "log_prob": round(self.log_prob, 3), "valid": report.valid,
             "warnings": [issue.code for issue in report.warnings],
             "sections": report.structure.get("sections", ""),
+            "form": report.form,
             "nearest": report.nearest.to_dict() if report.nearest else None,
             "probable_copy": any(issue.code == "probable-copy" for issue in report.warnings + report.errors),
             "retried": [{"seed": seed, "reason": reason} for seed, reason in self.failures],
@@ -557,7 +567,8 @@ def _conditions(options: ComposeOptions, composer: Composer) -> tuple[Conditions
         elif options.title:
             meter = meters_of_title(options.title, composer.vocabulary)
             from_title += ["M"] if meter else []
-    return Conditions(title=options.title, rhythm=rhythm, meter=meter, mode=mode, prime=prime), tuple(from_title)
+    return Conditions(title=options.title, rhythm=rhythm, meter=meter, mode=mode, prime=prime,
+                      form=options.form, part_bars=options.part_bars), tuple(from_title)
 
 
 def dance_of_title(title: str) -> str | None:
@@ -930,6 +941,7 @@ def _write_book(result: GenerateResult, folder: Path, tunebook: Path, summary_pa
             "meter": dict(Counter(str(tune.tune.meter) for tune in tunes).most_common()),
             "mode": dict(Counter(tune.tune.key.mode for tune in tunes).most_common()),
             "key": dict(Counter(f"{tune.tune.key.tonic}{tune.tune.key.mode}" for tune in tunes).most_common()),
+            "form": dict(Counter(tune.report.form.get("name", "?") for tune in tunes).most_common()),
         },
         "novelty": {
             "reference": novelty_source, "threshold": COPY_THRESHOLD,

@@ -162,6 +162,9 @@ DANCES: dict[str, Dance] = {
                    variants={"polska": Variant(110), "setdance": Variant(120), "threetwo": Variant(160),
                              "planxty": Variant(96), "rant": Variant(180), "countrydance": Variant(140)}),
 }
+# The forms offered by name (folkrnn.abc.grammar.parse_form reads any such letters: a letter twice
+# is a repeated part); "free" imposes none.
+FORMS: tuple[str, ...] = ("AABB", "AABBCC", "AB", "ABC", "free")
 # The R: values the tokenizer maps every R: field to, in its order.
 RHYTHMS: tuple[str, ...] = tuple(DANCES)
 

@@ -19,7 +19,7 @@ from folkrnn.abc.parser import default_tuplet_q
 from folkrnn.errors import OptionError
 from folkrnn.music import parse_meter
 
-__all__ = ["AbcGrammar", "Form", "FORMS", "parse_form", "TICKS_PER_UNIT", "classify", "bar_ticks", "SPACE"]
+__all__ = ["AbcGrammar", "Form", "parse_form", "TICKS_PER_UNIT", "classify", "bar_ticks", "SPACE"]
 
 # Ticks per unit note length (L:1/8 after normalisation): 2^12 * 3^2 * 5 * 7, so that lengths
 # down to 1/4096 of a unit, tuplets of 2 to 9 and broken rhythm are all whole numbers of ticks.
@@ -105,9 +105,6 @@ def bar_ticks(meter, unit: tuple[int, int] = (1, 8)) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # Forms
-
-FORMS = ("AABB", "AABBCC", "AB", "ABC", "free")  # the forms offered by name (any letters parse)
-
 
 class Form(NamedTuple):
     """A tune's form: per part, whether it is played twice; and the bars in each part."""
