@@ -132,8 +132,10 @@ DANCES: dict[str, Dance] = {
     "slipjig": Dance("slip jig", ("9/8",), 116, "free", None, _tonics(),
                      variants={"hopjig": Variant(116)}),
     # meters: 2/4 236 (halved notation, O'Neill's and Ryan's), 2/2 226, 4/4 7 of 469. Form, in 2/2
-    # and 4/4 (233): AABB 8 bars 196 (84%), AABBCCDD 8 8 (3%), AABBCC 8 7 (3%).
-    "hornpipe": Dance("hornpipe", ("2/2", "4/4"), 160, "AABB", 8, _tonics(), lilt=0.60,
+    # and 4/4 (233): AABB 8 bars 196 (84%), AABBCCDD 8 8 (3%), AABBCC 8 7 (3%). Written in 4/4:
+    # abc2midi, the reference player, refuses R:hornpipe in 2/2 ("Hornpipe must be in 2/4 or 4/4
+    # time"), and a 2/2 hornpipe is the same music as a 4/4 one.
+    "hornpipe": Dance("hornpipe", ("4/4",), 160, "AABB", 8, _tonics(), lilt=0.60,
                       variants={"clog": Variant(150, 0.60)}),
     # no R:polka in the four collections: the meter is the polka's own; the form is not measured.
     "polka": Dance("polka", ("2/4",), 140, "free", None, _tonics(maj="D")),
