@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Callable
 
 from folkrnn.abc.grammar import parse_form
+from folkrnn.abc.tokens import title_rhythm
 from folkrnn.errors import AbcError, FolkError, ModelError, OptionError
 from folkrnn.files import prepare_folder, write_atomic
 from folkrnn.sample import Conditions, Sampled, SampleConfig, default_workers, sample_tunes
@@ -573,17 +574,10 @@ def _conditions(options: ComposeOptions, composer: Composer) -> tuple[Conditions
 
 def dance_of_title(title: str) -> str | None:
     """The dance a title ends with: "The Kesh Jig" -> "jig", "... Slip Jig" -> "slipjig",
-    "The Kerry Polka" -> "polka"; None when its last words name none."""
-    from folkrnn.abc import map_rhythm
-
-    words = re.findall(r"[A-Za-z]+", title.lower())
-    for count in (2, 1):  # "slip jig", then the last word alone
-        tail = " ".join(words[-count:])
-        if len(words) >= count and tail.endswith(tuple(_TITLE_WORDS)):
-            rhythm = map_rhythm(tail)
-            if rhythm not in ("other", "song", "air"):
-                return rhythm
-    return None
+    "The Kerry Polka" -> "polka"; None when its last words name none (the tokenizer's
+    :func:`folkrnn.abc.tokens.title_rhythm`, which gives tunes with no R: their rhythm)."""
+    rhythm = title_rhythm(title)
+    return None if rhythm == "other" else rhythm
 
 
 def rhythm_of_title(title: str, vocabulary) -> str | None:
@@ -606,10 +600,6 @@ def meters_of_rhythm(rhythm: str | None, vocabulary) -> tuple[str, ...] | None:
     meters = tuple(m for m in DANCE_METERS.get(rhythm or "", ()) if f"M:{m}" in vocabulary)
     return meters or None
 
-
-# The last words of a title that name its dance (map_rhythm reads them).
-_TITLE_WORDS = ("jig", "reel", "hornpipe", "polka", "slide", "waltz", "march", "strathspey",
-                "mazurka", "barndance", "schottische", "fling")
 
 # The meters each dance is written in (a view of folkrnn.tables.DANCES): a jig in 6/8, a reel in
 # cut or common time, a waltz in 3/4 ...

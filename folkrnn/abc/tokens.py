@@ -29,7 +29,7 @@ from folkrnn.errors import AbcError, FolkError
 from folkrnn.music import (
     LETTER_SEMITONES, LETTERS, Key, Tune, expand_parts, key_signature, parse_meter, signature_items,
 )
-from folkrnn.tables import RHYTHMS
+from folkrnn.tables import DANCES, RHYTHMS
 
 __all__ = ["Normalisation", "title_rhythm", "tokenize", "tokenize_and_parse", "tokenize_lexed", "detokenize", "map_rhythm",
            "RHYTHMS", "TOKENIZER_VERSION", "BOS", "EOS", "SPACE"]
@@ -67,8 +67,7 @@ def map_rhythm(text: str) -> str:
     return "other"
 
 
-_TITLE_DANCES = frozenset(("reel", "jig", "slipjig", "hornpipe", "strathspey", "polka", "waltz", "mazurka",
-                           "barndance", "march", "slide"))
+_TITLE_DANCES = frozenset(name for name, dance in DANCES.items() if dance.meters)  # dances, not air or song
 
 
 @lru_cache(maxsize=4096)
