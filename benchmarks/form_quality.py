@@ -38,8 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from folkrnn.abc import detokenize, parse, read_text, split_tunebook  # noqa: E402
 from folkrnn.errors import FolkError  # noqa: E402
-from folkrnn.form import (  # noqa: E402
-    STATISTICS, form_features, form_of, form_statistics, two_sample_accuracy)
+from folkrnn.form import STATISTICS, form_features, form_of, form_statistics, two_sample_accuracy  # noqa: E402
 
 TARGETS = {  # issue 10: (default output, --form free); None: report it
     "dance_form": ("100%", "-"), "parts_multiple_of_4": ("100%", ">= 90%"),

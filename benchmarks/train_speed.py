@@ -38,8 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from folkrnn.model import ModelConfig  # noqa: E402
-from folkrnn.train import (  # noqa: E402
-    TrainConfig, _Dist, _Trainer, _as_ids, corpus_vocabulary, padding_fraction, plan_epoch)
+from folkrnn.train import TrainConfig, _as_ids, _Dist, _Trainer, corpus_vocabulary, padding_fraction, plan_epoch  # noqa: E402
 
 
 def matmul_rate(size: int = 2048, rounds: int = 5, reps: int = 8, library: str = "torch") -> float:

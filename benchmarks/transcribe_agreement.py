@@ -25,7 +25,11 @@ import music21
 from folkrnn.abc import parse, read_text, split_tunes
 from folkrnn.midi import tune_tempo, tune_to_performance, write_tune_midi
 from folkrnn.transcribe import (
-    estimate_key, estimate_meter, estimate_tempo, same_notes, transcribe_midi,
+    estimate_key,
+    estimate_meter,
+    estimate_tempo,
+    same_notes,
+    transcribe_midi,
 )
 
 

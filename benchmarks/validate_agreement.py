@@ -39,8 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from folkrnn.abc import lex, read_text, split_tunebook  # noqa: E402
-from folkrnn.abc.lexer import (  # noqa: E402
-    BAR, BROKEN, CHORD_END, CHORD_START, ENDING, GRACE_END, GRACE_START, NOTE, TUPLET)
+from folkrnn.abc.lexer import BAR, BROKEN, CHORD_END, CHORD_START, ENDING, GRACE_END, GRACE_START, NOTE, TUPLET  # noqa: E402
 from folkrnn.errors import FolkError  # noqa: E402
 from folkrnn.validate import validate_tune  # noqa: E402
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from folkrnn import __version__
 from folkrnn.errors import ModelError
 from folkrnn.files import write_atomic
 from folkrnn.vocab import Vocabulary
@@ -180,12 +181,7 @@ def save_model(
         "vocabulary": vocabulary.to_list(),
         "training": dict(training or {}),
     }
-    try:
-        from folkrnn import __version__
-
-        config["folkrnn_version"] = __version__
-    except ImportError:  # pragma: no cover - partial installs
-        pass
+    config["folkrnn_version"] = __version__
     text = json.dumps(config, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
     # weights first: if a kill falls between the two renames, the old config still describes the
     # same network and vocabulary (they never change within one training run)

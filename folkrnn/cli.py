@@ -297,7 +297,11 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seed for weights, data order and dropout.")] = 0,
     device: Annotated[Device, typer.Option(help="Where to train.")] = Device.auto,
     out: Annotated[Path, typer.Option(help="Model directory to write.")] = Path("outputs/model"),
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out exactly where it stopped.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out exactly where it stopped, with its "
+                                         "corpus, encoding, model and training settings (read from --out). "
+                                         "Options given again must agree with the run, except --epochs, "
+                                         "--patience, --eval-interval and --device; --max-minutes and "
+                                         "--max-batches apply to this command only.")] = False,
     force: Annotated[bool, typer.Option(help="Start afresh even if --out holds a model.")] = False,
     max_minutes: Annotated[float, typer.Option(min=0.0, help="Stop cleanly after this long (0: no limit).")] = 0.0,
     max_batches: Annotated[int, typer.Option(min=0, help="Stop cleanly after this many batches (0: no limit).")] = 0,
@@ -313,7 +317,7 @@ def train_command(
     import os
 
     try:
-        from folkrnn.train import TrainConfig, resumed_settings, train
+        from folkrnn.train import TrainConfig, train
 
         settings = dict(
             epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer.value, schedule=schedule.value,
@@ -323,17 +327,6 @@ def train_command(
             augment_transpose=transpose,
             augment_stretch=stretch, weights_dtype="float16" if fp16 else "float32",
             command=_command_line(context))
-        if resume:  # what the command line leaves unsaid, the run being resumed says
-            previous = resumed_settings(out)
-            options = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "optimizer": "optimizer",
-                       "schedule": "schedule",
-                       "bptt": "bptt", "patience": "patience", "seed": "seed", "eval_interval": "eval_interval",
-                       "transpose": "augment_transpose", "stretch": "augment_stretch", "fp16": "weights_dtype"}
-            for option, key in options.items():
-                given = getattr(context.get_parameter_source(option), "name", None) == "COMMANDLINE"
-                if not given and key in previous:
-                    settings[key] = previous[key]
-        config = TrainConfig(**settings)
         if positions is None and resume:
             features = None  # as the run being resumed
         else:
@@ -342,11 +335,25 @@ def train_command(
             features = SCHEME if (encoding.value == "abc" if positions is None else positions) else ""
         model = {"hidden_size": hidden_size, "layers": layers, "embedding_size": embedding_size,
                  "dropout": dropout, "features": features}
-        try:
+        if resume:  # the run in --out says all that the command line leaves unsaid (folkrnn.train.resume_plan)
+            from folkrnn.train import resume_plan
+
+            options = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "optimizer": "optimizer",
+                       "schedule": "schedule", "bptt": "bptt", "patience": "patience", "seed": "seed",
+                       "device": "device", "max_minutes": "max_minutes", "max_batches": "max_batches",
+                       "eval_interval": "eval_interval", "transpose": "augment_transpose",
+                       "stretch": "augment_stretch", "fp16": "weights_dtype"}
+            given = {key: settings[key] for option, key in options.items()
+                     if getattr(context.get_parameter_source(option), "name", None) == "COMMANDLINE"}
+            encoding_given = getattr(context.get_parameter_source("encoding"), "name", None) == "COMMANDLINE"
+            settings, model, tunes = resume_plan(
+                out, train_given={**given, "command": settings["command"]}, model_given=model,
+                sources=corpus or None, encoding=encoding.value if encoding_given else None)
+        else:
             from folkrnn.corpus import build_corpus
-        except ImportError:
-            raise OptionError("training needs folkrnn.corpus, which this installation lacks") from None
-        tunes = build_corpus(sources=corpus or None, encoding=encoding.value)
+
+            tunes = build_corpus(sources=corpus or None, encoding=encoding.value)
+        config = TrainConfig(**settings)
         result = train(tunes, config, model)
     except FolkError as error:
         fail(error)
@@ -719,6 +726,9 @@ StrategyOption = Annotated[Strategy, typer.Option(help="sample (temperature, top
 BeamWidthOption = Annotated[int, typer.Option(help="Beam search: hypotheses kept.")]
 ConstrainOption = Annotated[bool, typer.Option(
     help="Keep every bar full and repeats balanced, and end with a closing bar.")]
+CompassOption = Annotated[int, typer.Option(
+    min=0, max=60, help="Semitones from a tune's lowest note to its highest, at most: 24 (two octaves) "
+    "is a whistle's or flute's compass (0: any).")]
 ModelOption = Annotated[Optional[Path], typer.Option(
     help="A model directory (default: the model shipped with folkrnn).")]
 InstrumentOption = Annotated[str, typer.Option(help=f"MIDI and WAV instrument: {_INSTRUMENT_NAMES}.")]
@@ -758,6 +768,7 @@ def compose_command(
     strategy: StrategyOption = Strategy.sample,
     beam_width: BeamWidthOption = 4,
     constrain: ConstrainOption = True,
+    compass: CompassOption = 24,
     model: ModelOption = None,
     instrument: InstrumentOption = "fiddle",
     format: Annotated[str, typer.Option(
@@ -777,7 +788,7 @@ def compose_command(
             title=title, rhythm=rhythm, meter=meter, mode=mode, key=key, form=form, part_bars=part_bars,
             prime=prime, seed=seed,
             temperature=temperature, top_k=top_k, top_p=top_p, strategy=strategy,
-            beam_width=beam_width, constrain=constrain, model=model, instrument=instrument,
+            beam_width=beam_width, constrain=constrain, compass=compass, model=model, instrument=instrument,
             formats=format, out=out, force=force)
         random_seed = seed is None
         composed = compose(options)
@@ -826,6 +837,7 @@ def generate_command(
     strategy: StrategyOption = Strategy.sample,
     beam_width: BeamWidthOption = 4,
     constrain: ConstrainOption = True,
+    compass: CompassOption = 24,
     model: ModelOption = None,
     instrument: InstrumentOption = "fiddle",
     format: Annotated[str, typer.Option(
@@ -851,7 +863,7 @@ def generate_command(
             title=title, rhythm=rhythm, meter=meter, mode=mode, key=key, form=form, part_bars=part_bars,
             prime=prime, seed=seed,
             temperature=temperature, top_k=top_k, top_p=top_p, strategy=strategy,
-            beam_width=beam_width, constrain=constrain, model=model, instrument=instrument,
+            beam_width=beam_width, constrain=constrain, compass=compass, model=model, instrument=instrument,
             formats=format, out=out, force=force)
         random_seed = seed is None
         console = Console(stderr=True)

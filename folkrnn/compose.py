@@ -132,6 +132,7 @@ class ComposeOptions:
     strategy: str = "sample"  # sample, greedy or beam
     beam_width: int = 4  # beam search width
     constrain: bool = True  # full bars, balanced repeats, closing bar
+    compass: int = 24  # semitones from the lowest note to the highest, at most (0: any)
     model: str | None = None  # model directory; None: the shipped default
     instrument: str = "fiddle"  # MIDI (and WAV) instrument
     formats: list[str] = field(default_factory=lambda: ["abc", "mid", "svg", "musicxml"])
@@ -140,7 +141,8 @@ class ComposeOptions:
 
     def sample_config(self) -> SampleConfig:
         return SampleConfig(strategy=self.strategy, temperature=self.temperature, top_k=self.top_k,
-                            top_p=self.top_p, beam_width=self.beam_width, constrain=self.constrain)
+                            top_p=self.top_p, beam_width=self.beam_width, constrain=self.constrain,
+                            compass=self.compass)
 
     def check(self) -> "ComposeOptions":
         """Raise OptionError for any option out of its range; return self (normalised)."""
@@ -438,6 +440,8 @@ def provenance(options: ComposeOptions, seed: int, composer: Composer) -> str:
         parts += ["--beam-width", str(config.beam_width)]
     if not config.constrain:
         parts.append("--no-constrain")
+    elif config.compass != SampleConfig.compass:
+        parts += ["--compass", str(config.compass)]
     for flag, value in (("--title", options.title), ("--rhythm", options.rhythm),
                         ("--meter", options.meter),
                         ("--mode", MODES[options.mode].name if options.mode in MODES else options.mode),

@@ -32,9 +32,10 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from folkrnn import __version__
 from folkrnn.errors import CorpusError, FolkError, OptionError
@@ -45,6 +46,7 @@ __all__ = [
     "build_corpus", "corpus_stats", "export_text", "export_split", "write_manifest",
     "resolve_sources", "source_files", "read_tunes", "looks_like_folkrnn", "folkrnn_to_abc",
     "split_of", "body_of", "music21_corpus_dir", "default_cache_dir", "Rendering",
+    "source_keys", "corpus_files", "file_hashes", "rebuild_corpus",
 ]
 
 SPLITS = ("train", "valid", "test")
@@ -132,7 +134,7 @@ class Rendering:
     instruments: tuple[str, ...] = ("fiddle", "flute", "accordion", "piano")  # articulation and dynamics
     seed: int = 0  # with each tune's normalised body, seeds the choices and the humanisation
 
-    def check(self) -> "Rendering":
+    def check(self) -> Rendering:
         """Raise OptionError for a setting out of range; return self."""
         if self.renderings < 1:
             raise OptionError(f"renderings must be at least 1, not {self.renderings}")
@@ -277,6 +279,43 @@ def source_files(source: Source, encoding: str = "abc") -> list[Path]:
         raise CorpusError(f"no {' or '.join('*' + s for s in suffixes)} files in this folder",
                           file=str(source.path))
     return sorted(files, key=lambda p: p.relative_to(source.path).as_posix())
+
+
+def source_keys(sources: Sequence[str | os.PathLike] | None) -> list[str]:
+    """The sources as names that mean the same from any folder: ``music21:<collection>`` for a
+    music21 collection (``default`` expanded), the absolute path for a file or folder.
+    ``build_corpus(source_keys(x))`` is ``build_corpus(x)``. Raises CorpusError as
+    :func:`resolve_sources` does."""
+    return [_source_key(source) for source in resolve_sources(sources)]
+
+
+def _source_key(source: Source) -> str:
+    return f"music21:{source.name}" if source.origin == "music21" else str(source.path.resolve())
+
+
+def corpus_files(sources: Sequence[str | os.PathLike] | None, encoding: str = "abc") -> list[str]:
+    """The absolute paths of every file :func:`build_corpus` reads for these sources, in its
+    order. Raises CorpusError for a source that does not exist or a folder with no tunes."""
+    out = []
+    for source in resolve_sources(sources):
+        played = encoding == "midi" and _is_abc_source(source)  # a MIDI corpus plays ABC sources
+        out += [str(path.resolve()) for path in source_files(source, "abc" if played else encoding)]
+    return out
+
+
+def file_hashes(paths: Iterable[str | os.PathLike]) -> dict[str, str]:
+    """sha256 of each file's bytes, by path as given; a file that cannot be read maps to ``""``."""
+    hashes = {}
+    for path in paths:
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            hashes[os.fspath(path)] = digest.hexdigest()
+        except OSError:
+            hashes[os.fspath(path)] = ""
+    return hashes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -580,6 +619,8 @@ class Corpus:
     cache_path: Path | None = None  # where it is cached (None: not cached)
     from_cache: bool = False  # whether this build was read from the cache
     seconds: float = 0.0  # how long build_corpus took
+    recipe: dict = field(default_factory=dict)  # build_corpus's arguments, cwd-independent: rebuild_corpus(recipe)
+    files: list[str] = field(default_factory=list)  # the files read, absolute paths in reading order
 
     def split(self, name: str) -> list[list[str]]:
         """The tunes of one split by name (train, valid or test)."""
@@ -777,31 +818,23 @@ def build_corpus(
     if not (0 <= valid_fraction < 1 and 0 <= test_fraction < 1
             and valid_fraction + test_fraction < 1):
         raise OptionError("valid and test fractions must be in [0, 1) and add up to less than 1")
+    from folkrnn.abc import Normalisation
+    from folkrnn.events import EventConfig
+
     if encoding == "midi":
-        try:
-            events = importlib.import_module("folkrnn.events")
-        except ImportError:
-            events = None
-        if events is None or not hasattr(events, "encode_midi"):
-            raise CorpusError("MIDI corpora need folkrnn.events.encode_midi, which this "
-                              "version of folkrnn does not have")
         if settings is None:
-            settings = events.EventConfig()
+            settings = EventConfig()
         reader = _read_midi_file
     else:
-        try:
-            abc = importlib.import_module("folkrnn.abc")
-        except ImportError as error:
-            raise CorpusError(f"the ABC tokenizer cannot be imported: {error}") from None
         if settings is None:
-            settings = abc.Normalisation()
+            settings = Normalisation()
         reader = _read_abc_file
 
     resolved = resolve_sources(sources)
     render = None
     if encoding == "midi":
         rendering = (rendering or Rendering()).check()
-        render = _Render(importlib.import_module("folkrnn.abc").Normalisation(), settings, rendering)
+        render = _Render(Normalisation(), settings, rendering)
     jobs, sizes, explicit = [], [], set()
     file_list = []
     rendered = 0  # files of ABC sources a MIDI corpus plays
@@ -817,6 +850,13 @@ def build_corpus(
             sizes.append(stat.st_size)
             file_list.append([source.name, str(path.resolve()), stat.st_size, stat.st_mtime_ns])
 
+    # what rebuild_corpus needs to make this corpus again, from any folder
+    recipe = {"sources": [_source_key(source) for source in resolved],
+              "given": [os.fspath(item) for item in sources] if sources else None,
+              "encoding": encoding, "settings": _settings_dict(settings), "seed": seed,
+              "valid_fraction": valid_fraction, "test_fraction": test_fraction,
+              "rendering": rendering.to_dict() if encoding == "midi" else None}
+    files_read = [entry[1] for entry in file_list]
     split_rule = {"seed": seed, "valid_fraction": valid_fraction, "test_fraction": test_fraction,
                   "rule": "sha1(f'{seed}:' + body tokens joined by U+001F), first 8 bytes / 2**64:"
                           " test below test_fraction, valid below test+valid, else train"}
@@ -846,7 +886,7 @@ def build_corpus(
                 return Corpus(**{name: data["splits"][name] for name in SPLITS},
                               encoding=encoding, info=data["info"], origins=data["origins"],
                               cache_path=cache_path, from_cache=True,
-                              seconds=time.perf_counter() - started)
+                              seconds=time.perf_counter() - started, recipe=recipe, files=files_read)
 
     if workers is None:
         workers = min(2, os.cpu_count() or 1)
@@ -934,7 +974,8 @@ def build_corpus(
         "content_hash": _content_hash(splits),
         "cache_key": key,
     }
-    corpus = Corpus(splits["train"], splits["valid"], splits["test"], encoding, info, origins)
+    corpus = Corpus(splits["train"], splits["valid"], splits["test"], encoding, info, origins,
+                    recipe=recipe, files=files_read)
     if cache_path is not None:
         payload = {"format": CACHE_FORMAT, "key": key, "info": info,
                    "splits": packed or splits, "packed": bool(packed), "origins": origins}
@@ -947,6 +988,31 @@ def build_corpus(
             corpus.cache_path = None  # an unwritable cache only costs time next run
     corpus.seconds = time.perf_counter() - started
     return corpus
+
+
+def rebuild_corpus(recipe: dict, **options) -> Corpus:
+    """The corpus a :attr:`Corpus.recipe` describes (``options``: cache_dir, workers, ...).
+    Raises CorpusError as :func:`build_corpus` does."""
+    encoding = recipe.get("encoding", "abc")
+    settings = recipe.get("settings")
+    if settings is not None:
+        if encoding == "midi":
+            from folkrnn.events import EventConfig
+
+            settings = EventConfig.from_dict(settings)
+        else:
+            from folkrnn.abc import Normalisation
+
+            settings = Normalisation.from_dict(settings)
+    rendering = recipe.get("rendering")
+    if rendering:
+        rendering = Rendering(renderings=int(rendering["renderings"]),
+                              tempo_factors=tuple(rendering["tempo_factors"]),
+                              instruments=tuple(rendering["instruments"]), seed=int(rendering["seed"]))
+    return build_corpus(recipe.get("sources") or None, encoding=encoding, settings=settings,
+                        seed=recipe.get("seed", 0), valid_fraction=recipe.get("valid_fraction", 0.05),
+                        test_fraction=recipe.get("test_fraction", 0.05), rendering=rendering or None,
+                        **options)
 
 
 def _display_path(source: Source) -> str:

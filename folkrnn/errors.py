@@ -39,7 +39,7 @@ class FolkError(Exception):
         self.col = col
 
     def located(self, *, file: str | None = None, tune: str | None = None,
-                line_offset: int = 0) -> "FolkError":
+                line_offset: int = 0) -> FolkError:
         """Fill in the context an outer layer knows (the file, the tune, where the tune starts)."""
         if file is not None and self.file is None:
             self.file = file

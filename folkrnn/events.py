@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from os import PathLike
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -68,7 +68,7 @@ class EventConfig:
                 raise OptionError(f"EventConfig: {message}")
 
     @classmethod
-    def from_dict(cls, values: dict) -> "EventConfig":
+    def from_dict(cls, values: dict) -> EventConfig:
         """Rebuild a config stored with ``dataclasses.asdict``; unknown keys are an error."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)

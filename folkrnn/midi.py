@@ -31,19 +31,19 @@ import random
 import re
 import warnings
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from os import PathLike
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from folkrnn import tables
 from folkrnn.errors import MidiError, OptionError
 from folkrnn.events import EventConfig, PerformanceNote, arrays_to_events, notes_to_events
 from folkrnn.files import write_atomic
 from folkrnn.music import Key, Meter, Note, Tune
-from folkrnn import tables
 from folkrnn.tables import Instrument, find_instrument
 
 __all__ = [

@@ -54,7 +54,7 @@ class ModelConfig:
         return asdict(self) | {"feature_sizes": list(self.feature_sizes)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         """Rebuild from :meth:`to_dict`'s output; unknown or missing fields raise ModelError."""
         if not isinstance(data, dict):
             raise ModelError(f"model config must be a JSON object, not {type(data).__name__}")

@@ -215,7 +215,7 @@ class Note(namedtuple("Note", "pitch onset duration grace", defaults=(False,))):
 
     __slots__ = ()
 
-    def __new__(cls, pitch: int, onset: Fraction, duration: Fraction, grace: bool = False) -> "Note":
+    def __new__(cls, pitch: int, onset: Fraction, duration: Fraction, grace: bool = False) -> Note:
         if not 0 <= pitch <= 127:
             raise ValueError(f"pitch {pitch} is outside MIDI's 0..127")
         if duration < 0:

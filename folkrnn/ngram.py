@@ -24,8 +24,8 @@ the default corpus's 1.7M training tokens takes a few seconds and scoring is vec
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 

@@ -28,9 +28,9 @@ import os
 import secrets
 import shlex
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -65,7 +65,7 @@ class PerformConfig:
         return SampleConfig(strategy=self.strategy, temperature=self.temperature, top_k=self.top_k,
                             top_p=self.top_p).check()
 
-    def check(self) -> "PerformConfig":
+    def check(self) -> PerformConfig:
         """Raise OptionError for an option out of its range; return self."""
         if self.strategy not in _STRATEGIES:
             raise OptionError(f"unknown strategy {self.strategy!r} for performances; choose sample or greedy")
@@ -117,7 +117,7 @@ class _Layout:
         self.bos, self.eos = vocabulary.bos_id, vocabulary.eos_id
         self.allowed = self.event_of >= 0  # (V,) what may ever be chosen, </s> aside
 
-    def masks(self, rows: Sequence["_Row"], guards: bool) -> np.ndarray:
+    def masks(self, rows: Sequence[_Row], guards: bool) -> np.ndarray:
         """(B, V) the tokens each row may take next."""
         masks = np.repeat(self.allowed[None, :], len(rows), axis=0)
         if guards:
@@ -178,8 +178,8 @@ def load_performer(model: str | os.PathLike | None = None) -> Performer:
 def prime_events(path: str | os.PathLike, config: EventConfig | None = None) -> list[int]:
     """The events of a MIDI file, to start performances with. Raises MidiError for a file that
     cannot be read or has no notes."""
-    from folkrnn.events import encode_midi
     from folkrnn.errors import MidiError
+    from folkrnn.events import encode_midi
 
     ids = encode_midi(path, config)
     if not ids:

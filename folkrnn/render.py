@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
-from typing import Callable
 
 from folkrnn.errors import OptionError
 from folkrnn.files import write_atomic

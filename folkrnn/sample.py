@@ -77,7 +77,7 @@ import numpy as np
 
 from folkrnn.abc.grammar import SPACE as _SPACE
 from folkrnn.abc.features import Positions, classes
-from folkrnn.abc.grammar import TICKS_PER_UNIT, AbcGrammar, Form, parse_form
+from folkrnn.abc.grammar import TICKS_PER_UNIT, AbcGrammar, Compass, Form, parse_form
 from folkrnn.decode.choice import choose_tokens, one_blas_thread, rounding_noise, uniforms
 from folkrnn.errors import OptionError
 from folkrnn.tables import DANCES
@@ -109,6 +109,8 @@ class SampleConfig:
     max_tokens: int = 1000  # the length guard (folk-rnn stopped at 1,000 tokens too)
     closing_tokens: int = 64  # steer to an end this many tokens before max_tokens
     min_bars: int = 4  # a tune may not end before this many bars
+    compass: int = 24  # semitones from a tune's lowest note to its highest, at most (0: any; Compass)
+    lookback: float = 0.0  # added to the logit of each token the bar before, two bars before or the part before offers
     max_title: int = 60  # title characters the model may write
     attempts: int = 10  # seeds tried for one tune before it is reported as not made
 
@@ -118,6 +120,10 @@ class SampleConfig:
             raise OptionError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if not self.temperature > 0 or not np.isfinite(self.temperature):
             raise OptionError(f"--temperature must be greater than 0, not {self.temperature}")
+        if not 0 <= self.lookback <= 10 or not np.isfinite(self.lookback):
+            raise OptionError(f"--lookback must be between 0 and 10, not {self.lookback}")
+        if self.compass and not 12 <= self.compass <= 60:
+            raise OptionError(f"--compass must be 0 (none) or 12-60 semitones, not {self.compass}")
         if self.temperature > 100:
             raise OptionError(f"--temperature must be at most 100, not {self.temperature}")
         if self.top_k < 0:
@@ -201,7 +207,10 @@ class _Plan:
     """A request resolved against a vocabulary: the grammar and the forced tokens."""
 
     grammar: AbcGrammar
-    classes: object  # the vocabulary classified for Positions, when the model reads position features
+    classes: object  # the vocabulary classified for Positions, when the model reads position features or
+    # the sampler offers repeats (the lookback bonus)
+    features: bool  # the model reads position features
+    compass: Compass | None  # the compass every tune keeps (None: any)
     title: list[int]  # forced after <s>
     prime: list[int]  # forced when the body begins
     warnings: list[str]
@@ -267,7 +276,16 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
         if len(_GRAMMARS) >= 8:
             _GRAMMARS.pop(next(iter(_GRAMMARS)))
         _GRAMMARS[key] = grammar
-    return _Plan(grammar, classes(vocabulary.tokens) if features else None, title_ids, prime_ids, warnings)
+    compass = None
+    if config.constrain and config.compass:
+        key = (tuple(vocabulary.tokens), config.compass)
+        compass = _COMPASSES.get(key) or _COMPASSES.setdefault(key, Compass(vocabulary.tokens, config.compass))
+    follow = features or (config.lookback and config.constrain)
+    return _Plan(grammar, classes(vocabulary.tokens) if follow else None, bool(features), compass, title_ids,
+                 prime_ids, warnings)
+
+
+_COMPASSES: dict[tuple, Compass] = {}
 
 
 def _forms(vocabulary, conditions: Conditions) -> tuple[Form | None, dict[int, Form | None]]:
@@ -297,10 +315,11 @@ _GRAMMARS: dict[tuple, AbcGrammar] = {}
 class _Row:
     """One tune being sampled."""
 
-    __slots__ = ("index", "seed", "ids", "sid", "forced", "log_prob", "reason", "positions", "feature")
+    __slots__ = ("index", "seed", "ids", "sid", "forced", "log_prob", "reason", "positions", "feature",
+                 "compass", "span")
 
     def __init__(self, index: int, seed: int, bos: int, sid: int, title: list[int],
-                 classes=None) -> None:
+                 classes=None, compass: Compass | None = None) -> None:
         self.index, self.seed = index, seed
         self.ids = [bos]
         self.sid = sid
@@ -310,19 +329,58 @@ class _Row:
         # a model that reads position features: where the tune stands, and the features of its last token
         self.positions = Positions(classes) if classes is not None else None
         self.feature = self.positions.push(bos) if classes is not None else ()
+        self.compass = compass  # its lowest and highest notes so far, when a compass holds
+        self.span = compass.start() if compass is not None else None
 
     def append(self, token: int) -> None:
         """Write one more token (and follow where the tune now stands)."""
         self.ids.append(token)
         if self.positions is not None:
             self.feature = self.positions.push(token)
+        if self.compass is not None:
+            self.compass.take(self.span, token)
+
+    def fork(self, sid: int) -> "_Row":
+        """A copy to go on differently (beam search)."""
+        row = _Row(self.index, self.seed, self.ids[0], sid, [])
+        row.ids, row.forced, row.log_prob = list(self.ids), list(self.forced), self.log_prob
+        if self.positions is not None:
+            row.positions, row.feature = self.positions.clone(), self.feature
+        if self.compass is not None:
+            row.compass, row.span = self.compass, list(self.span)
+        return row
 
 
-def _inputs(rows: list[_Row]) -> np.ndarray:
+def _restrict(plan: "_Plan", masks: np.ndarray, rows: list[_Row]) -> None:
+    """In place: what the grammar's masks leave to each row's own history (a tie's pitch, the compass)."""
+    sids = [row.sid for row in rows]
+    plan.grammar.restrict_ties(masks, sids, [row.ids for row in rows])
+    if plan.compass is not None:
+        plan.compass.restrict(masks, [row.span if not row.forced else None for row in rows])
+
+
+def _inputs(rows: list[_Row], plan: "_Plan") -> np.ndarray:
     """The model's input for each row's next step: ``(B,)`` ids, or ``(B, 1 + F)`` with features."""
-    if rows and rows[0].positions is not None:
+    if plan.features:
         return np.array([(row.ids[-1],) + row.feature for row in rows], np.int64)
     return np.array([row.ids[-1] for row in rows], np.int64)
+
+
+_OFFERS = slice(3, 6)  # the features that offer a token: back1, back2, backpart (folkrnn.abc.features)
+
+
+def _lookback(logits: np.ndarray, rows: list[_Row], bonus: float) -> np.ndarray:
+    """The logits with ``bonus`` added to each token the tune offers to repeat here (what was written
+    at this point of the bar one and two bars ago, and a part ago): a copy prior, as the Lookback RNN's
+    "repeat" labels give its melody model. A new array; the model's own when bonus is 0."""
+    if not bonus or not rows or rows[0].positions is None:
+        return logits
+    logits = logits.copy()
+    for i, row in enumerate(rows):
+        offered = {token - 1 for token in row.feature[_OFFERS] if token}
+        if offered:
+            logits[i, list(offered)] += bonus
+    return logits
 
 
 def _advance(row: _Row, token: int, plan: _Plan, config: SampleConfig, eos: int) -> str:
@@ -384,10 +442,10 @@ def _sample_rows(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: li
 
     grammar = plan.grammar
     bos, eos = vocabulary.bos_id, vocabulary.eos_id
-    rows = [_Row(index, seed, bos, grammar.start, plan.title, plan.classes) for index, seed in jobs]
+    rows = [_Row(index, seed, bos, grammar.start, plan.title, plan.classes, plan.compass) for index, seed in jobs]
     # exact: one state per row, each stepped alone; else one batched state
     state = [engine.init_state(1) for _ in rows] if exact else engine.init_state(len(rows))
-    current = _inputs(rows)
+    current = _inputs(rows, plan)
     fragile: list[tuple[int, int]] = []
     refill = max(1, capacity // 8)  # new rows join a few at a time (each join copies the state)
     while rows:
@@ -397,8 +455,9 @@ def _sample_rows(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: li
             state = [new for _, new in stepped]
         else:
             logits, state = engine.step(current, state)
+        logits = _lookback(logits, rows, config.lookback)
         masks = grammar.masks([row.sid for row in rows])
-        grammar.restrict_ties(masks, [row.sid for row in rows], [row.ids for row in rows])
+        _restrict(plan, masks, rows)
         free = [i for i, row in enumerate(rows) if not row.forced]
         chosen = np.zeros(len(rows), np.int64)
         logps = np.zeros(len(rows))
@@ -453,11 +512,11 @@ def _sample_rows(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: li
         if more is not None and (capacity - len(rows) >= refill or not rows):
             added = more(capacity - len(rows))
             if added:
-                rows += [_Row(index, seed, bos, grammar.start, plan.title, plan.classes) for index, seed in added]
+                rows += [_Row(index, seed, bos, grammar.start, plan.title, plan.classes, plan.compass) for index, seed in added]
                 fresh = engine.init_state(len(added))
                 state = (np.concatenate([state[0], fresh[0]], axis=1),
                          np.concatenate([state[1], fresh[1]], axis=1))
-        current = _inputs(rows)
+        current = _inputs(rows, plan)
     return fragile
 
 
@@ -715,16 +774,17 @@ def beam_search(engine, vocabulary, *, seed: int = 0, config: SampleConfig | Non
     grammar = plan.grammar
     bos, eos = vocabulary.bos_id, vocabulary.eos_id
     width = config.beam_width
-    beams = [_Row(index, seed, bos, grammar.start, plan.title, plan.classes)]
+    beams = [_Row(index, seed, bos, grammar.start, plan.title, plan.classes, plan.compass)]
     state = engine.init_state(1)
     ended: list[tuple[float, _Row]] = []
     reason = ""
     while beams:
-        logits, state = engine.step(_inputs(beams), state)
+        logits, state = engine.step(_inputs(beams, plan), state)
+        logits = _lookback(logits, beams, config.lookback)
         if on_step is not None:
             on_step()
         masks = grammar.masks([row.sid for row in beams])
-        grammar.restrict_ties(masks, [row.sid for row in beams], [row.ids for row in beams])
+        _restrict(plan, masks, beams)
         z = logits.astype(np.float64) / config.temperature
         z[~masks] = -np.inf
         top = z.max(axis=1, keepdims=True)
@@ -753,11 +813,7 @@ def beam_search(engine, vocabulary, *, seed: int = 0, config: SampleConfig | Non
             if len(survivors) >= width:
                 break
             parent = beams[b]
-            row = _Row(index, seed, bos, parent.sid, [])
-            row.ids = list(parent.ids)
-            if parent.positions is not None:
-                row.positions, row.feature = parent.positions.clone(), parent.feature
-            row.forced = list(parent.forced)
+            row = parent.fork(parent.sid)
             was_forced = bool(row.forced)
             if was_forced:
                 row.forced.pop(0)

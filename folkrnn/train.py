@@ -50,13 +50,20 @@ from folkrnn.vocab import BOS, EOS, UnknownTokenError, Vocabulary
 
 __all__ = [
     "TrainConfig", "TrainResult", "CorpusLike", "train", "evaluate_loss", "plan_epoch",
-    "chunk_spans", "padding_fraction", "resumed_settings", "transpose_events", "stretch_events", "corpus_vocabulary",
+    "chunk_spans", "padding_fraction", "resumed_settings", "resumed_run", "resume_plan", "RESUME_MAY_CHANGE",
+    "transpose_events", "stretch_events", "corpus_vocabulary",
 ]
 
 LOG_FILE = "train_log.jsonl"
-# settings that decide the data order, the dropout masks and the optimiser's state: a resumed run
-# must keep them to continue exactly (epochs, rate, limits and intervals may change)
-_RESUME_FIXED = ("batch_size", "seed", "bptt", "optimizer", "augment_transpose", "augment_stretch")
+# The TrainConfig fields a resumed run may change: how long it goes on (epochs, patience: with the
+# cosine schedule a new --epochs re-stretches the decay over the new total), how often it evaluates
+# and saves, where it runs, and this invocation's own stop limits and bookkeeping. Every other field
+# (batch size, seed, bptt, optimiser, learning rate and schedule, augmentation, weights dtype)
+# decides what is computed, and must be the run's own for it to continue exactly.
+RESUME_MAY_CHANGE = ("epochs", "patience", "eval_interval", "checkpoint_interval", "device", "max_minutes",
+                     "max_batches", "resume", "force", "progress", "command", "out")
+# limits of one invocation: `folkrnn train --resume` does not carry them over (0 unless given again)
+_RESUME_NOT_CARRIED = ("max_minutes", "max_batches")
 _LENGTH_JITTER = 0.02  # batching sorts by log length plus noise in +-this: more shuffles more, pads more
 
 
@@ -602,6 +609,23 @@ def _dropout_masks(torch, seed: int, step: int, layers: int, batch: int, steps: 
 
 def resumed_settings(out: str | os.PathLike) -> dict:
     """The TrainConfig fields of the run saved in ``out`` (read from the resume point's header)."""
+    return dict(resumed_run(out)["train_config"])
+
+
+def resumed_run(out: str | os.PathLike) -> dict:
+    """What the run folder ``out`` says about its run, read from the resume point's header
+    (``training_state.safetensors``, without loading its tensors).
+
+    Returns ``{"train_config", "model", "encoding", "corpus", "commands"}``: the TrainConfig fields,
+    the ModelConfig fields, ``"abc"`` or ``"midi"``, and the corpus record: ``recipe`` (the
+    arguments that rebuild the corpus: sources as absolute paths or music21 collection names,
+    encoding, normalisation or EventConfig, split and rendering; see
+    ``folkrnn.corpus.Corpus.recipe``), ``files`` (sha256 of every file read), ``content_hash`` and
+    ``data_hash``. A resume point written before corpora were recorded gets what its first command
+    line says (``--corpus``, ``--encoding``; ``{}`` when nothing is known).
+
+    Raises ModelError when there is nothing to resume or the file is not a folkrnn training state.
+    """
     from folkrnn.checkpoint import check_safetensors
 
     path = Path(out) / STATE_FILE
@@ -610,9 +634,165 @@ def resumed_settings(out: str | os.PathLike) -> dict:
     header = check_safetensors(path)
     try:
         meta = json.loads((header.get("__metadata__") or {})["folkrnn"])
-        return dict(meta["train_config"])
-    except (KeyError, TypeError, json.JSONDecodeError):
+        run = {"train_config": dict(meta["train_config"]), "model": dict(meta.get("model") or {}),
+               "encoding": meta.get("encoding"), "commands": list(meta.get("commands") or [])}
+    except (KeyError, TypeError, ValueError):
         raise ModelError(f"{path} is not a folkrnn training state") from None
+    run["corpus"] = meta.get("corpus") or _legacy_corpus(run)
+    return run
+
+
+def _legacy_corpus(run: dict) -> dict:
+    """The corpus of a run recorded before resume points carried it: its first command's
+    ``--corpus``/``--source``/``-s`` paths (as typed) and ``--encoding``, when it was ``folkrnn train``."""
+    import shlex
+
+    first = (run["commands"] or [run["train_config"].get("command") or ""])[0]
+    try:
+        words = shlex.split(first)
+    except ValueError:
+        return {}
+    if words[:2] != ["folkrnn", "train"]:
+        return {}
+    sources = [value for option, value in zip(words, words[1:]) if option in ("--corpus", "--source", "-s")]
+    sources += [word.split("=", 1)[1] for word in words if word.startswith(("--corpus=", "--source="))]
+    return {"recipe": {"sources": sources or None, "given": sources or None, "encoding": run["encoding"]},
+            "legacy": True}
+
+
+def _option(key: str) -> str:
+    """The ``folkrnn train`` option that sets a TrainConfig or ModelConfig field."""
+    names = {"augment_transpose": "--transpose", "augment_stretch": "--stretch", "sources": "--corpus"}
+    return names.get(key, "--" + key.replace("_", "-"))
+
+
+def _shown(key: str, value: Any) -> str:
+    """A setting as the command line writes it: ``--hidden-size 256``, ``--no-positions``."""
+    if key == "features":
+        return "--positions" if value else "--no-positions"
+    if key == "weights_dtype":
+        return "--fp16" if value == "float16" else "--no-fp16"
+    if key == "sources":
+        return " ".join(f"--corpus {item}" for item in value) if value else "the default corpus"
+    return f"{_option(key)} {value}"
+
+
+def resume_plan(out: str | os.PathLike, *, train_given: dict | None = None, model_given: dict | None = None,
+                sources: Sequence[str | os.PathLike] | None = None, encoding: str | None = None,
+                **corpus_options) -> tuple[dict, dict, Any]:
+    """What ``folkrnn train --resume --out OUT`` trains: the run in ``out`` as it was started, with
+    the options given again.
+
+    Parameters
+    ----------
+    out
+        The run folder.
+    train_given, model_given
+        The TrainConfig and ModelConfig fields given on the command line (only those).
+    sources, encoding
+        The corpus sources and encoding given on the command line, or None.
+    corpus_options
+        For ``folkrnn.corpus.rebuild_corpus`` (cache_dir, workers).
+
+    Returns
+    -------
+    (train settings, model settings, corpus)
+        TrainConfig fields (the run's, with the given ones of :data:`RESUME_MAY_CHANGE`; the stop
+        limits max_minutes and max_batches only when given), the given model fields, and the
+        run's corpus built again from its recorded sources.
+
+    Raises
+    ------
+    OptionError
+        A given option that contradicts the run (naming both values) and may not change.
+    CorpusError
+        The corpus files changed since the run started (or are gone).
+    ModelError
+        Nothing to resume in ``out``.
+    """
+    run = resumed_run(out)
+    where = Path(out)
+
+    def conflict(key: str, old: Any, new: Any) -> OptionError:
+        return OptionError(f"cannot resume {where}: it was trained with {_shown(key, old)}, "
+                           f"not {_shown(key, new)}")
+
+    previous = run["train_config"]
+    known = {f.name for f in fields(TrainConfig)}
+    settings = {key: value for key, value in previous.items() if key in known}
+    for key in _RESUME_NOT_CARRIED:
+        settings.pop(key, None)
+    for key, value in (train_given or {}).items():
+        if key in previous and key not in RESUME_MAY_CHANGE and previous[key] != value:
+            raise conflict(key, previous[key], value)
+        settings[key] = value
+    settings["resume"], settings["force"] = True, False
+    settings["out"] = os.fspath(out)
+    model = {key: value for key, value in (model_given or {}).items() if value is not None}
+    for key, value in model.items():
+        if key not in run["model"]:
+            continue
+        old = run["model"][key]
+        if ((old or "") != (value or "")) if key == "features" else old != value:
+            raise conflict(key, old, value)
+
+    record = run["corpus"] or {}
+    recipe = dict(record.get("recipe") or {})
+    was = run["encoding"] or recipe.get("encoding") or "abc"
+    if encoding is not None and encoding != was:
+        raise conflict("encoding", was, encoding)
+    recipe["encoding"] = was
+    from folkrnn.corpus import corpus_files, file_hashes, rebuild_corpus, source_keys
+
+    if sources and (record.get("legacy") or not record):
+        recipe.update(sources=[os.fspath(item) for item in sources], given=None)
+    elif sources:
+        if source_keys(sources) != recipe.get("sources"):
+            raise conflict("sources", recipe.get("given") or recipe.get("sources"),
+                           [os.fspath(item) for item in sources])
+    recorded = record.get("files")
+    if recorded:
+        try:
+            now = file_hashes(corpus_files(recipe.get("sources") or None, was))
+        except CorpusError as error:
+            raise CorpusError(f"cannot resume {where}: its corpus changed since the run started ({error})") from None
+        _check_files(where, recorded, now)
+    corpus = rebuild_corpus(recipe, **corpus_options)
+    return settings, model, corpus
+
+
+def _check_files(where: Path, recorded: dict[str, str], now: dict[str, str]) -> None:
+    """CorpusError naming what changed when the files' hashes differ from the recorded ones."""
+    def show(path: str) -> str:
+        relative = os.path.relpath(path)
+        return path if relative.startswith("..") else relative
+
+    changed = [path for path in recorded if path in now and now[path] != recorded[path]]
+    removed = [path for path in recorded if path not in now]
+    added = [path for path in now if path not in recorded]
+    parts = []
+    for what, paths in (("changed", changed), ("removed", removed), ("added", added)):
+        if paths:
+            more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
+            parts.append(f"{show(paths[0])}{more} {what}")
+    if parts:
+        raise CorpusError(f"cannot resume {where}: its corpus files changed since the run started "
+                          f"({'; '.join(parts)}); restore them, or start afresh with --force")
+
+
+def _corpus_record(corpus: CorpusLike, splits: dict[str, list[np.ndarray]], vocabulary: Vocabulary) -> dict:
+    """What the resume point records of the corpus: how to build it again and what it held."""
+    record: dict = {"content_hash": (getattr(corpus, "info", None) or {}).get("content_hash"),
+                    "data_hash": _data_hash(splits, vocabulary)}
+    recipe = getattr(corpus, "recipe", None)
+    if recipe:
+        record["recipe"] = json.loads(json.dumps(recipe, default=str))
+    files = getattr(corpus, "files", None)
+    if files:
+        from folkrnn.corpus import file_hashes
+
+        record["files"] = file_hashes(files)
+    return record
 
 
 def train(corpus: CorpusLike, config: TrainConfig, model: Any = None) -> TrainResult:
@@ -672,12 +852,21 @@ def train(corpus: CorpusLike, config: TrainConfig, model: Any = None) -> TrainRe
             raise ModelError(f"cannot resume {out}: its vocabulary differs from this corpus's "
                              f"({len(old)} vs {len(new)} tokens; e.g. {differ})")
         previous = meta.get("train_config") or {}
-        for key in _RESUME_FIXED:
-            if key in previous and previous[key] != getattr(config, key):
+        for key, value in asdict(config).items():
+            if key in previous and key not in RESUME_MAY_CHANGE and previous[key] != value:
                 raise ModelError(f"cannot resume {out} exactly: it was trained with {key} {previous[key]}, "
-                                 f"not {getattr(config, key)}")
+                                 f"not {value}")
+        corpus_record = meta.get("corpus") or _corpus_record(corpus, splits, vocabulary)
+        for key in ("content_hash", "data_hash"):
+            old = corpus_record.get(key)
+            new = (getattr(corpus, "info", None) or {}).get(key) if key == "content_hash" else _data_hash(splits, vocabulary)
+            if old and new and old != new:
+                raise ModelError(f"cannot resume {out}: its corpus changed since the run started "
+                                 f"({key.replace('_', ' ')} {old[:12]} vs {new[:12]})")
     elif not config.force and ((out / MODEL_FILE).exists() or (out / STATE_FILE).exists()):
         raise ModelError(f"{out} already holds a model; resume it or use --force to start afresh")
+    else:
+        corpus_record = _corpus_record(corpus, splits, vocabulary)
 
     device_kind = "cuda" if config.device == "cuda" or (
         config.device == "auto" and torch.cuda.is_available()) else "cpu"
@@ -685,6 +874,7 @@ def train(corpus: CorpusLike, config: TrainConfig, model: Any = None) -> TrainRe
     try:
         trainer = _Trainer(config, model_config, vocabulary, splits, dict(getattr(corpus, "info", None) or {}),
                            encoding, dist)
+        trainer.corpus_record = corpus_record
         if meta:
             trainer.restore(tensors, meta)
         result = trainer.run()
@@ -758,6 +948,7 @@ class _Trainer:
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         self.commands = [self.base_record["command"]]  # this run's command, after those it resumes
+        self.corpus_record: dict | None = None  # how to build the corpus again (folkrnn train --resume)
 
     # --- saving and restoring ------------------------------------------------------------
 
@@ -803,7 +994,7 @@ class _Trainer:
             "wall_s": self.wall_before + time.perf_counter() - self.started,
             "rng_python": _python_rng_to_json(random.getstate()),
             "rng_numpy": _numpy_rng_to_json(np.random.get_state()),
-            "commands": self.commands,
+            "commands": self.commands, "corpus": self.corpus_record,
         })
 
     def restore(self, tensors: dict[str, np.ndarray], meta: dict) -> None:

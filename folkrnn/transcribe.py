@@ -28,9 +28,9 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections import Counter
+from collections.abc import Sequence
 from fractions import Fraction
 from os import PathLike
-from typing import Sequence
 
 import numpy as np
 

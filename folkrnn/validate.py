@@ -38,11 +38,11 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
 from operator import attrgetter
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -534,7 +534,7 @@ class _Checker:
                         last_close = index  # a later :| with no |: comes back here
             if boundary.part:
                 closes_seen, section_seen, last_close = 0, False, index  # a new part: a new start
-            if boundary.section and not boundary.kinds[-1] in ("||", "|]", "[|", "|:", "::") \
+            if boundary.section and boundary.kinds[-1] not in ("||", "|]", "[|", "|:", "::") \
                     and not boundary.ending and not boundary.closes and group is not None:
                 end_group(index)  # a part label
             if boundary.ending:
@@ -1003,7 +1003,7 @@ class NoveltyIndex:
         return key[keep], owner[keep]
 
     @classmethod
-    def from_corpus(cls, corpus, splits: Sequence[str] = ("train",), **options) -> "NoveltyIndex":
+    def from_corpus(cls, corpus, splits: Sequence[str] = ("train",), **options) -> NoveltyIndex:
         """The index of some splits of a ``folkrnn.corpus.Corpus`` (default: its training split)."""
         from folkrnn.corpus import body_of
 

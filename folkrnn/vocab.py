@@ -65,7 +65,7 @@ class Vocabulary:
     # --- building ---------------------------------------------------------------------------
 
     @classmethod
-    def build(cls, sequences: Iterable[Iterable[str]], *, unk: bool = False) -> "Vocabulary":
+    def build(cls, sequences: Iterable[Iterable[str]], *, unk: bool = False) -> Vocabulary:
         """The vocabulary of some token sequences: specials first, then the rest sorted.
 
         Parameters
@@ -82,7 +82,7 @@ class Vocabulary:
         return cls(specials + tuple(sorted(seen - set(specials))))
 
     @classmethod
-    def from_event_names(cls, names: Sequence[str]) -> "Vocabulary":
+    def from_event_names(cls, names: Sequence[str]) -> Vocabulary:
         """The MIDI vocabulary: the event names in their id order, then ``<pad> <s> </s>``."""
         clash = [name for name in names if name in SPECIALS]
         if clash:
@@ -183,7 +183,7 @@ class Vocabulary:
         return json.dumps(self.to_list(), ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, data: str | list) -> "Vocabulary":
+    def from_json(cls, data: str | list) -> Vocabulary:
         """Rebuild from :meth:`to_json`'s text (or the already-parsed list)."""
         if isinstance(data, str):
             try:

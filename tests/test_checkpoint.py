@@ -14,8 +14,17 @@ from typer.testing import CliRunner
 
 from folkrnn import checkpoint as ckpt
 from folkrnn.checkpoint import (
-    CONFIG_FILE, MODEL_FILE, format_card, load_model, load_training_state, model_card, read_config,
-    save_model, save_training_state, update_training_record)
+    CONFIG_FILE,
+    MODEL_FILE,
+    format_card,
+    load_model,
+    load_training_state,
+    model_card,
+    read_config,
+    save_model,
+    save_training_state,
+    update_training_record,
+)
 from folkrnn.cli import app
 from folkrnn.errors import ModelError
 from folkrnn.infer import NumpyLSTM

@@ -19,18 +19,24 @@ from typer.testing import CliRunner
 from folkrnn.abc import parse
 from folkrnn.cli import app
 from folkrnn.compose import (
-    ComposeOptions, compose, generate, load_composer, parse_key_option, prime_tokens,
-    transpose_tokens, usual_tonic)
+    ComposeOptions,
+    compose,
+    generate,
+    load_composer,
+    parse_key_option,
+    prime_tokens,
+    transpose_tokens,
+    usual_tonic,
+)
 from folkrnn.errors import AbcError, ModelError, OptionError
 from folkrnn.validate import validate_tune
-from test_sample import train_tiny_model
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def model(tmp_path_factory) -> str:
-    return str(train_tiny_model(tmp_path_factory))
+def model(tiny_model_dir) -> str:
+    return str(tiny_model_dir)
 
 
 def run(*args: str):

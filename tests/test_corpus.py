@@ -12,13 +12,25 @@ import pytest
 from typer.testing import CliRunner
 
 import folkrnn.abc
+import folkrnn.corpus
 from folkrnn.abc import Normalisation, tokenize
 from folkrnn.cli import app
-import folkrnn.corpus
 from folkrnn.corpus import (
-    COLLECTIONS, DEFAULT_COLLECTIONS, SPLITS, Rendering, body_of, build_corpus, corpus_stats,
-    export_split, export_text, folkrnn_to_abc, looks_like_folkrnn, read_tunes, resolve_sources,
-    split_of, write_manifest,
+    COLLECTIONS,
+    DEFAULT_COLLECTIONS,
+    SPLITS,
+    Rendering,
+    body_of,
+    build_corpus,
+    corpus_stats,
+    export_split,
+    export_text,
+    folkrnn_to_abc,
+    looks_like_folkrnn,
+    read_tunes,
+    resolve_sources,
+    split_of,
+    write_manifest,
 )
 from folkrnn.errors import CorpusError, FolkError, OptionError
 
@@ -444,9 +456,8 @@ def test_played_tunes_are_reproducible_and_seeded(library):
 
 
 def test_a_midi_corpus_reads_midi_files_and_plays_abc(library, tmp_path):
-    from folkrnn.events import EventConfig
+    from folkrnn.events import EventConfig, PerformanceNote
     from folkrnn.midi import write_performance
-    from folkrnn.events import PerformanceNote
 
     folder = tmp_path / "midi"
     folder.mkdir()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,9 +16,22 @@ from folkrnn.checkpoint import expected_shapes, load_model, save_model
 from folkrnn.cli import app
 from folkrnn.errors import ModelError, OptionError
 from folkrnn.evaluate import (
-    EvaluateConfig, _local_sample, compare, evaluate, form_comparison, histograms, kl_divergence,
-    length_in_bars, notes_per_bar, overlap_area, pitch_class_entropy, pitch_classes_used, pitch_range,
-    model_loss, title_meter)
+    EvaluateConfig,
+    _local_sample,
+    compare,
+    evaluate,
+    form_comparison,
+    histograms,
+    kl_divergence,
+    length_in_bars,
+    model_loss,
+    notes_per_bar,
+    overlap_area,
+    pitch_class_entropy,
+    pitch_classes_used,
+    pitch_range,
+    title_meter,
+)
 from folkrnn.vocab import Vocabulary
 
 HEAD = "X:1\nT:t\nM:4/4\nL:1/8\nK:C\n"
@@ -139,33 +151,10 @@ def test_local_sampler_is_deterministic_and_respects_prompts(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A 2 x 32 LSTM trained for a few epochs on 90 O'Neill tunes (seconds), and its corpus."""
-    import torch
-
-    from folkrnn.abc import read_text, split_tunebook, tokenize
-    from folkrnn.corpus import music21_corpus_dir
-    from folkrnn.errors import FolkError
-    from folkrnn.train import TrainConfig, train
-
-    tokens = []
-    for name in ("0001-0050.abc", "0051-0100.abc"):
-        for tune in split_tunebook(read_text(music21_corpus_dir() / "oneills1850" / name)):
-            try:
-                tokens.append(tokenize(tune.text))
-            except FolkError:
-                pass
-    corpus = SimpleNamespace(train=tokens[:80], valid=tokens[80:88], test=tokens[88:100], encoding="abc",
-                             info={"content_hash": "tiny-oneills", "settings": {}})
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        out = tmp_path_factory.mktemp("model") / "tiny"
-        train(corpus, TrainConfig(epochs=3, batch_size=16, bptt=64, lr=1e-2, out=str(out), progress=False),
-              {"embedding_size": 16, "hidden_size": 32, "layers": 2, "dropout": 0.0})
-    finally:
-        torch.set_num_threads(threads)
-    return out, corpus
+def tiny(tiny_model_dir, tiny_corpus):
+    """The session's tiny model (conftest.py: a 2 x 64 LSTM trained on 130 O'Neill tunes) and its
+    corpus."""
+    return tiny_model_dir, tiny_corpus
 
 
 def test_evaluate_writes_a_true_report_and_plots(tiny, tmp_path):

@@ -12,17 +12,23 @@ import warnings
 from pathlib import Path
 
 import mido
+import music21
 import numpy as np
 import pretty_midi
 import pytest
 from typer.testing import CliRunner
 
-import music21
 from folkrnn.cli import app
 from folkrnn.errors import MidiError, OptionError
 from folkrnn.events import (
-    EventConfig, PerformanceNote, decode_to_midi, encode_midi, event_names, events_to_notes,
-    names_to_ids, notes_to_events,
+    EventConfig,
+    PerformanceNote,
+    decode_to_midi,
+    encode_midi,
+    event_names,
+    events_to_notes,
+    names_to_ids,
+    notes_to_events,
 )
 from folkrnn.midi import MidiWarning, read_performance, write_performance
 

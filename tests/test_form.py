@@ -12,9 +12,23 @@ import pytest
 
 from folkrnn.abc import parse
 from folkrnn.form import (
-    FEATURE_NAMES, STATISTICS, Form, Part, ends_on_tonic, form_features, form_of, form_statistics,
-    half_bar_share, in_dance_form, in_form, parts, range_semitones, regular_part, repeated_bar_share, rest_inside,
-    two_sample_accuracy)
+    FEATURE_NAMES,
+    STATISTICS,
+    Part,
+    ends_on_tonic,
+    form_features,
+    form_of,
+    form_statistics,
+    half_bar_share,
+    in_dance_form,
+    in_form,
+    parts,
+    range_semitones,
+    regular_part,
+    repeated_bar_share,
+    rest_inside,
+    two_sample_accuracy,
+)
 
 
 def head(meter: str, key: str) -> str:

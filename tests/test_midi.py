@@ -14,25 +14,24 @@ import pretty_midi
 import pytest
 from typer.testing import CliRunner
 
+from conftest import KESH
 from folkrnn.abc import parse
 from folkrnn.cli import app
 from folkrnn.errors import MidiError, OptionError
 from folkrnn.events import EventConfig, events_to_notes
 from folkrnn.midi import (
-    INSTRUMENTS, RHYTHM_TEMPOS, midi_folder_performances, read_midi_info, read_performance,
-    tune_performances, tune_tempo, tune_to_performance, write_tune_midi,
+    INSTRUMENTS,
+    RHYTHM_TEMPOS,
+    midi_folder_performances,
+    read_midi_info,
+    read_performance,
+    tune_performances,
+    tune_tempo,
+    tune_to_performance,
+    write_tune_midi,
 )
 from folkrnn.music import BarLine, Key, Meter, Note, Tune
 from folkrnn.render import render, slug
-
-KESH = """X:1
-T:The Kesh
-R:jig
-M:6/8
-L:1/8
-K:G
-|:GAG GAB|ABA ABd|edd gdd|edB dBA|GAG GAB|ABA ABd|edd gdB|1 AGF G3:|2 AGF G2||
-"""
 
 
 def hand_tune(rhythm: str = "reel", meter=(4, 4), q: str | None = None) -> Tune:

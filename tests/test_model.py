@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from folkrnn.errors import FolkError, ModelError, OptionError
+from folkrnn.events import EventConfig
 from folkrnn.infer import NumpyLSTM, select_state
 from folkrnn.model import LanguageModel, ModelConfig
 from folkrnn.vocab import BOS, EOS, PAD, UnknownTokenError, Vocabulary
@@ -69,8 +70,7 @@ def test_bad_vocabularies_are_refused(tokens, needle):
 
 
 def test_midi_vocabulary_keeps_event_ids():
-    events = pytest.importorskip("folkrnn.events")
-    config = events.EventConfig()
+    config = EventConfig()
     names = config.names()
     vocabulary = Vocabulary.from_event_names(names)
     assert len(vocabulary) == config.vocab_size + 3 == 391

@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import RandomEngine
 from folkrnn.cli import app
 from folkrnn.errors import MidiError, ModelError, OptionError
 from folkrnn.events import EventConfig, events_to_notes
-from folkrnn.perform import (
-    Performer, PerformConfig, load_performer, perform, prime_events, sample_performances)
+from folkrnn.perform import PerformConfig, Performer, load_performer, perform, prime_events, sample_performances
 from folkrnn.vocab import Vocabulary
-from test_sample import RandomEngine
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,11 @@ import pytest
 from folkrnn import reference
 from folkrnn.errors import AbcError
 from folkrnn.reference import (
-    abc2midi_available, abc2midi_check, abc2midi_notes, compare_notes, strip_ornaments,
+    abc2midi_available,
+    abc2midi_check,
+    abc2midi_notes,
+    compare_notes,
+    strip_ornaments,
 )
 
 needs_abc2midi = pytest.mark.skipif(not abc2midi_available(), reason="abc2midi is not installed")

@@ -4,19 +4,24 @@ retries, and reproducibility (a tune depends on its seed only, alone or in a bat
 
 from __future__ import annotations
 
-import subprocess
-import shutil
 from fractions import Fraction
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from conftest import RandomEngine, abc2midi_problems  # abc2midi_problems: test_form_grammar imports it here
 from folkrnn.abc import detokenize, parse
 from folkrnn.errors import OptionError
 from folkrnn.sample import (
-    AbcGrammar, Conditions, SampleConfig, choose_tokens, beam_search, sample_one, sample_tunes,
-    uniforms)
+    AbcGrammar,
+    Conditions,
+    SampleConfig,
+    beam_search,
+    choose_tokens,
+    sample_one,
+    sample_tunes,
+    uniforms,
+)
 from folkrnn.validate import validate_tune
 from folkrnn.vocab import Vocabulary
 
@@ -31,36 +36,6 @@ _HEADERS = ["R:reel", "R:jig", "R:hornpipe", "R:waltz", "R:song", "R:other", "M:
             "K:Cmaj", "K:Cmin", "K:Cdor", "K:Cmix"]
 _TITLE = list("TheKsJigRlofHumursBaycn ") + ["\u2581", "'", "%"]
 VOCABULARY = Vocabulary.build([_BODY + _HEADERS + _TITLE])
-
-
-class RandomEngine:
-    """Logits drawn at random for every step: the harshest test of the constraint. Each row's
-    logits depend on its own history only (a hash of it), so batching cannot change a tune."""
-
-    def __init__(self, size: int, scale: float = 3.0, salt: int = 0) -> None:
-        self.size, self.scale, self.salt = size, scale, salt
-
-    def init_state(self, batch: int):
-        return np.zeros((1, batch, 1), np.int64), np.zeros((1, batch, 1), np.int64)
-
-    def step(self, ids, state):
-        ids = np.atleast_1d(ids)
-        history = np.array([hash((int(h), int(i), self.salt)) & 0xFFFFFFFF
-                            for h, i in zip(state[0][0, :, 0], ids)], np.int64)
-        logits = np.stack([np.random.default_rng(h).normal(0, self.scale, self.size) for h in history])
-        return logits.astype(np.float32), (history.reshape(1, -1, 1), state[1])
-
-
-def abc2midi_problems(texts: list[str], tmp_path) -> list[str]:
-    """abc2midi -c's bar-length and repeat warnings over a tunebook (hornpipe meter notes aside)."""
-    if shutil.which("abc2midi") is None:
-        pytest.skip("abc2midi is not installed")
-    book = tmp_path / "book.abc"
-    book.write_text("\n".join(texts))
-    out = subprocess.run(["abc2midi", str(book), "-c"], capture_output=True, text=True, timeout=60).stdout
-    return [line for line in out.splitlines()
-            if ("Warning" in line or "Error" in line) and ("time units" in line or "repeat" in line.lower()
-                                                           or "|:" in line or "ending" in line.lower())]
 
 
 def bar_lengths_full(text: str) -> bool:
@@ -287,48 +262,7 @@ def test_options_out_of_range():
 # --- a trained model ----------------------------------------------------------------------------------
 
 
-def train_tiny_model(tmp_path_factory):
-    """A tiny ABC model trained on O'Neill's jigs, reels, hornpipes and airs (music21's corpus),
-    once per test session (shared by the sampling and composing tests)."""
-    from folkrnn.checkpoint import CONFIG_FILE
-
-    folder = tmp_path_factory.getbasetemp() / "tiny-abc-model"
-    if (folder / CONFIG_FILE).exists():
-        return folder
-    import torch
-
-    from folkrnn.abc import read_text, split_tunebook, tokenize
-    from folkrnn.corpus import music21_corpus_dir
-    from folkrnn.train import TrainConfig, train
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    source = music21_corpus_dir() / "oneills1850"
-    tunes = []
-    for name, limit in (("0721-0730.abc", 10), ("1176-1275.abc", 40), ("1556-1624.abc", 20),
-                        ("0550-0625.abc", 30), ("0900-0950.abc", 30)):
-        for text in split_tunebook(read_text(source / name))[:limit]:
-            try:
-                tunes.append(tokenize(text.text))
-            except Exception:
-                continue
-    corpus = SimpleNamespace(train=tunes[:-8], valid=tunes[-8:-4], test=tunes[-4:], encoding="abc",
-                             info={"content_hash": "tiny-oneills", "settings": {}})
-    try:
-        train(corpus, TrainConfig(epochs=6, batch_size=16, bptt=64, out=str(folder), progress=False,
-                                  lr=2e-2, force=True),
-              {"embedding_size": 16, "hidden_size": 64, "layers": 2, "dropout": 0.0})
-    finally:
-        torch.set_num_threads(threads)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory):
-    from folkrnn.checkpoint import load_model
-
-    model = load_model(train_tiny_model(tmp_path_factory))
-    return SimpleNamespace(engine=model.engine(), vocabulary=model.vocabulary, path=model.path)
+# ``tiny`` (conftest.py): a tiny ABC model, trained once per test session.
 
 
 def test_a_batch_gives_each_seed_the_tune_it_gives_alone(tiny):

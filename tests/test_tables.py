@@ -11,21 +11,13 @@ import re
 import pytest
 from typer.testing import CliRunner
 
+from conftest import KESH
 from folkrnn import cli, compose, evaluate, midi, music, perform, render, tables, validate
-from folkrnn.abc import map_rhythm, parse, tokenize
 from folkrnn.abc import RHYTHMS as TOKENIZER_RHYTHMS
+from folkrnn.abc import map_rhythm, parse, tokenize
 from folkrnn.compose import ComposeOptions, load_composer, parse_formats
 from folkrnn.errors import OptionError
 from folkrnn.tables import DANCES, FORMATS, INSTRUMENT_NAMES, INSTRUMENTS, MODES, RHYTHMS
-
-TUNE = """X:1
-T:The Kesh
-R:jig
-M:6/8
-L:1/8
-K:G
-|:GAG GAB|ABA ABd|edd gdd|edB dBA|GAG GAB|ABA ABd|edd gdB|1 AGF G3:|2 AGF G2||
-"""
 
 
 def test_tables_import_nothing_from_folkrnn():
@@ -44,13 +36,13 @@ ALL_NAMES = sorted(INSTRUMENT_NAMES) + ["Uilleann Pipes", "TIN_WHISTLE", " Violi
 def test_every_instrument_name_works_in_every_option_check(name):
     instrument = tables.find_instrument(name)
     assert instrument is not None
-    tune = parse(TUNE)
+    tune = parse(KESH)
     # render's and the MIDI writer's check, and the program it plays
     assert midi.tune_to_performance(tune, instrument=name)
     assert midi._instrument(name) is instrument and instrument.program == midi._instrument(name).program
     # validate's check, and its range
     assert validate.instrument_range(name) is instrument
-    report = validate.validate_tune(TUNE, options=validate.ValidateOptions(instrument=name))
+    report = validate.validate_tune(KESH, options=validate.ValidateOptions(instrument=name))
     assert report.range["instrument"] == instrument.name
     # compose's and generate's check
     ComposeOptions(instrument=name).check()
@@ -59,7 +51,7 @@ def test_every_instrument_name_works_in_every_option_check(name):
 def test_unknown_instruments_are_refused_everywhere_with_the_same_list():
     names = ", ".join(INSTRUMENTS)
     with pytest.raises(OptionError, match=f"choose one of: {re.escape(names)}$"):
-        midi.tune_to_performance(parse(TUNE), instrument="kazoo")
+        midi.tune_to_performance(parse(KESH), instrument="kazoo")
     with pytest.raises(OptionError, match=f"choose one of {re.escape(names)}$"):
         validate.instrument_range("kazoo")
     with pytest.raises(OptionError, match=f"choose one of {re.escape(names)}$"):
@@ -69,7 +61,7 @@ def test_unknown_instruments_are_refused_everywhere_with_the_same_list():
 def test_the_commands_take_each_others_instruments(tmp_path):
     """The two names that failed before: uilleann pipes in render, the piccolo in validate."""
     book = tmp_path / "kesh.abc"
-    book.write_text(TUNE)
+    book.write_text(KESH)
     runner = CliRunner()
     result = runner.invoke(cli.app, ["render", str(book), "--instrument", "uilleann-pipes",
                                      "--out", str(tmp_path / "out")])

@@ -452,3 +452,118 @@ def test_folkrnn_train_and_info_on_the_command_line(tmp_path, monkeypatch):
     assert bad.exit_code != 0 and bad.output.count("\n") == 1 and not (tmp_path / "b").exists()
     unknown = runner.invoke(app, ["train", "--encoding", "wav", "--out", str(tmp_path / "w")])
     assert unknown.exit_code == 2
+
+
+# --- folkrnn train --resume reads the run folder -------------------------------------------------
+
+RUN = ["--epochs", "3", "--hidden-size", "16", "--layers", "1", "--embedding-size", "8", "--batch-size", "1",
+       "--seed", "3", "--no-positions"]
+
+
+def _batch_losses(out: Path) -> list[float]:
+    return load_training_state(out / STATE_FILE)[1]["history"]["batch_losses"]
+
+
+def test_resume_needs_only_the_run_folder_and_equals_one_run(tmp_path, monkeypatch):
+    """The issue's pair: train on a tiny ABC file with --corpus, stop it, then `--resume --out`
+    alone, from another folder, continues on that corpus with the same losses as one run."""
+    pytest.importorskip("folkrnn.corpus")
+    monkeypatch.setenv("FOLKRNN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    Path("tiny.abc").write_text(ABC_FILE)
+    runner = CliRunner()
+    whole = runner.invoke(app, ["train", "--corpus", "tiny.abc", *RUN, "--out", "whole"])
+    assert whole.exit_code == 0, whole.output
+    first = runner.invoke(app, ["train", "--corpus", "tiny.abc", *RUN, "--max-batches", "4", "--out", "part"])
+    assert first.exit_code == 0 and "stopped by batch limit" in first.output, first.output
+    assert len(_batch_losses(tmp_path / "part")) == 4
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the run folder, not the working folder, names the corpus
+    resumed = runner.invoke(app, ["train", "--resume", "--out", str(tmp_path / "part")])
+    assert resumed.exit_code == 0, resumed.output
+    assert _batch_losses(tmp_path / "part") == _batch_losses(tmp_path / "whole")
+    cards = [load_model(tmp_path / name).training for name in ("whole", "part")]
+    for key in ("losses", "test_loss_nats", "valid_loss_nats", "corpus_hash", "train_config"):
+        if key == "train_config":  # the limit was this command's own; the rest is the run's
+            assert {**cards[1][key], "max_batches": 0, "resume": False, "out": "whole"} == cards[0][key]
+        else:
+            assert cards[1][key] == cards[0][key], key
+    assert cards[1]["command"].endswith(f"; then folkrnn train --out {tmp_path / 'part'} --resume")
+
+
+def test_resume_accepts_agreeing_options_and_refuses_contradictions_in_one_line(tmp_path, monkeypatch):
+    pytest.importorskip("folkrnn.corpus")
+    monkeypatch.setenv("FOLKRNN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    Path("tiny.abc").write_text(ABC_FILE)
+    Path("other.abc").write_text(ABC_FILE)
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", "--corpus", "tiny.abc", *RUN, "--max-batches", "2", "--out", "m"]).exit_code == 0
+    refused = {
+        ("--hidden-size", "32"): "it was trained with --hidden-size 16, not --hidden-size 32",
+        ("--corpus", "other.abc"): "it was trained with --corpus tiny.abc, not --corpus other.abc",
+        ("--corpus", "default"): "it was trained with --corpus tiny.abc, not --corpus default",
+        ("--batch-size", "4"): "it was trained with --batch-size 1, not --batch-size 4",
+        ("--seed", "4"): "it was trained with --seed 3, not --seed 4",
+        ("--lr", "0.01"): "it was trained with --lr 0.003, not --lr 0.01",
+        ("--positions",): "it was trained with --no-positions, not --positions",
+        ("--encoding", "midi"): "it was trained with --encoding abc, not --encoding midi",
+        ("--fp16",): "it was trained with --no-fp16, not --fp16",
+    }
+    state = (tmp_path / "m" / STATE_FILE).read_bytes()
+    for options, message in refused.items():
+        result = runner.invoke(app, ["train", "--resume", "--out", "m", *options])
+        assert result.exit_code == 2, (options, result.output)
+        assert result.output == f"error: cannot resume m: {message}\n"
+    assert (tmp_path / "m" / STATE_FILE).read_bytes() == state  # nothing touched
+    # the same options again are accepted, and the ones that may change do change
+    again = runner.invoke(app, ["train", "--resume", "--out", "m", "--corpus", "tiny.abc", "--hidden-size", "16",
+                                "--batch-size", "1", "--seed", "3", "--no-positions", "--encoding", "abc",
+                                "--epochs", "4", "--patience", "0", "--max-batches", "5"])
+    assert again.exit_code == 0, again.output
+    _, meta = load_training_state(tmp_path / "m" / STATE_FILE)
+    assert meta["batches"] == 5 and meta["train_config"]["epochs"] == 4 and meta["train_config"]["patience"] == 0
+    # a resume without --max-batches goes on to the end of --epochs (4 epochs of 3 tunes)
+    assert runner.invoke(app, ["train", "--resume", "--out", "m"]).exit_code == 0
+    assert load_training_state(tmp_path / "m" / STATE_FILE)[1]["batches"] == 12
+
+
+def test_resume_stops_when_the_corpus_files_changed(tmp_path, monkeypatch):
+    pytest.importorskip("folkrnn.corpus")
+    monkeypatch.setenv("FOLKRNN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    Path("tunes").mkdir()
+    Path("tunes/a.abc").write_text(ABC_FILE)
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", "--corpus", "tunes", *RUN, "--max-batches", "2", "--out", "m"]).exit_code == 0
+    Path("tunes/a.abc").write_text(ABC_FILE.replace("GAG GAB", "GAG GAG"))
+    changed = runner.invoke(app, ["train", "--resume", "--out", "m"])
+    assert changed.exit_code == 1 and changed.output == (
+        "error: cannot resume m: its corpus files changed since the run started (tunes/a.abc changed); "
+        "restore them, or start afresh with --force\n")
+    Path("tunes/a.abc").write_text(ABC_FILE)
+    Path("tunes/b.abc").write_text(ABC_FILE.replace("Kesh", "Kish"))
+    added = runner.invoke(app, ["train", "--resume", "--out", "m"])
+    assert added.exit_code == 1 and "(tunes/b.abc added)" in added.output and added.output.count("\n") == 1
+    Path("tunes/b.abc").unlink()
+    assert runner.invoke(app, ["train", "--resume", "--out", "m"]).exit_code == 0
+
+
+def test_resume_of_a_run_saved_before_corpora_were_recorded(tmp_path, monkeypatch):
+    """A resume point without a corpus record: its first command line's --corpus is used."""
+    pytest.importorskip("folkrnn.corpus")
+    from folkrnn.checkpoint import save_training_state
+
+    monkeypatch.setenv("FOLKRNN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    Path("tiny.abc").write_text(ABC_FILE)
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", "--corpus", "tiny.abc", *RUN, "--out", "whole"]).exit_code == 0
+    assert runner.invoke(app, ["train", "--corpus", "tiny.abc", *RUN, "--max-batches", "4", "--out", "m"]).exit_code == 0
+    tensors, meta = load_training_state(tmp_path / "m" / STATE_FILE)
+    del meta["corpus"]
+    save_training_state(tmp_path / "m" / STATE_FILE, tensors, meta)
+    assert meta["commands"][0].startswith("folkrnn train --corpus tiny.abc")
+    resumed = runner.invoke(app, ["train", "--resume", "--out", "m"])
+    assert resumed.exit_code == 0, resumed.output
+    assert _batch_losses(tmp_path / "m") == _batch_losses(tmp_path / "whole")

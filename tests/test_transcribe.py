@@ -13,6 +13,7 @@ import music21
 import pytest
 from typer.testing import CliRunner
 
+from conftest import KESH
 from folkrnn.abc import parse, read_text, split_tunes
 from folkrnn.abc.writer import format_length, spell_pitch, tune_to_abc
 from folkrnn.cli import app
@@ -21,7 +22,12 @@ from folkrnn.events import PerformanceNote
 from folkrnn.midi import tune_tempo, tune_to_performance, write_tune_midi
 from folkrnn.music import BarLine, Key, Meter, Note, Tune, key_signature
 from folkrnn.transcribe import (
-    estimate_key, estimate_meter, estimate_tempo, performance_to_abc, same_notes, transcribe,
+    estimate_key,
+    estimate_meter,
+    estimate_tempo,
+    performance_to_abc,
+    same_notes,
+    transcribe,
     transcribe_midi,
 )
 
@@ -138,14 +144,6 @@ L:1/8
 K:Edor
 |:E2BE dEBE|E2BE AFDF|E2BE dEBE|BABc dAFD:|
 |:eBBA B2eB|B2eB gfed|eBBA B2eB|BABc dAFD:|
-"""
-KESH = """X:2
-T:The Kesh
-R:jig
-M:6/8
-L:1/8
-K:G
-|:GAG GAB|ABA ABd|edd gdd|edB dBA|GAG GAB|ABA ABd|edd gdB|1 AGF G3:|2 AGF G2||
 """
 ORNAMENTED = """X:3
 T:Ornaments

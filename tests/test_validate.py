@@ -16,8 +16,15 @@ from folkrnn.abc import parse
 from folkrnn.cli import app
 from folkrnn.errors import OptionError
 from folkrnn.validate import (
-    NoveltyIndex, ValidateOptions, instrument_range, levenshtein, pitch_name, similarity,
-    validate_text, validate_tune)
+    NoveltyIndex,
+    ValidateOptions,
+    instrument_range,
+    levenshtein,
+    pitch_name,
+    similarity,
+    validate_text,
+    validate_tune,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 HEAD = "X:1\nT:Test\nR:reel\nM:4/4\nL:1/8\nK:D\n"  # the body starts on line 7

@@ -4,7 +4,16 @@ from folkrnn.abc.lexer import lex
 from folkrnn.abc.parser import parse
 from folkrnn.abc.text import TuneText, decode_bytes, read_text, split_tunebook, split_tunes
 from folkrnn.abc.tokens import (
-    BOS, EOS, RHYTHMS, SPACE, TOKENIZER_VERSION, Normalisation, detokenize, map_rhythm, tokenize, tokenize_and_parse,
+    BOS,
+    EOS,
+    RHYTHMS,
+    SPACE,
+    TOKENIZER_VERSION,
+    Normalisation,
+    detokenize,
+    map_rhythm,
+    tokenize,
+    tokenize_and_parse,
 )
 
 __all__ = [

@@ -17,9 +17,9 @@ import numpy as np
 
 from folkrnn.abc.parser import default_tuplet_q
 from folkrnn.errors import OptionError
-from folkrnn.music import parse_meter
+from folkrnn.music import LETTER_SEMITONES, MODES, key_signature, parse_meter
 
-__all__ = ["AbcGrammar", "Form", "parse_form", "TICKS_PER_UNIT", "classify", "bar_ticks", "SPACE"]
+__all__ = ["AbcGrammar", "Compass", "Form", "parse_form", "TICKS_PER_UNIT", "classify", "bar_ticks", "SPACE"]
 
 # Ticks per unit note length (L:1/8 after normalisation): 2^12 * 3^2 * 5 * 7, so that lengths
 # down to 1/4096 of a unit, tuplets of 2 to 9 and broken rhythm are all whole numbers of ticks.
@@ -882,3 +882,82 @@ class AbcGrammar:
             return any(not (length * q) % p and self._event_fits(s, length * q // p, graced)
                        for length in self.lengths)
         return self._fits(s, s.pos, s.tuplet, s.factor, s.tuplet_len)
+
+
+# ---------------------------------------------------------------------------------------------
+# The compass: how far apart a tune's lowest and highest notes may be
+
+
+_ACCIDENTALS = {"^^": 2, "^": 1, "=": 0, "_": -1, "__": -2}
+_NOTE_PARTS = re.compile(r"^(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)$")
+
+
+class Compass:
+    """Keeps each tune within a compass of ``semitones`` from its lowest note to its highest (two
+    octaves, 24, is a whistle's or a wooden flute's, and holds 97% of O'Neill's tunes).
+
+    A tune's notes so far set the window: a note token that would widen it past the compass is
+    masked. Pitches are the tokens' own, in the tune's mode on C (the K: token) with the key
+    signature, an explicit accidental overriding it (an accidental carried from earlier in the bar
+    is not followed: at most a semitone off, at the window's edge only).
+
+    Parameters
+    ----------
+    tokens
+        The vocabulary's tokens in id order.
+    semitones
+        The compass (0: none).
+    """
+
+    def __init__(self, tokens: Sequence[str], semitones: int) -> None:
+        self.semitones = int(semitones)
+        self.size = len(tokens)
+        self.is_note = np.zeros(self.size, bool)
+        self._mode_of = {}  # K: token id -> row of the pitch table
+        plain = np.zeros(self.size, np.int64)  # pitch without key signature
+        letters = np.full(self.size, -1, np.int64)
+        explicit = np.zeros(self.size, bool)
+        for index, token in enumerate(tokens):
+            match = _NOTE_PARTS.match(token)
+            if match:
+                accidental, letter, marks = match.groups()
+                octave = 5 if letter.islower() else 4
+                octave += marks.count("'") - marks.count(",")
+                plain[index] = 12 * octave + LETTER_SEMITONES[letter.upper()] + _ACCIDENTALS.get(accidental or "", 0)
+                letters[index] = "CDEFGAB".index(letter.upper())
+                explicit[index] = accidental is not None
+                self.is_note[index] = True
+            elif token.startswith("K:C") and token[3:] in MODES:
+                self._mode_of[index] = token[3:]
+        modes = sorted(set(self._mode_of.values())) or ["maj"]
+        self._pitches = np.zeros((len(modes), self.size), np.int64)
+        for row, mode in enumerate(modes):
+            signature = key_signature("C", mode)
+            shift = np.array([signature.get(letter, 0) for letter in "CDEFGAB"] + [0])
+            self._pitches[row] = plain + np.where(explicit | ~self.is_note, 0, shift[letters])
+        self._row = {token: modes.index(mode) for token, mode in self._mode_of.items()}
+
+    def start(self) -> list:
+        """A tune's compass state: [mode row, lowest, highest] (no note yet)."""
+        return [0, 1 << 30, -(1 << 30)]
+
+    def take(self, state: list, token: int) -> None:
+        """Follow one token of a tune (its K: sets the mode; a note widens the window)."""
+        row = self._row.get(token)
+        if row is not None:
+            state[0] = row
+        elif self.is_note[token]:
+            pitch = int(self._pitches[state[0], token])
+            state[1], state[2] = min(state[1], pitch), max(state[2], pitch)
+
+    def restrict(self, masks: np.ndarray, states: Sequence[list]) -> None:
+        """In place: mask the note tokens each tune's compass leaves out."""
+        if not self.semitones:
+            return
+        for row, state in enumerate(states):
+            if state is None or state[2] < state[1]:
+                continue  # a tune whose tokens are forced, or with no note yet
+            mode, low, high = state
+            pitches = self._pitches[mode]
+            outside = self.is_note & ((pitches > low + self.semitones) | (pitches < high - self.semitones))
+            masks[row, outside] = False

@@ -15,12 +15,30 @@ from itertools import repeat
 from operator import itemgetter
 
 from folkrnn.abc.lexer import (
-    BAR, BROKEN, CHORD_END, CHORD_START, ENDING, FIELD, GRACE_END, GRACE_START, MREST, NOTE,
-    REST, TIE, TUPLET, Lexed, cache_by_record, cache_for, default_unit, lex, parse_key_cached,
-    parse_meter_cached, parse_unit_cached,
+    BAR,
+    BROKEN,
+    CHORD_END,
+    CHORD_START,
+    ENDING,
+    FIELD,
+    GRACE_END,
+    GRACE_START,
+    MREST,
+    NOTE,
+    REST,
+    TIE,
+    TUPLET,
+    Lexed,
+    cache_by_record,
+    cache_for,
+    default_unit,
+    lex,
+    parse_key_cached,
+    parse_meter_cached,
+    parse_unit_cached,
 )
 from folkrnn.errors import AbcError, FolkError
-from folkrnn.music import TICKS, LETTER_SEMITONES, QUARTER_NOTES, BarLine, FieldChange, Note, Tune
+from folkrnn.music import LETTER_SEMITONES, QUARTER_NOTES, TICKS, BarLine, FieldChange, Note, Tune
 
 __all__ = ["parse", "tune_from_lexed", "default_tuplet_q", "PROPAGATE"]
 

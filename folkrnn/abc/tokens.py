@@ -19,15 +19,44 @@ from fractions import Fraction
 from functools import lru_cache
 
 from folkrnn.abc.lexer import (
-    ANNOT, BAR, BROKEN, CHORD_END, CHORD_START, DECO, ENDING, FIELD, GRACE_END, GRACE_START,
-    MREST, NOTE, REST, SLUR, TIE, TUPLET, Lexed, cache_by_record, cache_for, default_unit, lex, shared_record,
-    parse_key_cached, parse_meter_cached, parse_unit_cached,
+    ANNOT,
+    BAR,
+    BROKEN,
+    CHORD_END,
+    CHORD_START,
+    DECO,
+    ENDING,
+    FIELD,
+    GRACE_END,
+    GRACE_START,
+    MREST,
+    NOTE,
+    REST,
+    SLUR,
+    TIE,
+    TUPLET,
+    Lexed,
+    cache_by_record,
+    cache_for,
+    default_unit,
+    lex,
+    parse_key_cached,
+    parse_meter_cached,
+    parse_unit_cached,
+    shared_record,
 )
 from folkrnn.abc.parser import default_tuplet_q, tune_from_lexed
 from folkrnn.abc.writer import format_length
 from folkrnn.errors import AbcError, FolkError
 from folkrnn.music import (
-    LETTER_SEMITONES, LETTERS, Key, Tune, expand_parts, key_signature, parse_meter, signature_items,
+    LETTER_SEMITONES,
+    LETTERS,
+    Key,
+    Tune,
+    expand_parts,
+    key_signature,
+    parse_meter,
+    signature_items,
 )
 from folkrnn.tables import DANCES, RHYTHMS
 
@@ -103,7 +132,7 @@ class Normalisation:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Normalisation":
+    def from_dict(cls, data: dict) -> Normalisation:
         known = {name: bool(value) for name, value in data.items() if name in cls.__dataclass_fields__}
         known.setdefault("clean_titles", False)  # saved before titles were cleaned: raw titles
         known.setdefault("rhythm_from_title", False)

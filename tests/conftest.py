@@ -1,0 +1,115 @@
+"""Shared test data and helpers: the Kesh jig (the tune several test files play, render and
+transcribe); one tiny ABC model, trained once per test session for the sampling, composing and
+evaluating tests; an engine of random logits; and abc2midi's verdict on a tunebook.
+
+Test files import ``KESH`` where they need it at collection time (``parametrize``); a test that
+only needs it at run time can take the ``kesh`` fixture.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+KESH = """X:1
+T:The Kesh
+R:jig
+M:6/8
+L:1/8
+K:G
+|:GAG GAB|ABA ABd|edd gdd|edB dBA|GAG GAB|ABA ABd|edd gdB|1 AGF G3:|2 AGF G2||
+"""
+
+# O'Neill's jigs, reels, hornpipes and airs (music21's corpus): (file, how many of its tunes)
+_TINY_SOURCES = (("0721-0730.abc", 10), ("1176-1275.abc", 40), ("1556-1624.abc", 20),
+                 ("0550-0625.abc", 30), ("0900-0950.abc", 30))
+
+
+@pytest.fixture
+def kesh() -> str:
+    """The Kesh, a two-part jig in G with first and second endings (one tune, X:1)."""
+    return KESH
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus() -> SimpleNamespace:
+    """The tiny model's corpus: 130 tokenized O'Neill tunes, the last 8 split 4 + 4 for validation
+    and test (tunes the tokenizer refuses are left out)."""
+    from folkrnn.abc import read_text, split_tunebook, tokenize
+    from folkrnn.corpus import music21_corpus_dir
+    from folkrnn.errors import FolkError
+
+    source = music21_corpus_dir() / "oneills1850"
+    tunes = []
+    for name, limit in _TINY_SOURCES:
+        for text in split_tunebook(read_text(source / name))[:limit]:
+            try:
+                tunes.append(tokenize(text.text))
+            except FolkError:
+                continue
+    return SimpleNamespace(train=tunes[:-8], valid=tunes[-8:-4], test=tunes[-4:], encoding="abc",
+                           info={"content_hash": "tiny-oneills", "settings": {}})
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_corpus):
+    """The folder of a tiny ABC model (2 x 64 LSTM, 6 epochs, about 20 s on one thread), trained
+    once per test session."""
+    import torch
+
+    from folkrnn.train import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("tiny-abc-model")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(tiny_corpus, TrainConfig(epochs=6, batch_size=16, bptt=64, out=str(folder), progress=False,
+                                          lr=2e-2, force=True),
+              {"embedding_size": 16, "hidden_size": 64, "layers": 2, "dropout": 0.0})
+    finally:
+        torch.set_num_threads(threads)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_model_dir):
+    """The tiny model loaded for sampling: its NumPy engine, vocabulary and folder."""
+    from folkrnn.checkpoint import load_model
+
+    model = load_model(tiny_model_dir)
+    return SimpleNamespace(engine=model.engine(), vocabulary=model.vocabulary, path=model.path)
+
+
+class RandomEngine:
+    """Logits drawn at random for every step: the harshest test of a constraint. Each row's
+    logits depend on its own history only (a hash of it), so batching cannot change a tune."""
+
+    def __init__(self, size: int, scale: float = 3.0, salt: int = 0) -> None:
+        self.size, self.scale, self.salt = size, scale, salt
+
+    def init_state(self, batch: int):
+        return np.zeros((1, batch, 1), np.int64), np.zeros((1, batch, 1), np.int64)
+
+    def step(self, ids, state):
+        ids = np.atleast_1d(ids)
+        history = np.array([hash((int(h), int(i), self.salt)) & 0xFFFFFFFF
+                            for h, i in zip(state[0][0, :, 0], ids)], np.int64)
+        logits = np.stack([np.random.default_rng(h).normal(0, self.scale, self.size) for h in history])
+        return logits.astype(np.float32), (history.reshape(1, -1, 1), state[1])
+
+
+def abc2midi_problems(texts: list[str], tmp_path) -> list[str]:
+    """abc2midi -c's bar-length and repeat warnings over a tunebook (hornpipe meter notes aside);
+    skips the test where abc2midi is not installed."""
+    if shutil.which("abc2midi") is None:
+        pytest.skip("abc2midi is not installed")
+    book = tmp_path / "book.abc"
+    book.write_text("\n".join(texts))
+    out = subprocess.run(["abc2midi", str(book), "-c"], capture_output=True, text=True, timeout=60).stdout
+    return [line for line in out.splitlines()
+            if ("Warning" in line or "Error" in line) and ("time units" in line or "repeat" in line.lower()
+                                                           or "|:" in line or "ending" in line.lower())]
