@@ -93,7 +93,8 @@ def main() -> None:
         summary = json.loads((Path(folder) / "summary.json").read_text())
     print(f"generated {made} of {args.n} tunes in {seconds:.1f} s; rejected {len(result.rejected)}, "
           f"seeds retried {len(result.retried)}")
-    print(f"validator: {valid}/{made} valid ({valid / made:.1%}); warnings {dict(Counter(c for t in tunes for c in (i.code for i in t.report.warnings)).most_common(6))}")
+    warnings = Counter(issue.code for tune in tunes for issue in tune.report.warnings)
+    print(f"validator: {valid}/{made} valid ({valid / made:.1%}); warnings {dict(warnings.most_common(6))}")
     print(f"abc2midi -c: {made - len(flagged)}/{made} with no bar or repeat warning "
           f"({(made - len(flagged)) / made:.1%}); its other notes: {dict(other.most_common(4))}")
     render = tunes if args.render is None else tunes[:args.render]
@@ -115,7 +116,8 @@ def main() -> None:
     copies = summary["novelty"]["probable_copies"]
     nearest = [t["nearest"]["similarity"] for t in summary["tunes"] if t.get("nearest")]
     print(f"novelty ({summary['novelty']['reference']}): {len(copies)}/{made} at least 0.85 similar "
-          f"({len(copies) / made:.2%})" + (f"; median nearest {sorted(nearest)[len(nearest) // 2]:.2f}" if nearest else ""))
+          f"({len(copies) / made:.2%})"
+          + (f"; median nearest {sorted(nearest)[len(nearest) // 2]:.2f}" if nearest else ""))
     figures.update({
         "n": args.n, "made": made, "seconds": round(seconds, 2), "valid": valid,
         "valid_share": round(valid / made, 4),

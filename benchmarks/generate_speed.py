@@ -80,7 +80,8 @@ def model_directory(work: Path, given: str | None = None) -> tuple[Path, str]:
                for name, shape in expected_shapes(config).items()}
     path = work / "random-3x512"
     save_model(path, weights, config, vocabulary, "abc", {})
-    return path, f"random weights of the default shape (3x512, embedding 256, {len(vocabulary)} tokens): no model is installed"
+    return path, (f"random weights of the default shape (3x512, embedding 256, {len(vocabulary)} tokens): "
+                  "no model is installed")
 
 
 # --- 1. compose end to end ---------------------------------------------------------------------

@@ -199,7 +199,8 @@ def main() -> None:
         results[batch_size] = measured
         print(f"folkrnn batch {batch_size}: {measured['tokens_per_s']:,.0f} tokens/s (median batch; mean "
               f"{measured['tokens_per_s_mean']:,.0f}) over {measured['batches']} batches "
-              f"({measured['tokens']:,} tokens, {measured['seconds']} s), MFU {measured['mfu']:.1%} against the rate around each batch "
+              f"({measured['tokens']:,} tokens, {measured['seconds']} s), "
+              f"MFU {measured['mfu']:.1%} against the rate around each batch "
               f"(per batch {measured['mfu_per_batch']} at lengths {measured['lengths']}), "
               f"padding {measured['padding_measured']:.1%} "
               f"(whole epoch {measured['padding_epoch']:.1%})")

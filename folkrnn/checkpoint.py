@@ -34,8 +34,8 @@ from folkrnn.vocab import Vocabulary
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "MODEL_FILE", "CONFIG_FILE", "STATE_FILE", "Checkpoint",
-    "save_model", "load_model", "read_config", "update_training_record", "model_card", "format_card", "save_training_state",
-    "load_training_state", "expected_shapes", "check_safetensors", "SHIPPED", "shipped_model",
+    "save_model", "load_model", "read_config", "update_training_record", "model_card", "format_card",
+    "save_training_state", "load_training_state", "expected_shapes", "check_safetensors", "SHIPPED", "shipped_model",
 ]
 
 FORMAT = "folkrnn-model"  # config.json's "format"

@@ -729,6 +729,10 @@ ConstrainOption = Annotated[bool, typer.Option(
 CompassOption = Annotated[int, typer.Option(
     min=0, max=60, help="Semitones from a tune's lowest note to its highest, at most: 24 (two octaves) "
     "is a whistle's or flute's compass (0: any).")]
+LookbackOption = Annotated[Optional[float], typer.Option(
+    min=0.0, max=10.0, help="Added to the logit of each token that a bar, two bars or a part ago "
+    "offers at this point of the bar: bars and motifs come back more often (0: the model alone). "
+    "Default: the value calibrated on real tunes (folkrnn.sample.SampleConfig).")]
 ModelOption = Annotated[Optional[Path], typer.Option(
     help="A model directory (default: the model shipped with folkrnn).")]
 InstrumentOption = Annotated[str, typer.Option(help=f"MIDI and WAV instrument: {_INSTRUMENT_NAMES}.")]
@@ -742,6 +746,8 @@ def _compose_options(**values):
         if isinstance(values.get(name), Enum):
             values[name] = values[name].value
     values["model"] = str(values["model"]) if values.get("model") is not None else None
+    if values.get("lookback") is None:
+        values.pop("lookback", None)  # the sampler's calibrated default
     values["out"] = str(values["out"])
     return ComposeOptions(**values)
 
@@ -769,6 +775,7 @@ def compose_command(
     beam_width: BeamWidthOption = 4,
     constrain: ConstrainOption = True,
     compass: CompassOption = 24,
+    lookback: LookbackOption = None,
     model: ModelOption = None,
     instrument: InstrumentOption = "fiddle",
     format: Annotated[str, typer.Option(
@@ -788,7 +795,8 @@ def compose_command(
             title=title, rhythm=rhythm, meter=meter, mode=mode, key=key, form=form, part_bars=part_bars,
             prime=prime, seed=seed,
             temperature=temperature, top_k=top_k, top_p=top_p, strategy=strategy,
-            beam_width=beam_width, constrain=constrain, compass=compass, model=model, instrument=instrument,
+            beam_width=beam_width, constrain=constrain, compass=compass, lookback=lookback,
+            model=model, instrument=instrument,
             formats=format, out=out, force=force)
         random_seed = seed is None
         composed = compose(options)
@@ -838,6 +846,7 @@ def generate_command(
     beam_width: BeamWidthOption = 4,
     constrain: ConstrainOption = True,
     compass: CompassOption = 24,
+    lookback: LookbackOption = None,
     model: ModelOption = None,
     instrument: InstrumentOption = "fiddle",
     format: Annotated[str, typer.Option(
@@ -863,7 +872,8 @@ def generate_command(
             title=title, rhythm=rhythm, meter=meter, mode=mode, key=key, form=form, part_bars=part_bars,
             prime=prime, seed=seed,
             temperature=temperature, top_k=top_k, top_p=top_p, strategy=strategy,
-            beam_width=beam_width, constrain=constrain, compass=compass, model=model, instrument=instrument,
+            beam_width=beam_width, constrain=constrain, compass=compass, lookback=lookback,
+            model=model, instrument=instrument,
             formats=format, out=out, force=force)
         random_seed = seed is None
         console = Console(stderr=True)

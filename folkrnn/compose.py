@@ -133,6 +133,7 @@ class ComposeOptions:
     beam_width: int = 4  # beam search width
     constrain: bool = True  # full bars, balanced repeats, closing bar
     compass: int = 24  # semitones from the lowest note to the highest, at most (0: any)
+    lookback: float = SampleConfig.lookback  # the copy prior on what a bar, two bars or a part ago offers
     model: str | None = None  # model directory; None: the shipped default
     instrument: str = "fiddle"  # MIDI (and WAV) instrument
     formats: list[str] = field(default_factory=lambda: ["abc", "mid", "svg", "musicxml"])
@@ -142,7 +143,7 @@ class ComposeOptions:
     def sample_config(self) -> SampleConfig:
         return SampleConfig(strategy=self.strategy, temperature=self.temperature, top_k=self.top_k,
                             top_p=self.top_p, beam_width=self.beam_width, constrain=self.constrain,
-                            compass=self.compass)
+                            compass=self.compass, lookback=self.lookback)
 
     def check(self) -> "ComposeOptions":
         """Raise OptionError for any option out of its range; return self (normalised)."""
@@ -442,6 +443,8 @@ def provenance(options: ComposeOptions, seed: int, composer: Composer) -> str:
         parts.append("--no-constrain")
     elif config.compass != SampleConfig.compass:
         parts += ["--compass", str(config.compass)]
+    if config.lookback != SampleConfig.lookback:
+        parts += ["--lookback", f"{config.lookback:g}"]
     for flag, value in (("--title", options.title), ("--rhythm", options.rhythm),
                         ("--meter", options.meter),
                         ("--mode", MODES[options.mode].name if options.mode in MODES else options.mode),

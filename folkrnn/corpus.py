@@ -10,10 +10,11 @@ For ``encoding="midi"`` ABC sources are played: each tune is rendered expressive
 :class:`Rendering`) and its performances become event sequences, while MIDI files are read as they
 are. So the default MIDI corpus is the expressive renderings of the default ABC corpus, and a
 rendered tune keeps the split it has in the ABC corpus: its performances all sit in that split
-(no leakage between train and test). Each tune is tokenised on its own; a tune that cannot be read is recorded as a rejection
-and the rest go on. Exact duplicates (the same normalised body) are dropped, keeping the first, and
-every tune goes to train, valid or test by a hash of its normalised body, so the same tune in two
-collections can never sit in two splits, and adding tunes never moves the ones already there.
+(no leakage between train and test). Each tune is tokenised on its own; a tune that cannot be read is
+recorded as a rejection and the rest go on. Exact duplicates (the same normalised body) are dropped,
+keeping the first, and every tune goes to train, valid or test by a hash of its normalised body, so the
+same tune in two collections can never sit in two splits, and adding tunes never moves the ones
+already there.
 
 The built corpus is cached as JSON (no pickle) under a key that covers the source files (paths,
 sizes, modification times), the normalisation settings, the split and the tokenizer's code, so it

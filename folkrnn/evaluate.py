@@ -506,7 +506,7 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
 
     index = NoveltyIndex.from_corpus(corpus)
     generated_reports, generated_tunes = [], []
-    for number, (tokens_or_none, text) in enumerate(generated, 1):
+    for tokens_or_none, text in generated:
         if text is None:
             generated_reports.append(None)
             continue

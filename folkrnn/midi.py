@@ -596,7 +596,7 @@ def tune_to_performance(tune: Tune, *, straight: bool = False, tempo: float | No
     # No two notes of one pitch overlap: the earlier one ends where the later one starts.
     notes.sort(key=lambda n: (n[0], n[2]))
     last_of_pitch: dict[int, int] = {}
-    for i, (start_s, end_s, pitch, velocity, grace) in enumerate(notes):
+    for i, (start_s, _end, pitch, _velocity, _grace) in enumerate(notes):
         j = last_of_pitch.get(pitch)
         if j is not None and notes[j][1] > start_s:
             s, _, p, v, g = notes[j]
@@ -648,7 +648,7 @@ def tune_performances(tunes: Iterable[Tune], config: EventConfig | None = None, 
         raise OptionError("renderings must be at least 1")
     for position, tune in enumerate(tunes):
         rng = random.Random(f"{seed}:{position}")
-        for rendering in range(renderings):
+        for _ in range(renderings):
             factor = rng.choice(list(tempo_factors))
             style = rng.choice(list(instruments))
             qpm = tune_tempo(tune) * factor

@@ -403,7 +403,7 @@ def render(tune: Tune, path: str | PathLike, *, force: bool = False, **options) 
     try:
         renderer = renderer_for(path.suffix)
     except OptionError as error:
-        raise error.located(file=str(path))
+        raise error.located(file=str(path)) from None
     if path.exists() and not force:
         raise OptionError("the file exists; pass --force to overwrite it", file=str(path))
     return renderer(tune, path, **options)

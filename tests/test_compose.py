@@ -119,7 +119,8 @@ def test_keys_follow_the_mode_and_rhythm_or_the_key_option(model, tmp_path):
         parse_key_option("H")
     for options, key in ((dict(rhythm="reel", mode="major"), ("D", "maj")),
                          (dict(mode="dorian"), ("A", "dor")), (dict(mode="minor", rhythm="jig"), ("E", "min")),
-                         (dict(mode="major", key="F#"), ("F#", "maj")), (dict(key="Bb", mode="mixolydian"), ("Bb", "mix"))):
+                         (dict(mode="major", key="F#"), ("F#", "maj")),
+                         (dict(key="Bb", mode="mixolydian"), ("Bb", "mix"))):
         composed = compose(ComposeOptions(seed=3, model=model, **options), write=False)
         assert (composed.tune.key.tonic, composed.tune.key.mode) == key
         assert validate_tune(composed.abc).valid

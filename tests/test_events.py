@@ -237,7 +237,7 @@ def tempo_map_file(notes, tempos, path: Path, ticks_per_beat=480, running_status
                    file_format=1):
     """Write notes (seconds) under a tempo map [(tick, microseconds per quarter)] with mido."""
     def to_tick(seconds):
-        tick, elapsed = 0, 0.0
+        elapsed = 0.0
         for i, (at, tempo) in enumerate(tempos):
             nxt = tempos[i + 1][0] if i + 1 < len(tempos) else None
             span = (nxt - at) * tempo / 1e6 / ticks_per_beat if nxt is not None else None

@@ -98,3 +98,34 @@ def test_free_form_keeps_the_models_own_bars(shipped):
     free = sample_tunes(engine, vocabulary, [5, 6], conditions=Conditions(rhythm="reel", form="free"))
     again = sample_tunes(engine, vocabulary, [5, 6], conditions=Conditions(rhythm="reel", form="free"))
     assert [r.tokens for r in free] == [r.tokens for r in again]
+
+
+def test_the_compass_keeps_every_tune_within_two_octaves(shipped):
+    from folkrnn.form import range_semitones
+    from folkrnn.sample import SampleConfig
+
+    engine, vocabulary = shipped
+    wide = sample_tunes(engine, vocabulary, list(range(100, 130)), config=SampleConfig(compass=0),
+                        conditions=Conditions(form="free", rhythm="any"))
+    held = sample_tunes(engine, vocabulary, list(range(100, 130)), config=SampleConfig(compass=24),
+                        conditions=Conditions(form="free", rhythm="any"))
+    spans = [range_semitones(detokenize(r.tokens)) for r in held]
+    assert all(r.ok for r in held) and max(spans) <= 24
+    assert max(range_semitones(detokenize(r.tokens)) for r in wide) > 24  # the model alone goes wider
+
+
+def test_the_lookback_bonus_brings_bars_back(shipped):
+    from folkrnn.form import form_of
+    from folkrnn.sample import SampleConfig
+
+    engine, vocabulary = shipped
+    seeds = list(range(200, 230))
+
+    def share(bonus):
+        results = sample_tunes(engine, vocabulary, seeds, config=SampleConfig(lookback=bonus),
+                               conditions=Conditions(rhythm="reel"))
+        forms = [form_of(detokenize(r.tokens)) for r in results]
+        return sum(f.repeated_bars for f in forms) / sum(f.bars for f in forms)
+
+    none, some = share(0.0), share(4.0)
+    assert some > none + 0.1

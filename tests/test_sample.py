@@ -116,7 +116,8 @@ def test_grammar_keeps_bars_full_in_6_8():
     assert "|" in can and "/2" in can and "2" not in can and "3/2" not in can
     sid = walk(g, HEAD + ["G", "|", "c", "2", "d", "e", "2", "f"])
     assert {"|", "||", "|:", ":|"} >= (allowed(g, sid) & {"|", "||", "|:", ":|"}) >= {"|"}
-    assert "</s>" in allowed(g, walk(g, HEAD + ["G", "|", "c", "2", "d", "e", "2", "f"] + ["|", "c", "6"] * 3 + ["|", "c", "5"]))
+    closing = HEAD + ["G", "|", "c", "2", "d", "e", "2", "f"] + ["|", "c", "6"] * 3 + ["|", "c", "5"]
+    assert "</s>" in allowed(g, walk(g, closing))
 
 
 def test_grammar_pickup_and_complement():
@@ -238,10 +239,11 @@ def test_choose_flags_decisions_rounding_could_change():
     rows = 20000
     logits = np.repeat(np.log(np.array([[0.5, 0.3, 0.2]], np.float32)), rows, axis=0)
     seeds = np.arange(rows, dtype=np.uint64)
-    _, _, fragile = choose_tokens(logits, np.ones((rows, 3), bool), SampleConfig(), seeds, np.zeros(rows, np.uint64), 1e-3)
+    every, steps = np.ones((rows, 3), bool), np.zeros(rows, np.uint64)
+    _, _, fragile = choose_tokens(logits, every, SampleConfig(), seeds, steps, 1e-3)
     # a boundary at c moves at most 2c(1-c) * 1e-3: boundaries at 0.5 and 0.8 -> about 2*(0.0005 + 0.00032)
     assert 0.0005 < fragile.mean() < 0.004
-    assert not choose_tokens(logits, np.ones((rows, 3), bool), SampleConfig(), seeds, np.zeros(rows, np.uint64))[2].any()
+    assert not choose_tokens(logits, every, SampleConfig(), seeds, steps)[2].any()
 
 
 def test_uniforms_are_a_reproducible_stream_per_seed():

@@ -25,7 +25,8 @@ from folkrnn.errors import AbcError
 from folkrnn.music import Key, Meter, parse_meter
 
 __all__ = ["Header", "Lexed", "Record", "lex", "cache_by_record", "shared_record", "SPACE",
-           "parse_key_cached", "parse_meter_cached", "parse_unit_cached", "parse_key", "parse_unit", "default_unit", "bar_kind",
+           "parse_key_cached", "parse_meter_cached", "parse_unit_cached", "parse_key", "parse_unit", "default_unit",
+           "bar_kind",
            "NOTE", "REST", "MREST", "BAR", "ENDING", "BROKEN", "TUPLET", "CHORD_START",
            "CHORD_END", "GRACE_START", "GRACE_END", "TIE", "FIELD", "DECO", "ANNOT", "SLUR",
            "OVERLAY"]

@@ -60,8 +60,8 @@ from folkrnn.music import (
 )
 from folkrnn.tables import DANCES, RHYTHMS
 
-__all__ = ["Normalisation", "title_rhythm", "tokenize", "tokenize_and_parse", "tokenize_lexed", "detokenize", "map_rhythm",
-           "RHYTHMS", "TOKENIZER_VERSION", "BOS", "EOS", "SPACE"]
+__all__ = ["Normalisation", "title_rhythm", "tokenize", "tokenize_and_parse", "tokenize_lexed", "detokenize",
+           "map_rhythm", "RHYTHMS", "TOKENIZER_VERSION", "BOS", "EOS", "SPACE"]
 
 TOKENIZER_VERSION = 1
 BOS, EOS = "<s>", "</s>"
