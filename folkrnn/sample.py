@@ -288,10 +288,14 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
 _COMPASSES: dict[tuple, Compass] = {}
 
 
+LOOSE_PART_BARS = 4  # a dance with no usual form: its parts' bars are a multiple of this
+
+
 def _forms(vocabulary, conditions: Conditions) -> tuple[Form | None, dict[int, Form | None]]:
     """The form every tune takes (or None), and the form by R: token for the rest: a given
     ``--form`` holds for every tune; without one, each tune takes the usual form of the dance its
-    R: names (:data:`folkrnn.tables.DANCES`), and a tune of no dance is free."""
+    R: names (:data:`folkrnn.tables.DANCES`; a dance with none, parts a multiple of 4 bars), and a
+    tune of no dance is free."""
     if conditions.form is not None:
         return parse_form(conditions.form, conditions.part_bars), {}
     if conditions.part_bars is not None and not 1 <= conditions.part_bars <= 64:
@@ -301,6 +305,9 @@ def _forms(vocabulary, conditions: Conditions) -> tuple[Form | None, dict[int, F
         dance = DANCES.get(token[2:]) if token.startswith("R:") else None
         if dance is not None and dance.form != "free":
             by_rhythm[vocabulary.id(token)] = parse_form(dance.form, conditions.part_bars or dance.part_bars)
+        elif dance is not None and dance.meters:
+            # a dance with no usual form: parts of whole phrases, a multiple of 4 bars (97% of real parts)
+            by_rhythm[vocabulary.id(token)] = Form((), conditions.part_bars or LOOSE_PART_BARS)
     return None, by_rhythm
 
 

@@ -109,12 +109,13 @@ def bar_ticks(meter, unit: tuple[int, int] = (1, 8)) -> int:
 class Form(NamedTuple):
     """A tune's form: per part, whether it is played twice; and the bars in each part."""
 
-    parts: tuple[bool, ...]  # AABB: (True, True); ABC: (False, False, False)
-    bars: int  # bars in each part (a pickup and the part's closing short bar count as one)
+    parts: tuple[bool, ...]  # AABB: (True, True); ABC: (False, False, False); (): any parts (loose)
+    bars: int  # bars in each part (a pickup and the part's closing short bar count as one); loose: a
+    # part's bars are a multiple of this
 
     @property
     def label(self) -> str:
-        """The form as musicians write it: "AABB", "ABC", ..."""
+        """The form as musicians write it: "AABB", "ABC", ... ("" for a loose form)."""
         return "".join(chr(ord("A") + k) * (2 if repeated else 1) for k, repeated in enumerate(self.parts))
 
 
@@ -495,7 +496,7 @@ class AbcGrammar:
         if s.ending == 3 and cls != _ENDING:
             return None
         form = self._forms[s.form].parts if s.form >= 0 else None
-        if form is not None and (s.part >= len(form) or s.need_open) and not (
+        if form and (s.part >= len(form) or s.need_open) and not (
                 s.need_open and cls == _BAR and value == "|:"):
             return None  # the form is complete (only </s>), or the next part must open with |:
         # an event whose length may follow: a length ends it, anything else first gives it length 1
@@ -656,7 +657,8 @@ class AbcGrammar:
             # only |: at the start, or right after :| (written :| |:, the ABC ::)
             if kind != "|:" or s.repeat == 1 or s.ending in (1, 3) or s.closing:
                 return None
-            if s.form >= 0 and not (s.need_open or (s.last == _START and self._forms[s.form].parts[0])):
+            parts = self._forms[s.form].parts if s.form >= 0 else ()
+            if parts and not (s.need_open or (s.last == _START and parts[0])):
                 return None  # with a form, only a repeated part opens a repeat
             if s.last == _START or (s.last == _BAR_LAST and s.last_bar == ":|"):
                 return _set(s, repeat=1, after_open=True, last=_BAR_LAST, last_bar="|:",
@@ -716,7 +718,19 @@ class AbcGrammar:
             repeat, ending = 0, 0
         counted = s.measures + (0 if pickup_measure else 1)
         part, part_bars, ending_bars, need_open = s.part, s.part_bars, s.ending_bars, False
-        if s.form >= 0:
+        if s.form >= 0 and not self._forms[s.form].parts:
+            # a loose form: parts of any number of bars that is a multiple of its bars, repeated or not
+            target = self._forms[s.form].bars
+            part_bars = (part_bars + (0 if pickup_measure else 1)) % target
+            ends = kind != "|" and not (kind == ":|" and s.ending == 1)
+            if kind != "|" and not (pickup_measure and kind == "|:"):
+                if part_bars or pickup_measure:
+                    return None  # a section line only where a part of whole bars ends
+                if s.pickup and measure != s.bar - s.pickup:
+                    return None  # a tune with a pickup closes each part with the bar that completes it
+            if ends and not pickup_measure:
+                part, ending_bars = min(part + 1, 7), 0
+        elif s.form >= 0:
             form, target = self._forms[s.form].parts, self._forms[s.form].bars
             part_bars += 0 if pickup_measure else 1
             if part_bars < target:
@@ -756,7 +770,7 @@ class AbcGrammar:
             if s.form >= 0:
                 # first and second endings of one or two bars, in a repeated part
                 form = self._forms[s.form]
-                if not form.parts[s.part] or form.bars - s.part_bars not in (1, 2):
+                if form.parts and (not form.parts[s.part] or form.bars - s.part_bars not in (1, 2)):
                     return None
                 ending_bars = s.part_bars
         elif numbers == (2,):
@@ -798,7 +812,9 @@ class AbcGrammar:
             s, fix = closed, ("append", kind)
         if s.measures < self.min_bars:
             return None
-        if s.form >= 0 and (s.part < len(self._forms[s.form].parts) or (fix is not None and fix[0] == "replace")):
+        parts = self._forms[s.form].parts if s.form >= 0 else ()
+        if s.form >= 0 and ((s.part < len(parts) if parts else s.part_bars != 0)
+                            or (fix is not None and fix[0] == "replace")):
             return None  # the tune ends where its last part does
         return _set(s, phase=_DONE), fix
 
@@ -825,6 +841,10 @@ class AbcGrammar:
             return True
         if s.need_pickup:
             return self._reachable(s.pickup - pos)
+        if s.form >= 0 and not self._forms[s.form].parts:
+            if (s.part_bars + 1) % self._forms[s.form].bars:
+                return self._reachable(s.bar - pos)  # inside a part: full bars only
+            return self._reachable(s.bar - pos) or bool(s.pickup) and self._reachable(s.bar - s.pickup - pos)
         if s.form >= 0:
             form = self._forms[s.form]
             if s.part_bars + 1 < form.bars:
@@ -870,7 +890,7 @@ class AbcGrammar:
             return any(self._event_fits(s, length) for length in self.lengths) if free_first or \
                 s.chord_first == _R else self._event_fits(s, s.chord_first)
         if s.last == _TIE_LAST and not s.tuplet and self._fits(s, s.pos, 0, (1, 1), 0) and not (
-                s.form >= 0 and s.part_bars + 1 >= self._forms[s.form].bars):
+                s.form >= 0 and (s.part_bars + 1) % self._forms[s.form].bars == 0):
             return True  # the tied note may come after a bar line (a plain one: not at a part's end)
         if s.grace >= 0 or s.last in (_GRACE_LAST, _TIE_LAST, _BROKEN_LAST, _TUPLET_LAST, _GRACE_IN):
             # an event must come next (after at least one grace note, in an open grace group)
