@@ -2,13 +2,13 @@
 
 It generates N tunes (default 500) with the shipped model (or ``--model``) through the CLI,
 ``python -m folkrnn generate -n N --seed S --out DIR``, and reads ``DIR/tunes.abc``; then the same
-with ``--form free`` (what the model itself learned) when ``generate --help`` lists a ``--form``
-option. The real tunes are the default corpus's test split. Every figure is
+with ``--form free`` (what the model itself learned); ``--option "--lookback 0"`` adds options to
+both (there: the model with no copy prior). The real tunes are the default corpus's test split. Every figure is
 :func:`folkrnn.form.form_statistics` (the counting rules are in :mod:`folkrnn.form`), one column
 each for the default output, ``--form free`` and the real tunes:
 
 - dance tunes in their dance's form and meter (:func:`folkrnn.form.in_dance_form`, from
-  ``folkrnn.tables.DANCES``; the row is left out when there is no table of dances);
+  ``folkrnn.tables.DANCES``);
 - parts a multiple of 4 bars; tunes whose parts are all 8 bars (16 unrepeated); AABB; bars and
   half bars repeating an earlier one; tunes with no repeated bar; rests inside; range over two
   octaves; last note on the tonic;
@@ -17,7 +17,7 @@ each for the default output, ``--form free`` and the real tunes:
 - copies: tunes at least 0.85 similar to a training tune (the validator's novelty check, as
   ``summary.json`` reports it); and the share the validator passes.
 
-Usage: ``python benchmarks/form_quality.py [-n 500] [--seed 2024] [--model DIR] [--keep DIR]``.
+Usage: ``python benchmarks/form_quality.py [-n 500] [--seed 2024] [--model DIR] [--option "..."] [--keep DIR]``.
 The last line is a JSON object.
 """
 
@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -113,23 +114,15 @@ def main() -> None:
     parser.add_argument("-n", "--n", type=int, default=500, help="tunes to generate per setting")
     parser.add_argument("--seed", type=int, default=2024, help="seed of the first tune")
     parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
+    parser.add_argument("--option", default="", help="more generate options for both settings, "
+                        "e.g. \"--lookback 0\" (the model alone)")
     parser.add_argument("--keep", default=None, help="write the generated tunebooks here (default: "
                         "a temporary folder, removed)")
     args = parser.parse_args()
 
     help_text = generate_options()
-    settings = {"default": []}
-    if re.search(r"--form(?![\w-])", help_text):  # --form, not --format
-        settings["free"] = ["--form", "free"]
-    else:
-        print("generate has no --form option: the --form free column is left out")
-    try:
-        from folkrnn.tables import DANCES  # noqa: F401
-
-        has_dances = True
-    except ImportError:
-        has_dances = False
-        print("no folkrnn.tables.DANCES: the dance-form row is left out")
+    options = shlex.split(args.option)
+    settings = {"default": options, "free": ["--form", "free"] + options}
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(args.keep) if args.keep else Path(scratch)
@@ -157,8 +150,6 @@ def main() -> None:
     stats["real"]["classifier_accuracy"] = stats["real"]["copies"] = stats["real"]["valid"] = None
 
     rows = dict(STATISTICS)
-    if not has_dances:
-        rows.pop("dance_form", None)
     rows.update({"classifier_accuracy": "classifier accuracy, generated vs real",
                  "copies": "copies (>= 0.85 similar to a training tune)",
                  "valid": "pass the validator"})

@@ -1,0 +1,87 @@
+"""Calibrate the sampler's defaults against real tunes: which lookback bonus and nucleus cut make
+generated tunes hardest to tell from real ones?
+
+For each setting of a grid (``--lookback`` bonus x ``--top-p``), it samples N tunes (default 200)
+with the shipped model (or ``--model``) in their dances' default forms, measures them with
+:mod:`folkrnn.form`, and compares them with the default corpus's **validation** split (the test
+split is left for :mod:`benchmarks.form_quality`): the classifier two-sample accuracy (50%:
+indistinguishable) and the figures of issue 10's table. The setting with the lowest accuracy is
+the one ``SampleConfig`` should default to.
+
+Usage: ``python benchmarks/calibrate_sampling.py [-n 200] [--model DIR] [--lookback 0,1,2,3]
+[--top-p 1,0.95]``. The last line is a JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from folkrnn.abc import detokenize  # noqa: E402
+from folkrnn.checkpoint import load_model, shipped_model  # noqa: E402
+from folkrnn.corpus import build_corpus  # noqa: E402
+from folkrnn.errors import FolkError  # noqa: E402
+from folkrnn.form import form_features, form_of, form_statistics, two_sample_accuracy  # noqa: E402
+from folkrnn.sample import Conditions, SampleConfig, default_workers, sample_tunes  # noqa: E402
+
+SHOWN = ("repeated_bars", "repeated_half_bars", "no_repeated_bar", "rest_inside", "over_two_octaves",
+         "ends_on_tonic", "all_parts_8")
+
+
+def forms_of(token_lists) -> list:
+    out = []
+    for tokens in token_lists:
+        try:
+            out.append(form_of(detokenize(tokens)))
+        except (FolkError, ValueError, IndexError, KeyError):
+            pass
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", "--n", type=int, default=200, help="tunes per setting")
+    parser.add_argument("--seed", type=int, default=7000, help="seed of the first tune")
+    parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
+    parser.add_argument("--lookback", default="0,1,2,2.5,3,4", help="lookback bonuses to try")
+    parser.add_argument("--top-p", default="1,0.95", help="nucleus cuts to try")
+    args = parser.parse_args()
+
+    model = load_model(args.model or shipped_model("abc"))
+    engine, vocabulary = model.engine(), model.vocabulary
+    real = forms_of(build_corpus().valid)
+    real_features = form_features(real)
+    real_stats = form_statistics(real)
+    print(f"real: {len(real)} tunes of the validation split")
+    print(f"{'lookback':>8} {'top-p':>6} {'accuracy':>9} " + " ".join(f"{name[:14]:>14}" for name in SHOWN)
+          + "   seconds")
+    print(f"{'real':>8} {'':>6} {'':>9} " + " ".join(f"{real_stats[name]:>14.1%}" for name in SHOWN))
+    rows = []
+    for bonus in (float(b) for b in args.lookback.split(",")):
+        for top_p in (float(p) for p in args.top_p.split(",")):
+            config = SampleConfig(lookback=bonus, top_p=top_p)
+            start = time.perf_counter()
+            results = sample_tunes(engine, vocabulary, list(range(args.seed, args.seed + args.n)),
+                                   config=config, conditions=Conditions(), workers=default_workers())
+            seconds = time.perf_counter() - start
+            forms = forms_of(r.tokens for r in results if r.ok)
+            stats = form_statistics(forms)
+            accuracy = two_sample_accuracy(form_features(forms), real_features)
+            rows.append({"lookback": bonus, "top_p": top_p, "accuracy": round(accuracy, 4),
+                         **{name: round(stats[name], 4) for name in SHOWN}, "tunes": len(forms)})
+            print(f"{bonus:>8g} {top_p:>6g} {accuracy:>9.1%} " + " ".join(f"{stats[name]:>14.1%}" for name in SHOWN)
+                  + f"   {seconds:7.1f}", flush=True)
+    best = min(rows, key=lambda row: row["accuracy"])
+    print(f"lowest accuracy: lookback {best['lookback']:g}, top-p {best['top_p']:g} ({best['accuracy']:.1%})")
+    print(json.dumps({"n": args.n, "model": args.model or "shipped", "real": {name: round(real_stats[name], 4)
+                                                                              for name in SHOWN},
+                      "settings": rows, "best": best}))
+
+
+if __name__ == "__main__":
+    main()
