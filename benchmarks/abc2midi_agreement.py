@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from folkrnn.abc import read_text, split_tunes  # noqa: E402
 from folkrnn.errors import FolkError  # noqa: E402
 from folkrnn.reference import abc2midi_available, abc2midi_notes, compare_notes  # noqa: E402
 
@@ -48,37 +49,12 @@ def corpus_root() -> Path:
     return Path(spec.origin).parent / "corpus"
 
 
-def read_text(path: Path) -> str:
-    try:
-        from folkrnn.abc import read_text as folk_read_text
-    except ImportError:
-        data = path.read_bytes()
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")
-        return text.replace("\r\n", "\n").replace("\r", "\n")
-    return folk_read_text(path)
-
-
 def split_file(text: str) -> list[str]:
     """The tunes of one file, each with the file header's directives and fields in front."""
     lines = text.split("\n")
     first = next((i for i, line in enumerate(lines) if line.startswith("X:")), len(lines))
     header = [line for line in lines[:first] if _HEADER_LINE.match(line)]
-    try:
-        from folkrnn.abc import split_tunes
-    except ImportError:
-        tunes, current = [], None
-        for line in lines[first:]:
-            if line.startswith("X:"):
-                current = [line]
-                tunes.append(current)
-            elif current is not None:
-                current.append(line)
-        tunes = ["\n".join(tune).strip("\n") + "\n" for tune in tunes]
-    else:
-        tunes = split_tunes(text)
+    tunes = split_tunes(text)
     prefix = "\n".join(header) + "\n" if header else ""
     return [tune if not prefix or tune.startswith(prefix) else prefix + tune for tune in tunes]
 
@@ -134,11 +110,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if not abc2midi_available():
         raise SystemExit("abc2midi is not installed (apt install abcmidi)")
-    try:
-        from folkrnn.abc import parse  # noqa: F401
-    except ImportError as error:
-        raise SystemExit(f"folkrnn.abc.parse cannot be imported yet: {error}") from None
-
     root = corpus_root()
     tasks: list[tuple[str, str, str]] = []
     for collection in args.collection or COLLECTIONS:

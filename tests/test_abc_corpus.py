@@ -56,6 +56,7 @@ def test_abc2midi_agreement_on_a_fixed_sample() -> None:
     assert identical / (identical + len(different)) >= 0.99, "\n".join(different)
 
 
+@pytest.mark.slow
 def test_round_trip_over_the_whole_corpus() -> None:
     """detokenize(tokenize(x)) tokenises to the same tokens, for every tune that tokenises."""
     tokenised = failures = 0

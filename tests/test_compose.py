@@ -452,6 +452,7 @@ def test_svg_draws_endings_and_musicxml_keeps_the_structure(tmp_path):
     assert any(n.duration.tuplets for n in notes)
 
 
+@pytest.mark.slow
 def test_generate_in_worker_processes_is_the_same_batch_and_ctrl_c_keeps_what_finished(model, tmp_path,
                                                                                       monkeypatch):
     import multiprocessing

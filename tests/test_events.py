@@ -470,6 +470,7 @@ def test_absurd_tempos(tmp_path):
             encode_midi(tmp_path / "slow.mid")
 
 
+@pytest.mark.slow
 def test_a_file_of_100k_notes_encodes_quickly(tmp_path):
     import time
 

@@ -61,7 +61,7 @@ R:reel
 M:4/4
 L:1/8
 K:D
-|:DFAF dFAF|GBdB gBdB|AFAF EFGE|FDEC D4:|
+|:DFAF dFAF|GBdB gBdB|AFAF EFGE|FDEF D4:|
 |:fdfa gfed|cAeA cAeA|fdfa gfed|cAGE D4:|
 
 X:2

@@ -57,6 +57,7 @@ def test_shipped_models_are_small_and_say_what_they_are(abc_model):
     assert abc_model.training["ngram_order"] == 5
 
 
+@pytest.mark.slow
 def test_abc_card_losses_are_true(abc_model, default_corpus):
     from folkrnn.evaluate import model_loss
     from folkrnn.ngram import fit_ngram
@@ -71,6 +72,7 @@ def test_abc_card_losses_are_true(abc_model, default_corpus):
     assert card["test_loss_nats"] <= 0.8 * card["ngram_test_loss_nats"]
 
 
+@pytest.mark.slow
 def test_midi_card_loss_is_true():
     """The event model's test loss, recomputed on a sample of the played default corpus's test split."""
     from folkrnn.corpus import build_corpus

@@ -259,6 +259,7 @@ def test_transcribe_command(tmp_path):
 
 # --- the issue's check --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_200_corpus_tunes_rendered_straight_transcribe_back(tmp_path):
     """O'Neill's first 200 readable tunes in simple meters, rendered straight to MIDI files and
     transcribed back (tempo, meter and key from the files): at least 95% give the same notes.

@@ -365,6 +365,7 @@ def test_cli_against_a_corpus_and_strict(tmp_path, monkeypatch):
 # --- agreement with abc2midi -c ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_agreement_with_abc2midi_on_real_tunes_and_broken_variants():
     """A fixed sample (the full figures are in docs/validate.md, from benchmarks/validate_agreement.py):
     of the broken variants abc2midi flags, we flag >= 95%; of the real tunes it passes, we pass >= 95%."""

@@ -126,7 +126,7 @@ class Normalisation:
     detect_mode: bool = True  # a K: naming only a tonic takes its mode from the final note
     title: bool = True  # put the title's characters in the sequence
     clean_titles: bool = True  # titles as English titles: no "-- Reel", "Man, The" or "No. 3", caps cased
-    rhythm_from_title: bool = True  # a tune whose R: names no rhythm takes the dance its title ends with
+    rhythm_from_title: bool = True  # a tune with no R: takes the dance its (first) title ends with
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -425,7 +425,7 @@ def tokenize_lexed(lexed: Lexed, settings: Normalisation) -> tuple[list[str], Tu
     rhythm_text = next((value for name, value in header.fields if name == "R"), "")
     if settings.map_rhythm:
         rhythm = map_rhythm(rhythm_text)
-        if rhythm == "other" and settings.rhythm_from_title:
+        if not rhythm_text.strip() and settings.rhythm_from_title:  # no R: at all (R:other stays other)
             titles = [value for name, value in header.fields if name == "T"]
             rhythm = title_rhythm(titles[0]) if titles else "other"
     else:
