@@ -43,16 +43,16 @@ import secrets
 import shlex
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
+from folkrnn import tables
 from folkrnn.abc.grammar import parse_form
 from folkrnn.abc.tokens import title_rhythm
 from folkrnn.errors import AbcError, FolkError, ModelError, OptionError
 from folkrnn.files import prepare_folder, write_atomic
-from folkrnn.sample import Conditions, Sampled, SampleConfig, default_workers, sample_tunes
-from folkrnn import tables
+from folkrnn.sample import Conditions, SampleConfig, Sampled, default_workers, sample_tunes
 from folkrnn.tables import DANCES, INSTRUMENTS, MAX_SEED, MODES, find_format, find_instrument, usual_tonic
 
 __all__ = [
@@ -145,7 +145,7 @@ class ComposeOptions:
                             top_p=self.top_p, beam_width=self.beam_width, constrain=self.constrain,
                             compass=self.compass, lookback=self.lookback)
 
-    def check(self) -> "ComposeOptions":
+    def check(self) -> ComposeOptions:
         """Raise OptionError for any option out of its range; return self (normalised)."""
         self.sample_config().check()
         if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
@@ -879,7 +879,7 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
             order = sorted(seeds_by_index)
             results_index = {position: index for position, index in enumerate(order)}
 
-            def relay(sampled: Sampled) -> None:
+            def relay(sampled: Sampled, results_index: dict = results_index) -> None:
                 sampled.index = results_index[sampled.index]
                 finished(sampled)
 

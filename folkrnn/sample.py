@@ -43,7 +43,8 @@ first pass); a chord's notes all as long as the first, and no length after ``]``
 one (abc2midi takes that length alone); the notes of a tuplet alike, and no chords or grace notes
 in a tuplet, no tuplet in a tuplet; broken rhythm only between two notes (or chords) of equal
 length, not into or out of a tuplet or after grace notes; grace notes together shorter than four
-times their note (abc2midi plays them at a quarter of their length, taken from it); ties only between single notes of the same pitch, and across plain bar lines only;
+times their note (abc2midi plays them at a quarter of their length, taken from it); ties only
+between single notes of the same pitch, and across plain bar lines only;
 titles the model writes begin with a letter or digit.
 
 **The length guard.** ``closing_tokens`` before ``max_tokens`` the grammar steers to an end (no
@@ -70,13 +71,13 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
-from folkrnn.abc.grammar import SPACE as _SPACE
 from folkrnn.abc.features import Positions, classes
+from folkrnn.abc.grammar import SPACE as _SPACE
 from folkrnn.abc.grammar import TICKS_PER_UNIT, AbcGrammar, Compass, Form, parse_form
 from folkrnn.decode.choice import choose_tokens, one_blas_thread, rounding_noise, uniforms
 from folkrnn.errors import OptionError
@@ -114,7 +115,7 @@ class SampleConfig:
     max_title: int = 60  # title characters the model may write
     attempts: int = 10  # seeds tried for one tune before it is reported as not made
 
-    def check(self) -> "SampleConfig":
+    def check(self) -> SampleConfig:
         """Raise OptionError for an option out of its range; return self."""
         if self.strategy not in STRATEGIES:
             raise OptionError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
@@ -149,7 +150,8 @@ class Conditions:
     """What is forced: the title, header values and a prime of body tokens."""
 
     title: str | None = None  # the title the model reads (None: the model writes one)
-    rhythm: str | None = None  # R: value, as the model's tokens name it ("reel"); None: a dance the model chooses; "any": any
+    rhythm: str | None = None  # R: value as the model's tokens name it ("reel"); None: a dance the model
+    # chooses among the dances; "any": any rhythm
     meter: str | tuple[str, ...] | None = None  # M: value ("6/8"), or the values the model may choose among
     mode: str | None = None  # K: mode ("maj", "min", "dor", "mix", ...)
     prime: tuple[str, ...] = ()  # body tokens the tune starts with
@@ -347,7 +349,7 @@ class _Row:
         if self.compass is not None:
             self.compass.take(self.span, token)
 
-    def fork(self, sid: int) -> "_Row":
+    def fork(self, sid: int) -> _Row:
         """A copy to go on differently (beam search)."""
         row = _Row(self.index, self.seed, self.ids[0], sid, [])
         row.ids, row.forced, row.log_prob = list(self.ids), list(self.forced), self.log_prob
@@ -358,7 +360,7 @@ class _Row:
         return row
 
 
-def _restrict(plan: "_Plan", masks: np.ndarray, rows: list[_Row]) -> None:
+def _restrict(plan: _Plan, masks: np.ndarray, rows: list[_Row]) -> None:
     """In place: what the grammar's masks leave to each row's own history (a tie's pitch, the compass)."""
     sids = [row.sid for row in rows]
     plan.grammar.restrict_ties(masks, sids, [row.ids for row in rows])
@@ -366,7 +368,7 @@ def _restrict(plan: "_Plan", masks: np.ndarray, rows: list[_Row]) -> None:
         plan.compass.restrict(masks, [row.span if not row.forced else None for row in rows])
 
 
-def _inputs(rows: list[_Row], plan: "_Plan") -> np.ndarray:
+def _inputs(rows: list[_Row], plan: _Plan) -> np.ndarray:
     """The model's input for each row's next step: ``(B,)`` ids, or ``(B, 1 + F)`` with features."""
     if plan.features:
         return np.array([(row.ids[-1],) + row.feature for row in rows], np.int64)
@@ -519,7 +521,8 @@ def _sample_rows(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: li
         if more is not None and (capacity - len(rows) >= refill or not rows):
             added = more(capacity - len(rows))
             if added:
-                rows += [_Row(index, seed, bos, grammar.start, plan.title, plan.classes, plan.compass) for index, seed in added]
+                rows += [_Row(index, seed, bos, grammar.start, plan.title, plan.classes, plan.compass)
+                         for index, seed in added]
                 fresh = engine.init_state(len(added))
                 state = (np.concatenate([state[0], fresh[0]], axis=1),
                          np.concatenate([state[1], fresh[1]], axis=1))

@@ -17,8 +17,10 @@ One function, :func:`train`, runs the same code on a laptop CPU, one GPU, or man
 - **Determinism.** Data order, augmentation and dropout are functions of (seed, epoch, step), so the
   same seed, data and device give the same losses, and a resumed run continues exactly.
 - **Checkpoints.** The best model (by validation loss) is kept as ``model.safetensors`` +
-  ``config.json``; the resume point (weights, optimiser, schedule, RNG, data position) is
-  ``training_state.safetensors``; each evaluation is one line of ``train_log.jsonl``.
+  ``config.json``; the resume point (weights, optimiser, schedule, RNG, data position, and the
+  model, training settings and corpus: its recipe and the sha256 of every file read) is
+  ``training_state.safetensors``; each evaluation is one line of ``train_log.jsonl``. So
+  ``folkrnn train --resume --out DIR`` needs nothing but DIR (:func:`resume_plan`).
 
 MIDI augmentation works on event names: transposition moves NOTE_ON/NOTE_OFF pitches by k semitones
 (a tune that would leave the pitch range is kept untransposed), and time-stretch rescales the
@@ -757,7 +759,13 @@ def resume_plan(out: str | os.PathLike, *, train_given: dict | None = None, mode
         except CorpusError as error:
             raise CorpusError(f"cannot resume {where}: its corpus changed since the run started ({error})") from None
         _check_files(where, recorded, now)
-    corpus = rebuild_corpus(recipe, **corpus_options)
+    try:
+        corpus = rebuild_corpus(recipe, **corpus_options)
+    except CorpusError as error:
+        if not record.get("legacy") or sources:
+            raise
+        raise CorpusError(f"cannot resume {where}: its first command's corpus ({_shown('sources', recipe['sources'])}) "
+                          f"cannot be read from here ({error}); give its --corpus again") from None
     return settings, model, corpus
 
 

@@ -104,6 +104,7 @@ def test_time_follows_lengths_broken_rhythm_tuplets_and_chords(body, times):
             assert positions.time / (positions.bar_len / 8) == pytest.approx(expected), token
 
 
+@pytest.mark.slow
 def test_sizes_bound_every_value_on_the_whole_corpus():
     from folkrnn.corpus import build_corpus
     from folkrnn.train import corpus_vocabulary
@@ -116,6 +117,7 @@ def test_sizes_bound_every_value_on_the_whole_corpus():
         assert (features >= 0).all() and (features < sizes).all()
 
 
+@pytest.mark.slow
 def test_the_sampler_feeds_the_features_training_computes(tiny_features_model):
     """One code path: what the sampler gives the model at each step is tune_features of the tune."""
     from folkrnn.sample import sample_one

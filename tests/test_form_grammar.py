@@ -46,6 +46,7 @@ def test_part_bars_out_of_range_is_an_option_error():
         parse_form("AABB", 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form, rhythm, part_bars", [
     ("AABB", "reel", 8), ("AABB", "jig", 8), ("AB", "reel", 8), ("ABC", "hornpipe", 8),
     ("AABBCC", "jig", 8), ("AABB", "reel", 16),
@@ -67,6 +68,7 @@ def test_every_tune_has_the_form_asked_for(shipped, tmp_path, form, rhythm, part
     assert abc2midi_problems(texts, tmp_path) == []
 
 
+@pytest.mark.slow
 def test_untitled_tunes_are_dances_in_their_meter_and_form(shipped, tmp_path):
     engine, vocabulary = shipped
     results = sample_tunes(engine, vocabulary, list(range(40, 64)))
@@ -86,12 +88,14 @@ def test_untitled_tunes_are_dances_in_their_meter_and_form(shipped, tmp_path):
     assert abc2midi_problems(texts, tmp_path) == []
 
 
+@pytest.mark.slow
 def test_rhythm_any_lets_the_model_choose_any_rhythm(shipped):
     engine, vocabulary = shipped
     results = sample_tunes(engine, vocabulary, list(range(30)), conditions=Conditions(rhythm="any", form="free"))
     assert all(result.ok for result in results)
 
 
+@pytest.mark.slow
 def test_free_form_keeps_the_models_own_bars(shipped):
     """--form free: no form is imposed (the grammar of bars and repeats alone)."""
     engine, vocabulary = shipped
@@ -100,6 +104,7 @@ def test_free_form_keeps_the_models_own_bars(shipped):
     assert [r.tokens for r in free] == [r.tokens for r in again]
 
 
+@pytest.mark.slow
 def test_the_compass_keeps_every_tune_within_two_octaves(shipped):
     from folkrnn.form import range_semitones
     from folkrnn.sample import SampleConfig
@@ -114,6 +119,7 @@ def test_the_compass_keeps_every_tune_within_two_octaves(shipped):
     assert max(range_semitones(detokenize(r.tokens)) for r in wide) > 24  # the model alone goes wider
 
 
+@pytest.mark.slow
 def test_the_lookback_bonus_brings_bars_back(shipped):
     from folkrnn.form import form_of
     from folkrnn.sample import SampleConfig

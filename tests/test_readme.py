@@ -11,8 +11,8 @@ have been made in that folder (see :func:`provide_inputs`).
   exit is a failure.
 - ``pip install ...`` is not run; the extras it names must exist in pyproject.toml, and a pinned
   package (``torch==2.13.0``) must be pinned the same way there.
-- ``torchrun ...`` and any command with ``--device cuda`` need hardware this test does not assume:
-  their options are only parsed (torchrun's by its own parser, folkrnn's by the command's own
+- ``torchrun ...`` and any command with ``--device cuda`` need hardware this test does not assume,
+  and ``folkrnn serve`` never ends by itself: their options are only parsed (torchrun's by its own parser, folkrnn's by the command's own
   click parser, which checks every option name, value type and choice).
 - Anything else (``python -m pytest``, other programs) is not folkrnn's to check, and is listed
   in the test output as skipped.
@@ -46,7 +46,9 @@ SHORTENINGS = (
     ("perform", "-n above 2", "-n 2", "each performance is sampled event by event"),
     ("perform", "--seconds above 5", "--seconds 5", "30 s of events from a barely trained model"),
     ("any", "--device cuda, or torchrun", "options parsed only, not run", "needs GPUs"),
+    ("serve", "always", "options parsed only, not run", "a server runs until it is stopped"),
 )
+NOT_RUN = ("serve",)  # folkrnn commands that never end by themselves
 MAX_BATCHES = "2"
 TINY_CORPUS = "my_tunes/"
 LIMITS = {"generate": (("-n", "--n"), 5), "evaluate": (("--n", "-n"), 5), "perform": (("-n",), 2)}
@@ -296,7 +298,11 @@ def shortened(args: list[str]) -> list[str]:
     return args
 
 
-def needs_gpu(command: Command) -> bool:
+def parse_only(command: Command) -> bool:
+    """Whether a command is only parsed: it needs GPUs, or never ends by itself."""
+    args = folkrnn_args(command) or []
+    if args[:1] and args[0] in NOT_RUN:
+        return True
     words = command.words
     return words[:1] == ["torchrun"] or any(
         word == "--device" and value == "cuda" for word, value in zip(words, words[1:])) or "--device=cuda" in words
@@ -308,6 +314,8 @@ def check_options(args: list[str]) -> None:
     import click
 
     name, command, rest = _click_command(args)
+    if hasattr(command, "commands") and rest and not rest[0].startswith("-"):
+        raise AssertionError(f"folkrnn {shlex.join(args)}: {name} has no command {rest[0]!r}")
     try:
         command.make_context(name, list(rest))
     except click.exceptions.Exit:
@@ -337,6 +345,7 @@ def check_pip(words: list[str]) -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     extras = project.get("optional-dependencies", {})
     requirements = [r for group in [project.get("dependencies", []), *extras.values()] for r in group]
+    names = {re.split(r"[\s<>=!~\[;]", r, maxsplit=1)[0].lower() for r in requirements} | {project["name"]}
     assert words[1:2] == ["install"], f"{shlex.join(words)}: only pip install is expected"
     for word in words[2:]:
         if word.startswith("-"):
@@ -349,7 +358,8 @@ def check_pip(words: list[str]) -> None:
         elif "==" in word:
             assert word in requirements, f"{shlex.join(words)}: pyproject.toml does not pin {word}"
         else:
-            assert word == ".", f"{shlex.join(words)}: installs {word!r}, which is not this project"
+            assert word == "." or word.lower() in names, \
+                f"{shlex.join(words)}: installs {word!r}, neither this project nor one of its dependencies"
 
 
 def run_folkrnn(args: list[str], folder: Path, line: str) -> subprocess.CompletedProcess:
@@ -405,7 +415,7 @@ def test_every_readme_command_runs(block, tmp_path, capsys):
             check_options(check_torchrun(command.words))
         elif args is None:
             skipped.append(command.line)
-        elif needs_gpu(command):
+        elif parse_only(command):
             check_options(args)
         else:
             result = run_folkrnn(shortened(args), tmp_path, command.line)

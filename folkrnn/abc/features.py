@@ -35,14 +35,29 @@ both go through it, so the features a model learnt from are the features it is g
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
+from folkrnn.abc.grammar import (
+    _BAR,
+    _BROKEN,
+    _CHORD_CLOSE,
+    _CHORD_OPEN,
+    _ENDING,
+    _EOS,
+    _GRACE_CLOSE,
+    _GRACE_OPEN,
+    _HEAD,
+    _LENGTH,
+    _NOTE,
+    _REST,
+    _TUPLET,
+    TICKS_PER_UNIT,
+    bar_ticks,
+    classify,
+)
 from folkrnn.abc.parser import default_tuplet_q
-from folkrnn.abc.grammar import TICKS_PER_UNIT, bar_ticks, classify
-from folkrnn.abc.grammar import _BAR, _BROKEN, _CHORD_CLOSE, _CHORD_OPEN, _ENDING, _EOS, _GRACE_CLOSE, \
-    _GRACE_OPEN, _HEAD, _LENGTH, _NOTE, _REST, _TUPLET
 
 __all__ = ["SCHEME", "FEATURE_NAMES", "feature_sizes", "Positions", "tune_features"]
 
@@ -113,7 +128,7 @@ class Positions:
         self.previous_part: dict[int, dict] = {}
         self.offer1 = self.offer2 = 0  # what back1 and back2 offered for the coming token
 
-    def clone(self) -> "Positions":
+    def clone(self) -> Positions:
         """An independent copy (beam search forks tunes)."""
         other = Positions.__new__(Positions)
         for name in self.__slots__:

@@ -10,8 +10,9 @@ why; the generic decoding loop that asks it lives in :mod:`folkrnn.decode`.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -254,7 +255,7 @@ class AbcGrammar:
 
     def __init__(self, tokens: Sequence[str], *, constrain: bool = True, fixed: dict | None = None,
                  title_length: int | None = None, min_bars: int = 4, max_title: int = 60,
-                 form: "Form | None" = None, rhythm_forms: dict | None = None,
+                 form: Form | None = None, rhythm_forms: dict | None = None,
                  rhythm_meters: dict | None = None) -> None:
         self.tokens = list(tokens)
         self.size = len(self.tokens)
@@ -447,7 +448,7 @@ class AbcGrammar:
         # an event whose length may follow: anything but a length first gives it length 1, once
         committed = self._commit(state, _R) if state.ev else state
         lengths = state.ev or (state.chord >= 0 and state.chord_len) or (state.grace >= 0 and state.grace_len)
-        for number, ((cls, value), ids) in enumerate(self._groups):
+        for number, ((cls, _value), ids) in enumerate(self._groups):
             if cls == _LENGTH:
                 result = self._step(state, ids[0]) if lengths else None
             else:
