@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -37,7 +37,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[Optional[bool], typer.Option(
+    version: Annotated[bool | None, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
     """Learn folk tunes from ABC and MIDI collections, and write new ones."""
@@ -62,7 +62,7 @@ class CorpusEncoding(str, Enum):
     midi = "midi"
 
 
-SourceOption = Annotated[Optional[list[str]], typer.Option(
+SourceOption = Annotated[list[str] | None, typer.Option(
     "--source", "-s", help="A music21 collection (essenFolksong, oneills1850, airdsAirs, "
     "ryansMammoth, miscFolk), 'default' for all five, or an ABC file, folk-rnn data file or folder "
     "(*.abc, recursively). Repeat to combine. Without it: the default corpus.")]
@@ -70,7 +70,7 @@ EncodingOption = Annotated[CorpusEncoding, typer.Option(
     help="abc: ABC tokens; midi: performance events (MIDI files read, ABC tunes played: without "
     "--source, expressive renderings of the default corpus).")]
 SeedOption = Annotated[int, typer.Option(help="Salt of the split hash (0: the standard split).")]
-CacheDirOption = Annotated[Optional[Path], typer.Option(
+CacheDirOption = Annotated[Path | None, typer.Option(
     help="Cache folder (default: corpora/cache/ in a checkout, else ~/.cache/folkrnn).")]
 
 
@@ -92,7 +92,7 @@ def corpus_build(
     seed: SeedOption = 0,
     cache_dir: CacheDirOption = None,
     rebuild: Annotated[bool, typer.Option(help="Build afresh even if the cache is up to date.")] = False,
-    workers: Annotated[Optional[int], typer.Option(
+    workers: Annotated[int | None, typer.Option(
         min=1, help="Processes that tokenise (default: up to 2).")] = None,
     write_manifest: Annotated[bool, typer.Option(
         help="Write corpora/manifest.json and corpora/README.md (sources, licences, counts).")] = False,
@@ -206,7 +206,7 @@ def corpus_stats_command(
 @corpus_app.command("export")
 def corpus_export(
     split: Annotated[Split, typer.Option(help="Which split to write.")] = Split.train,
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path | None, typer.Option(
         help="File to write (atomically); default: standard output.")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
     source: SourceOption = None,
@@ -272,17 +272,17 @@ def _command_line(context: typer.Context) -> str:
 @app.command("train")
 def train_command(
     context: typer.Context,
-    corpus: Annotated[Optional[list[str]], typer.Option(
+    corpus: Annotated[list[str] | None, typer.Option(
         "--corpus", "--source", "-s", help="A music21 collection, 'default', or an ABC file, folk-rnn "
         "data file or folder (with --encoding midi, MIDI folders too; ABC is played). Repeat to "
         "combine. Without it: the default corpus.")] = None,
     encoding: EncodingOption = CorpusEncoding.abc,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split (at most).")] = 30,
-    hidden_size: Annotated[Optional[int], typer.Option(min=1, help="LSTM units per layer [512].")] = None,
-    layers: Annotated[Optional[int], typer.Option(min=1, help="LSTM layers [3].")] = None,
-    embedding_size: Annotated[Optional[int], typer.Option(min=1, help="Token embedding width [256].")] = None,
-    dropout: Annotated[Optional[float], typer.Option(min=0.0, max=0.99, help="Dropout after each layer [0.5].")] = None,
-    positions: Annotated[Optional[bool], typer.Option(
+    hidden_size: Annotated[int | None, typer.Option(min=1, help="LSTM units per layer [512].")] = None,
+    layers: Annotated[int | None, typer.Option(min=1, help="LSTM layers [3].")] = None,
+    embedding_size: Annotated[int | None, typer.Option(min=1, help="Token embedding width [256].")] = None,
+    dropout: Annotated[float | None, typer.Option(min=0.0, max=0.99, help="Dropout after each layer [0.5].")] = None,
+    positions: Annotated[bool | None, typer.Option(
         "--positions/--no-positions", help="ABC: the model also reads where each token stands (beat, "
         "bar of the part, part) and what was written there one and two bars and a part ago "
         "(folkrnn.abc.features) [on for ABC].")] = None,
@@ -401,9 +401,9 @@ def encode_command(
     midi_file: Annotated[Path, typer.Argument(help="A MIDI file (.mid).")],
     names: Annotated[bool, typer.Option("--names", help="Print event names (NOTE_ON_60 ...) "
                                         "instead of ids.")] = False,
-    program: Annotated[Optional[int], typer.Option(
+    program: Annotated[int | None, typer.Option(
         min=0, max=127, help="Read only the instruments with this General MIDI program (0-127).")] = None,
-    instrument: Annotated[Optional[str], typer.Option(
+    instrument: Annotated[str | None, typer.Option(
         help="Read only the tracks whose name contains this.")] = None,
 ) -> None:
     """Encode a MIDI file as Performance RNN events (388 ids) and print them on one line.
@@ -431,7 +431,7 @@ def render_command(
         "--format", "-f", help=f"{_FORMAT_HELP}.")] = "mid",
     straight: Annotated[bool, typer.Option(
         help="MIDI: exact timing and one velocity, for practice.")] = False,
-    tempo: Annotated[Optional[float], typer.Option(
+    tempo: Annotated[float | None, typer.Option(
         min=20, max=400, help="MIDI: beats per minute (dotted quarters in 6/8, 9/8, 12/8; "
         "quarters otherwise). Default: Q:, else the rhythm's usual tempo.")] = None,
     instrument: Annotated[str, typer.Option(help=f"MIDI and WAV: {_INSTRUMENT_NAMES}.")] = "fiddle",
@@ -470,7 +470,7 @@ def render_command(
             try:
                 tune = parse(text.text)
             except FolkError as error:
-                raise error.located(file=str(abc_file), tune=text.label, line_offset=text.line - 1)
+                raise error.located(file=str(abc_file), tune=text.label, line_offset=text.line - 1) from None
             name = slug(tune.title, fallback=f"tune-{tune.number or len(used) + 1}")
             if name in used:
                 name = f"{name}-{slug(tune.number, fallback=str(len(used) + 1))}"
@@ -491,14 +491,14 @@ def render_command(
 @app.command("transcribe")
 def transcribe_command(
     midi_file: Annotated[Path, typer.Argument(help="A MIDI file (.mid).")],
-    meter: Annotated[Optional[str], typer.Option(help="Meter (6/8, 4/4, ...); default: the "
+    meter: Annotated[str | None, typer.Option(help="Meter (6/8, 4/4, ...); default: the "
                                                  "file's, else estimated.")] = None,
-    tempo: Annotated[Optional[float], typer.Option(
+    tempo: Annotated[float | None, typer.Option(
         min=10, max=1000, help="Quarter notes per minute; default: the file's, else estimated.")] = None,
-    key: Annotated[Optional[str], typer.Option(help="Key (G, Ador, Emin, ...); default: the "
+    key: Annotated[str | None, typer.Option(help="Key (G, Ador, Emin, ...); default: the "
                                                "file's, else estimated.")] = None,
     divisions: Annotated[int, typer.Option(help="Grid steps per quarter note (4: sixteenths).")] = 4,
-    out: Annotated[Optional[Path], typer.Option(help="ABC file to write (atomically); default: "
+    out: Annotated[Path | None, typer.Option(help="ABC file to write (atomically); default: "
                                                 "standard output.")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
 ) -> None:
@@ -529,7 +529,7 @@ def tokenize_command(
     path: Annotated[str, typer.Argument(help=(
         "An ABC file or tunebook, '-' for standard input, or a file of the default corpus "
         "as music21:COLLECTION/FILE (e.g. music21:oneills1850/0001-0050.abc)."))],
-    limit: Annotated[Optional[int], typer.Option(
+    limit: Annotated[int | None, typer.Option(
         "--limit", min=1, help="Stop after this many tunes.")] = None,
     raw: Annotated[bool, typer.Option(
         "--raw", help="Keep the tune as written: no transposition, L: rescaling or stripping.")] = False,
@@ -541,8 +541,7 @@ def tokenize_command(
     A tune that cannot be read is reported on standard error and skipped; the exit code is 1 when
     any tune was skipped, 2 when the file cannot be read at all.
     """
-    from folkrnn.abc import Normalisation, decode_bytes, detokenize, split_tunebook, tokenize
-    from folkrnn.abc import read_text
+    from folkrnn.abc import Normalisation, decode_bytes, detokenize, read_text, split_tunebook, tokenize
 
     settings = Normalisation(transpose=False, unit_length=False, strip=False,
                              canonical_bars=False, map_rhythm=False, detect_mode=False) if raw \
@@ -556,7 +555,7 @@ def tokenize_command(
             else read_text(path)
     except FolkError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     tunes = split_tunebook(source, path)[:limit]
     skipped = 0
     for tune in tunes:
@@ -583,9 +582,9 @@ def validate_command(
     files: Annotated[list[Path], typer.Argument(help="ABC files (tunes or tunebooks).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per tune "
                                           "(valid, errors, warnings, structure, range, nearest).")] = False,
-    instrument: Annotated[Optional[str], typer.Option(
+    instrument: Annotated[str | None, typer.Option(
         help=f"Flag notes this instrument cannot play: {_INSTRUMENT_NAMES}.")] = None,
-    against: Annotated[Optional[list[str]], typer.Option(
+    against: Annotated[list[str] | None, typer.Option(
         help="Compare with every tune of this corpus (ABC file or folder, or a music21 "
         "collection); repeat to combine. Default: the default corpus's training split.")] = None,
     strict: Annotated[bool, typer.Option(
@@ -613,7 +612,7 @@ def validate_command(
                 index = default_novelty_index(tuple(against) if against else None)
     except FolkError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     reports, unreadable = [], 0
     for path in files:
         try:
@@ -639,7 +638,7 @@ def validate_command(
 
 @app.command("evaluate")
 def evaluate_command(
-    model: Annotated[Optional[Path], typer.Option(
+    model: Annotated[Path | None, typer.Option(
         help="Model directory (default: the shipped ABC model).")] = None,
     n: Annotated[int, typer.Option("--n", "-n", min=1, help="Tunes to generate.")] = 500,
     out: Annotated[Path, typer.Option(help="Folder for report.md, report.json and the plots.")] = Path(
@@ -648,7 +647,7 @@ def evaluate_command(
     temperature: Annotated[float, typer.Option(help="Sampling temperature (> 0).")] = 1.0,
     titles: Annotated[int, typer.Option(min=0, help="Titles per kind (Jig, Reel, Hornpipe, Waltz, "
                                         "Polka) for the title-conditioning test.")] = 50,
-    corpus: Annotated[Optional[list[str]], typer.Option(
+    corpus: Annotated[list[str] | None, typer.Option(
         help="Evaluate on this corpus (default: the one the model was trained on).")] = None,
 ) -> None:
     """Measure a model: test loss next to a 5-gram baseline, generated tunes next to real ones
@@ -694,30 +693,30 @@ class Strategy(str, Enum):
     beam = "beam"
 
 
-TitleOption = Annotated[Optional[str], typer.Option(
+TitleOption = Annotated[str | None, typer.Option(
     help="The title; the model reads it, so it shapes the tune (one ending in Jig, Reel, Hornpipe, "
     "... also sets R: when --rhythm does not). Without it the model writes one.")]
-RhythmOption = Annotated[Optional[Rhythm], typer.Option(
+RhythmOption = Annotated[Rhythm | None, typer.Option(
     help="Fix R:, and M: to the dance's meters unless --meter is given (reel: "
     f"{' or '.join(DANCES['reel'].meters)}; jig: {' or '.join(DANCES['jig'].meters)}). Default: a "
     "dance of the model's choice; any: any rhythm.")]
-MeterOption = Annotated[Optional[str], typer.Option(help="Fix M:, e.g. 6/8 (default: the model's choice).")]
-FormOption = Annotated[Optional[str], typer.Option(
+MeterOption = Annotated[str | None, typer.Option(help="Fix M:, e.g. 6/8 (default: the model's choice).")]
+FormOption = Annotated[str | None, typer.Option(
     help=f"The form: {', '.join(FORMS)} (a letter twice: a repeated part). Default: the usual form "
     f"of the tune's dance (reels, jigs, hornpipes: {DANCES['reel'].form} in {DANCES['reel'].part_bars}-bar "
     "parts); free: the model's own.")]
-PartBarsOption = Annotated[Optional[int], typer.Option(
+PartBarsOption = Annotated[int | None, typer.Option(
     min=1, max=64, help="Bars in each part (default: the dance's; 8 for repeated parts, 16 for others).")]
-ModeOption = Annotated[Optional[Mode], typer.Option(help="Fix the mode of K: (default: the model's choice).")]
-KeyOption = Annotated[Optional[str], typer.Option(
+ModeOption = Annotated[Mode | None, typer.Option(help="Fix the mode of K: (default: the model's choice).")]
+KeyOption = Annotated[str | None, typer.Option(
     help="Write the tune in this key (D, F#, Bb; Ador sets the mode too). Default: the usual "
     f"tonic of its mode and rhythm (reels in {DANCES['reel'].tonics['maj']}, jigs in "
     f"{DANCES['jig'].tonics['maj']}, {MODES['min'].tonic} minor, {MODES['dor'].tonic} dorian, "
     f"{MODES['mix'].tonic} mixolydian).")]
-PrimeOption = Annotated[Optional[str], typer.Option(
+PrimeOption = Annotated[str | None, typer.Option(
     help="The tune begins with this: ABC (header fields allowed: \"K:D\\nd2fd AdFA\") or the "
     "model's tokens (\"M:6/8 K:Cmaj |: G\"). The model continues it.")]
-ComposeSeedOption = Annotated[Optional[int], typer.Option(
+ComposeSeedOption = Annotated[int | None, typer.Option(
     help="Random seed: the same seed, the same tune. Default: a random one, printed.")]
 TemperatureOption = Annotated[float, typer.Option(help="Divides the logits: < 1 safer, > 1 wilder (> 0).")]
 TopKOption = Annotated[int, typer.Option(help="Sample among the k most probable tokens (0: all).")]
@@ -729,11 +728,11 @@ ConstrainOption = Annotated[bool, typer.Option(
 CompassOption = Annotated[int, typer.Option(
     min=0, max=60, help="Semitones from a tune's lowest note to its highest, at most: 24 (two octaves) "
     "is a whistle's or flute's compass (0: any).")]
-LookbackOption = Annotated[Optional[float], typer.Option(
+LookbackOption = Annotated[float | None, typer.Option(
     min=0.0, max=10.0, help="Added to the logit of each token that a bar, two bars or a part ago "
     "offers at this point of the bar: bars and motifs come back more often (0: the model alone). "
     "Default: the value calibrated on real tunes (folkrnn.sample.SampleConfig).")]
-ModelOption = Annotated[Optional[Path], typer.Option(
+ModelOption = Annotated[Path | None, typer.Option(
     help="A model directory (default: the model shipped with folkrnn).")]
 InstrumentOption = Annotated[str, typer.Option(help=f"MIDI and WAV instrument: {_INSTRUMENT_NAMES}.")]
 ForceOption = Annotated[bool, typer.Option(help="Overwrite files that exist.")]
@@ -836,7 +835,7 @@ def generate_command(
     form: FormOption = None,
     part_bars: PartBarsOption = None,
     prime: PrimeOption = None,
-    seed: Annotated[Optional[int], typer.Option(
+    seed: Annotated[int | None, typer.Option(
         help="Seed of the first tune; tune i gets seed + i (recorded in summary.json and its N: "
         "line). Default: random, printed.")] = None,
     temperature: TemperatureOption = 1.0,
@@ -854,7 +853,7 @@ def generate_command(
         f"{', '.join(name for name in FORMATS if name != 'abc')}: one file per tune.")] = "abc,mid",
     out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("outputs/generated"),
     force: ForceOption = False,
-    workers: Annotated[Optional[int], typer.Option(
+    workers: Annotated[int | None, typer.Option(
         help="Processes that share the sampling (default: one per core, up to 16); the tunes are "
         "the same whatever the number.")] = None,
 ) -> None:
@@ -904,12 +903,12 @@ class PerformStrategy(str, Enum):
 
 @app.command("perform")
 def perform_command(
-    model: Annotated[Optional[Path], typer.Option(
+    model: Annotated[Path | None, typer.Option(
         help="A MIDI-event model directory (default: the one shipped with folkrnn).")] = None,
     count: Annotated[int, typer.Option("-n", help="How many performances.")] = 1,
     seconds: Annotated[float, typer.Option(help="Length of each performance, at most (0: no limit).")] = 30.0,
     max_events: Annotated[int, typer.Option(help="Events per performance, at most.")] = 5000,
-    seed: Annotated[Optional[int], typer.Option(
+    seed: Annotated[int | None, typer.Option(
         help="Seed of the first piece; piece i gets seed + i (recorded in summary.json). Default: "
         "random, printed.")] = None,
     temperature: TemperatureOption = 1.0,
@@ -919,7 +918,7 @@ def perform_command(
     = PerformStrategy.sample,
     guards: Annotated[bool, typer.Option(
         help="NOTE_OFF only for a sounding note, NOTE_ON only for a silent one, no end before a note.")] = True,
-    prime: Annotated[Optional[Path], typer.Option(help="A MIDI file whose events start every piece.")] = None,
+    prime: Annotated[Path | None, typer.Option(help="A MIDI file whose events start every piece.")] = None,
     instrument: Annotated[str, typer.Option(
         help=f"General MIDI instrument of the files: {_INSTRUMENT_NAMES}.")] = "piano",
     out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("outputs/performances"),

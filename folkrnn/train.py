@@ -38,15 +38,15 @@ import random
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
-from folkrnn.checkpoint import (
-    MODEL_FILE, STATE_FILE, load_training_state, save_model, save_training_state)
+from folkrnn.checkpoint import MODEL_FILE, STATE_FILE, load_training_state, save_model, save_training_state
 from folkrnn.errors import CorpusError, ModelError, OptionError
 from folkrnn.vocab import BOS, EOS, UnknownTokenError, Vocabulary
 
@@ -867,7 +867,10 @@ def train(corpus: CorpusLike, config: TrainConfig, model: Any = None) -> TrainRe
         corpus_record = meta.get("corpus") or _corpus_record(corpus, splits, vocabulary)
         for key in ("content_hash", "data_hash"):
             old = corpus_record.get(key)
-            new = (getattr(corpus, "info", None) or {}).get(key) if key == "content_hash" else _data_hash(splits, vocabulary)
+            if key == "content_hash":
+                new = (getattr(corpus, "info", None) or {}).get(key)
+            else:
+                new = _data_hash(splits, vocabulary)
             if old and new and old != new:
                 raise ModelError(f"cannot resume {out}: its corpus changed since the run started "
                                  f"({key.replace('_', ' ')} {old[:12]} vs {new[:12]})")
@@ -1104,7 +1107,8 @@ class _Trainer:
         if dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            model = DistributedDataParallel(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            devices = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(self.net, device_ids=devices)
         log_path = self.out / LOG_FILE
         if self.is_writer:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -1268,7 +1272,14 @@ def _progress(enabled: bool):
     if not enabled or not sys.stderr.isatty():
         return None
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -12,8 +12,9 @@ have been made in that folder (see :func:`provide_inputs`).
 - ``pip install ...`` is not run; the extras it names must exist in pyproject.toml, and a pinned
   package (``torch==2.13.0``) must be pinned the same way there.
 - ``torchrun ...`` and any command with ``--device cuda`` need hardware this test does not assume,
-  and ``folkrnn serve`` never ends by itself: their options are only parsed (torchrun's by its own parser, folkrnn's by the command's own
-  click parser, which checks every option name, value type and choice).
+  and ``folkrnn serve`` never ends by itself: their options are only parsed (torchrun's by its own
+  parser, folkrnn's by the command's own click parser, which checks every option name, value type
+  and choice).
 - Anything else (``python -m pytest``, other programs) is not folkrnn's to check, and is listed
   in the test output as skipped.
 """

@@ -22,8 +22,15 @@ from folkrnn.checkpoint import CONFIG_FILE, MODEL_FILE, STATE_FILE, load_model, 
 from folkrnn.cli import app
 from folkrnn.errors import CorpusError, ModelError, OptionError
 from folkrnn.train import (
-    LOG_FILE, TrainConfig, chunk_spans, padding_fraction, plan_epoch, stretch_events, train,
-    transpose_events)
+    LOG_FILE,
+    TrainConfig,
+    chunk_spans,
+    padding_fraction,
+    plan_epoch,
+    stretch_events,
+    train,
+    transpose_events,
+)
 from folkrnn.vocab import Vocabulary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -271,7 +278,7 @@ def test_two_ddp_processes_match_one_at_the_same_global_batch(tmp_path):
     if done.returncode != 0 and _killed_by_signal(done.stderr):
         # once in many runs on a loaded machine a worker has died by a signal (SIGABRT from gloo's
         # TCP transport) rather than by anything our code raised: say so, and run it once more
-        warnings.warn(f"torchrun: a worker died by a signal; running again. {_cause(done.stderr)}")
+        warnings.warn(f"torchrun: a worker died by a signal; running again. {_cause(done.stderr)}", stacklevel=2)
         shutil.rmtree(tmp_path / "two", ignore_errors=True)
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, _cause(done.stderr)
@@ -498,7 +505,8 @@ def test_resume_accepts_agreeing_options_and_refuses_contradictions_in_one_line(
     Path("tiny.abc").write_text(ABC_FILE)
     Path("other.abc").write_text(ABC_FILE)
     runner = CliRunner()
-    assert runner.invoke(app, ["train", "--corpus", "tiny.abc", *RUN, "--max-batches", "2", "--out", "m"]).exit_code == 0
+    started = runner.invoke(app, ["train", "--corpus", "tiny.abc", *RUN, "--max-batches", "2", "--out", "m"])
+    assert started.exit_code == 0, started.output
     refused = {
         ("--hidden-size", "32"): "it was trained with --hidden-size 16, not --hidden-size 32",
         ("--corpus", "other.abc"): "it was trained with --corpus tiny.abc, not --corpus other.abc",
@@ -559,11 +567,17 @@ def test_resume_of_a_run_saved_before_corpora_were_recorded(tmp_path, monkeypatc
     Path("tiny.abc").write_text(ABC_FILE)
     runner = CliRunner()
     assert runner.invoke(app, ["train", "--corpus", "tiny.abc", *RUN, "--out", "whole"]).exit_code == 0
-    assert runner.invoke(app, ["train", "--corpus", "tiny.abc", *RUN, "--max-batches", "4", "--out", "m"]).exit_code == 0
+    started = runner.invoke(app, ["train", "--corpus", "tiny.abc", *RUN, "--max-batches", "4", "--out", "m"])
+    assert started.exit_code == 0, started.output
     tensors, meta = load_training_state(tmp_path / "m" / STATE_FILE)
     del meta["corpus"]
     save_training_state(tmp_path / "m" / STATE_FILE, tensors, meta)
     assert meta["commands"][0].startswith("folkrnn train --corpus tiny.abc")
+    (tmp_path / "elsewhere").mkdir()  # tiny.abc, as its command typed it, is not found from here
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    lost = runner.invoke(app, ["train", "--resume", "--out", str(tmp_path / "m")])
+    assert lost.exit_code == 1 and lost.output.count("\n") == 1 and "give its --corpus again" in lost.output
+    monkeypatch.chdir(tmp_path)
     resumed = runner.invoke(app, ["train", "--resume", "--out", "m"])
     assert resumed.exit_code == 0, resumed.output
     assert _batch_losses(tmp_path / "m") == _batch_losses(tmp_path / "whole")
