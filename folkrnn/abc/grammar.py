@@ -107,6 +107,10 @@ def bar_ticks(meter, unit: tuple[int, int] = (1, 8)) -> int:
 # ---------------------------------------------------------------------------------------------
 # Forms
 
+LOOSE_PHRASES = 4  # a loose form's part: at most this many phrases (16 bars of 4)
+LOOSE_PARTS = 4  # a loose form's tune: at most this many parts
+
+
 class Form(NamedTuple):
     """A tune's form: per part, whether it is played twice; and the bars in each part."""
 
@@ -203,6 +207,8 @@ class _State(NamedTuple):
     need_open: bool = False  # with a form: the next part is repeated and must open with |:
     form: int = -1  # the tune's form (an index into the grammar's forms; -1: free)
     rhythm: int = -1  # the R: token written (its meters limit M:)
+    ev_tonic: bool = False  # the open event is a tonic note
+    tonic: bool = False  # the last event was a tonic note (a tune with a form ends on one)
     closing: bool = False  # the length guard asks for an end
 
 
@@ -283,6 +289,9 @@ class AbcGrammar:
         self._val = [value for _, value, _ in info]
         self._slot_of = [slot for _, _, slot in info]
         self._is_note = np.array([cls == _NOTE for cls in self._cls], bool)
+        # the tonic: every tune is on C (its mode kept), so a C natural in any octave
+        self._tonic = np.array([cls == _NOTE and token.lstrip("=")[:1] in ("C", "c") for token, cls
+                                in zip(self.tokens, self._cls)], bool)
         self.eos = next((i for i, t in enumerate(self.tokens) if t == "</s>"), None)
         if self.eos is None:
             raise OptionError("the model's vocabulary has no </s>")
@@ -321,7 +330,8 @@ class AbcGrammar:
         for index, (cls, value) in enumerate(zip(self._cls, self._val)):
             if cls in (_SPECIAL, _HEAD, _OTHER):
                 continue
-            key = (cls, None) if cls in (_NOTE, _REST, _FIELD_K) else (cls, value)
+            key = (cls, bool(self._tonic[index])) if cls == _NOTE else \
+                (cls, None) if cls in (_REST, _FIELD_K) else (cls, value)
             groups.setdefault(key, []).append(index)
         self._groups = list(groups.items())
         self._group_of = np.full(self.size, -1, np.int64)
@@ -497,6 +507,8 @@ class AbcGrammar:
         if s.ending == 3 and cls != _ENDING:
             return None
         form = self._forms[s.form].parts if s.form >= 0 else None
+        if form == () and s.part >= LOOSE_PARTS and cls != _EOS:
+            return None  # a loose form's last part has ended
         if form and (s.part >= len(form) or s.need_open) and not (
                 s.need_open and cls == _BAR and value == "|:"):
             return None  # the form is complete (only </s>), or the next part must open with |:
@@ -519,7 +531,7 @@ class AbcGrammar:
                 if s.grace >= _MAX_GRACE:
                     return None
                 return _set(s, grace=s.grace + 1, grace_len=True, graced=s.graced + _R)
-            return self._event(s, _NOTE_EV)
+            return self._event(s, _NOTE_EV, bool(self._tonic[token]))
         if cls == _LENGTH:
             if s.chord >= 0 and s.chord_len:
                 if s.chord_len == 2 and value != s.chord_first:
@@ -616,7 +628,7 @@ class AbcGrammar:
             return _set(s, slot=slot, phase=_BODY, title=0)
         return _set(s, slot=slot)
 
-    def _event(self, s: _State, kind: int) -> _State | None:
+    def _event(self, s: _State, kind: int, tonic: bool = False) -> _State | None:
         if s.last in (_GRACE_LAST, _TIE_LAST, _BROKEN_LAST) and kind == _REST_EV:
             return None
         if s.tied and kind == _REST_EV:
@@ -629,7 +641,7 @@ class AbcGrammar:
                  paired=False, last_bar="", last_full=False)
         if kind == _CHORD_EV:
             return _set(s, chord=0, chord_first=_R, chord_len=0, last=_CHORD_IN)
-        return _set(s, ev=kind, ev_mul=s.factor if s.tuplet else (1, 1), last=_EVENT_OPEN)
+        return _set(s, ev=kind, ev_mul=s.factor if s.tuplet else (1, 1), last=_EVENT_OPEN, ev_tonic=tonic)
 
     def _commit(self, s: _State, length: int) -> _State | None:
         num, den = s.ev_mul
@@ -645,6 +657,7 @@ class AbcGrammar:
             tuplet_len = plain
         tuplet = s.tuplet - 1 if s.tuplet else 0
         return _set(s, ev=0, ev_mul=(1, 1), pos=s.pos + written, last=_EVENT, last_len=written,
+                          tonic=s.ev == _NOTE_EV and s.ev_tonic, ev_tonic=False,
                           last_kind=s.ev, last_tuplet=bool(s.tuplet), force=0, tuplet=tuplet,
                           factor=s.factor if tuplet else (1, 1), graced=0,
                           paired=bool(s.force) or bool(s.graced),  # no > or < after either
@@ -720,17 +733,19 @@ class AbcGrammar:
         counted = s.measures + (0 if pickup_measure else 1)
         part, part_bars, ending_bars, need_open = s.part, s.part_bars, s.ending_bars, False
         if s.form >= 0 and not self._forms[s.form].parts:
-            # a loose form: parts of any number of bars that is a multiple of its bars, repeated or not
+            # a loose form: up to LOOSE_PARTS parts, each of 1 to 4 phrases of its bars, repeated or not
             target = self._forms[s.form].bars
-            part_bars = (part_bars + (0 if pickup_measure else 1)) % target
+            part_bars += 0 if pickup_measure else 1
             ends = kind != "|" and not (kind == ":|" and s.ending == 1)
             if kind != "|" and not (pickup_measure and kind == "|:"):
-                if part_bars or pickup_measure:
-                    return None  # a section line only where a part of whole bars ends
+                if part_bars % target or pickup_measure:
+                    return None  # a section line only where a part of whole phrases ends
                 if s.pickup and measure != s.bar - s.pickup:
                     return None  # a tune with a pickup closes each part with the bar that completes it
+            elif part_bars >= LOOSE_PHRASES * target and not pickup_measure:
+                return None  # the longest part ends here
             if ends and not pickup_measure:
-                part, ending_bars = min(part + 1, 7), 0
+                part, part_bars, ending_bars = part + 1, 0, 0
         elif s.form >= 0:
             form, target = self._forms[s.form].parts, self._forms[s.form].bars
             part_bars += 0 if pickup_measure else 1
@@ -748,6 +763,8 @@ class AbcGrammar:
                 following = part + 1 < len(form) and form[part + 1]
                 if kind != ("|:" if following else "||"):
                     return None  # an unrepeated part (or ending 2) ends with || (|: before a repeated part)
+            if part_bars == target and s.ending != 1 and part + 1 == len(form) and not s.tonic:
+                return None  # the tune ends on its tonic
             if part_bars == target and s.ending != 1:
                 part, part_bars, ending_bars = part + 1, 0, 0
                 need_open = kind == ":|" and part < len(form) and form[part]
@@ -843,9 +860,13 @@ class AbcGrammar:
         if s.need_pickup:
             return self._reachable(s.pickup - pos)
         if s.form >= 0 and not self._forms[s.form].parts:
-            if (s.part_bars + 1) % self._forms[s.form].bars:
+            bars = self._forms[s.form].bars
+            if (s.part_bars + 1) % bars:
                 return self._reachable(s.bar - pos)  # inside a part: full bars only
-            return self._reachable(s.bar - pos) or bool(s.pickup) and self._reachable(s.bar - s.pickup - pos)
+            complement = bool(s.pickup) and self._reachable(s.bar - s.pickup - pos)
+            if s.part_bars + 1 >= LOOSE_PHRASES * bars:  # the part must end: with the complement, if any
+                return complement if s.pickup else self._reachable(s.bar - pos)
+            return self._reachable(s.bar - pos) or complement
         if s.form >= 0:
             form = self._forms[s.form]
             if s.part_bars + 1 < form.bars:
@@ -870,6 +891,8 @@ class AbcGrammar:
         if (s.force and written != s.force) or 4 * written <= (s.graced if graced is None else graced):
             return False
         if not s.tuplet:
+            if s.pos + written == self._final_end(s) and not (s.ev == _NOTE_EV and s.ev_tonic):
+                return False  # the tune's last note is its tonic
             return self._fits(s, s.pos + written, 0, (1, 1), 0)
         q, p = s.factor
         plain, rest = divmod(written * p, q)
@@ -902,7 +925,19 @@ class AbcGrammar:
                 graced = s.graced - _R + min(self.lengths[0], _R)
             return any(not (length * q) % p and self._event_fits(s, length * q // p, graced)
                        for length in self.lengths)
+        if not s.tuplet and s.pos == self._final_end(s) and not s.tonic:
+            return False  # the tune's last bar is full, and its last note is not the tonic
         return self._fits(s, s.pos, s.tuplet, s.factor, s.tuplet_len)
+
+    def _final_end(self, s: _State) -> int:
+        """Where the tune's last bar ends, when ``s`` is in it (a strict form's last part, not in
+        ending 1); -1 otherwise."""
+        if s.form < 0 or s.ending in (1, 3):
+            return -1
+        form = self._forms[s.form]
+        if not form.parts or s.part != len(form.parts) - 1 or s.part_bars + 1 != form.bars:
+            return -1
+        return s.bar - s.pickup if s.pickup else s.bar
 
 
 # ---------------------------------------------------------------------------------------------
