@@ -721,6 +721,9 @@ ComposeSeedOption = Annotated[int | None, typer.Option(
 TemperatureOption = Annotated[float, typer.Option(help="Divides the logits: < 1 safer, > 1 wilder (> 0).")]
 TopKOption = Annotated[int, typer.Option(help="Sample among the k most probable tokens (0: all).")]
 TopPOption = Annotated[float, typer.Option(help="Then among the fewest tokens reaching this probability, in (0, 1].")]
+ComposeTopPOption = Annotated[float | None, typer.Option(
+    help="Then among the fewest tokens reaching this probability, in (0, 1]. Default: the value "
+    "calibrated on real tunes (folkrnn.sample.SampleConfig).")]
 StrategyOption = Annotated[Strategy, typer.Option(help="sample (temperature, top-k, top-p), greedy or beam search.")]
 BeamWidthOption = Annotated[int, typer.Option(help="Beam search: hypotheses kept.")]
 ConstrainOption = Annotated[bool, typer.Option(
@@ -745,8 +748,9 @@ def _compose_options(**values):
         if isinstance(values.get(name), Enum):
             values[name] = values[name].value
     values["model"] = str(values["model"]) if values.get("model") is not None else None
-    if values.get("lookback") is None:
-        values.pop("lookback", None)  # the sampler's calibrated default
+    for name in ("lookback", "top_p"):
+        if values.get(name) is None:
+            values.pop(name, None)  # the sampler's calibrated default
     values["out"] = str(values["out"])
     return ComposeOptions(**values)
 
@@ -769,7 +773,7 @@ def compose_command(
     seed: ComposeSeedOption = None,
     temperature: TemperatureOption = 1.0,
     top_k: TopKOption = 0,
-    top_p: TopPOption = 1.0,
+    top_p: ComposeTopPOption = None,
     strategy: StrategyOption = Strategy.sample,
     beam_width: BeamWidthOption = 4,
     constrain: ConstrainOption = True,
@@ -840,7 +844,7 @@ def generate_command(
         "line). Default: random, printed.")] = None,
     temperature: TemperatureOption = 1.0,
     top_k: TopKOption = 0,
-    top_p: TopPOption = 1.0,
+    top_p: ComposeTopPOption = None,
     strategy: StrategyOption = Strategy.sample,
     beam_width: BeamWidthOption = 4,
     constrain: ConstrainOption = True,

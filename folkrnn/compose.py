@@ -128,7 +128,7 @@ class ComposeOptions:
     seed: int | None = None  # None: a random seed, printed and recorded
     temperature: float = 1.0  # > 0
     top_k: int = 0  # 0: off
-    top_p: float = 1.0  # in (0, 1]
+    top_p: float = SampleConfig.top_p  # in (0, 1]
     strategy: str = "sample"  # sample, greedy or beam
     beam_width: int = 4  # beam search width
     constrain: bool = True  # full bars, balanced repeats, closing bar

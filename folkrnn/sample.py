@@ -103,7 +103,11 @@ class SampleConfig:
     strategy: str = "sample"  # "sample", "greedy" or "beam"
     temperature: float = 1.0  # the logits are divided by this (> 0); 1 is the model as trained
     top_k: int = 0  # sample only among the k most probable tokens (0: no cut)
-    top_p: float = 1.0  # then only the smallest set reaching this probability (1: no cut)
+    # then only the smallest set reaching this probability (1: no cut). The defaults of top_p and
+    # lookback were calibrated on the validation split (benchmarks/calibrate_sampling.py): with
+    # them, bars and half bars come back about as often as in real tunes, and rests inside a tune
+    # are fewer than at 1.0 and 0 (the tail the nucleus cuts).
+    top_p: float = 0.95
     beam_width: int = 4  # hypotheses beam search keeps
     length_penalty: float = 0.7  # beam: rank by log-probability / tokens ** this
     constrain: bool = True  # full bars, balanced repeats, a closing bar (AbcGrammar)
@@ -111,7 +115,7 @@ class SampleConfig:
     closing_tokens: int = 64  # steer to an end this many tokens before max_tokens
     min_bars: int = 4  # a tune may not end before this many bars
     compass: int = 24  # semitones from a tune's lowest note to its highest, at most (0: any; Compass)
-    lookback: float = 0.0  # added to the logit of each token the bar before, two bars before or the part before offers
+    lookback: float = 1.5  # added to the logit of each token a bar, two bars or a part ago offers (0: none)
     max_title: int = 60  # title characters the model may write
     attempts: int = 10  # seeds tried for one tune before it is reported as not made
 

@@ -763,8 +763,8 @@ class AbcGrammar:
                 following = part + 1 < len(form) and form[part + 1]
                 if kind != ("|:" if following else "||"):
                     return None  # an unrepeated part (or ending 2) ends with || (|: before a repeated part)
-            if part_bars == target and s.ending != 1 and part + 1 == len(form) and not s.tonic:
-                return None  # the tune ends on its tonic
+            if part_bars == target and s.ending != 1 and part + 1 == len(form) and not (s.tonic and s.last_len >= _R):
+                return None  # the tune ends on its tonic, an eighth or longer
             if part_bars == target and s.ending != 1:
                 part, part_bars, ending_bars = part + 1, 0, 0
                 need_open = kind == ":|" and part < len(form) and form[part]
@@ -891,8 +891,10 @@ class AbcGrammar:
         if (s.force and written != s.force) or 4 * written <= (s.graced if graced is None else graced):
             return False
         if not s.tuplet:
-            if s.pos + written == self._final_end(s) and not (s.ev == _NOTE_EV and s.ev_tonic):
-                return False  # the tune's last note is its tonic
+            end = self._final_end(s)
+            if end >= 0 and (0 < end - s.pos - written < _R or s.pos + written == end and not (
+                    s.ev == _NOTE_EV and s.ev_tonic and written >= _R)):
+                return False  # the tune's last note is its tonic, an eighth or longer
             return self._fits(s, s.pos + written, 0, (1, 1), 0)
         q, p = s.factor
         plain, rest = divmod(written * p, q)
@@ -925,8 +927,10 @@ class AbcGrammar:
                 graced = s.graced - _R + min(self.lengths[0], _R)
             return any(not (length * q) % p and self._event_fits(s, length * q // p, graced)
                        for length in self.lengths)
-        if not s.tuplet and s.pos == self._final_end(s) and not s.tonic:
-            return False  # the tune's last bar is full, and its last note is not the tonic
+        end = self._final_end(s)
+        if end >= 0 and not s.tuplet and (s.pos == end and not (s.tonic and s.last_len >= _R)
+                                          or 0 < end - s.pos < _R):
+            return False  # no room left for the last note, a tonic an eighth or longer
         return self._fits(s, s.pos, s.tuplet, s.factor, s.tuplet_len)
 
     def _final_end(self, s: _State) -> int:
