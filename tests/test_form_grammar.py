@@ -105,18 +105,16 @@ def test_free_form_keeps_the_models_own_bars(shipped):
 
 
 @pytest.mark.slow
-def test_the_compass_keeps_every_tune_within_two_octaves(shipped):
+def test_the_compass_keeps_every_tune_within_it(shipped):
     from folkrnn.form import range_semitones
     from folkrnn.sample import SampleConfig
 
     engine, vocabulary = shipped
-    wide = sample_tunes(engine, vocabulary, list(range(100, 130)), config=SampleConfig(compass=0),
-                        conditions=Conditions(form="free", rhythm="any"))
-    held = sample_tunes(engine, vocabulary, list(range(100, 130)), config=SampleConfig(compass=24),
-                        conditions=Conditions(form="free", rhythm="any"))
-    spans = [range_semitones(detokenize(r.tokens)) for r in held]
-    assert all(r.ok for r in held) and max(spans) <= 24
-    assert max(range_semitones(detokenize(r.tokens)) for r in wide) > 24  # the model alone goes wider
+    seeds, conditions = list(range(100, 130)), Conditions(form="free", rhythm="any")
+    wide = sample_tunes(engine, vocabulary, seeds, config=SampleConfig(compass=0), conditions=conditions)
+    held = sample_tunes(engine, vocabulary, seeds, config=SampleConfig(compass=12), conditions=conditions)
+    assert all(r.ok for r in held) and max(range_semitones(detokenize(r.tokens)) for r in held) <= 12
+    assert max(range_semitones(detokenize(r.tokens)) for r in wide) > 12  # the model alone goes wider
 
 
 @pytest.mark.slow
