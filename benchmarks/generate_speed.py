@@ -131,12 +131,16 @@ def torch_one_at_a_time(checkpoint, tunes: int, length: int) -> float:
     generator = torch.Generator().manual_seed(0)
     bos = checkpoint.vocabulary.bos_id
     started = time.perf_counter()
+    features = len(checkpoint.model_config.get("feature_sizes") or ())
+    step = torch.zeros((1, 1, 1 + features), dtype=torch.long)  # a model with position features reads them too
     with torch.inference_mode():
         for _ in range(tunes):
             state = None
             token = torch.tensor([[bos]])
             for _ in range(length):
-                logits, state = model(token, state)
+                if features:
+                    step[0, 0, 0] = token.view(())
+                logits, state = model(step if features else token, state)
                 probabilities = torch.softmax(logits[0, -1], dim=-1)
                 token = torch.multinomial(probabilities, 1, generator=generator).view(1, 1)
     return time.perf_counter() - started
@@ -284,7 +288,7 @@ def latency_figure(model: Path, steps: int) -> dict:
         from folkrnn.checkpoint import expected_shapes
         from folkrnn.infer import NumpyLSTM
 
-        config = dict(config, layers=3, hidden_size=512, embedding_size=256)
+        config = dict(config, layers=3, hidden_size=512, embedding_size=256, features="", feature_sizes=[])
         rng = np.random.default_rng(1)
         weights = {name: rng.normal(0, 0.08, shape).astype(np.float32)
                    for name, shape in expected_shapes(config).items()}

@@ -115,7 +115,7 @@ class SampleConfig:
     closing_tokens: int = 64  # steer to an end this many tokens before max_tokens
     min_bars: int = 4  # a tune may not end before this many bars
     compass: int = 24  # semitones from a tune's lowest note to its highest, at most (0: any; Compass)
-    lookback: float = 1.5  # added to the logit of each token a bar, two bars or a part ago offers (0: none)
+    lookback: float = 1.5  # added to the logit of each token two bars or a part ago offers (0: none)
     max_title: int = 60  # title characters the model may write
     attempts: int = 10  # seeds tried for one tune before it is reported as not made
 
@@ -379,13 +379,16 @@ def _inputs(rows: list[_Row], plan: _Plan) -> np.ndarray:
     return np.array([row.ids[-1] for row in rows], np.int64)
 
 
-_OFFERS = slice(3, 6)  # the features that offer a token: back1, back2, backpart (folkrnn.abc.features)
+# The features whose offers the lookback bonus favours: back2 and backpart (folkrnn.abc.features).
+# Not back1, the bar just before: favouring it makes a bar come back over and over (3 or more times
+# in a row in 11.7% of 300 tunes, against 2.3% without it and none of the real validation tunes).
+_OFFERS = slice(4, 6)
 
 
 def _lookback(logits: np.ndarray, rows: list[_Row], bonus: float) -> np.ndarray:
     """The logits with ``bonus`` added to each token the tune offers to repeat here (what was written
-    at this point of the bar one and two bars ago, and a part ago): a copy prior, as the Lookback RNN's
-    "repeat" labels give its melody model. A new array; the model's own when bonus is 0."""
+    at this point of the bar two bars ago, and at this bar of the part before): a copy prior, as the
+    Lookback RNN's "repeat" labels give its melody model. A new array; the model's own when bonus is 0."""
     if not bonus or not rows or rows[0].positions is None:
         return logits
     logits = logits.copy()
