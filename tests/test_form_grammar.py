@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import abc2midi_problems
 from folkrnn.abc.grammar import Form, parse_form
 from folkrnn.abc.tokens import detokenize
 from folkrnn.errors import OptionError
@@ -12,7 +13,6 @@ from folkrnn.form import form_of
 from folkrnn.sample import Conditions, sample_tunes
 from folkrnn.tables import DANCES
 from folkrnn.validate import validate_tune
-from test_sample import abc2midi_problems
 
 
 @pytest.fixture(scope="module")

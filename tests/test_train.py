@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import KESH
 from folkrnn.checkpoint import CONFIG_FILE, MODEL_FILE, STATE_FILE, load_model, load_training_state
 from folkrnn.cli import app
 from folkrnn.errors import CorpusError, ModelError, OptionError
@@ -403,14 +404,7 @@ def test_bad_settings_are_option_errors():
 
 # --- the command line --------------------------------------------------------------------------
 
-ABC_FILE = """X:1
-T:The Kesh
-R:jig
-M:6/8
-L:1/8
-K:G
-|:GAG GAB|ABA ABd|edd gdd|edB dBA|GAG GAB|ABA ABd|edd gdB|1 AGF G3:|2 AGF G2||
-
+ABC_FILE = KESH + """
 X:2
 T:Drowsy Maggie
 R:reel
