@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from folkrnn.abc.features import tune_features
 from folkrnn.errors import FolkError, ModelError, OptionError
 from folkrnn.tables import DANCES
 
@@ -229,13 +230,21 @@ def model_loss(engine, vocabulary, tunes: Sequence[Sequence[str]], batch_size: i
     order = np.argsort([len(ids) for ids in encoded], kind="stable")
     total, count = 0.0, 0
     pad = vocabulary.pad_id
+    features = getattr(engine, "features", 0)  # a model that reads position features gets them
     for start in range(0, len(order), batch_size):
         rows = [encoded[i] for i in order[start:start + batch_size]]
         width = max(len(ids) for ids in rows)
         batch = np.full((len(rows), width), pad, np.int64)
         for r, ids in enumerate(rows):
             batch[r, :len(ids)] = ids
-        logits, _ = engine.run(batch[:, :-1])  # (B, T-1, V)
+        if features:
+            inputs = np.zeros((len(rows), width, 1 + features), np.int64)  # padding: features 0
+            inputs[:, :, 0] = batch
+            for r, ids in enumerate(rows):
+                inputs[r, :len(ids), 1:] = tune_features(ids, vocabulary.tokens)
+            logits, _ = engine.run(inputs[:, :-1])  # (B, T-1, V)
+        else:
+            logits, _ = engine.run(batch[:, :-1])  # (B, T-1, V)
         logits = logits.astype(np.float64)
         logits -= logits.max(axis=2, keepdims=True)
         log_norm = np.log(np.exp(logits).sum(axis=2))  # (B, T-1)
@@ -271,8 +280,11 @@ def _local_sample(engine, vocabulary, prompts: list[list[str]], seed: int, tempe
     longest = max(len(p) for p in ids)
     current = np.array([p[0] for p in ids], np.int64)
     finished = [False] * len(prompts)
+    features = getattr(engine, "features", 0)  # in the header every position feature is 0
     while active:
-        logits, state = engine.step(current, state)
+        step = np.concatenate([current[:, None], np.zeros((len(current), features), np.int64)], axis=1) \
+            if features else current
+        logits, state = engine.step(step, state)
         position += 1
         logits = logits.astype(np.float64) / temperature
         logits[:, banned] = -np.inf

@@ -531,7 +531,8 @@ class AbcGrammar:
                 if s.grace >= _MAX_GRACE:
                     return None
                 return _set(s, grace=s.grace + 1, grace_len=True, graced=s.graced + _R)
-            return self._event(s, _NOTE_EV, bool(self._tonic[token]))
+            # whether the note is the tonic matters only in the tune's last bar (fewer states elsewhere)
+            return self._event(s, _NOTE_EV, bool(self._tonic[token]) and self._final_end(s) >= 0)
         if cls == _LENGTH:
             if s.chord >= 0 and s.chord_len:
                 if s.chord_len == 2 and value != s.chord_first:
@@ -625,7 +626,8 @@ class AbcGrammar:
         slot = s.slot + 1
         if slot == len(self.slots):
             # the body starts; how long the title was no longer matters (fewer states to learn)
-            return _set(s, slot=slot, phase=_BODY, title=0)
+            # (nor the R: token: its form is kept in `form`), so that tunes share more states
+            return _set(s, slot=slot, phase=_BODY, title=0, rhythm=-1)
         return _set(s, slot=slot)
 
     def _event(self, s: _State, kind: int, tonic: bool = False) -> _State | None:
