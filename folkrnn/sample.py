@@ -15,7 +15,18 @@
 **Conditioning** forces tokens: a given title is written character by character after ``<s>``
 (the model reads it, as folk-rnn v1 did, so the title shapes the tune), and a given rhythm, meter
 or mode fixes the ``R:``, ``M:`` or ``K:`` token (the rest of the header is still the model's).
-A **prime** (body tokens) is forced after the header; the model continues it.
+A **prime** (body tokens) is forced after the header; the model continues it. A tune whose rhythm
+is not given is a dance the model chooses (``rhythm="any"``: any rhythm), in one of the dance's
+meters (:data:`folkrnn.tables.DANCES`).
+
+**Form** (:class:`folkrnn.abc.grammar.Form`): ``Conditions.form`` ("AABB", "AB", ..., "free")
+holds for every tune; without it each tune takes the usual form of the dance its R: names, and the
+grammar keeps its parts, repeats and endings and ends it with its last part, on its tonic.
+
+**The tune's own past**: a model with position features reads them with every token
+(:class:`folkrnn.abc.features.Positions`, one per tune); ``SampleConfig.lookback`` adds a copy
+prior to the tokens two bars and a part ago offer, and ``SampleConfig.compass`` keeps each tune
+within a compass (:class:`folkrnn.abc.grammar.Compass`).
 
 **Constrained decoding** (on by default): :class:`AbcGrammar` follows the tune token by token, a
 state machine over the ABC tokens that tracks the position in the bar in exact integer ticks (the
