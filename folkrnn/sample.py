@@ -516,8 +516,10 @@ def _sample_rows(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: li
             if row.forced:
                 token = row.forced.pop(0)
                 if not masks[i, token]:
+                    hint = " (the tune's form may not allow it there: --form free lifts it)" \
+                        if grammar.state(row.sid).form >= 0 else ""
                     row.reason = (f"the prime does not fit here: {grammar.tokens[token]!r} after "
-                                  f"{' '.join(vocabulary.decode(row.ids[-8:]))}")
+                                  f"{' '.join(vocabulary.decode(row.ids[-8:]))}{hint}")
                     settle(row)
                     continue
             else:
