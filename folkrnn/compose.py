@@ -49,7 +49,7 @@ from pathlib import Path
 
 from folkrnn import tables
 from folkrnn.abc.grammar import parse_form
-from folkrnn.abc.tokens import title_rhythm
+from folkrnn.abc.tokens import NOTE_TOKEN, title_rhythm
 from folkrnn.errors import AbcError, FolkError, ModelError, OptionError
 from folkrnn.files import prepare_folder, write_atomic
 from folkrnn.sample import Conditions, SampleConfig, Sampled, default_workers, sample_tunes
@@ -337,12 +337,11 @@ def prime_tokens(text: str, vocabulary, *, key: str | None = None,
 # Tokens -> the tune in its key
 
 
-_NOTE = re.compile(r"^(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)$")
 _ACCIDENTALS = {"^^": 2, "^": 1, "__": -2, "_": -1, "=": 0}
 
 
 def _step_of(token: str) -> tuple[int | None, int] | None:
-    match = _NOTE.match(token)
+    match = NOTE_TOKEN.match(token)
     if not match:
         return None
     letter = match.group(2)
@@ -564,17 +563,15 @@ def _conditions(options: ComposeOptions, composer: Composer) -> tuple[Conditions
         meter = header.get("M", meter)
         mode = header.get("K", mode)
         prime = tuple(body)
+    # A given rhythm (or the prime's) keeps the tune in its dance's meters: the grammar does that
+    # for every dance R:. A title naming a dance sets that R:, and its meters with it.
     from_title = []
-    dance = rhythm  # given, or the prime's: its meters, not the title's, fix M:
     if rhythm is None and options.title:
         rhythm = rhythm_of_title(options.title, composer.vocabulary)
-        from_title += ["R"] if rhythm else []
-    if meter is None:
-        if dance is not None:
-            meter = meters_of_rhythm(dance, composer.vocabulary)
-        elif options.title:
-            meter = meters_of_title(options.title, composer.vocabulary)
-            from_title += ["M"] if meter else []
+        meters = meters_of_title(options.title, composer.vocabulary) if meter is None else None
+        from_title += (["R"] if rhythm else []) + (["M"] if meters else [])
+        if rhythm is None:
+            meter = meters  # a dance the model has no R: token for: its meters still hold
     return Conditions(title=options.title, rhythm=rhythm, meter=meter, mode=mode, prime=prime,
                       form=options.form, part_bars=options.part_bars), tuple(from_title)
 

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from folkrnn.abc.features import tune_features
+from folkrnn.abc.features import classes, pad_inputs, with_features
 from folkrnn.errors import FolkError, ModelError, OptionError
 from folkrnn.tables import DANCES
 
@@ -222,29 +222,21 @@ def model_loss(engine, vocabulary, tunes: Sequence[Sequence[str]], batch_size: i
     are scored in batches of similar length; a padded row's extra steps are ignored.
     """
     encoded = []
+    shared = classes(vocabulary.tokens)
     for tokens in tunes:
         tokens = list(tokens)
         if tokens and tokens[0] != "<s>":
             tokens.insert(0, "<s>")
-        encoded.append(np.asarray(vocabulary.encode(tokens), np.int64))
+        ids = np.asarray(vocabulary.encode(tokens), np.int64)
+        # a model that reads position features gets them with each token
+        encoded.append(with_features(ids, shared) if getattr(engine, "features", 0) else ids)
     order = np.argsort([len(ids) for ids in encoded], kind="stable")
     total, count = 0.0, 0
-    pad = vocabulary.pad_id
-    features = getattr(engine, "features", 0)  # a model that reads position features gets them
     for start in range(0, len(order), batch_size):
         rows = [encoded[i] for i in order[start:start + batch_size]]
-        width = max(len(ids) for ids in rows)
-        batch = np.full((len(rows), width), pad, np.int64)
-        for r, ids in enumerate(rows):
-            batch[r, :len(ids)] = ids
-        if features:
-            inputs = np.zeros((len(rows), width, 1 + features), np.int64)  # padding: features 0
-            inputs[:, :, 0] = batch
-            for r, ids in enumerate(rows):
-                inputs[r, :len(ids), 1:] = tune_features(ids, vocabulary.tokens)
-            logits, _ = engine.run(inputs[:, :-1])  # (B, T-1, V)
-        else:
-            logits, _ = engine.run(batch[:, :-1])  # (B, T-1, V)
+        inputs = pad_inputs(rows, max(len(ids) for ids in rows), vocabulary.pad_id)
+        batch = inputs[..., 0] if inputs.ndim == 3 else inputs  # (B, T) token ids
+        logits, _ = engine.run(inputs[:, :-1])  # (B, T-1, V)
         logits = logits.astype(np.float64)
         logits -= logits.max(axis=2, keepdims=True)
         log_norm = np.log(np.exp(logits).sum(axis=2))  # (B, T-1)

@@ -88,8 +88,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from folkrnn.abc.features import Positions, classes
+from folkrnn.abc.grammar import LOOSE_PART_BARS, TICKS_PER_UNIT, AbcGrammar, Compass, Form, parse_form
 from folkrnn.abc.grammar import SPACE as _SPACE
-from folkrnn.abc.grammar import TICKS_PER_UNIT, AbcGrammar, Compass, Form, parse_form
 from folkrnn.decode.choice import choose_tokens, one_blas_thread, rounding_noise, uniforms
 from folkrnn.errors import OptionError
 from folkrnn.tables import DANCES
@@ -270,17 +270,21 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
         if token not in vocabulary:
             raise UnknownTokenError(token, vocabulary.nearest(token))
         prime_ids.append(vocabulary.id(token))
-    if conditions.rhythm is None and "R" not in fixed:
-        # the default model is for dance music: a tune whose rhythm is not asked for is a dance
-        dances = {vocabulary.id(f"R:{name}") for name, dance in DANCES.items()
-                  if dance.meters and f"R:{name}" in vocabulary}
-        if dances:
-            fixed["R"] = frozenset(dances)
+    # the dances the model knows: R: token id -> dance (folkrnn.tables.DANCES; air, song, other aside)
+    dances = {vocabulary.id(f"R:{name}"): dance for name, dance in DANCES.items()
+              if dance.meters and f"R:{name}" in vocabulary}
+    asked = None if conditions.meter is None else \
+        {conditions.meter} if isinstance(conditions.meter, str) else set(conditions.meter)
+    if conditions.rhythm is None and "R" not in fixed and dances:
+        # the default model is for dance music: a tune whose rhythm is not asked for is a dance, one
+        # written in the meter asked for when there is one
+        fitting = [token for token, dance in dances.items() if asked is None or asked & set(dance.meters)]
+        fixed["R"] = frozenset(fitting or dances)
     # a dance in its own meters, unless --meter says otherwise
-    rhythm_meters = {} if conditions.meter is not None else {
-        vocabulary.id(f"R:{name}"): [vocabulary.id(f"M:{m}") for m in dance.meters if f"M:{m}" in vocabulary]
-        for name, dance in DANCES.items() if dance.meters and f"R:{name}" in vocabulary}
-    form, rhythm_forms = _forms(vocabulary, conditions)
+    rhythm_meters = {} if asked is not None else {
+        token: [vocabulary.id(f"M:{m}") for m in dance.meters if f"M:{m}" in vocabulary]
+        for token, dance in dances.items()}
+    form, rhythm_forms = _forms(conditions, dances)
     key = (tuple(vocabulary.tokens), config.constrain, tuple(sorted((k, tuple(sorted(v))) for k, v in fixed.items())),
            title_length, config.min_bars, config.max_title, form, tuple(sorted(rhythm_forms.items())),
            tuple(sorted((k, tuple(v)) for k, v in rhythm_meters.items())))
@@ -305,27 +309,18 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
 _COMPASSES: dict[tuple, Compass] = {}
 
 
-LOOSE_PART_BARS = 4  # a dance with no usual form: its parts' bars are a multiple of this
-
-
-def _forms(vocabulary, conditions: Conditions) -> tuple[Form | None, dict[int, Form | None]]:
-    """The form every tune takes (or None), and the form by R: token for the rest: a given
-    ``--form`` holds for every tune; without one, each tune takes the usual form of the dance its
-    R: names (:data:`folkrnn.tables.DANCES`; a dance with none, parts a multiple of 4 bars), and a
-    tune of no dance is free."""
+def _forms(conditions: Conditions, dances: dict) -> tuple[Form | None, dict[int, Form | None]]:
+    """The form every tune takes (or None), and the form by R: token (``dances``: R: token id ->
+    dance) for the rest: a given ``--form`` holds for every tune; without one, each tune takes the
+    usual form of the dance its R: names (a dance with none: parts of whole phrases, a multiple of
+    4 bars, as 97% of real parts are), and a tune of no dance is free."""
     if conditions.form is not None:
         return parse_form(conditions.form, conditions.part_bars), {}
     if conditions.part_bars is not None and not 1 <= conditions.part_bars <= 64:
         raise OptionError(f"--part-bars must be between 1 and 64, not {conditions.part_bars}")
-    by_rhythm: dict[int, Form | None] = {}
-    for token in vocabulary.tokens:
-        dance = DANCES.get(token[2:]) if token.startswith("R:") else None
-        if dance is not None and dance.form != "free":
-            by_rhythm[vocabulary.id(token)] = parse_form(dance.form, conditions.part_bars or dance.part_bars)
-        elif dance is not None and dance.meters:
-            # a dance with no usual form: parts of whole phrases, a multiple of 4 bars (97% of real parts)
-            by_rhythm[vocabulary.id(token)] = Form((), conditions.part_bars or LOOSE_PART_BARS)
-    return None, by_rhythm
+    return None, {token: Form((), conditions.part_bars or LOOSE_PART_BARS) if dance.form == "free"
+                  else parse_form(dance.form, conditions.part_bars or dance.part_bars)
+                  for token, dance in dances.items()}
 
 
 # Grammars by vocabulary and conditions: the states each has learnt are kept for the next request.

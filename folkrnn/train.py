@@ -46,6 +46,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from folkrnn.abc.features import SCHEME, classes, feature_sizes, pad_inputs, with_features
 from folkrnn.checkpoint import MODEL_FILE, STATE_FILE, load_training_state, save_model, save_training_state
 from folkrnn.errors import CorpusError, ModelError, OptionError
 from folkrnn.vocab import BOS, EOS, UnknownTokenError, Vocabulary
@@ -183,15 +184,11 @@ def _as_ids(tunes: Sequence[Sequence[str]], vocabulary: Vocabulary, split: str =
     """Each tune as an int64 id array framed by <s> ... </s>; tunes with no target are dropped.
 
     With ``features`` (a model that reads position features), each tune is ``(T, 1 + F)``: the id,
-    then its features (:func:`folkrnn.abc.features.tune_features`)."""
+    then its features (:func:`folkrnn.abc.features.with_features`; the scheme was checked with the
+    model config)."""
     if features:
-        from folkrnn.abc.features import SCHEME, classes, tune_features
-
-        if features != SCHEME:
-            raise ModelError(f"unknown position features {features!r} (this folkrnn knows {SCHEME!r})")
         shared = classes(vocabulary.tokens)
-        plain = _as_ids(tunes, vocabulary, split)
-        return [np.concatenate([ids[:, None], tune_features(ids, shared)], axis=1) for ids in plain]
+        return [with_features(ids, shared) for ids in _as_ids(tunes, vocabulary, split)]
     out = []
     for number, tokens in enumerate(tunes, 1):
         tokens = list(tokens)
@@ -317,19 +314,6 @@ def _augment(tunes: list[list[str]], vocabulary: Vocabulary, config: TrainConfig
             tokens = stretch_events(tokens, factor, max_shift)
         out.append(tokens)
     return out
-
-
-def _pad(arrays: Sequence[np.ndarray], length: int, pad_id: int) -> np.ndarray:
-    """``(B, length)`` ids padded with pad_id, or ``(B, length, 1 + F)`` with features padded with 0."""
-    shape = (len(arrays), length) + tuple(arrays[0].shape[1:]) if len(arrays) else (0, length)
-    batch = np.zeros(shape, dtype=np.int64)
-    if batch.ndim == 3:
-        batch[:, :, 0] = pad_id
-    else:
-        batch[:] = pad_id
-    for row, ids in enumerate(arrays):
-        batch[row, :len(ids)] = ids
-    return batch
 
 
 def _token_ids(tune: np.ndarray) -> np.ndarray:
@@ -474,7 +458,7 @@ def evaluate_loss(model, tunes: Sequence[np.ndarray], *, batch_size: int = 64, b
             if number % world != rank:
                 continue
             rows = [tunes[i] for i in order[start:start + batch_size]]
-            batch = torch.from_numpy(_pad(rows, max(len(r) for r in rows), pad_id)).to(device)
+            batch = torch.from_numpy(pad_inputs(rows, max(len(r) for r in rows), pad_id)).to(device)
             state = None
             for begin, end in chunk_spans(batch.shape[1] - 1, bptt):
                 inputs, targets = batch[:, begin:end], _targets(batch)[:, begin + 1:end + 1]
@@ -585,12 +569,10 @@ def _model_config(model: Any, vocab_size: int, previous: dict | None) -> dict:
         merged = {key: value for key, value in previous.items() if key != "vocab_size"}
     else:
         merged = given
-    if merged.get("features") and not merged.get("feature_sizes"):
-        from folkrnn.abc.features import SCHEME, feature_sizes
-
+    if merged.get("features"):  # the one check of the scheme a run trains with
         if merged["features"] != SCHEME:
             raise OptionError(f"unknown position features {merged['features']!r} (this folkrnn knows {SCHEME!r})")
-        merged["feature_sizes"] = feature_sizes(vocab_size)
+        merged["feature_sizes"] = merged.get("feature_sizes") or feature_sizes(vocab_size)
     return ModelConfig(vocab_size=vocab_size, **merged).to_dict()
 
 
@@ -1060,12 +1042,12 @@ class _Trainer:
         """Train on one global batch (this rank's share of it); returns its mean loss in nats/token."""
         torch, config, dist = self.torch, self.config, self.dist
         length = max(len(ids) for ids in rows)
-        global_batch = _pad(rows, length, self.pad_id)
+        global_batch = pad_inputs(rows, length, self.pad_id)
         counts = (_targets(global_batch)[:, 1:] != self.pad_id)  # (B, T-1) which targets are real
         share = np.array_split(np.arange(len(rows)), dist.world)[dist.rank]
         mine = slice(int(share[0]), int(share[-1]) + 1) if len(share) else None
         # a rank without rows still runs one all-padding row, so DDP's collectives line up
-        local = global_batch[mine] if mine is not None else _pad([global_batch[0, :0]], length, self.pad_id)
+        local = global_batch[mine] if mine is not None else pad_inputs([global_batch[0, :0]], length, self.pad_id)
         batch = torch.from_numpy(local).to(self.device)
         state = None
         loss_sum = 0.0

@@ -39,27 +39,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from folkrnn.abc.grammar import (
-    _BAR,
-    _BROKEN,
-    _CHORD_CLOSE,
-    _CHORD_OPEN,
-    _ENDING,
-    _EOS,
-    _GRACE_CLOSE,
-    _GRACE_OPEN,
-    _HEAD,
-    _LENGTH,
-    _NOTE,
-    _REST,
-    _TUPLET,
-    TICKS_PER_UNIT,
-    bar_ticks,
-    classify,
-)
+from folkrnn.abc.grammar import TICKS_PER_UNIT, TokenClass, bar_ticks, classify
 from folkrnn.abc.parser import default_tuplet_q
 
-__all__ = ["SCHEME", "FEATURE_NAMES", "feature_sizes", "Positions", "tune_features"]
+__all__ = ["SCHEME", "FEATURE_NAMES", "feature_sizes", "Positions", "tune_features", "with_features", "pad_inputs",
+           "classes"]
 
 SCHEME = "lookback-1"  # the name a model's config gives this set of features
 FEATURE_NAMES = ("beat", "bar", "part", "back1", "back2", "backpart", "repeated")
@@ -68,6 +52,11 @@ _BARS = 16
 _PARTS = 4
 _SIXTEENTH = TICKS_PER_UNIT // 2  # L:1/8 after normalisation
 _PART_ENDS = frozenset(("||", ":|", "|:"))
+# the token classes this module reads, as plain ints (push runs once per token)
+_BAR, _BROKEN, _CHORD_CLOSE, _CHORD_OPEN, _ENDING, _EOS, _GRACE_CLOSE, _GRACE_OPEN, _HEAD, _LENGTH, _NOTE, \
+    _REST, _TUPLET = (int(TokenClass[name]) for name in (
+        "BAR", "BROKEN", "CHORD_CLOSE", "CHORD_OPEN", "ENDING", "EOS", "GRACE_CLOSE", "GRACE_OPEN", "HEAD",
+        "LENGTH", "NOTE", "REST", "TUPLET"))
 
 
 def feature_sizes(vocab_size: int) -> tuple[int, ...]:
@@ -265,6 +254,27 @@ def tune_features(ids: Sequence[int], tokens) -> np.ndarray:
     for t, token in enumerate(ids):
         out[t] = positions.push(int(token))
     return out
+
+
+def with_features(ids: Sequence[int], tokens) -> np.ndarray:
+    """``(T, 1 + F)`` int64: each token id of one tune, then the features read with it (a model with
+    position features takes this as its input, in training and in scoring)."""
+    ids = np.asarray(ids, np.int64)
+    return np.concatenate([ids[:, None], tune_features(ids, tokens)], axis=1)
+
+
+def pad_inputs(rows: Sequence[np.ndarray], length: int, pad_id: int) -> np.ndarray:
+    """A batch of model inputs of one length: ``(B, length)`` ids padded with ``pad_id``, or, for
+    rows of :func:`with_features`, ``(B, length, 1 + F)`` with the padding's features 0."""
+    shape = (len(rows), length) + (tuple(rows[0].shape[1:]) if len(rows) else ())
+    batch = np.zeros(shape, np.int64)
+    if batch.ndim == 3:
+        batch[..., 0] = pad_id
+    else:
+        batch.fill(pad_id)
+    for row, ids in enumerate(rows):
+        batch[row, :len(ids)] = ids
+    return batch
 
 
 def classes(tokens: Sequence[str]) -> _Classes:

@@ -11,26 +11,53 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from enum import IntEnum
 from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
 
 from folkrnn.abc.parser import default_tuplet_q
+from folkrnn.abc.tokens import NOTE_TOKEN
 from folkrnn.errors import OptionError
 from folkrnn.music import LETTER_SEMITONES, MODES, key_signature, parse_meter
 
-__all__ = ["AbcGrammar", "Compass", "Form", "parse_form", "TICKS_PER_UNIT", "classify", "bar_ticks", "SPACE"]
+__all__ = ["AbcGrammar", "Compass", "TokenClass", "Form", "parse_form", "TICKS_PER_UNIT", "classify", "bar_ticks",
+           "SPACE"]
 
 # Ticks per unit note length (L:1/8 after normalisation): 2^12 * 3^2 * 5 * 7, so that lengths
 # down to 1/4096 of a unit, tuplets of 2 to 9 and broken rhythm are all whole numbers of ticks.
 TICKS_PER_UNIT = 2 ** 12 * 3 ** 2 * 5 * 7
 _R = TICKS_PER_UNIT
 
-_SPECIAL, _HEAD, _NOTE, _LENGTH, _REST, _BAR, _ENDING, _CHORD_OPEN, _CHORD_CLOSE, _GRACE_OPEN, \
-    _GRACE_CLOSE, _TIE, _BROKEN, _TUPLET, _FIELD_K, _FIELD_M, _EOS, _OTHER = range(18)
 
-_NOTE_RE = re.compile(r"^(\^\^|\^|__|_|=)?[A-Ga-g][,']*$")
+
+class TokenClass(IntEnum):
+    """What a vocabulary token is, for the grammar and the position features (:func:`classify`)."""
+
+    SPECIAL = 0  # <pad> <s> <unk>
+    HEAD = 1  # R: M: L: K: header tokens
+    NOTE = 2
+    LENGTH = 3
+    REST = 4
+    BAR = 5
+    ENDING = 6  # [1 [2
+    CHORD_OPEN = 7
+    CHORD_CLOSE = 8
+    GRACE_OPEN = 9
+    GRACE_CLOSE = 10
+    TIE = 11
+    BROKEN = 12  # > < >> ...
+    TUPLET = 13
+    FIELD_K = 14  # inline [K:]
+    FIELD_M = 15  # inline [M:]
+    EOS = 16
+    OTHER = 17
+
+
+# plain ints in the hot paths
+_SPECIAL, _HEAD, _NOTE, _LENGTH, _REST, _BAR, _ENDING, _CHORD_OPEN, _CHORD_CLOSE, _GRACE_OPEN, \
+    _GRACE_CLOSE, _TIE, _BROKEN, _TUPLET, _FIELD_K, _FIELD_M, _EOS, _OTHER = (int(c) for c in TokenClass)
 _LENGTH_RE = re.compile(r"^(\d+)?(?:/(\d+))?$")
 _TUPLET_RE = re.compile(r"^\((\d)(?::(\d*)(?::(\d*))?)?$")
 _ENDING_RE = re.compile(r"^\[(\d+(?:,\d+)*)$")
@@ -57,7 +84,7 @@ def classify(token: str) -> tuple[int, object, str | None]:
             except (ValueError, ZeroDivisionError):
                 return _OTHER, None, None
         return _HEAD, value, token[0]
-    if _NOTE_RE.match(token):
+    if NOTE_TOKEN.match(token):
         return _NOTE, None, None
     if token and _LENGTH_RE.match(token):
         num, den = _LENGTH_RE.match(token).groups()
@@ -107,6 +134,7 @@ def bar_ticks(meter, unit: tuple[int, int] = (1, 8)) -> int:
 # ---------------------------------------------------------------------------------------------
 # Forms
 
+LOOSE_PART_BARS = 4  # a loose form's phrase: a dance with no usual form keeps parts of whole phrases
 LOOSE_PHRASES = 4  # a loose form's part: at most this many phrases (16 bars of 4)
 LOOSE_PARTS = 4  # a loose form's tune: at most this many parts
 
@@ -951,7 +979,6 @@ class AbcGrammar:
 
 
 _ACCIDENTALS = {"^^": 2, "^": 1, "=": 0, "_": -1, "__": -2}
-_NOTE_PARTS = re.compile(r"^(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)$")
 
 
 class Compass:
@@ -980,7 +1007,7 @@ class Compass:
         letters = np.full(self.size, -1, np.int64)
         explicit = np.zeros(self.size, bool)
         for index, token in enumerate(tokens):
-            match = _NOTE_PARTS.match(token)
+            match = NOTE_TOKEN.match(token)
             if match:
                 accidental, letter, marks = match.groups()
                 octave = 5 if letter.islower() else 4

@@ -60,7 +60,8 @@ from folkrnn.music import (
 )
 from folkrnn.tables import DANCES, RHYTHMS
 
-__all__ = ["Normalisation", "title_rhythm", "tokenize", "tokenize_and_parse", "tokenize_lexed", "detokenize",
+__all__ = ["Normalisation", "NOTE_TOKEN", "title_rhythm", "tokenize", "tokenize_and_parse", "tokenize_lexed",
+           "detokenize",
            "map_rhythm", "RHYTHMS", "TOKENIZER_VERSION", "BOS", "EOS", "SPACE"]
 
 TOKENIZER_VERSION = 1
@@ -662,7 +663,9 @@ def _body_field(name, value, transposer, settings, unit, meter, scale, lengths, 
 # tokens -> ABC text
 
 _HEADER_TOKEN = re.compile(r"^[RMLK]:")
-_NOTE_TOKEN = re.compile(r"^(\^\^|\^|__|_|=)?[A-Ga-g][,']*$")
+# A note token: (accidental)(letter)(octave marks), as the tokenizer writes it (the grammar, the
+# compass and compose read notes through it)
+NOTE_TOKEN = re.compile(r"^(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)$")
 _LENGTH_TOKEN = re.compile(r"^(\d+)?(?:/(\d+))?$")
 _SECTION_BARS = (":|", "||", "|]")
 
@@ -732,7 +735,7 @@ def _body_text(body: list[str], beat: Fraction, first: int = 0) -> list[str]:
         token = body[k]
         nxt = body[k + 1] if k + 1 < n else ""
         starts_event = depth == 0 and (token == "[" or token == "{" or token.startswith("(")
-                                       or token == "z" or _NOTE_TOKEN.match(token) is not None)
+                                       or token == "z" or NOTE_TOKEN.match(token) is not None)
         if (starts_event and line and position > 0 and position % beat == 0
                 and line[-1][-1] not in " }<>" and not line[-1].startswith("(")):
             line.append(" ")
@@ -771,7 +774,7 @@ def _body_text(body: list[str], beat: Fraction, first: int = 0) -> list[str]:
             r = int(parts[2]) if len(parts) > 2 and parts[2] else p
             tuplet_left, tuplet_factor = r, Fraction(q, p)
         # the duration of a note, rest or chord (its first note), at its end
-        if depth == 0 and (token == "]" or token == "z" or _NOTE_TOKEN.match(token)):
+        if depth == 0 and (token == "]" or token == "z" or NOTE_TOKEN.match(token)):
             units = Fraction(1)
             if _LENGTH_TOKEN.match(nxt) and nxt:
                 line.append(nxt)
