@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from folkrnn import __version__
-from folkrnn.errors import ModelError
+from folkrnn.errors import ModelError, OptionError
 from folkrnn.files import write_atomic
 from folkrnn.vocab import Vocabulary
 
@@ -75,6 +75,20 @@ class Checkpoint:
         from folkrnn.infer import NumpyLSTM
 
         return NumpyLSTM(self.weights)
+
+    def feature_reader(self):
+        """``ids -> model input`` for this model: the ids themselves, or ``(T, 1 + F)`` with the
+        features of its scheme (:mod:`folkrnn.schemes`) for a model that reads them."""
+        import numpy as np
+
+        name = self.model_config.get("features")
+        if not name:
+            return lambda ids: np.asarray(ids, np.int64)
+        from folkrnn.schemes import scheme
+
+        module = scheme(name, self.encoding)
+        shared = module.classes(self.vocabulary.tokens, self.encoding_params)
+        return lambda ids: module.with_features(np.asarray(ids, np.int64), shared)
 
 
 def shipped_model(encoding: str = "abc") -> Path:
@@ -323,13 +337,14 @@ def _check_model(model_config: Mapping, vocabulary: Vocabulary, encoding: str, w
         raise ModelError(f"{where}: unknown encoding {encoding!r} (expected one of {', '.join(ENCODINGS)})")
     features, sizes = model_config.get("features"), model_config.get("feature_sizes")
     if features:
-        from folkrnn.abc.features import SCHEME, feature_sizes
+        from folkrnn.schemes import scheme
 
-        if features != SCHEME or encoding != "abc":
-            raise ModelError(f"{where}: unknown position features {features!r} for {encoding} "
-                             f"(this folkrnn reads {SCHEME!r} in ABC models)")
-        if list(sizes or ()) != list(feature_sizes(model_config["vocab_size"])):
-            raise ModelError(f"{where}: feature sizes {sizes!r} do not fit {SCHEME!r} and this vocabulary")
+        try:
+            module = scheme(features, encoding)
+        except OptionError as error:
+            raise ModelError(f"{where}: {error}") from None
+        if list(sizes or ()) != list(module.feature_sizes(model_config["vocab_size"])):
+            raise ModelError(f"{where}: feature sizes {sizes!r} do not fit {features!r} and this vocabulary")
 
 
 def _check_weights(arrays: Mapping[str, np.ndarray], shapes: Mapping[str, tuple], where: str) -> None:

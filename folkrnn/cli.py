@@ -283,9 +283,10 @@ def train_command(
     embedding_size: Annotated[int | None, typer.Option(min=1, help="Token embedding width [256].")] = None,
     dropout: Annotated[float | None, typer.Option(min=0.0, max=0.99, help="Dropout after each layer [0.5].")] = None,
     positions: Annotated[bool | None, typer.Option(
-        "--positions/--no-positions", help="ABC: the model also reads where each token stands (beat, "
-        "bar of the part, part) and what was written there one and two bars and a part ago "
-        "(folkrnn.abc.features) [on for ABC].")] = None,
+        "--positions/--no-positions", help="The model also reads where each token stands. ABC: beat, "
+        "bar of the part, part, and what was written there one and two bars and a part ago "
+        "(folkrnn.abc.features). MIDI: the phase of the beat, the beat of the bar, and the controls "
+        "(tempo, meter, key, density) that open each performance (folkrnn.pulse) [on].")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Tunes per step, over all processes.")] = 64,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")] = 3e-3,
     optimizer: Annotated[Optimizer, typer.Option(help="Optimiser.")] = Optimizer.adamw,
@@ -330,9 +331,9 @@ def train_command(
         if positions is None and resume:
             features = None  # as the run being resumed
         else:
-            from folkrnn.abc.features import SCHEME
+            from folkrnn.schemes import default_scheme
 
-            features = SCHEME if (encoding.value == "abc" if positions is None else positions) else ""
+            features = default_scheme(encoding.value) if positions is not False else ""
         model = {"hidden_size": hidden_size, "layers": layers, "embedding_size": embedding_size,
                  "dropout": dropout, "features": features}
         if resume:  # the run in --out says all that the command line leaves unsaid (folkrnn.train.resume_plan)
@@ -639,14 +640,16 @@ def validate_command(
 @app.command("evaluate")
 def evaluate_command(
     model: Annotated[Path | None, typer.Option(
-        help="Model directory (default: the shipped ABC model).")] = None,
-    n: Annotated[int, typer.Option("--n", "-n", min=1, help="Tunes to generate.")] = 500,
+        help="Model directory, ABC or MIDI-event (default: the shipped ABC model).")] = None,
+    n: Annotated[int, typer.Option("--n", "-n", min=1, help="Tunes (or performances) to generate.")] = 500,
     out: Annotated[Path, typer.Option(help="Folder for report.md, report.json and the plots.")] = Path(
         "outputs/evaluate"),
     seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (> 0).")] = 1.0,
     titles: Annotated[int, typer.Option(min=0, help="Titles per kind (Jig, Reel, Hornpipe, Waltz, "
                                         "Polka) for the title-conditioning test.")] = 50,
+    seconds: Annotated[float, typer.Option(min=1.0, max=600.0, help="MIDI-event models: the length of each "
+                                           "performance, and of the real ones it is compared with.")] = 30.0,
     corpus: Annotated[list[str] | None, typer.Option(
         help="Evaluate on this corpus (default: the one the model was trained on).")] = None,
 ) -> None:
@@ -658,7 +661,7 @@ def evaluate_command(
 
     console = Console(stderr=True)
     try:
-        config = EvaluateConfig(n=n, seed=seed, temperature=temperature, titles_per_type=titles)
+        config = EvaluateConfig(n=n, seed=seed, temperature=temperature, titles_per_type=titles, seconds=seconds)
         tunes = None
         if corpus:
             from folkrnn.corpus import build_corpus
@@ -669,9 +672,16 @@ def evaluate_command(
                               progress=lambda message: status.update(f"{message}..."))
     except FolkError as error:
         fail(error)
-    typer.echo(f"test loss {result['test_loss_nats']:.4f} nats/token (perplexity "
+    unit = "event" if result.get("encoding") == "midi" else "token"
+    typer.echo(f"test loss {result['test_loss_nats']:.4f} nats/{unit} (perplexity "
                f"{result['test_perplexity']:.2f}); {result['ngram_order']}-gram "
                f"{result['ngram_test_loss_nats']:.4f}")
+    if result.get("encoding") == "midi":
+        table = result["performance"]["generated"]
+        typer.echo(f"{result['generated']} performances of {config.seconds:g} s: "
+                   f"{table.get('transcribed_share') or 0:.1%} transcribe to clean ABC")
+        typer.echo(f"report: {out / 'report.md'}")
+        return
     novelty = f"{result['novelty_rate']:.1%}" if result["novelty_rate"] is not None else "n/a"
     accuracy = (f"{result['title_conditioning_accuracy']:.1%}"
                 if result["title_conditioning_accuracy"] is not None else "n/a")
@@ -921,10 +931,28 @@ def perform_command(
     strategy: Annotated[PerformStrategy, typer.Option(help="sample (temperature, top-k, top-p) or greedy.")]
     = PerformStrategy.sample,
     guards: Annotated[bool, typer.Option(
-        help="NOTE_OFF only for a sounding note, NOTE_ON only for a silent one, no end before a note.")] = True,
+        help="The event grammar: playable by the instrument (one note at a time on a monophonic one, "
+        "every note ended within --max-note, pitches in its range, a velocity before the first note). "
+        "--no-guards: the raw model.")] = True,
+    max_note: Annotated[float | None, typer.Option(
+        help="Seconds a note may sound at most (default: the longest note of the model's corpus, else 2).")] = None,
+    max_voices: Annotated[int, typer.Option(
+        help="Notes sounding at once at most, on a polyphonic instrument (a monophonic one plays 1).")] = 4,
+    rhythm: Annotated[str | None, typer.Option(
+        help="Play this dance: its meters and tempo (reel, jig, hornpipe, ...). Default: the model's choice.")]
+    = None,
+    tempo: Annotated[float | None, typer.Option(
+        help="Beats per minute (a dotted quarter in 6/8, 9/8, 12/8, else a quarter). Default: the dance's, "
+        "or the model's choice.")] = None,
+    meter: Annotated[str | None, typer.Option(help="The meter, e.g. 6/8 (default: the dance's, or the model's "
+                                               "choice).")] = None,
+    key: Annotated[str | None, typer.Option(help="The key signature's key: D, Bb, Ador (default: the model's "
+                                             "choice).")] = None,
+    density: Annotated[float | None, typer.Option(help="Notes per second (default: the model's choice).")] = None,
     prime: Annotated[Path | None, typer.Option(help="A MIDI file whose events start every piece.")] = None,
     instrument: Annotated[str, typer.Option(
-        help=f"General MIDI instrument of the files: {_INSTRUMENT_NAMES}.")] = "piano",
+        help=f"Who plays: the General MIDI instrument of the files, and the range and voices the event "
+        f"grammar keeps to: {_INSTRUMENT_NAMES}.")] = "fiddle",
     out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("outputs/performances"),
     force: ForceOption = False,
 ) -> None:
@@ -933,13 +961,15 @@ def perform_command(
     The model is Performance RNN's kind (folkrnn train --encoding midi); the pieces go through it
     together, and the same seed and options make the same piece.
     """
-    from folkrnn.perform import PerformConfig, perform
+    from folkrnn.perform import Controls, PerformConfig, perform
 
     try:
         options = PerformConfig(strategy=strategy.value, temperature=temperature, top_k=top_k, top_p=top_p,
-                                seconds=seconds, max_events=max_events, guards=guards)
+                                seconds=seconds, max_events=max_events, guards=guards, max_note=max_note,
+                                max_voices=max_voices)
+        controls = Controls(rhythm=rhythm, tempo=tempo, meter=meter, key=key, density=density)
         result = perform(model, count, options=options, seed=seed, prime=prime, instrument=instrument,
-                         out=out, force=force)
+                         out=out, force=force, controls=controls)
     except FolkError as error:
         fail(error)
     if seed is None and result.pieces:

@@ -795,7 +795,8 @@ def build_corpus(
         MIDI files encoded by ``folkrnn.events.encode_midi``; ABC sources, the default corpus
         among them, played by ``folkrnn.midi.tune_performances``, each tune in its ABC split).
     settings
-        ``folkrnn.abc.Normalisation`` for ABC (None: the defaults), ``EventConfig`` for MIDI.
+        ``folkrnn.abc.Normalisation`` for ABC (None: the defaults), ``EventConfig`` for MIDI (None:
+        the defaults, with controls).
     rendering
         How a MIDI corpus plays its ABC tunes (None: :class:`Rendering`'s defaults, two
         performances of each tune).
@@ -824,7 +825,7 @@ def build_corpus(
 
     if encoding == "midi":
         if settings is None:
-            settings = EventConfig()
+            settings = EventConfig(controls=True)  # performances open with their controls (folkrnn.events)
         reader = _read_midi_file
     else:
         if settings is None:

@@ -20,6 +20,17 @@
   and a classifier two-sample test: the cross-validated accuracy of logistic regression telling
   generated from real tunes by their form features (50%: indistinguishable).
 
+For a MIDI-event model (``folkrnn train --encoding midi``) it measures instead:
+
+- **test-split loss** on the corpus's test performances, next to the same Kneser-Ney n-gram fitted
+  to the training performances' event ids (controls a model trained before them never saw are
+  left out of both);
+- **performances**: n performances of ``seconds`` s (``folkrnn.perform.sample_performances``)
+  next to as many test tunes as the corpus plays them, on every figure of
+  :mod:`folkrnn.performance_quality` (notes sounding at once, long notes, notes per second, pitch
+  range, onset regularity, transcription to clean ABC) with the performance issue's targets
+  (report.json's ``performance`` section), and a piano roll of two of each.
+
 It writes ``report.md`` (tables and what they mean), ``report.json`` and PNG plots. The metric
 functions are small pure functions with their definitions in their docstrings.
 
@@ -33,6 +44,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -81,6 +93,7 @@ class EvaluateConfig:
     constrain: bool = True  # ask the sampler for valid-by-construction tunes (when it can)
     plots: bool = True  # write PNG plots (with matplotlib)
     batch_size: int = 64  # tunes per batch when scoring the test split
+    seconds: float = 30.0  # MIDI-event models: the length of each sampled performance
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -89,6 +102,8 @@ class EvaluateConfig:
             raise OptionError(f"temperature must be above 0, not {self.temperature}")
         if self.titles_per_type < 0 or self.ngram_order < 1 or self.max_tokens < 8:
             raise OptionError("titles per type must be >= 0, the n-gram order >= 1, max tokens >= 8")
+        if not (math.isfinite(self.seconds) and 0 < self.seconds <= 3600):
+            raise OptionError(f"seconds must be in (0, 3600], not {self.seconds}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,22 +229,28 @@ def form_comparison(real_forms: Sequence, generated_forms: Sequence, seed: int =
 # The model's test loss, with the NumPy engine
 
 
-def model_loss(engine, vocabulary, tunes: Sequence[Sequence[str]], batch_size: int = 64) -> tuple[float, int, int]:
+def model_loss(engine, vocabulary, tunes: Sequence[Sequence[str]], batch_size: int = 64,
+               read=None) -> tuple[float, int, int]:
     """Summed cross-entropy (nats), tokens scored and tunes scored, of ``tunes`` under the model.
 
     Every token after ``<s>`` is predicted, ``</s>`` included (the same tokens as
     ``folkrnn.train.evaluate_loss`` and :meth:`folkrnn.ngram.NgramModel.cross_entropy`). Tunes
-    are scored in batches of similar length; a padded row's extra steps are ignored.
+    are scored in batches of similar length; a padded row's extra steps are ignored. ``read``:
+    ids -> the model's input (``Checkpoint.feature_reader``; None: an ABC model's).
     """
     encoded = []
-    shared = classes(vocabulary.tokens)
+    if read is None:  # an ABC model: its position features, if it reads them
+        shared = classes(vocabulary.tokens)
+
+        def read(ids):
+            return with_features(ids, shared) if getattr(engine, "features", 0) else ids
     for tokens in tunes:
         tokens = list(tokens)
         if tokens and tokens[0] != "<s>":
             tokens.insert(0, "<s>")
         ids = np.asarray(vocabulary.encode(tokens), np.int64)
         # a model that reads position features gets them with each token
-        encoded.append(with_features(ids, shared) if getattr(engine, "features", 0) else ids)
+        encoded.append(read(ids))
     order = np.argsort([len(ids) for ids in encoded], kind="stable")
     total, count = 0.0, 0
     for start in range(0, len(order), batch_size):
@@ -411,10 +432,8 @@ def _corpus_for(checkpoint, corpus):
     record = checkpoint.training or {}
     sources = [source.get("name") for source in (record.get("corpus") or {}).get("sources", [])
                if isinstance(source, dict) and source.get("name")]
-    names = {collection for collection in ("essenFolksong", "oneills1850", "airdsAirs",
-                                           "ryansMammoth", "miscFolk")}
     try:
-        built = build_corpus(None if not sources or set(sources) == names else sources)
+        built = build_corpus(sources or None)
     except FolkError as error:
         raise ModelError(f"cannot rebuild the corpus this model was trained on ({error}); "
                          "evaluate it on a corpus of your own") from None
@@ -428,7 +447,7 @@ def _corpus_for(checkpoint, corpus):
 
 def evaluate(model: str | os.PathLike | None = None, out: str | os.PathLike = "outputs/evaluate",
              config: EvaluateConfig | None = None, corpus=None, progress: Callable[[str], None] | None = None) -> dict:
-    """Evaluate an ABC model; write ``out/report.md``, ``out/report.json`` and PNG plots.
+    """Evaluate an ABC or MIDI-event model; write ``out/report.md``, ``out/report.json`` and PNG plots.
 
     Parameters
     ----------
@@ -440,6 +459,7 @@ def evaluate(model: str | os.PathLike | None = None, out: str | os.PathLike = "o
         :class:`EvaluateConfig`.
     corpus
         Train/valid/test token sequences to use (default: the corpus the model's card names).
+        For a MIDI-event model, a MIDI corpus; an ABC corpus given is played into one.
     progress
         Called with a short message as each stage starts.
 
@@ -451,7 +471,8 @@ def evaluate(model: str | os.PathLike | None = None, out: str | os.PathLike = "o
     Raises
     ------
     ModelError
-        A missing, damaged or MIDI model; OptionError for bad settings.
+        A missing or damaged model, or one whose corpus cannot be rebuilt; OptionError for bad
+        settings.
     """
     from folkrnn.sample import one_blas_thread
 
@@ -472,8 +493,11 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
     timings: dict[str, float] = {}
     model_path = Path(model) if model is not None else shipped_model("abc")
     checkpoint = load_model(model_path)
+    if checkpoint.encoding == "midi":
+        return _evaluate_midi(checkpoint, prepare_folder(out), config, corpus, say)
     if checkpoint.encoding != "abc":
-        raise ModelError(f"{model_path} is a {checkpoint.encoding} model; evaluate works on ABC models")
+        raise ModelError(f"{model_path} is a {checkpoint.encoding} model; evaluate works on ABC "
+                         "and MIDI-event models")
     out = prepare_folder(out)
 
     say("loading the corpus")
@@ -489,7 +513,8 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
 
     say("scoring the test split")
     mark = time.perf_counter()
-    total, tokens, tunes = model_loss(checkpoint.engine(), vocabulary, known, config.batch_size)
+    total, tokens, tunes = model_loss(checkpoint.engine(), vocabulary, known, config.batch_size,
+                                      checkpoint.feature_reader())
     timings["test_loss_s"] = time.perf_counter() - mark
     mark = time.perf_counter()
     say(f"fitting the {config.ngram_order}-gram baseline")
@@ -865,6 +890,273 @@ def _markdown(result: dict) -> str:
                      f"{real_text} | {generated_text} |")
     lines += ["", "Categories show their three commonest values in the test split.", ""]
     lines += _form_markdown(result.get("form"))
+    if result.get("plots"):
+        lines += ["## Plots", ""] + [f"![{name}]({name})" for name in result["plots"]] + [""]
+    timings = result["timings_s"]
+    lines += [f"Took {timings.get('total_s', 0):.0f} s: " + ", ".join(
+        f"{key[:-2].replace('_', ' ')} {value:.1f} s" for key, value in timings.items()
+        if key != "total_s") + ".", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# MIDI-event models: test loss next to an n-gram on the same events, performances next to real ones
+
+
+def _midi_corpus_for(checkpoint, corpus):
+    """The MIDI corpus to evaluate a MIDI-event model on, and a note for the report (or None).
+
+    A MIDI corpus given is used as it is. An ABC corpus given (``folkrnn evaluate --corpus``
+    builds one) is played: its sources rebuilt as a MIDI corpus with the model's event settings
+    and the default rendering. With none, the corpus the model's card names is rebuilt: its
+    sources, split, event settings and rendering.
+    """
+    from folkrnn.corpus import rebuild_corpus
+    from folkrnn.events import EventConfig
+
+    if corpus is not None and getattr(corpus, "encoding", "midi") == "midi":
+        return corpus, None
+    settings = EventConfig.from_dict(dict(checkpoint.encoding_params)).to_dict()
+    if corpus is not None:
+        recipe = getattr(corpus, "recipe", None) or {}
+        if not recipe.get("sources"):
+            raise ModelError("an ABC corpus was given for a MIDI-event model, and where its tunes "
+                             "come from is not known; give a MIDI corpus (build_corpus(..., "
+                             "encoding='midi'))")
+        try:
+            built = rebuild_corpus({**recipe, "encoding": "midi", "settings": settings, "rendering": None})
+        except FolkError as error:
+            raise ModelError(f"cannot play the corpus given into a MIDI corpus ({error})") from None
+        return built, ("the ABC corpus given was played into a MIDI corpus (folkrnn.midi."
+                       "tune_performances, the default rendering) for this MIDI-event model")
+    record = checkpoint.training or {}
+    info = record.get("corpus") or {}
+    sources = [source.get("name") for source in info.get("sources", [])
+               if isinstance(source, dict) and source.get("name")]
+    if not sources:
+        raise ModelError("the model's card names no corpus to evaluate it on; give one (--corpus)")
+    split = info.get("split") or {}
+    recipe = {"sources": sources, "encoding": "midi", "settings": settings,
+              "rendering": info.get("rendering"), "seed": split.get("seed", 0),
+              "valid_fraction": split.get("valid_fraction", 0.05),
+              "test_fraction": split.get("test_fraction", 0.05)}
+    try:
+        built = rebuild_corpus(recipe)
+    except FolkError as error:
+        raise ModelError(f"cannot rebuild the corpus this model was trained on ({error}); "
+                         "evaluate it on a corpus of your own") from None
+    trained_on = record.get("corpus_hash")
+    note = None
+    if trained_on and trained_on != built.content_hash:
+        note = (f"the corpus rebuilt here (hash {built.content_hash[:12]}) is not the one the model "
+                f"was trained on ({str(trained_on)[:12]}): its test split may differ")
+    return built, note
+
+
+_PERFORMANCE_EVENT = re.compile(r"^(NOTE_ON|NOTE_OFF|TIME_SHIFT|VELOCITY)_\d+$")
+
+
+def _readable(pieces: Sequence[Sequence[str]], vocabulary) -> tuple[list[list[str]], int]:
+    """The pieces as the model reads them, and how many tokens were left out: a token the
+    vocabulary lacks that is no performance event (a control such as ``TEMPO_120``, which a
+    model trained before controls never saw) is left out; a piece still holding a token the
+    vocabulary lacks is skipped. The LSTM and the n-gram are scored on the same tokens."""
+    out, dropped = [], 0
+    for piece in pieces:
+        if all(token in vocabulary for token in piece):
+            out.append(list(piece))
+            continue
+        kept = [token for token in piece if token in vocabulary or _PERFORMANCE_EVENT.match(token)]
+        if all(token in vocabulary for token in kept):
+            dropped += len(piece) - len(kept)
+            out.append(kept)
+    return out, dropped
+
+
+def _chunked_loss(engine, vocabulary, pieces: Sequence[Sequence[str]], read,
+                  budget: int = 1 << 24) -> tuple[float, int, int]:
+    """:func:`model_loss` over long event sequences, in chunks of similar length whose logits
+    (rows x longest x vocabulary) stay under ``budget`` floats, so memory stays bounded."""
+    order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
+    size = len(vocabulary)
+    total, count, scored = 0.0, 0, 0
+    start = 0
+    while start < len(order):
+        stop = start + 1
+        while (stop < len(order) and stop - start < 64
+               and (stop + 1 - start) * len(pieces[order[stop]]) * size <= budget):
+            stop += 1
+        chunk = [pieces[i] for i in order[start:stop]]
+        nats, tokens, pieces_scored = model_loss(engine, vocabulary, chunk, len(chunk), read)
+        total, count, scored = total + nats, count + tokens, scored + pieces_scored
+        start = stop
+    return total, count, scored
+
+
+def _evaluate_midi(checkpoint, out: Path, config: EvaluateConfig, corpus, say) -> dict:
+    """Evaluate a MIDI-event model (see :func:`evaluate`): the test split's loss next to an
+    n-gram fitted to the training split's events, and ``config.n`` performances of
+    ``config.seconds`` s next to as many real test tunes as played
+    (:func:`folkrnn.performance_quality.performance_table`). Pieces with controls, on either side,
+    are transcribed at their controls' tempo, meter and key, time 0 a downbeat, as their MIDI files
+    would be."""
+    from folkrnn.files import write_atomic
+    from folkrnn.ngram import fit_ngram
+    from folkrnn.perform import PerformConfig, load_performer, sample_performances
+    from folkrnn.performance_quality import (
+        control_counts,
+        crop,
+        performance_table,
+        plot_piano_rolls,
+        real_performances,
+    )
+
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    say("loading the corpus")
+    corpus, corpus_note = _midi_corpus_for(checkpoint, corpus)
+    if not corpus.test or not corpus.train:
+        raise OptionError("the corpus has no test or no training performances to evaluate on")
+    vocabulary = checkpoint.vocabulary
+    known, dropped = _readable(corpus.test, vocabulary)
+    if not known:
+        raise ModelError("no test performance can be written in the model's events: is this the "
+                         "corpus it was trained on?")
+
+    say("scoring the test split")
+    mark = time.perf_counter()
+    total, tokens, scored = _chunked_loss(checkpoint.engine(), vocabulary, known,
+                                          checkpoint.feature_reader())
+    timings["test_loss_s"] = time.perf_counter() - mark
+    say(f"fitting the {config.ngram_order}-gram baseline")
+    mark = time.perf_counter()
+    ngram = fit_ngram(_readable(corpus.train, vocabulary)[0], order=config.ngram_order,
+                      vocabulary=[t for t in vocabulary.tokens if t not in ("<pad>", "<s>")])
+    ngram_nats = ngram.cross_entropy(known)
+    timings["ngram_s"] = time.perf_counter() - mark
+    model_nats = total / tokens
+
+    say(f"sampling {config.n} performances of {config.seconds:g} s")
+    mark = time.perf_counter()
+    performer = load_performer(checkpoint.path)
+    options = PerformConfig(seconds=config.seconds, temperature=config.temperature)
+    pieces = sample_performances(performer, [config.seed + i for i in range(config.n)], options=options)
+    timings["generate_s"] = time.perf_counter() - mark
+
+    say("measuring the performances")
+    mark = time.perf_counter()
+    real, real_controls = real_performances(corpus, config.n, seed=config.seed, with_controls=True)
+    chosen = [piece.controls for piece in pieces]
+    table = performance_table([piece.notes for piece in pieces], real, seconds=config.seconds,
+                              hints=chosen, real_hints=real_controls)
+    timings["measure_s"] = time.perf_counter() - mark
+
+    ln2 = math.log(2)
+    ended = Counter(piece.ended for piece in pieces if piece.ok)
+    result = {
+        "model": str(checkpoint.path),
+        "model_config": checkpoint.model_config,
+        "encoding": "midi",
+        "events": dict(checkpoint.encoding_params),
+        "sampler": f"folkrnn.perform.sample_performances (T={config.temperature:g}, "
+                   f"{config.seconds:g} s)",
+        "n": config.n, "seed": config.seed, "temperature": config.temperature,
+        "seconds": config.seconds,
+        "corpus_hash": corpus.info.get("content_hash") if isinstance(getattr(corpus, "info", None), dict) else None,
+        "corpus_note": corpus_note,
+        "test_tunes": scored, "test_tokens": tokens, "test_tunes_skipped": len(corpus.test) - len(known),
+        "test_controls_dropped": dropped,
+        "test_loss_nats": round(model_nats, 5),
+        "test_loss_bits_per_tune": round(total / ln2 / scored, 2),
+        "test_perplexity": round(math.exp(model_nats), 4),
+        "ngram_order": config.ngram_order,
+        "ngram_test_loss_nats": round(ngram_nats, 5),
+        "ngram_test_loss_bits_per_tune": round(ngram_nats * tokens / ln2 / scored, 2),
+        "ngram_test_perplexity": round(math.exp(ngram_nats), 4),
+        "loss_vs_ngram": round(model_nats / ngram_nats - 1, 4),
+        "generated": len(pieces),
+        "generated_made": sum(piece.ok for piece in pieces),
+        "ended": dict(ended.most_common()),
+        "mean_seconds": round(float(np.mean([p.seconds for p in pieces if p.ok])), 2)
+        if any(p.ok for p in pieces) else None,
+        # what `folkrnn evaluate` prints for every model: for performances, "valid" is "transcribes
+        # to valid, abc2midi-clean ABC"; novelty and title conditioning are ABC-only
+        "validity_rate": table["generated"]["transcribed_share"] or 0.0,
+        "novelty_rate": None,
+        "title_conditioning_accuracy": None,
+        "performance": table,
+        # the tempos and meters the model chose (model's choice: no control given), and the real tunes'
+        "controls": {side: {kind: control_counts(controls, kind) for kind in ("tempo", "meter")}
+                     for side, controls in (("generated", chosen), ("real", real_controls))},
+        "timings_s": {key: round(value, 2) for key, value in timings.items()},
+    }
+    plots = []
+    if config.plots:
+        say("plotting")
+        made = [piece for piece in pieces if piece.ok][:2]
+        shown = [crop(piece.notes, config.seconds) for piece in made] + real[:2]
+        labels = [f"generated, seed {piece.seed}" for piece in made] + ["real tune, as played"] * len(real[:2])
+        if shown:
+            plots.append(plot_piano_rolls(shown, labels, out / "piano_roll.png", seconds=config.seconds,
+                                          title="Generated performances next to real tunes as played"))
+    result["plots"] = [path.name for path in plots]
+    result["timings_s"]["total_s"] = round(time.perf_counter() - started, 2)
+    write_atomic(out / "report.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    write_atomic(out / "report.md", _midi_markdown(result))
+    return result
+
+
+def _midi_markdown(result: dict) -> str:
+    """report.md of a MIDI-event model: the loss table, the performance table, the plots."""
+    from folkrnn.performance_quality import table_lines
+
+    config = result["model_config"]
+    table = result["performance"]
+    lines = [f"# Evaluation of {result['model']}", "",
+             f"MIDI-event model: {config.get('layers')} x {config.get('hidden_size')} LSTM, "
+             f"{config.get('vocab_size')} events. Sampler: {result['sampler']}; n = {result['n']}, "
+             f"seed {result['seed']}.", ""]
+    if result.get("corpus_note"):
+        lines += [f"**Note:** {result['corpus_note']}.", ""]
+    lines += [
+        "## Test-split loss", "",
+        f"Every event after `<s>` of the {result['test_tunes']} test performances "
+        f"({result['test_tokens']:,} events, `</s>` included) is predicted; lower is better.", "",
+        "| model | nats/event | bits/performance | perplexity |", "|---|---:|---:|---:|",
+        f"| LSTM | {result['test_loss_nats']:.4f} | {result['test_loss_bits_per_tune']:.1f} | "
+        f"{result['test_perplexity']:.3f} |",
+        f"| Kneser-Ney {result['ngram_order']}-gram | {result['ngram_test_loss_nats']:.4f} | "
+        f"{result['ngram_test_loss_bits_per_tune']:.1f} | {result['ngram_test_perplexity']:.3f} |", "",
+        f"The LSTM's loss is {abs(result['loss_vs_ngram']):.1%} "
+        f"{'below' if result['loss_vs_ngram'] < 0 else 'above'} the n-gram baseline's, on the same "
+        "event ids.", "",
+        "## Performances", "",
+        f"{result['generated_made']} of {result['generated']} performances made (up to "
+        f"{result['seconds']:g} s; ended by {', '.join(f'{k} {v}' for k, v in result['ended'].items()) or '-'}), "
+        f"next to {table['real']['pieces']} test tunes as the corpus plays them (the first "
+        f"rendering of each), cropped to {result['seconds']:g} s. Onset regularity: "
+        f"{table['onset_regularity']}.", "",
+        *table_lines(table, "generated", "real (test, played)", markdown=True), "",
+    ]
+    for side, label in (("generated", "Generated"), ("real", "Real")):
+        details = table[side].get("transcription")
+        if details:
+            hinted = (f" ({details['hinted']} at their controls' tempo, meter and key, time 0 a downbeat)"
+                      if details.get("hinted") else "")
+            lines.append(
+                f"- {label}: {details['transcribed']} transcribed{hinted}, {details['valid']} valid, "
+                f"{details['steady_meter']} in a steady meter, {details['abc2midi_clean']} of "
+                f"{details['abc2midi_checked']} clean in abc2midi; meters "
+                + ", ".join(f"{meter} ({count})" for meter, count in details["meters"].items())
+                + ("; problems: " + "; ".join(f"{text} ({count})" for text, count in details["problems"].items())
+                   if details["problems"] else "") + ".")
+    for side, label in (("generated", "Generated"), ("real", "Real")):
+        chosen = (result.get("controls") or {}).get(side) or {}
+        if any(chosen.values()):
+            lines.append(f"- {label}, controls: " + "; ".join(
+                f"{kind} " + ", ".join(f"{value} ({count})" for value, count in counts.items())
+                for kind, counts in chosen.items() if counts) + ".")
+    lines.append("")
     if result.get("plots"):
         lines += ["## Plots", ""] + [f"![{name}]({name})" for name in result["plots"]] + [""]
     timings = result["timings_s"]

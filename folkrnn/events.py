@@ -17,6 +17,21 @@ Ids are laid out NOTE_ON (pitch range), NOTE_OFF (pitch range), TIME_SHIFT (1..m
 VELOCITY (1..velocity_bins): 388 ids with the defaults, as in Performance RNN. Their readable
 names are ``NOTE_ON_60``, ``NOTE_OFF_60``, ``TIME_SHIFT_10``, ``VELOCITY_5``.
 
+**Controls** (``controls=True``, the models folkrnn trains now): four more blocks of ids follow,
+and a performance opens with one of each, in this order. They say what is being played, as
+Performance RNN's conditioning signals do, and the model reads them at every step
+(:mod:`folkrnn.pulse`):
+
+- ``TEMPO_120``: beats per minute (the beat a dotted quarter in compound meters, else a quarter),
+  on a grid of :data:`TEMPO_GRID` from :data:`TEMPOS`; the corpus's renderings play at exactly
+  such a tempo and start on a downbeat, so the beat grid is known at every step;
+- ``METER_6/8``: one of :data:`METERS`;
+- ``KEY_2``: the key signature, sharps positive and flats negative (-7..7);
+- ``DENSITY_6``: notes per second over the whole piece, rounded down (``DENSITY_12``: 12 or more).
+
+Each block has an ``_UNKNOWN`` id first (a MIDI file says no tempo, meter or key). Decoding skips
+controls.
+
 Reading and writing MIDI files is ``folkrnn.midi``'s job; ``encode_midi`` and ``decode_to_midi``
 are the file-level pair built on it.
 """
@@ -36,12 +51,27 @@ from folkrnn.errors import MidiError, OptionError
 __all__ = [
     "EventConfig", "PerformanceNote", "notes_to_events", "events_to_notes",
     "encode_midi", "decode_to_midi", "event_names", "names_to_ids",
-    "MAX_OPEN_NOTE_SECONDS",
+    "MAX_OPEN_NOTE_SECONDS", "TEMPO_GRID", "TEMPOS", "METERS", "KEYS", "DENSITIES", "CONTROLS",
+    "density_of",
 ]
 
 # A note whose NOTE_OFF never comes ends at the end of the sequence, but after at most this long
 # (Performance RNN's MAX_NOTE_DURATION_SECONDS).
 MAX_OPEN_NOTE_SECONDS = 5.0
+
+# The controls (see the module docstring). Each block's first value (None) is "unknown".
+TEMPO_GRID = 4  # beats per minute between two TEMPO controls
+TEMPOS: tuple[int | None, ...] = (None, *range(40, 241, TEMPO_GRID))
+METERS: tuple[str | None, ...] = (None, "2/4", "3/4", "4/4", "2/2", "3/2", "6/8", "9/8", "12/8", "3/8", "6/4")
+KEYS: tuple[int | None, ...] = (None, *range(-7, 8))
+DENSITIES: tuple[int | None, ...] = (None, *range(0, 13))
+CONTROLS: tuple[tuple[str, tuple], ...] = (("TEMPO", TEMPOS), ("METER", METERS), ("KEY", KEYS),
+                                           ("DENSITY", DENSITIES))
+
+
+def density_of(count: int, seconds: float) -> int:
+    """The DENSITY control's value: ``count`` notes over ``seconds``, per second, rounded down, at most 12."""
+    return min(12, int(count / seconds)) if seconds > 0 else 0
 
 
 @dataclass(frozen=True)
@@ -54,6 +84,7 @@ class EventConfig:
     min_pitch: int = 0  # lowest pitch with NOTE_ON/NOTE_OFF ids; notes outside the range are dropped
     max_pitch: int = 127  # highest pitch with NOTE_ON/NOTE_OFF ids
     velocity_events: bool = True  # False: no VELOCITY ids, every decoded note gets velocity 100
+    controls: bool = False  # TEMPO, METER, KEY and DENSITY ids open every performance (see above)
 
     def __post_init__(self) -> None:
         checks = [
@@ -71,7 +102,7 @@ class EventConfig:
     def from_dict(cls, values: dict) -> EventConfig:
         """Rebuild a config stored with ``dataclasses.asdict``; unknown keys are an error."""
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(set(values) - known)  # a config saved before controls has none: False
         if unknown:
             raise OptionError(f"EventConfig: unknown setting(s) {', '.join(unknown)}")
         return cls(**values)
@@ -97,9 +128,35 @@ class EventConfig:
         return 2 * self.num_pitches + self.max_shift_steps
 
     @property
-    def vocab_size(self) -> int:
-        """388 with the defaults: 128 NOTE_ON, 128 NOTE_OFF, 100 TIME_SHIFT, 32 VELOCITY."""
+    def control_offset(self) -> int:
+        """The first control id (TEMPO_UNKNOWN), when there are controls."""
         return self.velocity_offset + (self.velocity_bins if self.velocity_events else 0)
+
+    @property
+    def vocab_size(self) -> int:
+        """388 with the defaults: 128 NOTE_ON, 128 NOTE_OFF, 100 TIME_SHIFT, 32 VELOCITY (and the
+        controls, when there are)."""
+        return self.control_offset + (sum(len(values) for _, values in CONTROLS) if self.controls else 0)
+
+    def control_id(self, kind: str, value) -> int:
+        """The id of control ``kind`` ("TEMPO", "METER", "KEY", "DENSITY") at ``value`` (None:
+        unknown). Raises OptionError for a value the block does not hold, or a config without controls."""
+        if not self.controls:
+            raise OptionError("this event vocabulary has no controls")
+        offset = self.control_offset
+        for name, values in CONTROLS:
+            if name == kind:
+                if value not in values:
+                    raise OptionError(f"{kind} {value!r} is not a control value ({_shown(values)})")
+                return offset + values.index(value)
+            offset += len(values)
+        raise OptionError(f"unknown control {kind!r}")
+
+    def controls_of(self, *, tempo: int | None = None, meter: str | None = None, key: int | None = None,
+                    density: int | None = None) -> list[int]:
+        """The four control ids that open a performance (None: unknown)."""
+        return [self.control_id("TEMPO", tempo), self.control_id("METER", meter), self.control_id("KEY", key),
+                self.control_id("DENSITY", density)]
 
     @property
     def velocity_bin_size(self) -> int:
@@ -121,11 +178,13 @@ class EventConfig:
         out += [f"TIME_SHIFT_{s}" for s in range(1, self.max_shift_steps + 1)]
         if self.velocity_events:
             out += [f"VELOCITY_{b}" for b in range(1, self.velocity_bins + 1)]
+        if self.controls:
+            out += [f"{kind}_{'UNKNOWN' if value is None else value}" for kind, values in CONTROLS for value in values]
         return out
 
     def id_to_name(self, event_id: int) -> str:
         kind, value = self.decode_id(event_id)
-        return f"{kind}_{value}"
+        return f"{kind}_{'UNKNOWN' if value is None else value}"
 
     def name_to_id(self, name: str) -> int:
         """``"NOTE_ON_60"`` -> its id. Raises OptionError for a name outside this vocabulary."""
@@ -145,6 +204,8 @@ class EventConfig:
             offset, low, high = ranges[kind]
             if low <= value <= high:
                 return offset + value - low
+        if self.controls and name.strip().upper() in (names := self.names()[self.control_offset:]):
+            return self.control_offset + names.index(name.strip().upper())
         raise OptionError(f"{name!r} is not an event of this vocabulary "
                           f"(NOTE_ON_p, NOTE_OFF_p, TIME_SHIFT_s, VELOCITY_b)")
 
@@ -157,8 +218,13 @@ class EventConfig:
             return "NOTE_OFF", event_id - self.note_off_offset + self.min_pitch
         if event_id < self.velocity_offset and event_id >= 0:
             return "TIME_SHIFT", event_id - self.time_shift_offset + 1
-        if event_id < self.vocab_size and event_id >= 0:
+        if event_id < self.control_offset and event_id >= 0:
             return "VELOCITY", event_id - self.velocity_offset + 1
+        offset = self.control_offset
+        for kind, values in CONTROLS if self.controls else ():
+            if offset <= event_id < offset + len(values):
+                return kind, values[event_id - offset]
+            offset += len(values)
         raise MidiError(f"event id {event_id} is outside the vocabulary of {self.vocab_size}")
 
 
@@ -265,6 +331,11 @@ def arrays_to_events(pitch: np.ndarray, start: np.ndarray, end: np.ndarray, velo
     return out.tolist()
 
 
+def _shown(values: tuple) -> str:
+    known = [value for value in values if value is not None]
+    return f"{known[0]}..{known[-1]}" if all(isinstance(v, int) for v in known) else ", ".join(map(str, known))
+
+
 def events_to_notes(ids: Sequence[int], config: EventConfig | None = None, *,
                     max_open_seconds: float = MAX_OPEN_NOTE_SECONDS) -> list[PerformanceNote]:
     """Decode event ids to performed notes, sorted by start and pitch.
@@ -278,7 +349,7 @@ def events_to_notes(ids: Sequence[int], config: EventConfig | None = None, *,
     sps = config.steps_per_second
     num_pitches = config.num_pitches
     off_offset, shift_offset = config.note_off_offset, config.time_shift_offset
-    velocity_offset, vocab_size = config.velocity_offset, config.vocab_size
+    velocity_offset, control_offset, vocab_size = config.velocity_offset, config.control_offset, config.vocab_size
     min_pitch, bin_size = config.min_pitch, config.velocity_bin_size
     open_notes: dict[int, deque[tuple[int, int]]] = {}
     found: list[tuple[int, int, int, int]] = []  # (start step, end step, pitch, velocity)
@@ -296,8 +367,10 @@ def events_to_notes(ids: Sequence[int], config: EventConfig | None = None, *,
                     found.append((start_step, step, event_id - off_offset + min_pitch, note_velocity))
         elif shift_offset <= event_id < velocity_offset:  # TIME_SHIFT
             step += event_id - shift_offset + 1
-        elif velocity_offset <= event_id < vocab_size:  # VELOCITY
+        elif velocity_offset <= event_id < control_offset:  # VELOCITY
             velocity = 1 + (event_id - velocity_offset) * bin_size
+        elif control_offset <= event_id < vocab_size:  # a control: nothing to play
+            continue
         else:
             raise MidiError(f"event id {event_id} at position {position} is outside the "
                             f"vocabulary of {vocab_size}")
@@ -331,10 +404,11 @@ def encode_midi(path: str | PathLike, config: EventConfig | None = None, *,
     ``instrument`` (part of a track name) picks some. The sustain pedal extends notes. Raises
     MidiError, naming the file, when it cannot be read or has no notes.
     """
-    from folkrnn.midi import read_note_arrays
+    from folkrnn.midi import file_controls, read_note_arrays
 
     pitch, start, end, velocity = read_note_arrays(path, program=program, instrument=instrument)
-    return arrays_to_events(pitch, start, end, velocity, config)
+    events = arrays_to_events(pitch, start, end, velocity, config)
+    return file_controls(pitch, start, end, config) + events if events else []
 
 
 def decode_to_midi(ids: Sequence[int], path: str | PathLike, config: EventConfig | None = None, *,

@@ -41,7 +41,17 @@ import numpy as np
 
 from folkrnn import tables
 from folkrnn.errors import MidiError, OptionError
-from folkrnn.events import EventConfig, PerformanceNote, arrays_to_events, notes_to_events
+from folkrnn.events import (
+    KEYS,
+    METERS,
+    TEMPO_GRID,
+    TEMPOS,
+    EventConfig,
+    PerformanceNote,
+    arrays_to_events,
+    density_of,
+    notes_to_events,
+)
 from folkrnn.files import write_atomic
 from folkrnn.music import Key, Meter, Note, Tune
 from folkrnn.tables import Instrument, find_instrument
@@ -272,7 +282,7 @@ def read_midi_info(path: str | PathLike) -> MidiInfo:
     key = None
     if len(score.key_signatures):
         sig = min(score.key_signatures, key=lambda sig: sig.time)
-        key = _key_from_fifths(int(sig.key), bool(sig.tonality))
+        key = key_from_fifths(int(sig.key), bool(sig.tonality))
     return MidiInfo(qpm, meter, key)
 
 
@@ -282,13 +292,13 @@ _MINOR_BY_FIFTHS = {-7: "Ab", -6: "Eb", -5: "Bb", -4: "F", -3: "C", -2: "G", -1:
                     1: "E", 2: "B", 3: "F#", 4: "C#", 5: "G#", 6: "D#", 7: "A#"}
 
 
-def _key_from_fifths(fifths: int, minor: bool) -> Key | None:
+def key_from_fifths(fifths: int, minor: bool) -> Key | None:
     if not -7 <= fifths <= 7:
         return None
     return Key(_MINOR_BY_FIFTHS[fifths], "min") if minor else Key(_MAJOR_BY_FIFTHS[fifths], "maj")
 
 
-def _key_fifths(key: Key) -> int:
+def key_fifths(key: Key) -> int:
     """Sharps (positive) or flats (negative) in a key's signature."""
     return sum(key.accidentals.values())
 
@@ -321,7 +331,7 @@ def write_performance(notes: Iterable[PerformanceNote], path: str | PathLike, *,
         midi.time_signature_changes.append(
             pretty_midi.TimeSignature(meter.numerator, meter.denominator, 0.0))
     if key is not None:
-        fifths = max(-7, min(7, _key_fifths(key)))
+        fifths = max(-7, min(7, key_fifths(key)))
         tonic = (7 * fifths + (9 if key.mode == "min" else 0)) % 12
         midi.key_signature_changes.append(
             pretty_midi.KeySignature(tonic + (12 if key.mode == "min" else 0), 0.0))
@@ -369,7 +379,7 @@ def _rhythm_name(text: str) -> str:
     return re.sub(r"[^a-z]", "", text.lower())
 
 
-def _beat_quarters(meter: Meter) -> Fraction:
+def beat_quarters(meter: Meter) -> Fraction:
     """The beat in quarter notes: a dotted quarter in compound meters, else a quarter."""
     return Fraction(3, 2) if meter.compound else Fraction(1)
 
@@ -394,7 +404,7 @@ def tune_tempo(tune: Tune, tempo: float | None = None) -> float:
     ``tempo`` (beats per minute, the beat a dotted quarter in compound meters, else a quarter)
     wins; then the tune's Q: field; then ``RHYTHM_TEMPOS`` by R:, or by the meter.
     """
-    beat = _beat_quarters(tune.meter)
+    beat = beat_quarters(tune.meter)
     if tempo is not None:
         if not 20 <= tempo <= 400:
             raise OptionError(f"tempo {tempo} is outside 20..400 beats per minute")
@@ -476,7 +486,7 @@ def _accent(position: Fraction | None, meter: Meter) -> float:
     """Velocity added for a note at ``position`` in the bar: downbeat, strong beat, beat, off-beat."""
     if position is None:
         return 0.0
-    beat = _beat_quarters(meter) if meter.compound else Fraction(4, meter.denominator)
+    beat = beat_quarters(meter) if meter.compound else Fraction(4, meter.denominator)
     beats = max(1, int(meter.bar_length / beat))
     if position % beat == 0:
         index = int(position / beat)
@@ -500,7 +510,7 @@ def _lilt_warp(position: float, lilt: float) -> float:
 
 
 def tune_to_performance(tune: Tune, *, straight: bool = False, tempo: float | None = None,
-                        instrument: str = "fiddle", seed: int = 0) -> list[PerformanceNote]:
+                        instrument: str = "fiddle", seed: int = 0, downbeat: bool = False) -> list[PerformanceNote]:
     """Play a Tune: its unfolded notes as PerformanceNotes (seconds), sorted by start and pitch.
 
     Parameters
@@ -517,6 +527,9 @@ def tune_to_performance(tune: Tune, *, straight: bool = False, tempo: float | No
         the program). Raises OptionError for an unknown name.
     seed
         Seeds the humanisation: the same seed gives the same performance.
+    downbeat
+        Time 0 is a downbeat: a tune that opens with a pickup waits for the pickup's place in its
+        bar (and the beat grid of the performance starts at 0). Otherwise the first note starts at 0.
     """
     style = _instrument(instrument)
     qpm = tune_tempo(tune, tempo)
@@ -604,6 +617,13 @@ def tune_to_performance(tune: Tune, *, straight: bool = False, tempo: float | No
         last_of_pitch[pitch] = i
     lead = -min(n[0] for n in notes)
     lead = lead if lead > 0 else 0.0
+    if downbeat:  # from the downbeat the first note's bar starts on (whole bars earlier, if need be)
+        first = next(((note, position) for (note, _), position in zip(played, positions) if not note.grace), None)
+        origin = 0.0 if first is None or first[1] is None else float(first[0].onset - first[1])
+        bar = float(tune.meter.bar_length or 0) * seconds_per_quarter
+        lead = -origin * seconds_per_quarter
+        while bar > 0 and min(n[0] for n in notes) + lead < -1e-9:
+            lead += bar
     return [PerformanceNote(pitch, start_s + lead, end_s + lead, velocity)
             for start_s, end_s, pitch, velocity, _ in notes if end_s > start_s]
 
@@ -652,12 +672,26 @@ def tune_performances(tunes: Iterable[Tune], config: EventConfig | None = None, 
             factor = rng.choice(list(tempo_factors))
             style = rng.choice(list(instruments))
             qpm = tune_tempo(tune) * factor
-            beats = qpm / float(_beat_quarters(tune.meter))
+            beats = qpm / float(beat_quarters(tune.meter))
             beats = min(400.0, max(20.0, beats))
+            if config.controls:  # a tempo of the TEMPO grid, from a downbeat: the beat is known throughout
+                beats = float(min(TEMPOS[-1], max(TEMPOS[1], TEMPO_GRID * round(beats / TEMPO_GRID))))
             notes = tune_to_performance(tune, tempo=beats, instrument=style,
-                                        seed=rng.randrange(2**31))
-            if notes:
+                                        seed=rng.randrange(2**31), downbeat=config.controls)
+            if notes and config.controls:
+                yield tune_controls(tune, notes, config, int(beats)) + notes_to_events(notes, config)
+            elif notes:
                 yield notes_to_events(notes, config)
+
+
+def tune_controls(tune: Tune, notes: Sequence[PerformanceNote], config: EventConfig, tempo: int | None) -> list[int]:
+    """The control ids that open a performance of ``tune`` at ``tempo`` beats per minute (the
+    TEMPO grid's, or None), as played in ``notes`` (``folkrnn.events``' controls)."""
+    meter = str(tune.meter) if str(tune.meter) in METERS else None
+    fifths = key_fifths(tune.key) if tune.key is not None else None
+    fifths = fifths if fifths in KEYS else None
+    seconds = max(note.end for note in notes) - min(note.start for note in notes)
+    return config.controls_of(tempo=tempo, meter=meter, key=fifths, density=density_of(len(notes), seconds))
 
 
 def midi_folder_performances(folder: str | PathLike, config: EventConfig | None = None, *,
@@ -684,4 +718,14 @@ def midi_folder_performances(folder: str | PathLike, config: EventConfig | None 
             else:
                 warnings.warn(str(error), MidiWarning, stacklevel=2)
             continue
-        yield path, arrays_to_events(pitch, start, end, velocity, config)
+        yield path, file_controls(pitch, start, end, config) + arrays_to_events(pitch, start, end, velocity, config)
+
+
+def file_controls(pitch: np.ndarray, start: np.ndarray, end: np.ndarray, config: EventConfig | None) -> list[int]:
+    """The control ids that open the events of a MIDI file's notes (tempo, meter and key unknown:
+    a file's grid is not known), or none for a vocabulary without controls."""
+    if config is None or not config.controls or not len(pitch):
+        return []
+    keep = (pitch >= config.min_pitch) & (pitch <= config.max_pitch)
+    seconds = float(end[keep].max() - start[keep].min()) if keep.any() else 0.0
+    return config.controls_of(density=density_of(int(keep.sum()), seconds))

@@ -1,19 +1,26 @@
 """Performances from a MIDI-event model: sample event sequences (NumPy, no torch) and write MIDI files.
 
 The MIDI-event model (Performance RNN's events, trained by ``folkrnn train --encoding midi``) writes
-a performance one event at a time. Sampling reuses :mod:`folkrnn.sample`'s machinery: its token
-choice (temperature, top-k, top-p, greedy) with its counter-based random numbers, so the same seed
-and options give the same performance on every machine and in any batch (a decision that a batch's
-float rounding could change is made again with the piece on its own, as in ``sample_tunes``).
+a performance one event at a time. Sampling is the decoding loop ABC tunes use
+(:func:`folkrnn.decode.loop.decode`): the same token choice (temperature, top-k, top-p, greedy)
+with its counter-based random numbers, so the same seed and options give the same performance on
+every machine and in any batch (a decision that a batch's float rounding could change is made again
+with the piece on its own, as in ``sample_tunes``).
 
-**Light guards** (``PerformConfig.guards``, on by default) keep the events decodable as written: a
-NOTE_OFF only for a sounding pitch, a NOTE_ON only for a silent one, and no end (``</s>``) before the
-first note. A performance stops when the model ends it, when it reaches ``seconds`` (the last
-TIME_SHIFT is shortened to land on the limit), or after ``max_events`` events. Notes still sounding
-then end with it (``folkrnn.events.events_to_notes`` closes them, after at most 5 s).
+**The event grammar** (:class:`EventGrammar`; ``PerformConfig.guards``, on by default) makes every
+performance playable by its instrument, as the ABC grammar makes every tune whole: one note at a
+time on a monophonic instrument (the fiddle, the default, flutes, whistles, pipes: a dance tune is
+one line), at most ``max_voices`` on another; every note ended within ``max_note`` seconds; pitches
+in the instrument's range; a VELOCITY before the first note, and no end (``</s>``) before it. A
+performance stops when the model ends it, when it reaches ``seconds`` (the last TIME_SHIFT is
+shortened to land on the limit), or after ``max_events`` events; the notes still sounding end with
+it. Without the grammar (``guards=False``, ``--no-guards``) the raw model writes what it likes
+(notes never ended are closed by ``folkrnn.events.events_to_notes`` after at most 5 s).
 
 **Priming.** The events of a MIDI file (``prime``) start every performance; the model continues
-them, and the file's notes are part of the result.
+them, and the file's notes are part of the result. Control tokens (``EventGrammar(controls=...)``)
+are forced the same way, before the prime; a model that reads feature columns with each event gets
+them from a tracker per piece (``EventGrammar(tracker=...)``), as ABC models get their positions.
 
 ``perform`` writes ``<out>/perf-0001.mid`` ... (``folkrnn.midi.write_performance``, atomically) and
 ``summary.json`` (the seed, events, notes and seconds of each piece, and the command that makes it
@@ -29,22 +36,29 @@ import secrets
 import shlex
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from folkrnn.decode.loop import DONE, Constraint, Row, decode
 from folkrnn.errors import FolkError, ModelError, OptionError
 from folkrnn.events import EventConfig, PerformanceNote, events_to_notes
-from folkrnn.sample import SampleConfig, choose_tokens, one_blas_thread, rounding_noise
-from folkrnn.tables import INSTRUMENTS, MAX_SEED, find_instrument
+from folkrnn.sample import SampleConfig
+from folkrnn.tables import INSTRUMENTS, MAX_SEED, Instrument, find_instrument
 
 __all__ = [
-    "PerformConfig", "Performance", "Performer", "PerformResult", "load_performer", "prime_events",
-    "sample_performances", "perform",
+    "PerformConfig", "Controls", "Performance", "Performer", "PerformResult", "EventGrammar", "load_performer",
+    "prime_events", "sample_performances", "perform", "max_note_seconds", "DEFAULT_INSTRUMENT",
+    "DEFAULT_MAX_NOTE", "file_signatures",
 ]
 
 _STRATEGIES = ("sample", "greedy")
+DEFAULT_INSTRUMENT = "fiddle"  # who plays a performance unless told (folkrnn.tables.INSTRUMENTS)
+# How long a note may sound, in seconds, when neither the options nor the model say: longer than the
+# long notes of a dance tune at a dance's tempo (a reel's half note at 100 half notes a minute is 0.6 s),
+# far shorter than the hanging notes of 10-20 s the raw model writes
+DEFAULT_MAX_NOTE = 2.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +71,12 @@ class PerformConfig:
     top_p: float = 1.0  # then only the smallest set reaching this probability (1: no cut)
     seconds: float = 30.0  # a performance stops when it is this long (0: only max_events stops it)
     max_events: int = 5000  # and after this many events, the prime's included
-    guards: bool = True  # NOTE_OFF only when sounding, NOTE_ON only when silent, no end before a note
+    # who plays (folkrnn.tables.INSTRUMENTS, or an alias): the range the grammar keeps to, and one
+    # note at a time when the instrument is monophonic (None: any pitch, max_voices at once)
+    instrument: str | None = DEFAULT_INSTRUMENT
+    guards: bool = True  # the event grammar (EventGrammar): playable by the instrument; False: the raw model
+    max_note: float | None = None  # seconds a note sounds at most (None: the model's own figure, else 2)
+    max_voices: int = 4  # notes sounding at once at most, on a polyphonic instrument (a monophonic one: 1)
     attempts: int = 10  # seeds tried for a piece before it is reported as not made (no notes)
 
     def sample_config(self) -> SampleConfig:
@@ -74,9 +93,79 @@ class PerformConfig:
             raise OptionError(f"--seconds must be in 0..3600 (0: no limit), not {self.seconds}")
         if not 1 <= self.max_events <= 1_000_000:
             raise OptionError(f"--max-events must be in 1..1000000, not {self.max_events}")
+        if self.instrument is not None and find_instrument(self.instrument) is None:
+            raise OptionError(f"unknown instrument {self.instrument!r}; choose one of: {', '.join(INSTRUMENTS)}")
+        if self.max_note is not None and not (math.isfinite(self.max_note) and 0.01 <= self.max_note <= 60):
+            raise OptionError(f"--max-note must be in 0.01..60 seconds, not {self.max_note}")
+        if not 1 <= self.max_voices <= 16:
+            raise OptionError(f"--max-voices must be in 1..16, not {self.max_voices}")
         if self.attempts < 1:
             raise OptionError("attempts must be at least 1")
         return self
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What a performance plays: the controls that open it (``folkrnn.events``), each None for the
+    model's own choice among the values it knows (never "unknown": the pulse needs a tempo and a
+    meter). A model without controls takes none."""
+
+    rhythm: str | None = None  # a dance (folkrnn.tables.DANCES): its meters and its tempo, unless given
+    tempo: float | None = None  # beats per minute (a dotted quarter in compound meters, else a quarter)
+    meter: str | None = None  # "6/8", one of folkrnn.events.METERS
+    key: str | None = None  # "D", "Bb", "Ador": its key signature
+    density: float | None = None  # notes per second
+
+    def allowed(self, config: EventConfig) -> list[list[int]]:
+        """The control ids each of the four (TEMPO, METER, KEY, DENSITY) may take, in order.
+        Raises OptionError for a value out of range or unknown."""
+        from folkrnn.compose import parse_key_option
+        from folkrnn.events import CONTROLS, KEYS, METERS, TEMPO_GRID, TEMPOS
+        from folkrnn.music import key_signature, parse_meter
+        from folkrnn.tables import DANCES
+
+        dance = None
+        if self.rhythm is not None:
+            dance = DANCES.get(str(self.rhythm).strip().lower())
+            if dance is None:
+                raise OptionError(f"unknown rhythm {self.rhythm!r} for performances; choose one of: "
+                                  f"{', '.join(DANCES)}")
+        known = {kind: [config.control_id(kind, value) for value in values if value is not None]
+                 for kind, values in CONTROLS}
+        tempo = self.tempo if self.tempo is not None else (dance.tempo if dance is not None else None)
+        if tempo is not None:
+            if not (math.isfinite(tempo) and 20 <= tempo <= 400):
+                raise OptionError(f"--tempo must be in 20..400 beats per minute, not {tempo:g}")
+            nearest = min(TEMPOS[1:], key=lambda value: (abs(value - tempo), value))
+            if abs(nearest - tempo) > TEMPO_GRID:
+                raise OptionError(f"--tempo {tempo:g} is outside the {TEMPOS[1]}..{TEMPOS[-1]} beats per minute "
+                                  "the model knows")
+            known["TEMPO"] = [config.control_id("TEMPO", nearest)]
+        if self.meter is not None:
+            try:
+                meter = str(parse_meter(str(self.meter)))
+            except ValueError:
+                meter = str(self.meter)
+            if meter not in METERS:
+                raise OptionError(f"--meter {self.meter!r}: the model knows {', '.join(m for m in METERS if m)}")
+            known["METER"] = [config.control_id("METER", meter)]
+        elif dance is not None and any(m in METERS for m in dance.meters):
+            known["METER"] = [config.control_id("METER", m) for m in dance.meters if m in METERS]
+        if self.key is not None:
+            tonic, mode = parse_key_option(str(self.key))
+            fifths = sum(key_signature(tonic, mode or "maj").values())
+            if fifths not in KEYS:
+                raise OptionError(f"--key {self.key!r} has {abs(fifths)} accidentals; the model knows up to 7")
+            known["KEY"] = [config.control_id("KEY", fifths)]
+        if self.density is not None:
+            if not (math.isfinite(self.density) and 0 < self.density <= 30):
+                raise OptionError(f"--density must be in 0..30 notes per second, not {self.density:g}")
+            known["DENSITY"] = [config.control_id("DENSITY", min(12, int(self.density)))]
+        return [known[kind] for kind, _ in CONTROLS]
+
+    def given(self) -> dict:
+        """The controls given, for summaries and commands."""
+        return {name: value for name, value in asdict(self).items() if value is not None}
 
 
 @dataclass
@@ -93,6 +182,7 @@ class Performance:
     prime_events: int = 0  # how many of the events are the prime's
     failures: list[tuple[int, str]] = field(default_factory=list)  # seeds tried before, and why
     ok: bool = False  # False: no seed made a performance with notes
+    controls: dict = field(default_factory=dict)  # what its controls say: tempo, meter, key (fifths), density
 
     @property
     def requested_seed(self) -> int:
@@ -100,7 +190,7 @@ class Performance:
 
 
 class _Layout:
-    """Where the events sit in the model's vocabulary, for the guards and the decoding."""
+    """Where the events sit in the model's vocabulary, for the grammar and the decoding."""
 
     def __init__(self, vocabulary, config: EventConfig, where: str) -> None:
         names = config.names()
@@ -117,18 +207,6 @@ class _Layout:
         self.bos, self.eos = vocabulary.bos_id, vocabulary.eos_id
         self.allowed = self.event_of >= 0  # (V,) what may ever be chosen, </s> aside
 
-    def masks(self, rows: Sequence[_Row], guards: bool) -> np.ndarray:
-        """(B, V) the tokens each row may take next."""
-        masks = np.repeat(self.allowed[None, :], len(rows), axis=0)
-        if guards:
-            sounding = np.stack([row.sounding for row in rows])  # (B, pitches)
-            masks[:, self.on] = sounding == 0
-            masks[:, self.off] = sounding > 0
-            masks[:, self.eos] = [row.notes > 0 for row in rows]
-        else:
-            masks[:, self.eos] = True
-        return masks
-
 
 @dataclass
 class Performer:
@@ -140,10 +218,21 @@ class Performer:
     vocabulary: object  # the model's Vocabulary
     events: EventConfig  # the event vocabulary it was trained on
     training: dict = field(default_factory=dict)  # its training record
+    features: str = ""  # the feature scheme it reads with each event (folkrnn.schemes: "pulse-1"), or none
     layout: _Layout = field(init=False, repr=False)  # where the events sit in the vocabulary
 
     def __post_init__(self) -> None:
         self.layout = _Layout(self.vocabulary, self.events, str(self.path))
+
+    def tracker(self) -> Callable[[], object] | None:
+        """A factory of the feature trackers its rows need (one per performance), or None."""
+        if not self.features:
+            return None
+        from folkrnn.schemes import scheme
+
+        module = scheme(self.features, "midi")
+        shared = module.classes(self.vocabulary.tokens, self.events.to_dict())
+        return lambda: module.Pulse(shared)
 
 
 def load_performer(model: str | os.PathLike | None = None) -> Performer:
@@ -172,7 +261,8 @@ def load_performer(model: str | os.PathLike | None = None) -> Performer:
     except (OptionError, TypeError) as error:
         raise ModelError(f"{path}: config.json's event settings are not an EventConfig ({error})") from None
     return Performer(path=checkpoint.path, label=label, engine=checkpoint.engine(),
-                     vocabulary=checkpoint.vocabulary, events=config, training=dict(checkpoint.training))
+                     vocabulary=checkpoint.vocabulary, events=config, training=dict(checkpoint.training),
+                     features=checkpoint.model_config.get("features") or "")
 
 
 def prime_events(path: str | os.PathLike, config: EventConfig | None = None) -> list[int]:
@@ -181,120 +271,244 @@ def prime_events(path: str | os.PathLike, config: EventConfig | None = None) -> 
     from folkrnn.errors import MidiError
     from folkrnn.events import encode_midi
 
-    ids = encode_midi(path, config)
-    if not ids:
+    config = config or EventConfig()
+    ids = [event for event in encode_midi(path, config) if event < config.control_offset]  # its controls: ours
+    if not any(event < config.num_pitches for event in ids):
         raise MidiError("the prime has no notes in the model's pitch range", file=str(path))
     return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# The event grammar
+
+
+class _Row(Row):
+    """One performance being written: its events, the notes sounding, the time."""
+
+    __slots__ = ("events", "sounding", "heard", "step", "voiced", "ended", "decoded", "opened")
+
+    def __init__(self, index: int, seed: int, start: int, forced: list[int], voiced: bool, tracker=None) -> None:
+        super().__init__(index, seed, start, forced, tracker)
+        self.events: list[int] = []  # event ids (EventConfig), without the special tokens
+        self.sounding: list[tuple[int, int]] = []  # (onset step, pitch index) of each sounding note, oldest first
+        self.heard = False  # a note has sounded (time has passed while one sounded)
+        self.step = 0  # time, in steps
+        self.voiced = voiced  # a VELOCITY event has come (or the events have none)
+        self.ended = ""  # "end", "seconds" or "events": what ended it
+        self.decoded: list[PerformanceNote] = []  # its notes, once it has ended
+        self.opened: list[int] = []  # the control tokens written so far
+
+
+class EventGrammar(Constraint):
+    """The MIDI-event grammar: performances playable by the instrument by construction, as
+    :class:`~folkrnn.abc.grammar.AbcGrammar` makes tunes whole (the constraint of
+    :func:`folkrnn.decode.loop.decode`; the rows are performances, their results :class:`Performance`).
+
+    With ``options.guards`` (the default), before each step it masks every event that would
+
+    - start a note outside the instrument's range (``folkrnn.tables.INSTRUMENTS``: its ``lowest`` to
+      ``highest``, within the model's pitches; no instrument: all of them);
+    - start the first note before a VELOCITY event sets its loudness (when the events have velocities);
+    - end a note that is not sounding (a NOTE_OFF only for a sounding pitch);
+    - let a note sound longer than ``max_note`` seconds: a TIME_SHIFT longer than the time the oldest
+      sounding note has left is masked, so at 0 left only a NOTE_OFF, a NOTE_ON (which ends that note,
+      below), a VELOCITY or the end may come;
+    - end the performance (``</s>``) before a note has sounded;
+    - write a control (``controls``: they open a performance, forced).
+
+    When the model chooses a NOTE_ON that would sound more notes than the instrument plays at once
+    (one on a monophonic instrument, ``max_voices`` on another), or a pitch already sounding, or
+    while a note has had its ``max_note``, the sampler first writes the NOTE_OFFs that make room (the
+    notes to end, the oldest first), then forces the NOTE_ON: the model reads every event written, as
+    in the performances it learnt from, rather than a NOTE_ON that no real performance has there.
+    The model's choice of the NOTE_ON is what scores; the events written for it score nothing.
+
+    Forced events (``controls``, then the prime) are taken as they come; the grammar follows them,
+    and ends by the rules above what they leave sounding. Without ``guards`` it only follows: the raw
+    model (any event, the end at any time).
+
+    Every performance ends when the model ends it, at ``options.seconds`` (the last TIME_SHIFT is
+    shortened to land on the limit) or after ``options.max_events`` events; the notes still sounding
+    end with it. One that ends with no notes fails (its seed is retried).
+
+    ``tracker``: a factory of feature trackers, one per row (``push(token_id) -> tuple[int, ...]``),
+    for a model that reads feature columns with each token (:class:`~folkrnn.decode.loop.Row`).
+    """
+
+    def __init__(self, layout: _Layout, options: PerformConfig, *, instrument: Instrument | None = None,
+                 max_note: float = DEFAULT_MAX_NOTE, prime: Sequence[int] = (),
+                 controls: Sequence[Sequence[int]] = (), tracker: Callable[[], object] | None = None) -> None:
+        config = layout.config
+        self.layout, self.options, self.config = layout, options, config
+        self.guards = options.guards
+        self.bos, self.eos = layout.bos, layout.eos
+        self.prime = [int(event) for event in prime]
+        # the controls: for each, the tokens it may take (one: given; several: the model chooses among them);
+        # the prime comes after them
+        self.controls = [np.asarray([int(layout.vocab_of[event]) for event in ids], np.int64) for ids in controls]
+        if any(not len(ids) for ids in self.controls):
+            raise OptionError("a control with no value to take")
+        self.forced = [int(layout.vocab_of[event]) for event in self.prime]
+        self.tracker = tracker
+        self.voices = 1 if instrument is not None and instrument.monophonic else options.max_voices
+        self.max_steps = max(1, round(max_note * config.steps_per_second))  # a note sounds this long at most
+        self.limit = round(options.seconds * config.steps_per_second) if options.seconds else 0
+        # the first control id (TEMPO, METER, KEY, DENSITY follow the VELOCITYs), when the events have them
+        self.control_offset = getattr(config, "control_offset", config.vocab_size)
+        pitches = config.num_pitches
+        low, high = config.min_pitch, config.max_pitch
+        if instrument is not None:
+            low, high = max(low, instrument.lowest), min(high, instrument.highest)
+            if low > high:
+                raise OptionError(f"the {instrument.name}'s range (MIDI {instrument.lowest}-{instrument.highest}) "
+                                  f"and the model's pitches ({config.min_pitch}-{config.max_pitch}) do not meet")
+        self.shifts = layout.vocab_of[config.time_shift_offset:config.velocity_offset]  # TIME_SHIFT 1, 2, ...
+        # (V,) what a row may take before its own state is counted: no NOTE_OFF, no end, NOTE_ONs in range
+        self.base = layout.allowed.copy()
+        if self.guards:
+            self.base[layout.off] = False
+            self.base[layout.on] = False
+            self.base[layout.on[low - config.min_pitch:high - config.min_pitch + 1]] = True
+            self.base[layout.vocab_of[self.control_offset:]] = False
+        else:
+            self.base[self.eos] = True
+        self.pitches = pitches
+
+    def start(self, index: int, seed: int) -> _Row:
+        return _Row(index, seed, self.bos, [] if self.controls else self.forced, not self.config.velocity_events,
+                    self.tracker() if self.tracker is not None else None)
+
+    def masks(self, rows: list[_Row]) -> np.ndarray:
+        masks = np.repeat(self.base[None, :], len(rows), axis=0)  # (B, V)
+        opening = [i for i, row in enumerate(rows) if len(row.opened) < len(self.controls)]
+        for i in opening:  # a control's values, and nothing else, whatever the guards
+            masks[i] = False
+            masks[i, self.controls[len(rows[i].opened)]] = True
+        if not self.guards:
+            return masks
+        layout = self.layout
+        for i, row in enumerate(rows):
+            if len(row.opened) < len(self.controls):
+                continue
+            if not row.voiced:
+                masks[i, layout.on] = False
+            if row.heard:
+                masks[i, self.eos] = True
+            if row.sounding:
+                masks[i, layout.off[[pitch for _, pitch in row.sounding]]] = True
+                left = self.max_steps - (row.step - row.sounding[0][0])  # the oldest note's time left
+                masks[i, self.shifts[max(left, 0):]] = False
+        return masks
+
+    def misfit(self, row: _Row, token: int) -> str:
+        return ""  # forced events are taken as they come
+
+    def _room(self, row: _Row, pitch: int) -> list[int]:
+        """The pitches whose notes end before a NOTE_ON of ``pitch``, the oldest first: the same
+        pitch, notes that have had their time, and the oldest others while too many would sound."""
+        ending = [pitch == p or row.step - onset >= self.max_steps for onset, p in row.sounding]
+        excess = len(ending) - sum(ending) + 1 - self.voices
+        for k in range(len(ending)):
+            if excess <= 0:
+                break
+            if not ending[k]:
+                ending[k], excess = True, excess - 1
+        return [p for (_, p), end in zip(row.sounding, ending) if end]
+
+    def advance(self, row: _Row, token: int, chosen: bool) -> str:
+        layout, config = self.layout, self.config
+        if token == self.eos:
+            row.ended = "end"
+            return self._end(row)
+        event = int(layout.event_of[token])
+        if len(row.opened) < len(self.controls):  # a control: the model reads it; it is no event
+            row.append(token)
+            row.opened.append(token)
+            if len(row.opened) == len(self.controls):
+                row.forced = list(self.forced)  # the prime, after the controls
+            return ""
+        pitches = self.pitches
+        if event < pitches:
+            if chosen and self.guards:
+                ending = self._room(row, event)
+                if ending:  # end them first; the NOTE_ON comes after
+                    row.forced[:0] = [int(layout.off[p]) for p in ending[1:]] + [token]
+                    event = pitches + ending[0]
+                    token = int(layout.vocab_of[event])
+        if event < pitches:
+            row.sounding.append((row.step, event))
+        elif event < 2 * pitches:
+            pitch = event - pitches
+            for k, (_, p) in enumerate(row.sounding):  # the oldest note of the pitch ends (first in, first out)
+                if p == pitch:
+                    del row.sounding[k]
+                    break
+        elif event < config.velocity_offset:
+            shift = event - config.time_shift_offset + 1
+            if self.limit and row.step + shift >= self.limit:
+                shift = self.limit - row.step  # the last shift lands on the limit
+                event = config.time_shift_offset + shift - 1
+                token = int(layout.vocab_of[event])
+                row.ended = "seconds"
+            row.step += shift
+            row.heard = row.heard or bool(row.sounding)
+        elif event < self.control_offset:
+            row.voiced = True
+        row.append(token)
+        row.events.append(event)
+        if not row.ended and len(row.events) >= self.options.max_events:
+            row.ended = "events"
+        return self._end(row) if row.ended else ""
+
+    def _end(self, row: _Row) -> str:
+        row.decoded = events_to_notes(row.events, self.config)
+        return DONE if row.decoded else f"no notes (ended by {row.ended})"
+
+    def fork(self, row: _Row) -> _Row:
+        copy = _Row(row.index, row.seed, row.ids[0], list(row.forced), row.voiced)
+        copy.opened = list(row.opened)
+        copy.ids, copy.log_prob, copy.events = list(row.ids), row.log_prob, list(row.events)
+        copy.sounding, copy.heard, copy.step = list(row.sounding), row.heard, row.step
+        if row.tracker is not None:
+            copy.tracker, copy.feature = row.tracker.clone(), row.feature
+        return copy
+
+    def result(self, row: _Row, failures: list[tuple[int, str]]) -> Performance:
+        if row.reason:
+            return Performance(index=row.index, seed=row.seed, events=row.events, ended=row.ended,
+                               failures=failures, ok=False)
+        opened = {}
+        for token in row.opened:
+            kind, value = self.config.decode_id(int(self.layout.event_of[token]))
+            opened[kind.lower()] = value
+        return Performance(index=row.index, seed=row.seed, events=row.events, notes=row.decoded,
+                           seconds=row.step / self.config.steps_per_second, ended=row.ended,
+                           log_prob=row.log_prob, prime_events=len(self.prime), failures=failures, ok=True,
+                           controls=opened)
 
 
 # ---------------------------------------------------------------------------------------------
 # Sampling
 
 
-class _Row:
-    """One performance being written."""
-
-    def __init__(self, index: int, seed: int, layout: _Layout, prime: Sequence[int]) -> None:
-        self.index, self.seed = index, seed
-        self.ids = [layout.bos]  # model tokens so far
-        self.events: list[int] = []
-        self.forced = [int(layout.vocab_of[event]) for event in prime]
-        self.sounding = np.zeros(layout.config.num_pitches, np.int64)  # open notes per pitch
-        self.notes = 0  # NOTE_ONs so far
-        self.step = 0  # time, in steps
-        self.log_prob = 0.0
-        self.ended = ""
-
-
-def _advance(row: _Row, token: int, layout: _Layout, options: PerformConfig) -> None:
-    """Take one token: track the open notes and the time; end the row at </s> or a limit."""
-    if token == layout.eos:
-        row.ended = "end"
-        return
-    config = layout.config
-    event = int(layout.event_of[token])
-    pitches = config.num_pitches
-    if event < pitches:
-        row.sounding[event] += 1
-        row.notes += 1
-    elif event < 2 * pitches:
-        row.sounding[event - pitches] = max(0, row.sounding[event - pitches] - 1)
-    elif event < config.velocity_offset:
-        shift = event - config.time_shift_offset + 1
-        limit = round(options.seconds * config.steps_per_second) if options.seconds else 0
-        if limit and row.step + shift >= limit:
-            shift = limit - row.step  # the last shift lands on the limit
-            event = config.time_shift_offset + shift - 1
-            token = int(layout.vocab_of[event])
-            row.ended = "seconds"
-        row.step += shift
-    row.ids.append(token)
-    row.events.append(event)
-    if not row.ended and len(row.events) >= options.max_events:
-        row.ended = "events"
-
-
-def _run(engine, layout: _Layout, options: PerformConfig, jobs: list[tuple[int, int]],
-         prime: Sequence[int], exact: bool, on_step: Callable[[], None] | None
-         ) -> tuple[list[_Row], list[tuple[int, int]]]:
-    """Sample the (index, seed) jobs together: (finished rows, fragile jobs). ``exact``: each row
-    computed on its own, so nothing is fragile (see ``folkrnn.sample._run_batch``)."""
-    from folkrnn.infer import select_state
-
-    config = options.sample_config()
-    rows = [_Row(index, seed, layout, prime) for index, seed in jobs]
-    state = [engine.init_state(1) for _ in rows] if exact else engine.init_state(len(rows))
-    finished: list[_Row] = []
-    fragile: list[tuple[int, int]] = []
-    while rows:
-        current = np.array([row.ids[-1] for row in rows], np.int64)
-        if exact:
-            stepped = [engine.step(current[i:i + 1], state[i]) for i in range(len(rows))]
-            logits = np.concatenate([out for out, _ in stepped])  # (B, V)
-            state = [new for _, new in stepped]
-        else:
-            logits, state = engine.step(current, state)  # (B, V)
-        free = [i for i, row in enumerate(rows) if not row.forced]
-        chosen, logps = {}, {}
-        unsure: set[int] = set()
-        if free:
-            sub = np.asarray(free)
-            masks = layout.masks([rows[i] for i in free], options.guards)
-            seeds = np.array([rows[i].seed for i in free], np.uint64)
-            steps = np.array([len(rows[i].ids) for i in free], np.uint64)
-            noise = 0.0 if exact else rounding_noise(logits[sub], config.temperature)
-            ids, logp, close_calls = choose_tokens(logits[sub], masks, config, seeds, steps, noise)
-            for k, i in enumerate(free):
-                chosen[i], logps[i] = int(ids[k]), float(logp[k])
-                if not exact and close_calls[k]:
-                    unsure.add(i)
-        keep: list[int] = []
-        for i, row in enumerate(rows):
-            if i in unsure:
-                fragile.append((row.index, row.seed))
-                continue
-            if row.forced:
-                token = row.forced.pop(0)
-            else:
-                token = chosen[i]
-                row.log_prob += logps[i]
-            _advance(row, token, layout, options)
-            if row.ended:
-                finished.append(row)
-            else:
-                keep.append(i)
-        if on_step is not None:
-            on_step()
-        if len(keep) < len(rows):
-            state = [state[i] for i in keep] if exact else select_state(state, keep)
-            rows = [rows[i] for i in keep]
-    return finished, fragile
+def max_note_seconds(options: PerformConfig, performer: Performer) -> float:
+    """How long a note may sound: ``options.max_note``, else the model's own figure (its training
+    record's ``performance.max_note_s``), else :data:`DEFAULT_MAX_NOTE`."""
+    if options.max_note is not None:
+        return float(options.max_note)
+    figure = (performer.training.get("performance") or {}).get("max_note_s")
+    try:
+        figure = float(figure)
+    except (TypeError, ValueError):
+        return DEFAULT_MAX_NOTE
+    return figure if math.isfinite(figure) and 0 < figure <= 60 else DEFAULT_MAX_NOTE
 
 
 def sample_performances(performer: Performer, seeds: Sequence[int], *, options: PerformConfig | None = None,
                         prime: Sequence[int] = (), next_seed: Callable[[int], int] | None = None,
                         batch_size: int = 256, on_finish: Callable[[Performance], None] | None = None,
-                        on_step: Callable[[], None] | None = None) -> list[Performance]:
+                        on_step: Callable[[], None] | None = None, workers: int = 1,
+                        controls: Controls | None = None) -> list[Performance]:
     """Sample one performance per seed, many at a time; piece i depends only on ``seeds[i]``, the
     options and the prime.
 
@@ -305,7 +519,7 @@ def sample_performances(performer: Performer, seeds: Sequence[int], *, options: 
     seeds
         One seed per piece (0 to 2**63 - 1).
     options
-        How to sample and when to stop.
+        How to sample, for which instrument, and when to stop.
     prime
         Event ids every piece starts with (:func:`prime_events`).
     next_seed
@@ -316,6 +530,12 @@ def sample_performances(performer: Performer, seeds: Sequence[int], *, options: 
         Called with each piece as soon as it is made (or given up on).
     on_step
         Called after every step of the model (for progress).
+    workers
+        Processes to share the pieces among (as in :func:`folkrnn.sample.sample_tunes`); the pieces
+        do not depend on it.
+    controls
+        What the pieces play (:class:`Controls`: rhythm, tempo, meter, key, density; None: the
+        model's choice), for a model whose performances open with controls.
 
     Returns
     -------
@@ -337,54 +557,20 @@ def sample_performances(performer: Performer, seeds: Sequence[int], *, options: 
     for seed in seeds:
         if not 0 <= int(seed) <= MAX_SEED:
             raise OptionError(f"seeds must be in 0..{MAX_SEED}, not {seed}")
-    next_seed = next_seed or (lambda seed: seed + 1)
-    results: dict[int, Performance] = {}
-    failures: dict[int, list[tuple[int, str]]] = {}
-
-    def settle(rows: list[_Row]) -> list[tuple[int, int]]:
-        again = []
-        for row in rows:
-            history = failures.setdefault(row.index, [])
-            notes = events_to_notes(row.events, config)
-            if notes:
-                piece = Performance(index=row.index, seed=row.seed, events=row.events, notes=notes,
-                                    seconds=row.step / config.steps_per_second, ended=row.ended,
-                                    log_prob=row.log_prob, prime_events=len(prime),
-                                    failures=list(history), ok=True)
-            else:
-                history.append((row.seed, f"no notes (ended by {row.ended})"))
-                if len(history) < options.attempts:
-                    again.append((row.index, int(next_seed(row.seed))))
-                    continue
-                piece = Performance(index=row.index, seed=row.seed, events=row.events,
-                                    ended=row.ended, failures=list(history), ok=False)
-            results[row.index] = piece
-            if on_finish is not None:
-                on_finish(piece)
-        return again
-
-    pending = [(index, int(seed)) for index, seed in enumerate(seeds)]
-    alone = len(pending) == 1
-    while pending:
-        jobs, pending = pending, []
-        exact_jobs = jobs if len(jobs) == 1 else []
-        if len(jobs) > 1:
-            for start in range(0, len(jobs), batch_size):
-                done, fragile = _run(engine, layout, options, jobs[start:start + batch_size], prime,
-                                     False, on_step)
-                pending += settle(done)
-                exact_jobs += fragile
-        # the close calls, made again exactly: each row on its own, the rows in step together
-        for start in range(0, len(exact_jobs), batch_size):
-            if alone:
-                with one_blas_thread():
-                    done, _ = _run(engine, layout, options, exact_jobs[start:start + batch_size],
-                                   prime, True, on_step)
-            else:
-                done, _ = _run(engine, layout, options, exact_jobs[start:start + batch_size], prime,
-                               True, on_step)
-            pending += settle(done)
-    return [results[index] for index in range(len(seeds))]
+    instrument = None if options.instrument is None else find_instrument(options.instrument)
+    if config.controls:
+        allowed = (controls or Controls()).allowed(config)
+    elif controls is not None and controls.given():
+        raise OptionError(f"{performer.label} has no controls: it takes no --rhythm, --tempo, --meter, --key "
+                          "or --density (a model trained by this folkrnn does)")
+    else:
+        allowed = []
+    grammar = EventGrammar(layout, options, instrument=instrument,
+                           max_note=max_note_seconds(options, performer), prime=prime, controls=allowed,
+                           tracker=performer.tracker())
+    return decode(engine, grammar, options.sample_config(), seeds, attempts=options.attempts,
+                  next_seed=next_seed, batch_size=batch_size, on_finish=on_finish, on_step=on_step,
+                  workers=workers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,15 +590,22 @@ class PerformResult:
 
 
 def _remake(options: PerformConfig, seed: int, model: str | None, prime: str | None,
-            instrument: str) -> str:
+            instrument: str, controls: Controls | None = None) -> str:
     """The command that makes one piece again."""
     parts = ["folkrnn", "perform", "-n", "1", "--seed", str(seed), "--temperature", f"{options.temperature:g}",
              "--strategy", options.strategy, "--seconds", f"{options.seconds:g}",
              "--max-events", str(options.max_events), "--instrument", instrument]
+    for name, value in (controls.given() if controls is not None else {}).items():
+        parts += [f"--{name}", f"{value:g}" if isinstance(value, float) else str(value)]
     if options.strategy == "sample":
         parts += ["--top-k", str(options.top_k), "--top-p", f"{options.top_p:g}"]
     if not options.guards:
         parts.append("--no-guards")
+    else:  # the grammar's options, where they are not the defaults
+        if options.max_note is not None:
+            parts += ["--max-note", f"{options.max_note:g}"]
+        if options.max_voices != PerformConfig.max_voices:
+            parts += ["--max-voices", str(options.max_voices)]
     if prime is not None:
         parts += ["--prime", prime]
     if model is not None:
@@ -420,11 +613,28 @@ def _remake(options: PerformConfig, seed: int, model: str | None, prime: str | N
     return shlex.join(parts)
 
 
+def file_signatures(controls: dict) -> dict:
+    """A piece's controls as a MIDI file's tempo (quarters a minute), time and key signatures."""
+    from folkrnn.midi import beat_quarters, key_from_fifths
+    from folkrnn.music import parse_meter
+
+    out: dict = {}
+    meter = parse_meter(controls["meter"]) if controls.get("meter") else None
+    if meter is not None:
+        out["meter"] = meter
+    if controls.get("tempo"):
+        out["qpm"] = float(controls["tempo"] * (beat_quarters(meter) if meter is not None else 1))
+    if controls.get("key") is not None:
+        out["key"] = key_from_fifths(int(controls["key"]), False)
+    return out
+
+
 def perform(model: str | os.PathLike | Performer | None, count: int = 1, *,
             options: PerformConfig | None = None, seed: int | None = None,
-            prime: str | os.PathLike | None = None, instrument: str = "piano",
+            prime: str | os.PathLike | None = None, instrument: str | None = None,
             out: str | os.PathLike = "outputs/performances", force: bool = False,
-            progress: Callable[[int, int], None] | None = None, batch_size: int = 256) -> PerformResult:
+            progress: Callable[[int, int], None] | None = None, batch_size: int = 256,
+            controls: Controls | None = None) -> PerformResult:
     """Sample ``count`` performances and write ``<out>/perf-0001.mid`` ... and ``summary.json``.
 
     Piece i is made from seed ``seed + i`` (``perform -n 1 --seed`` that seed makes it again); a
@@ -445,11 +655,17 @@ def perform(model: str | os.PathLike | Performer | None, count: int = 1, *,
     prime
         A MIDI file whose events start every piece.
     instrument
-        The General MIDI instrument of the files (``folkrnn.tables.INSTRUMENTS``).
+        Who plays (``folkrnn.tables.INSTRUMENTS``), in place of ``options.instrument``: the General
+        MIDI instrument of the files, and the range and voices the event grammar keeps to
+        (:class:`EventGrammar`).
     out, force
         The folder to write into, and whether files there may be overwritten.
     progress
         Called with (pieces finished, count).
+    controls
+        What the pieces play (:class:`Controls`); each file then carries its piece's tempo, meter
+        and key signature, with time 0 on a downbeat, so notation programs and ``folkrnn transcribe``
+        find its bars.
 
     Raises
     ------
@@ -462,12 +678,14 @@ def perform(model: str | os.PathLike | Performer | None, count: int = 1, *,
     from folkrnn.midi import write_performance
 
     started = time.perf_counter()
-    options = (options or PerformConfig()).check()
+    options = options or PerformConfig()
+    if instrument is not None:
+        options = replace(options, instrument=instrument)
+    options = options.check()
     if not isinstance(count, int) or count < 1:
         raise OptionError(f"-n must be at least 1, not {count}")
+    instrument = str(options.instrument or "piano").strip().lower()  # no instrument: the files sound as a piano
     style = find_instrument(instrument)
-    if style is None:
-        raise OptionError(f"unknown instrument {instrument!r}; choose one of: {', '.join(INSTRUMENTS)}")
     if seed is None:
         seed = secrets.randbelow(1_000_000)
     if not 0 <= seed <= MAX_SEED - count * options.attempts:  # retries take seeds after the last piece's
@@ -497,7 +715,7 @@ def perform(model: str | os.PathLike | Performer | None, count: int = 1, *,
         if piece.ok and error is None:
             try:
                 files.append(write_performance(piece.notes, paths[piece.index], program=style.program,
-                                               name=str(instrument).strip().lower()))
+                                               name=instrument, **file_signatures(piece.controls)))
             except FolkError as failure:
                 error = failure
         if progress is not None:
@@ -506,7 +724,7 @@ def perform(model: str | os.PathLike | Performer | None, count: int = 1, *,
     try:
         sample_performances(performer, [seed + i for i in range(count)], options=options,
                             prime=prime_ids, next_seed=lambda _: next(fresh), batch_size=batch_size,
-                            on_finish=finished)
+                            on_finish=finished, controls=controls)
     except KeyboardInterrupt:
         interrupted = True
     pieces = [done[i] for i in sorted(done)]
@@ -515,8 +733,11 @@ def perform(model: str | os.PathLike | Performer | None, count: int = 1, *,
         "model": str(performer.path), "model_label": performer.label,
         "events": performer.events.to_dict(),
         "options": asdict(options),
-        "instrument": str(instrument).strip().lower(), "program": style.program,
+        "instrument": instrument, "program": style.program,
+        "max_note_s": max_note_seconds(options, performer),
+        "max_voices": 1 if style.monophonic else options.max_voices,
         "prime": None if prime is None else {"file": str(prime), "events": len(prime_ids)},
+        "controls": controls.given() if controls is not None else {},
         "seed": seed, "count": count, "made": sum(piece.ok for piece in pieces),
         "interrupted": interrupted, "error": None if error is None else str(error),
         "elapsed_s": round(time.perf_counter() - started, 3),
@@ -524,10 +745,10 @@ def perform(model: str | os.PathLike | Performer | None, count: int = 1, *,
             "file": paths[piece.index].name if piece.ok and paths[piece.index] in files else None,
             "seed": piece.seed, "requested_seed": piece.requested_seed, "ok": piece.ok,
             "events": len(piece.events), "notes": len(piece.notes), "seconds": round(piece.seconds, 3),
-            "ended": piece.ended, "log_prob": round(piece.log_prob, 4),
+            "ended": piece.ended, "log_prob": round(piece.log_prob, 4), "controls": piece.controls,
             "failures": [{"seed": s, "reason": r} for s, r in piece.failures],
             "command": _remake(options, piece.seed, model_label, None if prime is None else str(prime),
-                               str(instrument).strip().lower()),
+                               instrument, controls),
         } for piece in pieces],
     }
     try:

@@ -72,16 +72,13 @@ its batch. The one thing a batch changes is the floating-point rounding of the m
 that rounding could change (see :func:`choose_tokens`) is never taken in a batch: that tune is made again
 on its own, as ``compose`` makes it, so tune i of a batch is the tune ``compose`` makes from its
 seed, bit for bit. Drawing along the tokens ranked by probability keeps such decisions rare.
+
+The loop is :func:`folkrnn.decode.loop.decode`, the one performances use too; this module resolves
+a request (the conditions, the options) into the ABC grammar's constraint (:class:`AbcConstraint`).
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import signal
-import sys
-import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -90,14 +87,17 @@ import numpy as np
 from folkrnn.abc.features import Positions, classes
 from folkrnn.abc.grammar import LOOSE_PART_BARS, TICKS_PER_UNIT, AbcGrammar, Compass, Form, parse_form
 from folkrnn.abc.grammar import SPACE as _SPACE
+from folkrnn.decode.beam import beam_search as beam
 from folkrnn.decode.choice import choose_tokens, one_blas_thread, rounding_noise, uniforms
+from folkrnn.decode.loop import DONE, Constraint, Row, decode
+from folkrnn.decode.workers import MIN_PER_WORKER, default_workers
 from folkrnn.errors import OptionError
 from folkrnn.tables import DANCES
 
 __all__ = [
     "SampleConfig", "Conditions", "Sampled", "AbcGrammar", "STRATEGIES", "TICKS_PER_UNIT",
     "sample_tunes", "sample_one", "beam_search", "uniforms", "title_tokens",
-    "choose_tokens", "rounding_noise", "one_blas_thread", "default_workers", "MIN_PER_WORKER",
+    "choose_tokens", "rounding_noise", "one_blas_thread", "default_workers", "MIN_PER_WORKER", "AbcConstraint",
 ]
 
 STRATEGIES = ("sample", "greedy", "beam")
@@ -328,34 +328,32 @@ _GRAMMARS: dict[tuple, AbcGrammar] = {}
 
 
 # ---------------------------------------------------------------------------------------------
-# The sampler
+# The ABC grammar as the decoding loop's constraint (folkrnn.decode.loop)
 
 
-class _Row:
-    """One tune being sampled."""
+class _Row(Row):
+    """One tune being sampled: where the grammar stands (``sid``), and its compass."""
 
-    __slots__ = ("index", "seed", "ids", "sid", "forced", "log_prob", "reason", "positions", "feature",
-                 "compass", "span")
+    __slots__ = ("sid", "compass", "span")
 
     def __init__(self, index: int, seed: int, bos: int, sid: int, title: list[int],
                  classes=None, compass: Compass | None = None) -> None:
-        self.index, self.seed = index, seed
-        self.ids = [bos]
+        # the title is forced now, the prime later; a model that reads position features (or the
+        # lookback bonus) follows where the tune stands (Positions)
+        super().__init__(index, seed, bos, title, Positions(classes) if classes is not None else None)
         self.sid = sid
-        self.forced = list(title)  # tokens still to force (the title now, the prime later)
-        self.log_prob = 0.0
-        self.reason = ""
-        # a model that reads position features: where the tune stands, and the features of its last token
-        self.positions = Positions(classes) if classes is not None else None
-        self.feature = self.positions.push(bos) if classes is not None else ()
         self.compass = compass  # its lowest and highest notes so far, when a compass holds
         self.span = compass.start() if compass is not None else None
+
+    @property
+    def positions(self) -> Positions | None:
+        return self.tracker
 
     def append(self, token: int) -> None:
         """Write one more token (and follow where the tune now stands)."""
         self.ids.append(token)
-        if self.positions is not None:
-            self.feature = self.positions.push(token)
+        if self.tracker is not None:
+            self.feature = self.tracker.push(token)
         if self.compass is not None:
             self.compass.take(self.span, token)
 
@@ -363,8 +361,8 @@ class _Row:
         """A copy to go on differently (beam search)."""
         row = _Row(self.index, self.seed, self.ids[0], sid, [])
         row.ids, row.forced, row.log_prob = list(self.ids), list(self.forced), self.log_prob
-        if self.positions is not None:
-            row.positions, row.feature = self.positions.clone(), self.feature
+        if self.tracker is not None:
+            row.tracker, row.feature = self.tracker.clone(), self.feature
         if self.compass is not None:
             row.compass, row.span = self.compass, list(self.span)
         return row
@@ -378,13 +376,6 @@ def _restrict(plan: _Plan, masks: np.ndarray, rows: list[_Row]) -> None:
         plan.compass.restrict(masks, [row.span if not row.forced else None for row in rows])
 
 
-def _inputs(rows: list[_Row], plan: _Plan) -> np.ndarray:
-    """The model's input for each row's next step: ``(B,)`` ids, or ``(B, 1 + F)`` with features."""
-    if plan.features:
-        return np.array([(row.ids[-1],) + row.feature for row in rows], np.int64)
-    return np.array([row.ids[-1] for row in rows], np.int64)
-
-
 # The features whose offers the lookback bonus favours: back2 and backpart (folkrnn.abc.features).
 # Not back1, the bar just before: favouring it makes a bar come back over and over (3 or more times
 # in a row in 11.7% of 300 tunes, against 2.3% without it and none of the real validation tunes).
@@ -395,7 +386,7 @@ def _lookback(logits: np.ndarray, rows: list[_Row], bonus: float) -> np.ndarray:
     """The logits with ``bonus`` added to each token the tune offers to repeat here (what was written
     at this point of the bar two bars ago, and at this bar of the part before): a copy prior, as the
     Lookback RNN's "repeat" labels give its melody model. A new array; the model's own when bonus is 0."""
-    if not bonus or not rows or rows[0].positions is None:
+    if not bonus or not rows or rows[0].tracker is None:
         return logits
     logits = logits.copy()
     for i, row in enumerate(rows):
@@ -405,149 +396,80 @@ def _lookback(logits: np.ndarray, rows: list[_Row], bonus: float) -> np.ndarray:
     return logits
 
 
-def _advance(row: _Row, token: int, plan: _Plan, config: SampleConfig, eos: int) -> str:
-    """Move a row on by one token. Returns "" (go on), "done" or a failure reason."""
-    grammar = plan.grammar
-    before = row.sid
-    nxt = grammar.next(before, token)
-    if nxt < 0:
-        return f"token {grammar.tokens[token]!r} is not allowed here"
-    was_body = grammar.in_body(before)
-    if token == eos:
-        fix = grammar.eos_fix(before)
-        if fix is not None:
-            how, bar = fix
-            bar_id = grammar.tokens.index(bar) if bar in grammar.tokens else None
-            if bar_id is None:
-                return f"the model has no {bar} token to close the tune"
-            if how == "replace":
-                row.ids[-1] = bar_id
-            else:
-                row.ids.append(bar_id)
-        row.ids.append(token)
+class AbcConstraint(Constraint):
+    """The ABC grammar (:class:`AbcGrammar`, the compass, tied pitches and the lookback bonus) for
+    :func:`folkrnn.decode.loop.decode`: a request resolved against a vocabulary (``plan``) and the
+    sampling options (``config``); the rows are tunes, their results :class:`Sampled`."""
+
+    def __init__(self, plan: _Plan, config: SampleConfig, vocabulary) -> None:
+        self.plan, self.config, self.vocabulary = plan, config, vocabulary
+        self.grammar = plan.grammar
+        self.bos, self.eos = vocabulary.bos_id, vocabulary.eos_id
+
+    def start(self, index: int, seed: int) -> _Row:
+        plan = self.plan
+        return _Row(index, seed, self.bos, self.grammar.start, plan.title, plan.classes, plan.compass)
+
+    def masks(self, rows: list[_Row]) -> np.ndarray:
+        masks = self.grammar.masks([row.sid for row in rows])
+        _restrict(self.plan, masks, rows)
+        return masks
+
+    def adjust(self, logits: np.ndarray, rows: list[_Row]) -> np.ndarray:
+        return _lookback(logits, rows, self.config.lookback)
+
+    def misfit(self, row: _Row, token: int) -> str:
+        hint = " (the tune's form may not allow it there: --form free lifts it)" \
+            if self.grammar.state(row.sid).form >= 0 else ""
+        return (f"the prime does not fit here: {self.grammar.tokens[token]!r} after "
+                f"{' '.join(self.vocabulary.decode(row.ids[-8:]))}{hint}")
+
+    def advance(self, row: _Row, token: int, chosen: bool) -> str:
+        """Move a row on by one token. Returns "" (go on), DONE or a failure reason."""
+        grammar = self.grammar
+        before = row.sid
+        nxt = grammar.next(before, token)
+        if nxt < 0:
+            return f"token {grammar.tokens[token]!r} is not allowed here"
+        was_body = grammar.in_body(before)
+        if token == self.eos:
+            fix = grammar.eos_fix(before)
+            if fix is not None:
+                how, bar = fix
+                bar_id = grammar.tokens.index(bar) if bar in grammar.tokens else None
+                if bar_id is None:
+                    return f"the model has no {bar} token to close the tune"
+                if how == "replace":
+                    row.ids[-1] = bar_id
+                else:
+                    row.ids.append(bar_id)
+            row.ids.append(token)
+            row.sid = nxt
+            return DONE
+        row.append(token)
         row.sid = nxt
-        return "done"
-    row.append(token)
-    row.sid = nxt
-    if not was_body and grammar.in_body(nxt) and plan.prime:
-        row.forced = list(plan.prime)
-    if len(row.ids) >= config.max_tokens:
-        return f"no end after {config.max_tokens} tokens (the length guard)"
-    if len(row.ids) >= config.max_tokens - config.closing_tokens:
-        row.sid = grammar.closing(row.sid)
-    return ""
+        if not was_body and self.plan.prime and grammar.in_body(nxt):
+            row.forced = list(self.plan.prime)
+        config = self.config
+        if len(row.ids) >= config.max_tokens:
+            return f"no end after {config.max_tokens} tokens (the length guard)"
+        if len(row.ids) >= config.max_tokens - config.closing_tokens:
+            row.sid = grammar.closing(row.sid)
+        return ""
+
+    def fork(self, row: _Row) -> _Row:
+        return row.fork(row.sid)
+
+    def result(self, row: _Row, failures: list[tuple[int, str]]) -> Sampled:
+        if row.reason:
+            return Sampled(index=row.index, seed=row.seed, failures=failures, ok=False,
+                           title_warnings=list(self.plan.warnings))
+        return Sampled(index=row.index, seed=row.seed, tokens=self.vocabulary.decode(row.ids),
+                       log_prob=row.log_prob, failures=failures, ok=True, title_warnings=list(self.plan.warnings))
 
 
-def _run_batch(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: list[tuple[int, int]],
-               exact: bool, on_step: Callable[[], None] | None, settle: Callable[[_Row], None],
-               one_thread: bool = False, more: Callable[[int], list[tuple[int, int]]] | None = None,
-               capacity: int = 0) -> list[tuple[int, int]]:
-    """Sample the (index, seed) jobs together; ``settle`` gets each row as it finishes or fails.
-    Returns the fragile jobs: each met a decision the batch's rounding could flip, and must be made
-    on its own.
-
-    ``exact``: every row computed on its own (a batch of one per step, as ``compose`` makes a
-    tune; the rows still share the rest of the work), so nothing is fragile. ``one_thread``: with
-    one BLAS thread (the results are the same; a batch of one is faster so on a busy machine).
-    ``more(room)``: new jobs for the rows that have finished (continuous batching: the batch stays
-    near ``capacity`` rows until no job is left, rather than dwindling to its longest tune)."""
-    if one_thread:
-        with one_blas_thread():
-            return _sample_rows(engine, plan, vocabulary, config, jobs, exact, on_step, settle, more, capacity)
-    return _sample_rows(engine, plan, vocabulary, config, jobs, exact, on_step, settle, more, capacity)
-
-
-def _sample_rows(engine, plan: _Plan, vocabulary, config: SampleConfig, jobs: list[tuple[int, int]],
-                 exact: bool, on_step: Callable[[], None] | None, settle: Callable[[_Row], None],
-                 more: Callable[[int], list[tuple[int, int]]] | None, capacity: int) -> list[tuple[int, int]]:
-    from folkrnn.infer import select_state
-
-    grammar = plan.grammar
-    bos, eos = vocabulary.bos_id, vocabulary.eos_id
-    rows = [_Row(index, seed, bos, grammar.start, plan.title, plan.classes, plan.compass) for index, seed in jobs]
-    # exact: one state per row, each stepped alone; else one batched state
-    state = [engine.init_state(1) for _ in rows] if exact else engine.init_state(len(rows))
-    current = _inputs(rows, plan)
-    fragile: list[tuple[int, int]] = []
-    refill = max(1, capacity // 8)  # new rows join a few at a time (each join copies the state)
-    while rows:
-        if exact:
-            stepped = [engine.step(current[i:i + 1], state[i]) for i in range(len(rows))]
-            logits = np.concatenate([out for out, _ in stepped])
-            state = [new for _, new in stepped]
-        else:
-            logits, state = engine.step(current, state)
-        logits = _lookback(logits, rows, config.lookback)
-        masks = grammar.masks([row.sid for row in rows])
-        _restrict(plan, masks, rows)
-        free = [i for i, row in enumerate(rows) if not row.forced]
-        chosen = np.zeros(len(rows), np.int64)
-        logps = np.zeros(len(rows))
-        unsure = np.zeros(len(rows), bool)
-        if free:
-            sub = np.asarray(free)
-            empty = ~masks[sub].any(axis=1)
-            if empty.any():  # a dead end: no token is allowed (cannot happen for a feasible state)
-                masks[sub[empty], eos] = True
-            seeds = np.array([rows[i].seed for i in free], np.uint64)
-            steps = np.array([len(rows[i].ids) for i in free], np.uint64)
-            picked = logits[sub]
-            noise = 0.0 if exact else rounding_noise(picked, config.temperature)
-            ids, logp, close_calls = choose_tokens(picked, masks[sub], config, seeds, steps, noise)
-            chosen[sub] = ids
-            logps[sub] = logp
-            if not exact:
-                unsure[sub] = close_calls
-            for k in np.flatnonzero(empty):
-                rows[free[k]].reason = "the constraint reached a state with no allowed token"
-        keep: list[int] = []
-        for i, row in enumerate(rows):
-            if row.reason:
-                settle(row)
-                continue
-            if unsure[i]:
-                fragile.append((row.index, row.seed))
-                continue
-            if row.forced:
-                token = row.forced.pop(0)
-                if not masks[i, token]:
-                    hint = " (the tune's form may not allow it there: --form free lifts it)" \
-                        if grammar.state(row.sid).form >= 0 else ""
-                    row.reason = (f"the prime does not fit here: {grammar.tokens[token]!r} after "
-                                  f"{' '.join(vocabulary.decode(row.ids[-8:]))}{hint}")
-                    settle(row)
-                    continue
-            else:
-                token = int(chosen[i])
-                row.log_prob += float(logps[i])
-            outcome = _advance(row, token, plan, config, eos)
-            if outcome == "done":
-                settle(row)
-            elif outcome:
-                row.reason = outcome
-                settle(row)
-            else:
-                keep.append(i)
-        if on_step is not None:
-            on_step()
-        if len(keep) < len(rows):
-            state = [state[i] for i in keep] if exact else select_state(state, keep)
-            rows = [rows[i] for i in keep]
-        if more is not None and (capacity - len(rows) >= refill or not rows):
-            added = more(capacity - len(rows))
-            if added:
-                rows += [_Row(index, seed, bos, grammar.start, plan.title, plan.classes, plan.compass)
-                         for index, seed in added]
-                fresh = engine.init_state(len(added))
-                state = (np.concatenate([state[0], fresh[0]], axis=1),
-                         np.concatenate([state[1], fresh[1]], axis=1))
-        current = _inputs(rows, plan)
-    return fragile
-
-
-def _result(row: _Row, vocabulary, failures: list[tuple[int, str]], warnings: list[str]) -> Sampled:
-    return Sampled(index=row.index, seed=row.seed, tokens=vocabulary.decode(row.ids),
-                   log_prob=row.log_prob, failures=list(failures), ok=True, title_warnings=list(warnings))
+# ---------------------------------------------------------------------------------------------
+# Sampling
 
 
 def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConfig | None = None,
@@ -590,10 +512,6 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
     config = (config or SampleConfig()).check()
     conditions = conditions or Conditions()
     plan = _plan(vocabulary, conditions, config, getattr(engine, "features", 0))
-    workers = min(int(workers), len(seeds) // MIN_PER_WORKER)
-    if workers > 1 and config.strategy != "beam" and _can_fork():
-        return _sample_in_workers(engine, vocabulary, list(seeds), workers, plan, config, on_finish, on_step,
-                                  next_seed, batch_size)
     if config.strategy == "beam":
         out = []
         for index, seed in enumerate(seeds):
@@ -603,182 +521,15 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
                 on_finish(result)
             out.append(result)
         return out
-    results = _sample(engine, vocabulary, list(seeds), plan, config, next_seed, batch_size, on_finish,
-                      on_step, claim=None)
-    return [results[index] for index in range(len(seeds))]
-
-
-def _sample(engine, vocabulary, seeds: list[int], plan: _Plan, config: SampleConfig,
-            next_seed: Callable[[int], int] | None, batch_size: int,
-            on_finish: Callable[[Sampled], None] | None, on_step: Callable[[], None] | None,
-            claim: Callable[[int], list[int]] | None) -> dict[int, Sampled]:
-    """The tunes of the seeds this process claims (``claim(k)``: up to k more positions in
-    ``seeds``, shared by worker processes; None: all of them, here), by their position."""
-    next_seed = next_seed or (lambda seed: seed + 1)
-    results: dict[int, Sampled] = {}
-    failures: dict[int, list[tuple[int, str]]] = {}
-    retries: deque[tuple[int, int]] = deque()  # (position, seed) after a failed seed
-    if claim is None:
-        unclaimed = iter(range(len(seeds)))
-
-        def claim(count: int) -> list[int]:
-            return list(itertools.islice(unclaimed, count))
-
-    def more(room: int) -> list[tuple[int, int]]:
-        jobs = [retries.popleft() for _ in range(min(room, len(retries)))]
-        return jobs + [(index, int(seeds[index])) for index in claim(room - len(jobs))]
-
-    def settle(row: _Row) -> None:
-        if not row.reason:
-            result = _result(row, vocabulary, failures.get(row.index, []), plan.warnings)
-        else:
-            history = failures.setdefault(row.index, [])
-            history.append((row.seed, row.reason))
-            if len(history) < config.attempts:
-                retries.append((row.index, next_seed(row.seed)))
-                return
-            result = Sampled(index=row.index, seed=row.seed, failures=list(history), ok=False,
-                             title_warnings=list(plan.warnings))
-        results[row.index] = result
-        if on_finish is not None:
-            on_finish(result)
-
-    alone = len(seeds) == 1  # compose's case: exactly as alone, with one BLAS thread (see one_blas_thread)
-    exact_jobs: list[tuple[int, int]] = []
-    while True:
-        jobs = more(1 if alone else batch_size)
-        if jobs and alone:  # on its own from the start: the exact computation, as compose makes it
-            exact_jobs += jobs
-        elif jobs:
-            exact_jobs += _run_batch(engine, plan, vocabulary, config, jobs, exact=False, on_step=on_step,
-                                     settle=settle, more=more, capacity=batch_size)
-            continue
-        if not exact_jobs:
-            break
-        # the close calls, made again exactly: each row on its own, the rows in step together
-        batch, exact_jobs = exact_jobs[:batch_size], exact_jobs[batch_size:]
-        _run_batch(engine, plan, vocabulary, config, batch, exact=True, on_step=on_step, settle=settle,
-                   one_thread=alone)
-    return results
-
-
-# ---------------------------------------------------------------------------------------------
-# Worker processes
-
-MIN_PER_WORKER = 64  # fewer tunes than this a worker would sample in batches too small to pay
-
-
-def default_workers() -> int:
-    """The cores this process may use (at most 16)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 16))
-
-
-def _can_fork() -> bool:
-    """Whether worker processes can be forked safely: on Linux (macOS's system libraries do not
-    survive a fork, and Windows has none)."""
-    import multiprocessing
-
-    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
-
-
-def _worker(engine, vocabulary, seeds: list[int], plan: _Plan, config: SampleConfig, options: dict,
-            claimed, queue) -> None:
-    """A worker process: sample the tunes it claims, sending each (and the steps, now and then) back."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    steps, last = 0, time.monotonic()
-
-    def step() -> None:
-        nonlocal steps, last
-        steps += 1
-        if time.monotonic() - last > 0.1:
-            queue.put(("steps", steps))
-            steps, last = 0, time.monotonic()
-
-    def claim(count: int) -> list[int]:
-        with claimed.get_lock():
-            first = claimed.value
-            claimed.value = min(first + count, len(seeds))
-            return list(range(first, claimed.value))
-
-    try:
-        with one_blas_thread():  # the workers share the cores already
-            _sample(engine, vocabulary, seeds, plan, config, on_finish=lambda s: queue.put(("tune", s)),
-                    on_step=step, claim=claim, **options)
-        queue.put(("steps", steps))
-        queue.put(("done", None))
-    except BaseException as error:  # noqa: BLE001 - every failure goes back to the parent
-        try:
-            queue.put(("error", error))
-        except Exception:  # noqa: BLE001 - an error that cannot be pickled goes back as text
-            queue.put(("error", f"{type(error).__name__}: {error}"))
-
-
-def _sample_in_workers(engine, vocabulary, seeds: list[int], workers: int, plan: _Plan, config: SampleConfig,
-                       on_finish: Callable[[Sampled], None] | None, on_step: Callable[[], None] | None,
-                       next_seed: Callable[[int], int] | None, batch_size: int) -> list[Sampled]:
-    import multiprocessing
-    import queue as queues
-
-    from folkrnn.errors import FolkError
-
-    context = multiprocessing.get_context("fork")  # the model and the grammar's states come along
-    messages = context.Queue()
-    claimed = context.Value("q", 0)  # the next unclaimed position in seeds
-    # each worker's batch holds about a quarter of the tunes (with two workers), so that half of
-    # them wait in the shared pool for whichever worker has room: both finish together
-    share = max(MIN_PER_WORKER // 2, -(-len(seeds) // (2 * workers)))
-    options = dict(next_seed=next_seed, batch_size=min(batch_size, share))
-    processes = [context.Process(target=_worker, daemon=True,
-                                 args=(engine, vocabulary, seeds, plan, config, options, claimed, messages))
-                 for _ in range(workers)]
-    results: dict[int, Sampled] = {}
-    running = len(processes)
-    try:
-        for process in processes:
-            process.start()
-        while running:
-            try:
-                kind, payload = messages.get(timeout=0.5)
-            except queues.Empty:
-                dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
-                if dead:
-                    raise FolkError(f"a sampling worker process died (exit code {dead[0]})") from None
-                continue
-            if kind == "tune":
-                results[payload.index] = payload
-                if on_finish is not None:
-                    on_finish(payload)
-            elif kind == "steps":
-                for _ in range(payload if on_step is not None else 0):
-                    on_step()
-            elif kind == "done":
-                running -= 1
-            elif isinstance(payload, BaseException):
-                raise payload
-            else:
-                raise FolkError(f"a sampling worker failed: {payload}")
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-        for process in processes:
-            process.join(timeout=5)
-        messages.close()
-    return [results[index] for index in range(len(seeds))]
+    return decode(engine, AbcConstraint(plan, config, vocabulary), config, seeds, attempts=config.attempts,
+                  next_seed=next_seed, batch_size=batch_size, on_finish=on_finish, on_step=on_step,
+                  workers=workers)
 
 
 def sample_one(engine, vocabulary, seed: int, *, config: SampleConfig | None = None,
                conditions: Conditions | None = None) -> Sampled:
     """One tune, made on its own (as ``compose`` makes it); a failed seed is followed by seed + 1."""
     return sample_tunes(engine, vocabulary, [seed], config=config, conditions=conditions)[0]
-
-
-# ---------------------------------------------------------------------------------------------
-# Beam search
 
 
 def beam_search(engine, vocabulary, *, seed: int = 0, config: SampleConfig | None = None,
@@ -789,77 +540,16 @@ def beam_search(engine, vocabulary, *, seed: int = 0, config: SampleConfig | Non
     W hypotheses are extended by every allowed token; the W best by total log-probability live on.
     A hypothesis that ends is set aside; the search stops when W have ended, when none is left
     alive, or at the length guard. The finished tune with the best
-    ``log_prob / tokens ** length_penalty`` wins.
+    ``log_prob / tokens ** length_penalty`` wins (:func:`folkrnn.decode.beam.beam_search`).
     """
-    from folkrnn.infer import select_state
-
     config = (config or SampleConfig(strategy="beam")).check()
     conditions = conditions or Conditions()
     plan = plan or _plan(vocabulary, conditions, config, getattr(engine, "features", 0))
-    grammar = plan.grammar
-    bos, eos = vocabulary.bos_id, vocabulary.eos_id
-    width = config.beam_width
-    beams = [_Row(index, seed, bos, grammar.start, plan.title, plan.classes, plan.compass)]
-    state = engine.init_state(1)
-    ended: list[tuple[float, _Row]] = []
-    reason = ""
-    while beams:
-        logits, state = engine.step(_inputs(beams, plan), state)
-        logits = _lookback(logits, beams, config.lookback)
-        if on_step is not None:
-            on_step()
-        masks = grammar.masks([row.sid for row in beams])
-        _restrict(plan, masks, beams)
-        z = logits.astype(np.float64) / config.temperature
-        z[~masks] = -np.inf
-        top = z.max(axis=1, keepdims=True)
-        with np.errstate(invalid="ignore"):
-            logp = z - top - np.log(np.exp(z - top).sum(axis=1, keepdims=True))  # (W, V)
-        candidates: list[tuple[float, int, int]] = []  # (score, beam, token)
-        for b, row in enumerate(beams):
-            if row.forced:
-                token = row.forced[0]
-                if masks[b, token]:
-                    candidates.append((row.log_prob, b, token))
-                continue
-            allowed = np.flatnonzero(masks[b])
-            if len(allowed) > width:
-                best = allowed[np.argsort(-logp[b, allowed], kind="stable")[:width]]
-            else:
-                best = allowed
-            candidates.extend((row.log_prob + float(logp[b, t]), b, int(t)) for t in best)
-        if not candidates:
-            reason = "the constraint left no allowed token"
-            break
-        candidates.sort(key=lambda item: (-item[0], item[1], item[2]))
-        survivors: list[_Row] = []
-        parents: list[int] = []
-        for score, b, token in candidates:
-            if len(survivors) >= width:
-                break
-            parent = beams[b]
-            row = parent.fork(parent.sid)
-            was_forced = bool(row.forced)
-            if was_forced:
-                row.forced.pop(0)
-            row.log_prob = score
-            outcome = _advance(row, token, plan, config, eos)
-            if outcome == "done":
-                tokens_after_bos = len(row.ids) - 1
-                ended.append((score / max(tokens_after_bos, 1) ** config.length_penalty, row))
-            elif outcome:
-                reason = outcome
-            else:
-                survivors.append(row)
-                parents.append(b)
-        if len(ended) >= width or not survivors:
-            break
-        state = select_state(state, parents)
-        beams = survivors
-    if not ended:
-        return Sampled(index=index, seed=seed, failures=[(seed, reason or "no hypothesis ended")],
-                       ok=False, title_warnings=list(plan.warnings))
-    ended.sort(key=lambda item: -item[0])
-    best = ended[0][1]
+    best, reason = beam(engine, AbcConstraint(plan, config, vocabulary), index=index, seed=seed,
+                        width=config.beam_width, temperature=config.temperature,
+                        length_penalty=config.length_penalty, on_step=on_step)
+    if best is None:
+        return Sampled(index=index, seed=seed, failures=[(seed, reason)], ok=False,
+                       title_warnings=list(plan.warnings))
     return Sampled(index=index, seed=seed, tokens=vocabulary.decode(best.ids), log_prob=best.log_prob,
                    ok=True, title_warnings=list(plan.warnings))

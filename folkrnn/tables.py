@@ -204,7 +204,9 @@ class Instrument:
 # nearest General MIDI sounds: bowed strings play legato, winds breathe between notes, plucked and
 # struck strings ring for the note's length; bagpipes and organs cannot accent by loudness.
 INSTRUMENTS: dict[str, Instrument] = {instrument.name: instrument for instrument in (
-    Instrument("fiddle", 40, 55, 95, 0.95, 1.0, "bowed", False, ("violin",),
+    # the fiddle and the uilleann pipes can sound two notes (double stops, the regulators' chords),
+    # but a dance tune on them is one line: monophonic, as a performance of one plays it
+    Instrument("fiddle", 40, 55, 95, 0.95, 1.0, "bowed", True, ("violin",),
                "G3 (open G) to B6: no tune of the dance collections goes above A6, and 99% stay "
                "at or below E6 (third position); the violin itself reaches E7 and beyond"),
     Instrument("viola", 41, 48, 88, 0.95, 1.0, "bowed", False, (), "C3 to E6"),
@@ -218,7 +220,7 @@ INSTRUMENTS: dict[str, Instrument] = {instrument.name: instrument for instrument
                "written D4 to C7 (sounds an octave higher)"),
     Instrument("recorder", 74, 60, 86, 0.85, 0.6, "wind", True, (),
                "soprano recorder, written C4 to D6 (sounds an octave higher)"),
-    Instrument("uilleann-pipes", 109, 62, 86, 1.0, 0.0, "reed", False, ("pipes", "uilleann"),
+    Instrument("uilleann-pipes", 109, 62, 86, 1.0, 0.0, "reed", True, ("pipes", "uilleann"),
                "chanter in D: D4 to D6 (the regulators can chord)"),
     Instrument("bagpipe", 109, 67, 81, 1.0, 0.0, "reed", True, ("bagpipes", "highland-pipes"),
                "Highland pipe chanter: low G (G4) to high A (A5), written"),

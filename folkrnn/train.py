@@ -46,15 +46,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from folkrnn.abc.features import SCHEME, classes, feature_sizes, pad_inputs, with_features
+from folkrnn.abc.features import pad_inputs
 from folkrnn.checkpoint import MODEL_FILE, STATE_FILE, load_training_state, save_model, save_training_state
 from folkrnn.errors import CorpusError, ModelError, OptionError
+from folkrnn.schemes import scheme
 from folkrnn.vocab import BOS, EOS, UnknownTokenError, Vocabulary
 
 __all__ = [
     "TrainConfig", "TrainResult", "CorpusLike", "train", "evaluate_loss", "plan_epoch",
     "chunk_spans", "padding_fraction", "resumed_settings", "resumed_run", "resume_plan", "RESUME_MAY_CHANGE",
-    "transpose_events", "stretch_events", "corpus_vocabulary",
+    "transpose_events", "stretch_events", "corpus_vocabulary", "performance_record",
 ]
 
 LOG_FILE = "train_log.jsonl"
@@ -180,15 +181,16 @@ def corpus_vocabulary(corpus: CorpusLike) -> Vocabulary:
 
 
 def _as_ids(tunes: Sequence[Sequence[str]], vocabulary: Vocabulary, split: str = "train",
-            features: str = "") -> list[np.ndarray]:
+            features: str = "", encoding: str = "abc", settings: dict | None = None) -> list[np.ndarray]:
     """Each tune as an int64 id array framed by <s> ... </s>; tunes with no target are dropped.
 
-    With ``features`` (a model that reads position features), each tune is ``(T, 1 + F)``: the id,
-    then its features (:func:`folkrnn.abc.features.with_features`; the scheme was checked with the
-    model config)."""
+    With ``features`` (a model that reads a feature scheme, :mod:`folkrnn.schemes`), each tune is
+    ``(T, 1 + F)``: the id, then its features (the scheme's ``with_features``, given the
+    encoding's ``settings``)."""
     if features:
-        shared = classes(vocabulary.tokens)
-        return [with_features(ids, shared) for ids in _as_ids(tunes, vocabulary, split)]
+        module = scheme(features, encoding)
+        shared = module.classes(vocabulary.tokens, settings)
+        return [module.with_features(ids, shared) for ids in _as_ids(tunes, vocabulary, split)]
     out = []
     for number, tokens in enumerate(tunes, 1):
         tokens = list(tokens)
@@ -250,11 +252,14 @@ def padding_fraction(lengths: np.ndarray, batches: Sequence[np.ndarray], bptt: i
 
 
 _NOTE = re.compile(r"^(NOTE_ON|NOTE_OFF)_(\d+)$")
+_KEY = re.compile(r"^KEY_(-?\d+)$")
 _SHIFT = re.compile(r"^TIME_SHIFT_(\d+)$")
 
 
 def transpose_events(names: Sequence[str], semitones: int, vocabulary: Vocabulary) -> list[str]:
-    """Move every NOTE_ON/NOTE_OFF by ``semitones``; the tune unchanged if a note would leave the range."""
+    """Move every NOTE_ON/NOTE_OFF by ``semitones``, and a KEY control with them (its signature
+    moves 7 fifths a semitone, written with -6..5 sharps); the tune unchanged if a note would leave
+    the range."""
     if semitones == 0:
         return list(names)
     out = []
@@ -264,6 +269,8 @@ def transpose_events(names: Sequence[str], semitones: int, vocabulary: Vocabular
             name = f"{match.group(1)}_{int(match.group(2)) + semitones}"
             if name not in vocabulary:
                 return list(names)
+        elif key := _KEY.match(name):
+            name = f"KEY_{(int(key.group(1)) + 7 * semitones + 6) % 12 - 6}"
         out.append(name)
     return out
 
@@ -298,6 +305,24 @@ def stretch_events(names: Sequence[str], factor: float, max_shift: int) -> list[
         out.append(f"TIME_SHIFT_{step}")
         emitted += step
     return out
+
+
+def performance_record(tunes: Sequence[np.ndarray], settings: dict) -> dict:
+    """What a MIDI corpus's performances hold that its performer keeps to (``folkrnn.perform``): the
+    longest note, in seconds, and the lowest and highest pitch. ``tunes``: id arrays of a vocabulary
+    of event names (``Vocabulary.from_event_names``: an event's id is its token's)."""
+    from folkrnn.events import EventConfig, events_to_notes
+
+    config = EventConfig.from_dict(dict(settings))
+    longest, low, high, count = 0.0, 127, 0, 0
+    for ids in tunes:
+        ids = _token_ids(ids)
+        notes = events_to_notes(ids[ids < config.vocab_size].tolist(), config)
+        if notes:
+            longest = max(longest, max(note.end - note.start for note in notes))
+            low, high = min(low, min(n.pitch for n in notes)), max(high, max(n.pitch for n in notes))
+            count += len(notes)
+    return {"max_note_s": round(longest, 3), "lowest_pitch": low, "highest_pitch": high, "notes": count}
 
 
 def _augment(tunes: list[list[str]], vocabulary: Vocabulary, config: TrainConfig, epoch: int) -> list[list[str]]:
@@ -545,7 +570,7 @@ def _pick_device(torch, name: str, dist_local_rank: int, world: int):
     return torch.device("cuda", index)
 
 
-def _model_config(model: Any, vocab_size: int, previous: dict | None) -> dict:
+def _model_config(model: Any, vocab_size: int, previous: dict | None, encoding: str = "abc") -> dict:
     """Model hyperparameters: defaults, then a checkpoint's, then the caller's (None = unset)."""
     from folkrnn.model import ModelConfig
 
@@ -570,9 +595,8 @@ def _model_config(model: Any, vocab_size: int, previous: dict | None) -> dict:
     else:
         merged = given
     if merged.get("features"):  # the one check of the scheme a run trains with
-        if merged["features"] != SCHEME:
-            raise OptionError(f"unknown position features {merged['features']!r} (this folkrnn knows {SCHEME!r})")
-        merged["feature_sizes"] = merged.get("feature_sizes") or feature_sizes(vocab_size)
+        merged["feature_sizes"] = merged.get("feature_sizes") or scheme(merged["features"], encoding).feature_sizes(
+            vocab_size)
     return ModelConfig(vocab_size=vocab_size, **merged).to_dict()
 
 
@@ -819,6 +843,9 @@ def train(corpus: CorpusLike, config: TrainConfig, model: Any = None) -> TrainRe
         raise OptionError(f"unknown encoding {encoding!r}; choose abc or midi")
     if (config.augment_transpose or config.augment_stretch) and encoding != "midi":
         raise OptionError("transposition and time-stretch augmentation apply to MIDI corpora only")
+    if config.augment_stretch and ((getattr(corpus, "info", None) or {}).get("settings") or {}).get("controls"):
+        raise OptionError("time-stretch augmentation would move the beat off the TEMPO its controls give; "
+                          "a corpus with controls takes --transpose only")
     out = Path(config.out)
     tensors: dict[str, np.ndarray] = {}
     meta: dict = {}
@@ -828,10 +855,13 @@ def train(corpus: CorpusLike, config: TrainConfig, model: Any = None) -> TrainRe
             raise ModelError(f"cannot resume {out}: it was trained on {meta.get('encoding')!r} "
                              f"tokens, this corpus is {encoding!r}")
     vocabulary = corpus_vocabulary(corpus)
-    model_config = _model_config(model, len(vocabulary), meta.get("model"))
-    if model_config["features"] and encoding != "abc":
-        raise OptionError("position features are for ABC models; this corpus is MIDI")
-    splits = {name: _as_ids(getattr(corpus, name, None) or [], vocabulary, name, model_config["features"])
+    model_config = _model_config(model, len(vocabulary), meta.get("model"), encoding)
+    settings = dict((corpus.info or {}).get("settings") or {})
+    if model_config["features"] and encoding == "midi" and not settings.get("controls"):
+        raise OptionError("the pulse features read the controls that open each performance, and this MIDI "
+                          "corpus has none; build it with controls (the default), or train with --no-positions")
+    splits = {name: _as_ids(getattr(corpus, name, None) or [], vocabulary, name, model_config["features"],
+                            encoding, settings)
               for name in ("train", "valid", "test")}
     if not splits["train"]:
         raise CorpusError("the corpus has no training tunes (it is empty, or none of its tunes is valid)")
@@ -936,6 +966,8 @@ class _Trainer:
             "split": {name: {"tunes": len(tunes), "tokens": int(sum(len(t) for t in tunes))}
                       for name, tunes in splits.items()},
             "train_config": {k: v for k, v in asdict(config).items() if k not in ("progress", "command")},
+            **({"performance": performance_record(splits["train"], self.encoding_params)}
+               if encoding == "midi" else {}),
             "hardware": _hardware(torch, self.device, dist.world),
             "command": config.command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -1034,8 +1066,12 @@ class _Trainer:
         config, tunes = self.config, self.splits["train"]
         if not (config.augment_transpose or config.augment_stretch):
             return tunes, self.lengths
-        names = _augment([self.vocabulary.decode(ids) for ids in tunes], self.vocabulary, config, epoch)
+        names = _augment([self.vocabulary.decode(_token_ids(rows)) for rows in tunes], self.vocabulary, config, epoch)
         tunes = [np.asarray(self.vocabulary.encode(t), dtype=np.int64) for t in names]
+        if self.model_config.features:  # the features of the augmented events, read afresh
+            module = scheme(self.model_config.features, self.encoding)
+            shared = module.classes(self.vocabulary.tokens, self.encoding_params)
+            tunes = [module.with_features(ids, shared) for ids in tunes]
         return tunes, np.array([len(ids) for ids in tunes])
 
     def train_batch(self, model, rows: list[np.ndarray]) -> float:

@@ -4,15 +4,22 @@ A performance from a MIDI file or from the MIDI-event model becomes notation in 
 
 1. **Tempo.** Given, or read from the file, or estimated: folk dance music moves mostly in
    eighth notes, so the most common gap between onsets is taken as an eighth
-   (``estimate_tempo``); the result is kept within 40-320 quarter notes per minute.
+   (``estimate_tempo``), then refined, within 8%, to the steady grid of eighths that the
+   onsets fit best (a gap-based guess a few per cent off drifts a whole step in a few bars);
+   the result is kept within 40-320 quarter notes per minute.
 2. **Grid.** Onsets and ends are rounded to ``divisions`` per quarter note, or to thirds of a
-   quarter (triplet eighths) where that fits much better. Notes far shorter than a grid step that
-   lead into the next note are grace notes. A gap left by articulation (less than 0.6 of a
-   sixteenth note) is not a rest: the note is held to the next onset.
+   quarter (triplet eighths) where that fits much better and the beat then holds whole
+   triplets (thirds that do not, say a note from the second third held into the next beat,
+   go back to the duple grid), so the writer can write every length as ABC players read it.
+   Notes far shorter than a grid step that lead into the next note are grace notes. A gap left
+   by articulation (less than 0.6 of a sixteenth note) is not a rest: the note is held to the
+   next onset; before a real rest, and at the end, an end is rounded as if held 0.4 of a step
+   longer, for the same release.
 3. **Meter and bar lines.** Given, or from the file, or estimated (``estimate_meter``): for
    each candidate meter and pickup, the notes' weight (an onset, its length, its loudness) is
    summed at each sixteenth of the bar and correlated with the meter's beat strengths; a tune
-   that ends on a bar line gets a bonus.
+   that ends on a bar line gets a bonus. Given a downbeat (a MIDI file with a time signature
+   whose first note comes after a silence: its time 0), the bar lines count from there.
 4. **Key.** Given, or from the file, or estimated (``estimate_key``): Krumhansl-Kessler key
    profiles, correlated with the duration-weighted pitch-class histogram; dorian and
    mixolydian profiles are the minor and major ones with the one differing degree's weight
@@ -61,6 +68,8 @@ _MODE_PRIOR = {"maj": 0.02, "min": 0.01, "dor": 0.0, "mix": 0.0}  # ties go to t
 # Candidate meters for estimation, with a small prior for the common ones of folk dance music.
 _METER_PRIOR = {(4, 4): 0.03, (6, 8): 0.03, (2, 4): 0.0, (3, 4): 0.01, (9, 8): 0.0, (12, 8): 0.0}
 _TEMPO_RANGE = (40.0, 320.0)
+# A MIDI file whose first note starts this many seconds or more after time 0 starts on a silence.
+_SILENT_START = 0.05
 
 
 def _as_meter(meter: Meter | str | None) -> Meter | None:
@@ -128,11 +137,52 @@ def estimate_tempo(notes: Sequence[PerformanceNote]) -> float:
         # long-short eighths (a lilt of 1.15:1 to 1.9:1) sum, two by two, to a quarter note
         if 1.15 <= ratio <= 1.9 and pair_share > share + 0.15:
             qpm = 60.0 / quarter
+    qpm = _refine_tempo(onsets, qpm)
     while qpm > _TEMPO_RANGE[1]:
         qpm /= 2
     while qpm < _TEMPO_RANGE[0]:
         qpm *= 2
     return qpm
+
+
+def _refine_tempo(onsets: np.ndarray, qpm: float, spread: float = 0.08) -> float:
+    """The tempo within ``spread`` (a share) of ``qpm`` at which the onsets sit best on one
+    steady grid of eighth notes, refined by a least-squares line through the onsets near it.
+
+    A gap-based estimate is a few per cent off, and a grid a few per cent off drifts a whole
+    step in a few bars. Each candidate eighth is scored by how the onsets' phases on it agree:
+    the squared length of the mean of ``exp(2 pi i h t / eighth)``, summed over h = 1, 2, 3 (the
+    grid, its sixteenths and its triplets), so that a tune of eighths, one of sixteenths and a
+    jig all score at their own grid; the score is 1 per harmonic when every onset is on it. The
+    best (unless it is at the edge of the window: no peak) is refined by fitting
+    ``onset = origin + eighth * index`` to the onsets within a fifth of a step of its grid.
+    """
+    times = onsets - onsets[0]
+    if len(times) < 8:
+        return qpm
+    eighth = 30.0 / qpm
+    steps = eighth * np.linspace(1 - spread, 1 + spread, 641)  # (C,) 0.025% apart
+    coherence = np.zeros(len(steps))
+    for first in range(0, len(steps), 128):  # (c, N) at a time
+        turns = times[None, :] / steps[first:first + 128, None]
+        for harmonic in (1, 2, 3):  # the grid's halves and thirds count too
+            phases = np.exp(2j * np.pi * harmonic * turns)
+            coherence[first:first + 128] += np.abs(phases.mean(axis=1)) ** 2
+    best = int(coherence.argmax())
+    if not 8 <= best < len(steps) - 8:  # no peak inside the window: the estimate stays
+        return qpm
+    step = float(steps[best])
+    for _ in range(2):
+        phase = float(np.angle(np.exp(2j * np.pi * times / step).mean())) / (2 * np.pi) * step
+        index = np.round((times - phase) / step)
+        near = np.abs(times - phase - index * step) < 0.2 * step
+        if near.sum() < 8 or np.ptp(index[near]) < 4:
+            break
+        slope = float(np.polyfit(index[near], times[near], 1)[0])
+        if not abs(slope / step - 1) < 0.02:
+            break
+        step = slope
+    return 30.0 / step
 
 
 def _template(meter: Meter, slots: int) -> np.ndarray:
@@ -212,7 +262,8 @@ def estimate_meter(notes: Sequence[PerformanceNote], qpm: float | None = None,
                    divisions: int = 4) -> Meter:
     """Choose among 2/4, 3/4, 4/4, 6/8, 9/8, 12/8 by the best pickup's strong-beat score."""
     qpm = qpm or estimate_tempo(notes)
-    grid = _quantise(notes, qpm, divisions, True)
+    # (thirds of a beat, whole triplets or not, are left out of the meter's profile)
+    grid = _quantise(notes, qpm, divisions, True, writable=False)
     if not grid:
         raise MidiError("no notes to estimate a meter from")
     onsets = [onset for onset, _, _, _, grace in grid if not grace]
@@ -292,30 +343,76 @@ def _triplet_beats(positions: list[float], divisions: int) -> set[int]:
     return out
 
 
-def _snap(value: float, divisions: int, triplet_beats: set[int]) -> Fraction:
-    """Round a time in quarter notes to the grid, or to the triplet grid in a triplet beat."""
-    if triplet_beats and math.floor(value + 0.5 / divisions) in triplet_beats:
-        thirds = 3 * divisions // 2
-        return Fraction(round(value * thirds), thirds)
+def _snap(value: float, divisions: int, triplet_beats: set[int], within: bool = True) -> Fraction:
+    """Round a time in quarter notes to the grid, or, in a triplet beat, to the triplet grid;
+    ``within``: kept within the beat, so that a third of a beat lies in the beat it came from."""
+    if triplet_beats:
+        beat = math.floor(value + 0.5 / divisions)
+        if beat in triplet_beats:
+            thirds = 3 * divisions // 2
+            snapped = Fraction(round(value * thirds), thirds)
+            return min(max(snapped, Fraction(beat)), Fraction(beat + 1)) if within else snapped
     return Fraction(round(value * divisions), divisions)
 
 
-def _quantise(notes: Sequence[PerformanceNote], qpm: float, divisions: int, triplets: bool,
-              ) -> list[tuple[Fraction, Fraction, int, int, bool]]:
-    """Notes -> (onset, duration, pitch, velocity, grace) in quarter notes from the first onset."""
-    if not notes:
-        return []
-    notes = sorted(notes, key=lambda n: (n.start, n.pitch))
-    seconds_per_quarter = 60.0 / qpm
-    step_seconds = seconds_per_quarter / divisions
-    sixteenth_seconds = seconds_per_quarter / 4
-    # grace notes: much shorter than a grid step, leading into a longer note within a step
+def _is_binary(value: Fraction) -> bool:
+    """Whether a time in quarter notes is a power-of-two fraction (on a duple grid)."""
+    return value.denominator & (value.denominator - 1) == 0
+
+
+def _ragged_triplets(placed: list[tuple[Fraction, Fraction, int, int, bool]],
+                     divisions: int) -> set[int]:
+    """The beats whose thirds do not make whole tuplets, as the ABC writer will see them.
+
+    The voice is taken as the writer writes it: notes that start together last as long as the
+    shortest, a note is cut at the next onset, a gap is a rest. From the first onset (which,
+    like the last end, must not fall on a third), the voice's notes and rests go from one point
+    of the duple grid to the next; where they pass through thirds on the way, the stretch must
+    be a whole triplet: a triplet eighth's worth (three steps of the triplet grid), or twice,
+    four or eight times that, up to a half note, so that ``(3`` writes it. Returns the beats
+    (by index, ``floor`` of the third) of the thirds where this fails.
+    """
+    shortest: dict[Fraction, Fraction] = {}
+    for onset, duration, _, _, grace in placed:
+        if not grace:
+            shortest[onset] = min(shortest.get(onset, duration), duration)
+    onsets = sorted(shortest)
+    if not onsets:
+        return set()
+    points = []  # where the voice's notes and rests start, then its end
+    for k, onset in enumerate(onsets):
+        points.append(onset)
+        end = onset + shortest[onset]
+        if k + 1 < len(onsets) and end < onsets[k + 1]:
+            points.append(end)  # a rest follows
+    points.append(max(onset + shortest[onset] for onset in onsets))
+    whole = set()
+    length = Fraction(2, divisions)
+    while length <= 2:
+        whole.add(length)
+        length *= 2
+    ragged = {math.floor(point) for point in (points[0], points[-1]) if not _is_binary(point)}
+    run_start, inside = points[0], []
+    for point in points[1:]:
+        if not _is_binary(point):
+            inside.append(point)
+            continue
+        if inside and point - run_start not in whole:
+            ragged.update(math.floor(third) for third in inside)
+        run_start, inside = point, []
+    ragged.update(math.floor(third) for third in inside)  # (a voice that ends on a third)
+    return ragged
+
+
+def _grace_flags(notes: list[PerformanceNote], step_seconds: float) -> list[bool]:
+    """Grace notes: much shorter than a grid step, leading into a longer note within a step
+    (a group of short notes chains on to the note it leads into)."""
     is_grace = [False] * len(notes)
     short = [n.end - n.start <= 0.55 * step_seconds for n in notes]
     for i, note in enumerate(notes):
         if not short[i]:
             continue
-        last = note.start  # a group of short notes chains on to the note it leads into
+        last = note.start
         for j in range(i + 1, len(notes)):
             later = notes[j]
             if later.start > last + 1.5 * step_seconds:
@@ -325,6 +422,27 @@ def _quantise(notes: Sequence[PerformanceNote], qpm: float, divisions: int, trip
             elif later.start > note.start + 1e-6:
                 is_grace[i] = True
                 break
+    return is_grace
+
+
+def _quantise(notes: Sequence[PerformanceNote], qpm: float, divisions: int, triplets: bool,
+              origin: float | None = None, writable: bool = True,
+              ) -> list[tuple[Fraction, Fraction, int, int, bool]]:
+    """Notes -> (onset, duration, pitch, velocity, grace) in quarter notes, from the first onset,
+    or, given ``origin`` (seconds, a point of the grid such as a downbeat), from there.
+
+    Onsets and ends of notes in a triplet beat go to the triplet grid. ``writable``: the grid
+    the ABC is written from: thirds only where the beat then holds whole tuplets
+    (``_ragged_triplets``), other beats staying on the duple grid, so that every length can be
+    written as ABC players read it; and ends before a rest or at the end rounded for a release
+    (see ``_place``). Estimates take the plain grid (False).
+    """
+    if not notes:
+        return []
+    notes = sorted(notes, key=lambda n: (n.start, n.pitch))
+    seconds_per_quarter = 60.0 / qpm
+    step_seconds = seconds_per_quarter / divisions
+    is_grace = _grace_flags(notes, step_seconds)
     main = [n for n, g in zip(notes, is_grace) if not g]
     if not main:  # nothing but short notes: they are the music, not ornaments
         main, is_grace = notes, [False] * len(notes)
@@ -350,32 +468,57 @@ def _quantise(notes: Sequence[PerformanceNote], qpm: float, divisions: int, trip
         return history, places
 
     # (the first note's own timing error must not shift the whole grid, hence the fitted origin)
-    origin, spq = main[0].start, seconds_per_quarter
-    history, raw = follow(origin, spq, 0.45 / divisions)
+    spq = seconds_per_quarter
+    start = main[0].start if origin is None else origin
+    history, raw = follow(start, spq, 0.45 / divisions)
     first = history[:24]
     if len(first) >= 4 and first[-1][0] - first[0][0] >= 2:
         slope, intercept = np.polyfit([h[0] for h in first], [h[1] for h in first], 1)
         if 0.9 * spq <= slope <= 1.1 * spq:
-            origin, spq = float(intercept), float(slope)
-    history, raw = follow(origin, spq, 0.25 / divisions)
-    out: list[tuple[Fraction, Fraction, int, int, bool]] = []
+            start, spq = float(intercept), float(slope)
+    history, raw = follow(start, spq, 0.25 / divisions)
     triplet_beats = _triplet_beats([on for on, _ in raw], divisions) if triplets else set()
+    while True:
+        out = _place(notes, is_grace, main, raw, divisions, triplet_beats, seconds_per_quarter / 4,
+                     writable)
+        ragged = _ragged_triplets(out, divisions) & triplet_beats if writable else set()
+        if not ragged:
+            break
+        triplet_beats -= ragged  # back to the duple grid, and place again
+    if origin is None and out and out[0][0] < 0:  # the first note came early: before the grid
+        shift = -out[0][0]
+        out = [(onset + shift, *rest) for onset, *rest in out]
+    return out
+
+
+def _place(notes: list[PerformanceNote], is_grace: list[bool], main: list[PerformanceNote],
+           raw: list[tuple[float, float]], divisions: int, triplet_beats: set[int],
+           sixteenth_seconds: float, writable: bool) -> list[tuple[Fraction, Fraction, int, int, bool]]:
+    """The notes on the grid: main notes from their measured places (``raw``, quarter notes),
+    each grace note at the first main onset after it. ``writable``: thirds kept within their
+    beat (``_snap``), and ends rounded for a release."""
     seconds_at: dict[Fraction, float] = {}  # where each grid onset was played
     quantised = []
     for note, (on, off) in zip(main, raw):
-        onset = _snap(on, divisions, triplet_beats)
-        end = _snap(off, divisions, triplet_beats)
+        onset = _snap(on, divisions, triplet_beats, writable)
+        end = _snap(off, divisions, triplet_beats, writable)
         quantised.append([onset, end, note])
         seconds_at.setdefault(onset, note.start)
     distinct = sorted(seconds_at)
     # the first grace of each group, to hold the note before it up to the main note
     grace_starts = sorted(n.start for n, g in zip(notes, is_grace) if g)
-    for entry in quantised:
+    for entry, (_, off) in zip(quantised, raw):
         onset, end, note = entry
-        if end <= onset:
-            end = onset + Fraction(1, divisions)
         position = bisect_right(distinct, onset)
         following = distinct[position] if position < len(distinct) else None
+        if writable and _is_binary(end):
+            # released a little early, as players do (see below), even before a rest or at the
+            # end: the end is rounded as if held four tenths of a grid step longer
+            later = Fraction(round(off * divisions + 0.4), divisions)
+            if following is None or later <= following:
+                end = max(end, later)
+        if end <= onset:
+            end = onset + Fraction(1, divisions)
         if following is not None and end < following:
             following_seconds = seconds_at[following]
             # cut short by the grace notes of the next note: it lasts up to that note
@@ -386,8 +529,7 @@ def _quantise(notes: Sequence[PerformanceNote], qpm: float, divisions: int, trip
             if cut_by_graces or released:
                 end = following
         entry[1] = end
-    for onset, end, note in quantised:
-        out.append((onset, end - onset, note.pitch, note.velocity, False))
+    out = [(onset, end - onset, note.pitch, note.velocity, False) for onset, end, note in quantised]
     # each grace goes to the first main onset after it
     starts_seconds = [seconds_at[o] for o in distinct]
     for note, grace in zip(notes, is_grace):
@@ -396,9 +538,6 @@ def _quantise(notes: Sequence[PerformanceNote], qpm: float, divisions: int, trip
             if k < len(distinct):
                 out.append((distinct[k], Fraction(0), note.pitch, note.velocity, True))
     out.sort(key=lambda item: (item[0], not item[4], item[2]))
-    if out and out[0][0] < 0:  # the first note came early enough to round before the grid
-        shift = -out[0][0]
-        out = [(onset + shift, *rest) for onset, *rest in out]
     return out
 
 
@@ -409,7 +548,8 @@ def _quantise(notes: Sequence[PerformanceNote], qpm: float, divisions: int, trip
 def transcribe(notes: Sequence[PerformanceNote], *, meter: Meter | str | None = None,
                qpm: float | None = None, key: Key | str | None = None,
                unit: Fraction | None = None, divisions: int = 4, triplets: bool = True,
-               title: str = "Transcription", rhythm: str = "") -> Tune:
+               downbeat: float | None = None, title: str = "Transcription",
+               rhythm: str = "") -> Tune:
     """Quantise a performance into a Tune (one voice) with bar lines, meter and key.
 
     Parameters
@@ -424,7 +564,13 @@ def transcribe(notes: Sequence[PerformanceNote], *, meter: Meter | str | None = 
     divisions
         Grid steps per quarter note (4: sixteenths).
     triplets
-        Allow triplet eighths where they fit much better than the grid.
+        Allow triplet eighths where they fit much better than the grid (and make whole
+        triplets there; other thirds of a beat go back to the grid).
+    downbeat
+        Where a bar begins, in seconds (a MIDI file's time 0, when the file says its meter):
+        the grid and the bar lines count from there, and the notes before the first bar line
+        are a pickup (silence before the first note is not written). None: the grid starts at
+        the first note, and the bar lines go where the notes' accents fit the meter best.
     title, rhythm
         T: and R: of the Tune.
 
@@ -439,17 +585,23 @@ def transcribe(notes: Sequence[PerformanceNote], *, meter: Meter | str | None = 
         raise OptionError(f"tempo {qpm} is outside 10..1000 quarter notes per minute")
     qpm = qpm or estimate_tempo(notes)
     meter = _as_meter(meter) or estimate_meter(notes, qpm, divisions)
-    grid = _quantise(notes, qpm, divisions, triplets)
+    grid = _quantise(notes, qpm, divisions, triplets, origin=downbeat)
+    phase = None
+    if downbeat is not None:  # the first note's place in its bar, then the notes from there
+        first = grid[0][0]
+        phase = first % meter.bar_length if not meter.free else Fraction(0)
+        grid = [(onset - first, *rest) for onset, *rest in grid]
     key = _as_key(key) or estimate_key(notes)
     tune_notes = [Note(pitch, onset, duration, grace) for onset, duration, pitch, _, grace in grid]
 
     bars: list[BarLine] = []
     end = max(n.end for n in tune_notes)
     if not meter.free:
-        main = [(n.onset, n.duration) for n in tune_notes if not n.grace]
-        velocities = [v for _, _, _, v, g in grid if not g]
-        weights = _weights([d for _, d in main], velocities)
-        phase, _ = _best_phase([o for o, _ in main], weights, end, meter, velocities)
+        if phase is None:
+            main = [(n.onset, n.duration) for n in tune_notes if not n.grace]
+            velocities = [v for _, _, _, v, g in grid if not g]
+            weights = _weights([d for _, d in main], velocities)
+            phase, _ = _best_phase([o for o, _ in main], weights, end, meter, velocities)
         bar = meter.bar_length
         position = (bar - phase) % bar or bar
         index = 0
@@ -473,7 +625,13 @@ def transcribe_midi(path: str | PathLike, *, program: int | None = None,
                     **options) -> Tune:
     """Transcribe a MIDI file. Tempo, meter and key not given come from the file's own tempo,
     time and key signatures where it has them, else are estimated. Other options as
-    ``transcribe``; the title defaults to the file name."""
+    ``transcribe``; the title defaults to the file name.
+
+    A file with a time signature counts its bars from time 0, as MIDI does: when its first note
+    starts later (a pickup after a silence, as ``folkrnn perform`` writes one), time 0 is the
+    downbeat the bar lines count from. A first note at time 0 may be a pickup written without
+    its silence, so there the bar lines are estimated as for a file without one.
+    """
     from pathlib import Path
 
     from folkrnn.midi import read_midi_info, read_performance
@@ -481,6 +639,8 @@ def transcribe_midi(path: str | PathLike, *, program: int | None = None,
     notes = read_performance(path, program=program, instrument=instrument)
     info = read_midi_info(path)
     options.setdefault("title", Path(path).stem)
+    if info.meter is not None and notes and min(n.start for n in notes) >= _SILENT_START:
+        options.setdefault("downbeat", 0.0)
     return transcribe(notes, meter=meter or info.meter, qpm=qpm or info.qpm,
                       key=key or info.key, **options)
 

@@ -216,12 +216,86 @@ def test_evaluate_cli_and_its_errors(tiny, tmp_path, monkeypatch):
     assert "nats/token" in result.output and (tmp_path / "out" / "report.md").is_file()
     missing = runner.invoke(app, ["evaluate", "--model", str(tmp_path / "nothing"), "--n", "2"])
     assert missing.exit_code != 0 and "does not exist" in missing.output and "Traceback" not in missing.output
+    # a MIDI-event model whose card names no corpus to rebuild
     midi = random_model(tmp_path / "midi", ["NOTE_ON_60", "NOTE_OFF_60", "TIME_SHIFT_1"], encoding="midi")
     wrong = runner.invoke(app, ["evaluate", "--model", str(midi), "--n", "2", "--out", str(tmp_path / "o2")])
-    assert wrong.exit_code != 0 and "midi model" in wrong.output
+    assert wrong.exit_code != 0 and "names no corpus" in wrong.output and "Traceback" not in wrong.output
     with pytest.raises(OptionError):
         EvaluateConfig(n=0)
     # a model whose vocabulary cannot write the corpus's test tunes
     with pytest.raises(ModelError, match="vocabulary"):
         evaluate(random_model(tmp_path / "small", TOKENS), tmp_path / "o3", EvaluateConfig(n=2),
                  corpus=corpus)
+
+
+# --- a MIDI-event model: test loss next to an n-gram on its events, performances next to real ones
+
+
+@pytest.fixture(scope="module")
+def tiny_midi(tmp_path_factory):
+    """A tiny MIDI-event model (4 batches on the played tunes of music21's miscFolk collection, as
+    test_perform.py trains one), its corpus, and the corpus cache (shared with test_perform.py)."""
+    import torch
+
+    from folkrnn.corpus import build_corpus
+    from folkrnn.train import TrainConfig, train
+
+    cache = tmp_path_factory.getbasetemp() / "midi-cache"
+    folder = tmp_path_factory.getbasetemp() / "tiny-midi-evaluate"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        corpus = build_corpus(["miscFolk"], encoding="midi", workers=1, cache_dir=cache)
+        train(corpus, TrainConfig(epochs=1, batch_size=16, bptt=128, max_batches=4, out=str(folder),
+                                  progress=False, lr=1e-2, force=True),
+              {"embedding_size": 16, "hidden_size": 32, "layers": 2, "dropout": 0.0})
+    finally:
+        torch.set_num_threads(threads)
+    return folder, corpus, cache
+
+
+def test_evaluate_a_midi_model(tiny_midi, tmp_path):
+    from folkrnn.ngram import fit_ngram
+    from folkrnn.performance_quality import ROWS, TARGETS
+
+    model, corpus, _ = tiny_midi
+    result = evaluate(model, tmp_path / "report", EvaluateConfig(n=4, seconds=8, titles_per_type=0),
+                      corpus=corpus)
+    written = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert written["test_loss_nats"] == result["test_loss_nats"] and result["encoding"] == "midi"
+    # the card's test loss is the same quantity, computed by torch during training
+    assert result["test_loss_nats"] == pytest.approx(load_model(model).training["test_loss_nats"], rel=1e-3)
+    assert result["test_tunes"] == len(corpus.test) and result["test_controls_dropped"] == 0
+    vocabulary = [t for t in load_model(model).vocabulary.tokens if t not in ("<pad>", "<s>")]
+    baseline = fit_ngram(corpus.train, 5, vocabulary).cross_entropy(corpus.test)
+    assert result["ngram_test_loss_nats"] == pytest.approx(baseline, abs=1e-5)
+    # the performance section: every row, both sides, each target judged or None
+    table = written["performance"]
+    assert table["generated"]["pieces"] == 4 and result["generated"] == 4
+    assert 1 <= table["real"]["pieces"] <= 4 and table["real"]["pieces_with_notes"] == table["real"]["pieces"]
+    assert set(table["rows"]) == set(ROWS) and set(table["met"]) == set(TARGETS)
+    assert table["real"]["mean_sounding"] == pytest.approx(1.0, abs=0.05)
+    assert table["real"]["onset_regularity_median"] > 0.3 and table["seconds"] == 8
+    assert result["validity_rate"] == (table["generated"]["transcribed_share"] or 0.0)
+    # both sides open with controls: each piece is transcribed at its own tempo, meter and key
+    assert table["real"]["transcription"]["hinted"] == table["real"]["pieces"]
+    assert table["generated"]["transcription"]["hinted"] == result["generated_made"]
+    assert sum(result["controls"]["generated"]["meter"].values()) == result["generated"]
+    assert sum(result["controls"]["real"]["tempo"].values()) == table["real"]["pieces"]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "- Real, controls: tempo " in report and "at their controls' tempo, meter and key" in report
+    assert "| LSTM |" in report and "Kneser-Ney 5-gram" in report and "nats/event" in report
+    assert "| mean notes sounding at once (while any sounds) |" in report and "## Performances" in report
+    assert (tmp_path / "report" / "piano_roll.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](piano_roll.png)" in report
+
+
+def test_evaluate_a_midi_model_from_the_cli_on_its_own_corpus(tiny_midi, tmp_path, monkeypatch):
+    model, _, cache = tiny_midi
+    monkeypatch.setenv("FOLKRNN_CACHE", str(cache))  # the card's corpus is rebuilt, from this cache
+    result = CliRunner().invoke(app, ["evaluate", "--model", str(model), "--n", "2", "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "nats/token" in result.output and "2 tunes" in result.output
+    written = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert written["corpus_note"] is None and written["performance"]["generated"]["pieces"] == 2

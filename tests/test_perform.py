@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from conftest import RandomEngine
 from folkrnn.cli import app
 from folkrnn.errors import MidiError, ModelError, OptionError
-from folkrnn.events import EventConfig, events_to_notes
+from folkrnn.events import EventConfig, events_to_notes, names_to_ids
 from folkrnn.perform import PerformConfig, Performer, load_performer, perform, prime_events, sample_performances
 from folkrnn.vocab import Vocabulary
 
@@ -167,6 +167,7 @@ def test_perform_writes_midi_files_and_a_true_summary(performer, tmp_path):
     assert [path.name for path in result.files] == ["perf-0001.mid", "perf-0002.mid", "perf-0003.mid"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seed"] == 40 and summary["made"] == 3 and summary["options"]["seconds"] == 8
+    assert summary["options"]["instrument"] == summary["instrument"] == "fiddle" and summary["max_voices"] == 1
     for index, entry in enumerate(summary["pieces"]):
         piece = result.pieces[index]
         assert entry["seed"] == 40 + index == piece.seed and entry["file"] == f"perf-{index + 1:04d}.mid"
@@ -249,3 +250,186 @@ def test_cli_perform(midi_model, tmp_path):
         assert result.exit_code == code, result.output
         assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
         assert "Traceback" not in result.output
+
+
+# --- the event grammar --------------------------------------------------------------------------
+
+
+def most_at_once(notes) -> int:
+    """The most notes sounding at one time (a note ending when another starts does not overlap it)."""
+    edges = sorted([(n.start, 1) for n in notes] + [(n.end, -1) for n in notes])
+    count = most = 0
+    for _, change in edges:
+        count += change
+        most = max(most, count)
+    return most
+
+
+def breaches(piece, config: EventConfig, instrument: str, max_note: float, voices: int) -> set[str]:
+    """The rules of the event grammar a piece breaks, worked out from its events and decoded notes."""
+    from folkrnn.tables import INSTRUMENTS
+
+    low, high = INSTRUMENTS[instrument].lowest, INSTRUMENTS[instrument].highest
+    notes = events_to_notes(piece.events, config)
+    kinds = [config.decode_id(event)[0] for event in piece.events]
+    found = set()
+    if any(not low <= note.pitch <= high for note in notes):
+        found.add("range")
+    if any(note.duration > max_note + 1e-9 for note in notes):
+        found.add("length")
+    if most_at_once(notes) > voices:
+        found.add("voices")
+    if "NOTE_ON" in kinds and "VELOCITY" not in kinds[:kinds.index("NOTE_ON")]:
+        found.add("velocity")
+    return found
+
+
+@pytest.mark.parametrize("instrument, voices", [("fiddle", 1), ("whistle", 1), ("piano", 3)])
+def test_the_grammar_keeps_random_logits_playable(instrument, voices):
+    performer, config = random_performer(salt=3), EventConfig()
+    options = PerformConfig(seconds=4, max_events=600, max_note=0.5, max_voices=3, instrument=instrument)
+    pieces = sample_performances(performer, list(range(8)), options=options)
+    for piece in pieces:
+        assert piece.ok and piece.notes and events_to_notes(piece.events, config) == piece.notes
+        check_guards(piece.events, config)
+        assert breaches(piece, config, instrument, 0.5, voices) == set()
+    # the checks can fail: the raw model breaks every rule
+    raw = sample_performances(performer, list(range(8)), options=PerformConfig(
+        seconds=4, max_events=600, guards=False, instrument=instrument))
+    assert set().union(*(breaches(p, config, instrument, 0.5, voices) for p in raw)) == \
+        {"range", "length", "voices", "velocity"}
+
+
+def test_the_shipped_model_plays_a_fiddle_tune_one_note_at_a_time():
+    """The hanging chords of the raw model (several notes at once, notes of many seconds, pitches
+    no fiddle plays) are gone with the grammar; the same seed gives the same piece alone or in a batch."""
+    from folkrnn.checkpoint import SHIPPED
+
+    if not (SHIPPED / "midi" / "config.json").is_file():
+        pytest.skip("no shipped MIDI-event model")
+    performer = load_performer(None)
+    config, seeds = performer.events, [1, 2, 3, 4, 5, 6]
+    options = PerformConfig(seconds=12)
+    pieces = sample_performances(performer, seeds, options=options)  # the fiddle, by default
+    for piece in pieces:
+        assert piece.ok and len(piece.notes) >= 10
+        assert breaches(piece, config, "fiddle", 2.0, 1) == set()
+    assert sample_performances(performer, [seeds[2]], options=options)[0].events == pieces[2].events
+    piano = PerformConfig(seconds=12, max_voices=2, instrument="piano")
+    chords = sample_performances(performer, seeds[:3], options=piano)
+    for piece in chords:
+        assert breaches(piece, config, "piano", 2.0, 2) == set()
+    assert [p.events for p in sample_performances(performer, seeds[1:2], options=piano)] == [chords[1].events]
+    raw = sample_performances(performer, seeds, options=PerformConfig(seconds=12, guards=False))
+    assert {"range", "length", "voices"} <= set().union(*(breaches(p, config, "fiddle", 2.0, 1) for p in raw))
+
+
+def test_a_note_on_while_a_note_sounds_is_written_after_its_note_off():
+    """On a monophonic instrument the sampler ends the sounding note itself, the model reading the
+    NOTE_OFF before the NOTE_ON it chose; a prime's chord is kept as it is and ended the same way."""
+    config = EventConfig()
+    prime = names_to_ids(["VELOCITY_20", "NOTE_ON_60", "NOTE_ON_64", "NOTE_ON_67", "TIME_SHIFT_30"], config)
+    pieces = sample_performances(random_performer(salt=4), [1, 2, 3], prime=prime,
+                                 options=PerformConfig(seconds=3, max_note=1.0, instrument="fiddle"))
+    for piece in pieces:
+        assert piece.events[:len(prime)] == prime
+        later = [note for note in piece.notes if note.start >= 0.3]
+        assert later and most_at_once(later) == 1 and all(note.duration <= 1.0 for note in piece.notes)
+        sounding: set[int] = set()
+        for position, event in enumerate(piece.events):  # after the prime, a NOTE_ON comes only into silence
+            kind, pitch = config.decode_id(event)
+            if kind == "NOTE_ON":
+                assert position < len(prime) or not sounding
+                sounding.add(pitch)
+            elif kind == "NOTE_OFF":
+                sounding.discard(pitch)
+
+
+def test_max_note_comes_from_the_options_else_the_model():
+    from folkrnn.perform import DEFAULT_MAX_NOTE, max_note_seconds
+
+    performer = random_performer()
+    assert max_note_seconds(PerformConfig(), performer) == DEFAULT_MAX_NOTE == 2.0
+    performer.training = {"performance": {"max_note_s": 0.4}}
+    assert max_note_seconds(PerformConfig(), performer) == 0.4
+    assert max_note_seconds(PerformConfig(max_note=1.5), performer) == 1.5
+    pieces = sample_performances(performer, [1, 2], options=PerformConfig(seconds=4, instrument="piano"))
+    assert all(note.duration <= 0.4 + 1e-9 for piece in pieces for note in piece.notes)
+    with pytest.raises(OptionError, match="max-note"):
+        sample_performances(performer, [1], options=PerformConfig(max_note=0))
+    with pytest.raises(OptionError, match="max-voices"):
+        sample_performances(performer, [1], options=PerformConfig(max_voices=0))
+    with pytest.raises(OptionError, match="unknown instrument"):
+        sample_performances(performer, [1], options=PerformConfig(instrument="theremin"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Controls: what a performance plays
+
+
+def test_performances_open_with_the_controls_asked_for(performer, midi_model, tmp_path):
+    from folkrnn.events import KEYS, METERS, TEMPOS
+    from folkrnn.perform import Controls
+    from folkrnn.tables import DANCES
+
+    assert performer.events.controls  # a model trained now: its corpus opens with controls
+    chosen = sample_performances(performer, [1, 2, 3], options=PerformConfig(seconds=5))
+    for piece in chosen:  # the model's own choice: never an unknown tempo, meter or key
+        assert set(piece.controls) == {"tempo", "meter", "key", "density"}
+        assert piece.controls["tempo"] in TEMPOS[1:] and piece.controls["meter"] in METERS[1:]
+        assert piece.controls["key"] in KEYS[1:]
+    asked = Controls(rhythm="jig", key="Ador", density=6)
+    for piece in sample_performances(performer, [1, 2, 3], options=PerformConfig(seconds=5), controls=asked):
+        assert piece.controls["meter"] in DANCES["jig"].meters
+        assert abs(piece.controls["tempo"] - DANCES["jig"].tempo) <= 2  # the grid's nearest
+        assert piece.controls["key"] == 1 and piece.controls["density"] == 6  # A dorian: one sharp, as G major
+    fixed = Controls(tempo=151, meter="2/4", key="Bb")
+    piece = sample_performances(performer, [4], options=PerformConfig(seconds=5), controls=fixed)[0]
+    assert (piece.controls["tempo"], piece.controls["meter"], piece.controls["key"]) == (152, "2/4", -2)
+    # the files say it: tempo (quarters a minute), time and key signatures
+    import pretty_midi
+
+    result = perform(performer, 1, seed=4, options=PerformConfig(seconds=5), controls=fixed, out=tmp_path)
+    midi = pretty_midi.PrettyMIDI(str(result.files[0]))
+    assert midi.get_tempo_changes()[1][0] == pytest.approx(152, abs=0.01)
+    assert (midi.time_signature_changes[0].numerator, midi.time_signature_changes[0].denominator) == (2, 4)
+    assert pretty_midi.key_number_to_key_name(midi.key_signature_changes[0].key_number) == "Bb Major"
+    summary = json.loads(result.summary_path.read_text())
+    assert summary["controls"] == {"tempo": 151, "meter": "2/4", "key": "Bb"}
+    assert "--tempo 151 --meter 2/4 --key Bb" in summary["pieces"][0]["command"]
+
+
+@pytest.mark.parametrize("controls, message", [
+    ({"rhythm": "polka-ish"}, "unknown rhythm"),
+    ({"tempo": 500}, "20..400"),
+    ({"tempo": 25}, "outside the 40..240"),
+    ({"meter": "5/8"}, "the model knows"),
+    ({"key": "H"}, "not a key"),
+    ({"density": -1}, "0..30"),
+])
+def test_bad_controls_are_option_errors(performer, controls, message):
+    from folkrnn.perform import Controls
+
+    with pytest.raises(OptionError, match=message):
+        sample_performances(performer, [1], controls=Controls(**controls))
+
+
+def test_a_model_without_controls_takes_none():
+    from folkrnn.perform import Controls
+
+    plain = random_performer()
+    assert sample_performances(plain, [1], options=PerformConfig(seconds=2), controls=Controls())[0].controls == {}
+    with pytest.raises(OptionError, match="has no controls"):
+        sample_performances(plain, [1], controls=Controls(rhythm="reel"))
+
+
+def test_cli_perform_with_controls(midi_model, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["perform", "--model", str(midi_model), "-n", "2", "--seconds", "4", "--seed", "3",
+                                 "--rhythm", "reel", "--key", "D", "--out", str(tmp_path / "ok")])
+    assert result.exit_code == 0, result.output
+    pieces = json.loads((tmp_path / "ok" / "summary.json").read_text())["pieces"]
+    assert all(piece["controls"]["key"] == 2 for piece in pieces)
+    result = runner.invoke(app, ["perform", "--model", str(midi_model), "--tempo", "999", "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "20..400" in result.output and not (tmp_path / "x" / "perf-0001.mid").exists()

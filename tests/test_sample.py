@@ -278,19 +278,19 @@ def test_a_batch_gives_each_seed_the_tune_it_gives_alone(tiny):
 def test_the_reproducibility_guard_makes_close_calls_alone(tiny, monkeypatch):
     """With the guard made very wary, most rows are made again on their own: same tunes."""
     import folkrnn.decode.choice as choice
-    import folkrnn.sample as sample
+    import folkrnn.decode.loop as loop
 
     seeds = [21, 22, 23, 24]
     before = [r.tokens for r in sample_tunes(tiny.engine, tiny.vocabulary, seeds)]
     monkeypatch.setattr(choice, "_NOISE", 0.05)
     runs = []
-    real = sample._run_batch
+    real = loop.run_batch
 
     def counting(*args, **kwargs):
-        runs.append(len(args[4]))
+        runs.append(len(args[3]))  # the jobs
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sample, "_run_batch", counting)
+    monkeypatch.setattr(loop, "run_batch", counting)
     after = [r.tokens for r in sample_tunes(tiny.engine, tiny.vocabulary, seeds)]
     assert after == before
     assert runs[0] == 4 and len(runs) >= 2 and runs[1] >= 2  # the batch, then the close calls, exactly

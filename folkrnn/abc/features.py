@@ -277,6 +277,7 @@ def pad_inputs(rows: Sequence[np.ndarray], length: int, pad_id: int) -> np.ndarr
     return batch
 
 
-def classes(tokens: Sequence[str]) -> _Classes:
-    """The vocabulary classified once, to share among many :class:`Positions`."""
+def classes(tokens: Sequence[str], settings=None) -> _Classes:
+    """The vocabulary classified once, to share among many :class:`Positions` (``settings``, the
+    normalisation, change nothing here: every scheme's ``classes`` takes them)."""
     return _Classes(tokens)

@@ -9,8 +9,15 @@ What it writes:
   and octave, as ABC 2.1 says; same letter in every octave, as abc2midi does), and an accidental
   is written whenever either reading would get the note wrong;
 - lengths in units of L; a note that crosses a bar line is split and tied (``-``), a gap becomes
-  a rest; three notes in the time of two become ``(3``, other tuplets ``(p:q:r``; a long-short
-  pair of equal written notes becomes ``>`` (``<`` for short-long);
+  a rest; a long-short pair of equal written notes becomes ``>`` (``<`` for short-long);
+- only lengths that ABC players accept: a written length is a power-of-two fraction of L (``3/2``,
+  ``/4``, never ``/3``). Lengths that are not (thirds, fifths) are written in tuplets: from the
+  first such note to where the lengths sum to a power-of-two fraction again, within the bar,
+  ``(3`` (three notes of one length in the time of two), ``(3:2:r`` (r notes, say a quarter and
+  an eighth of a triplet: ``(3:2:2B2A``), or another ratio ``(p:q:r``. Where no tuplet fits (a
+  tune that ends on a third of a beat), that bar's boundaries move to the nearest points of a
+  binary grid fine enough to keep every note: the one place the notes written differ from the
+  Tune's;
 - bar lines, repeats and endings from ``tune.bars``, or, when there are none, a bar line every
   bar of the meter; four bars to a line.
 
@@ -206,10 +213,19 @@ def _bar_text(bar: BarLine) -> str:
     return bar.kind + (",".join(str(n) for n in bar.ending) if bar.ending else "")
 
 
+# Tuplet ratios tried in order: p notes in the time of q.
+_TUPLET_RATIOS = ((3, 2), (6, 4), (5, 4), (7, 4), (9, 8), (2, 3), (4, 3), (5, 2), (7, 8))
+
+
 def _tuplet_plan(units: list[Fraction]) -> tuple[int, int, int, Fraction] | None:
-    """For a run of lengths that are not binary fractions, find (p, q, r, factor): written
-    lengths are ``unit * p / q`` and the run of r notes sums to a binary length."""
-    for p, q in ((3, 2), (6, 4), (5, 4), (7, 4), (9, 8), (2, 3), (4, 3), (5, 2), (7, 8)):
+    """A tuplet for the lengths from one that is not a binary fraction up to its bar line.
+
+    Returns (p, q, r, factor): the first r lengths (at least two) sum to a binary length, and
+    each, times ``factor = p/q``, is binary, so ``(p:q:r`` writes them with lengths ABC players
+    accept. Members may be binary themselves (a quarter note inside a triplet: ``(3:2:2B2A``).
+    None when no ratio fits.
+    """
+    for p, q in _TUPLET_RATIOS:
         factor = Fraction(p, q)
         total = Fraction(0)
         for r, value in enumerate(units, start=1):
@@ -219,6 +235,47 @@ def _tuplet_plan(units: list[Fraction]) -> tuple[int, int, int, Fraction] | None
             if _is_binary(total) and r >= 2:
                 return p, q, r, factor
     return None
+
+
+def _snap_to_binary(span: list[_Event], unit_quarters: Fraction) -> list[_Event]:
+    """The last resort for lengths that no tuplet writes (B/3 alone, a tune ending on a third
+    of a beat): the span's boundaries move to the nearest point of a binary grid, from its first
+    onset, fine enough (at most half the shortest length) that no event vanishes. A span that
+    ends on a bar line keeps its total length when that is binary."""
+    shortest = min(event.units for event in span)
+    total = sum((event.units for event in span), Fraction(0))
+    step = Fraction(1)
+    while step > shortest / 2 or (_is_binary(total) and (total / step).denominator != 1):
+        step /= 2
+    out, edge, new_edge = [], Fraction(0), Fraction(0)
+    for event in span:
+        edge += event.units
+        end = round(edge / step) * step
+        out.append(_Event(span[0].onset + new_edge * unit_quarters, end - new_edge,
+                          event.pitches, event.graces, event.tie))
+        new_edge = end
+    return out
+
+
+def _writable(events: list[_Event], bar_onsets: list[Fraction], unit_quarters: Fraction) -> None:
+    """Make every length one that ABC players accept, in place: each length that is not a binary
+    fraction must start a tuplet (``_tuplet_plan``) within its bar; the lengths of a bar where
+    none fits go onto the binary grid (``_snap_to_binary``)."""
+    i = 0
+    while i < len(events):
+        if _is_binary(events[i].units):
+            i += 1
+            continue
+        k = bisect_right(bar_onsets, events[i].onset)
+        next_bar = bar_onsets[k] if k < len(bar_onsets) else None
+        j = i
+        while j < len(events) and (next_bar is None or events[j].onset < next_bar):
+            j += 1
+        plan = _tuplet_plan([event.units for event in events[i:j]])
+        if plan is None:
+            events[i:j] = _snap_to_binary(events[i:j], unit_quarters)
+            continue
+        i += plan[2]
 
 
 def tune_to_abc(tune: Tune) -> str:
@@ -250,6 +307,7 @@ def tune_to_abc(tune: Tune) -> str:
     if bars and bars[-1].onset > time and tune.bars:
         add(time, bars[-1].onset - time, (), ())
 
+    _writable(events, bar_onsets, unit_quarters)
     speller = _Speller(tune.key.accidentals)
     beat = Fraction(3, 2) if tune.meter.compound else (
         Fraction(4, tune.meter.denominator) if not tune.meter.free else Fraction(1))
@@ -292,29 +350,33 @@ def tune_to_abc(tune: Tune) -> str:
                 and _on_beat(event.onset, bars, beat, tune):
             line.append(" ")
         next_bar = bars[bar_index].onset if bar_index < len(bars) else None
-        # a tuplet: a run of lengths that are not binary fractions, within the bar
+        # a tuplet: from a length that is not a binary fraction to where the lengths sum to a
+        # binary one again, within the bar
         if not _is_binary(event.units):
             run = []
             for later in events[i:]:
-                if _is_binary(later.units) or (next_bar is not None and later.onset >= next_bar):
+                if next_bar is not None and later.onset >= next_bar:
                     break
                 run.append(later)
             plan = _tuplet_plan([e.units for e in run])
-            if plan:
-                p, q, r, factor = plan
-                line.append(f"({p}" if (q, r) == (2, 3) and p == 3 else f"({p}:{q}:{r}")
-                for member in run[:r]:
-                    line.append(note_text(member, member.units * factor))
-                i += r
+            if plan is None:  # (_writable leaves none of these)
+                line.append(note_text(event, event.units))
+                i += 1
                 continue
-            line.append(note_text(event, event.units))  # no plan: the plain fraction
-            i += 1
+            p, q, r, factor = plan
+            # "(3" for three notes of one length; abc2midi warns at "(3" over mixed lengths
+            even = len({member.units for member in run[:r]}) == 1
+            line.append(f"({p}" if (p, q, r) == (3, 2, 3) and even else f"({p}:{q}:{r}")
+            for member in run[:r]:
+                line.append(note_text(member, member.units * factor))
+            i += r
             continue
         # broken rhythm: two single notes, long-short or short-long, within the bar
         if i + 1 < len(events):
             second = events[i + 1]
             same_bar = next_bar is None or second.onset < next_bar
             plain = (len(event.pitches) == 1 and len(second.pitches) == 1 and not event.tie
+                     and _is_binary(second.units)
                      and not second.tie and not second.graces and same_bar)
             # only where the pair is written as notes of at most one unit ("A>B", "A/>B/")
             # and fills a span of its own length in the bar (so "g>e", never "f<g" off it)
