@@ -1250,7 +1250,7 @@ class _Trainer:
                 tunes = tunes[::step]
                 final["train_loss_tunes"] = len(tunes)
             final[f"{name}_loss_nats"] = self.evaluate(tunes)
-        if self.encoding == "abc" and self.is_writer:
+        if self.is_writer:  # the n-gram on the same tokens: ABC tokens or events alike
             final.update(self.ngram_losses(final.get("test_loss_nats")))
         record = self.record(**final)
         if self.is_writer:

@@ -296,6 +296,6 @@ def test_evaluate_a_midi_model_from_the_cli_on_its_own_corpus(tiny_midi, tmp_pat
     result = CliRunner().invoke(app, ["evaluate", "--model", str(model), "--n", "2", "--out",
                                       str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert "nats/token" in result.output and "2 tunes" in result.output
+    assert "nats/event" in result.output and "2 performances of 30 s" in result.output
     written = json.loads((tmp_path / "out" / "report.json").read_text())
     assert written["corpus_note"] is None and written["performance"]["generated"]["pieces"] == 2
