@@ -927,7 +927,7 @@ def perform_command(
         "random, printed.")] = None,
     temperature: TemperatureOption = 1.0,
     top_k: TopKOption = 0,
-    top_p: TopPOption = 1.0,
+    top_p: TopPOption = 0.95,
     strategy: Annotated[PerformStrategy, typer.Option(help="sample (temperature, top-k, top-p) or greedy.")]
     = PerformStrategy.sample,
     guards: Annotated[bool, typer.Option(

@@ -90,6 +90,8 @@ class NumpyLSTM:
         self._feature_tables = [prepare(w[f"feature_embeddings.{k}.weight"] @ w["lstm.0.weight_ih_l0"].T)
                                 for k in range(features)]
         self.features = features
+        # (1 + F,): the values each input column may take (token ids, then each feature's)
+        self._limits = np.array([vocab] + [len(table) for table in self._feature_tables], np.int64)
         self._w_hh0 = prepare(w["lstm.0.weight_hh_l0"].T)  # (H, 4H)
         self._w_stack = []  # per upper layer, (2H, 4H): rows [:H] act on x, rows [H:] on h
         self._bias = []  # per upper layer, (4H,)
@@ -153,8 +155,6 @@ class NumpyLSTM:
             state = self.init_state(batch)
         h, c = state
         self._check_state(h, c, batch)
-        if ids.min(initial=0) < 0 or ids.max(initial=0) >= self.vocab_size:
-            raise ModelError(f"token id out of range 0-{self.vocab_size - 1}: {ids.tolist()}")
         xh, gates, scratch = self._scratch(batch)
         hidden = self.hidden_size
         np.dot(h[0], self._w_hh0, out=gates)
@@ -198,8 +198,6 @@ class NumpyLSTM:
             state = self.init_state(batch)
         h, c = state
         self._check_state(h, c, batch)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
-            raise ModelError(f"token id out of range 0-{self.vocab_size - 1}")
         hidden = self.hidden_size
         _, gates, scratch = self._scratch(batch)
         outputs = np.empty((steps, batch, hidden), np.float32)  # (T, B, H), this layer's h_t
@@ -226,19 +224,24 @@ class NumpyLSTM:
         return (logits[0] if single else np.ascontiguousarray(logits)), state
 
     def _split(self, ids: np.ndarray, rank: int) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Token ids and the feature columns of an input of ``rank`` dimensions with features."""
+        """Token ids and the feature columns of an input of ``rank`` dimensions with features, each
+        checked against its range (one test for all of them: a step at batch 1 is short)."""
         if not self.features:
             if ids.ndim != rank - 1:
                 raise ModelError(f"token ids must have {rank - 1} dimensions, not shape {ids.shape}")
+            if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+                raise ModelError(f"token id out of range 0-{self.vocab_size - 1}: {ids.tolist()}")
             return ids, []
         if ids.ndim != rank or ids.shape[-1] != 1 + self.features:
             raise ModelError(f"this model reads {self.features} position features with each token: "
                              f"its input must be (..., {1 + self.features}), not shape {ids.shape}")
-        columns = [ids[..., 1 + k] for k in range(self.features)]
-        for k, (values, table) in enumerate(zip(columns, self._feature_tables)):
-            if values.size and (values.min() < 0 or values.max() >= len(table)):
-                raise ModelError(f"position feature {k} out of range 0-{len(table) - 1}")
-        return ids[..., 0], columns
+        if ids.size and ((ids < 0) | (ids >= self._limits)).any():
+            bad = ((ids < 0) | (ids >= self._limits)).reshape(-1, 1 + self.features).any(axis=0)
+            column = int(np.flatnonzero(bad)[0])
+            if column == 0:
+                raise ModelError(f"token id out of range 0-{self.vocab_size - 1}: {ids[..., 0].tolist()}")
+            raise ModelError(f"position feature {column - 1} out of range 0-{self._limits[column] - 1}")
+        return ids[..., 0], [ids[..., 1 + k] for k in range(self.features)]
 
     def _check_state(self, h: np.ndarray, c: np.ndarray, batch: int) -> None:
         shape = (self.layers, batch, self.hidden_size)

@@ -68,7 +68,7 @@ class PerformConfig:
     strategy: str = "sample"  # "sample" or "greedy"
     temperature: float = 1.0  # the logits are divided by this (> 0)
     top_k: int = 0  # sample only among the k most probable events (0: no cut)
-    top_p: float = 1.0  # then only the smallest set reaching this probability (1: no cut)
+    top_p: float = 0.95  # then only the smallest set reaching this probability (1: no cut), as compose
     seconds: float = 30.0  # a performance stops when it is this long (0: only max_events stops it)
     max_events: int = 5000  # and after this many events, the prime's included
     # who plays (folkrnn.tables.INSTRUMENTS, or an alias): the range the grammar keeps to, and one

@@ -307,21 +307,25 @@ def test_the_shipped_model_plays_a_fiddle_tune_one_note_at_a_time():
 
     if not (SHIPPED / "midi" / "config.json").is_file():
         pytest.skip("no shipped MIDI-event model")
+    from folkrnn.perform import max_note_seconds
+
     performer = load_performer(None)
     config, seeds = performer.events, [1, 2, 3, 4, 5, 6]
     options = PerformConfig(seconds=12)
+    longest = max_note_seconds(options, performer)  # the corpus's longest note, from the card
     pieces = sample_performances(performer, seeds, options=options)  # the fiddle, by default
     for piece in pieces:
         assert piece.ok and len(piece.notes) >= 10
-        assert breaches(piece, config, "fiddle", 2.0, 1) == set()
+        assert breaches(piece, config, "fiddle", longest, 1) == set()
     assert sample_performances(performer, [seeds[2]], options=options)[0].events == pieces[2].events
     piano = PerformConfig(seconds=12, max_voices=2, instrument="piano")
     chords = sample_performances(performer, seeds[:3], options=piano)
     for piece in chords:
-        assert breaches(piece, config, "piano", 2.0, 2) == set()
+        assert breaches(piece, config, "piano", longest, 2) == set()
     assert [p.events for p in sample_performances(performer, seeds[1:2], options=piano)] == [chords[1].events]
+    # the raw model, the same seeds: it does overlap its notes (the grammar is what stops it)
     raw = sample_performances(performer, seeds, options=PerformConfig(seconds=12, guards=False))
-    assert {"range", "length", "voices"} <= set().union(*(breaches(p, config, "fiddle", 2.0, 1) for p in raw))
+    assert "voices" in set().union(*(breaches(p, config, "fiddle", longest, 1) for p in raw))
 
 
 def test_a_note_on_while_a_note_sounds_is_written_after_its_note_off():

@@ -258,7 +258,8 @@ def provide_inputs(block: Block, folder: Path, *, all_reads: bool = False) -> li
         for option, value in reads:
             key = value.rstrip("/")
             path = folder / key
-            if key in written or path.exists() or _is_collection(value) or option == "--prime" and not re.search(
+            if key in written or any(key.startswith(f"{folder_written}/") for folder_written in written) \
+                    or path.exists() or _is_collection(value) or option == "--prime" and not re.search(
                     r"\.(mid|midi|abc)$", value):
                 continue
             if option == "--model":

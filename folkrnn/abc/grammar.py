@@ -368,6 +368,11 @@ class AbcGrammar:
         self._states: list[_State] = []
         self._ids: dict[_State, int] = {}
         self._masks: list[np.ndarray | None] = []
+        # the masks worked out so far as one table, row sid (a batch's masks are one gather), whether
+        # row sid is filled, and whether state sid waits for a tied note
+        self._table = np.zeros((256, self.size), bool)
+        self._known = np.zeros(256, bool)
+        self._tied = np.zeros(256, bool)
         self._next: dict[tuple[int, int], int] = {}
         self._closing: dict[int, int] = {}
         self._feasible: dict[_State, bool] = {}
@@ -402,17 +407,31 @@ class AbcGrammar:
         mask = self._masks[sid]
         if mask is None:
             mask = self._masks[sid] = self._compute_mask(self._states[sid])
+            if sid >= len(self._known):  # the table grows by doubling
+                rows = max(2 * len(self._known), sid + 1)
+                self._table = np.concatenate([self._table, np.zeros((rows - len(self._known), self.size), bool)])
+                self._known = np.concatenate([self._known, np.zeros(rows - len(self._known), bool)])
+                self._tied = np.concatenate([self._tied, np.zeros(rows - len(self._tied), bool)])
+            self._table[sid] = mask
+            self._tied[sid] = self._states[sid].tied
+            self._known[sid] = True
         return mask
 
     def masks(self, sids: Sequence[int]) -> np.ndarray:
-        """Boolean (B, V) of the tokens allowed in each state."""
-        return np.stack([self.mask(sid) for sid in sids]) if len(sids) else np.zeros((0, self.size), bool)
+        """Boolean (B, V) of the tokens allowed in each state (a new array)."""
+        sids = np.asarray(sids, np.intp)
+        if not len(sids):
+            return np.zeros((0, self.size), bool)
+        if sids.max() >= len(self._known) or not self._known[sids].all():
+            for sid in set(sids.tolist()):
+                self.mask(sid)
+        return self._table[sids]
 
     def restrict_ties(self, masks: np.ndarray, sids: Sequence[int], histories: Sequence[list[int]]) -> None:
-        """In place: where a tie waits for its note, allow only the tied note's own pitch token."""
-        for row, sid in enumerate(sids):
-            if not self._states[sid].tied:
-                continue
+        """In place: where a tie waits for its note, allow only the tied note's own pitch token (the
+        masks of ``sids`` worked out already, as :meth:`masks` does)."""
+        sids = np.asarray(sids, np.intp)
+        for row in np.flatnonzero(self._tied[sids]).tolist() if len(sids) else ():
             ids = histories[row]
             k = len(ids) - 1
             while k >= 0 and self._cls[ids[k]] == _BAR:
@@ -1043,10 +1062,11 @@ class Compass:
         """In place: mask the note tokens each tune's compass leaves out."""
         if not self.semitones:
             return
-        for row, state in enumerate(states):
-            if state is None or state[2] < state[1]:
-                continue  # a tune whose tokens are forced, or with no note yet
-            mode, low, high = state
-            pitches = self._pitches[mode]
-            outside = self.is_note & ((pitches > low + self.semitones) | (pitches < high - self.semitones))
-            masks[row, outside] = False
+        # not a tune whose tokens are forced (None), nor one with no note yet
+        rows = [row for row, state in enumerate(states) if state is not None and state[2] >= state[1]]
+        if not rows:
+            return
+        spans = np.array([states[row] for row in rows], np.int64)  # (n, 3): mode, lowest, highest
+        pitches = self._pitches[spans[:, 0]]  # (n, V)
+        outside = (pitches > spans[:, 1:2] + self.semitones) | (pitches < spans[:, 2:3] - self.semitones)
+        masks[rows] &= ~(outside & self.is_note)

@@ -60,11 +60,14 @@ def choose_tokens(logits: np.ndarray, masks: np.ndarray, config, seeds: np.ndarr
     ``noise`` bounds, per row, how far the float rounding of a batch can move each tempered logit
     (0 for the computation on its own). A decision it could change is flagged fragile: a draw so
     near a boundary of the cumulative probability that the boundary could cross it (a boundary at c
-    moves at most ``2 c (1 - c) noise``), or a ranking, cut or argmax between two tempered logits
-    less than ``2 noise`` apart.
+    moves at most ``2 c (1 - c) noise``), the drawn token and the next or previous one by rank less
+    than ``2 noise`` apart (rounding could swap them, and with them the token at the drawn rank: the
+    only swap that matters, since sorted values move no more than the values), an argmax between
+    two such logits, or a top-p cut that rounding could move (to fewer or more tokens) when the draw
+    would not take the same rank, as safely, with every cut it could move to.
     """
     rows, size = logits.shape
-    keep = np.maximum(np.count_nonzero(masks, axis=1), 1)  # tokens with any probability
+    allowed = keep = np.maximum(np.count_nonzero(masks, axis=1), 1)  # tokens with any probability
     order, values = _rank(logits, masks)
     # the allowed tokens come first in every row: the columns after the most any row allows are
     # all -inf (weight 0) and are left out of the work below (greedy sums them all: a pairwise sum
@@ -77,6 +80,7 @@ def choose_tokens(logits: np.ndarray, masks: np.ndarray, config, seeds: np.ndarr
     size = width
     index = np.arange(rows)
     delta = np.broadcast_to(np.asarray(noise, np.float64), (rows,))
+    noisy = bool(delta.any())
 
     def close(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # two logits rounding could swap
         with np.errstate(invalid="ignore"):
@@ -94,23 +98,27 @@ def choose_tokens(logits: np.ndarray, masks: np.ndarray, config, seeds: np.ndarr
         return order[:, 0], logp, fragile
     columns = np.arange(size)[None, :]
     if config.top_k and config.top_k < size:
-        k = config.top_k
-        fragile |= (keep > k) & close(ranked[:, k - 1], ranked[:, k])
-        keep = np.minimum(keep, k)
+        keep = np.minimum(keep, config.top_k)
     weights = np.exp(ranked - ranked[:, :1])  # (B, V), ranked; 0 where not allowed
     if config.top_k and config.top_k < size:
         weights *= columns < keep[:, None]
     cumulative = np.cumsum(weights, axis=1)
     total = cumulative[index, keep - 1]
+    cuts = None  # the rows whose top-p cut rounding could move: (rows, before the cut's cumulative, cuts)
     if config.top_p < 1.0:
         goal = config.top_p * total
         kept = np.minimum((cumulative < goal[:, None]).sum(axis=1) + 1, keep)
-        at = cumulative[index, kept - 1] / total
-        before = np.where(kept >= 2, cumulative[index, np.maximum(kept - 2, 0)] / total, 0.0)
-        fragile |= (kept < keep) & sensitive(at, at - config.top_p)
-        fragile |= (kept >= 2) & sensitive(before, config.top_p - before)
-        nxt = np.minimum(kept, size - 1)
-        fragile |= (kept < keep) & close(ranked[index, kept - 1], ranked[index, nxt])
+        if noisy:
+            # the cuts rounding could give: from the first share that could reach p to the first
+            # that surely does
+            with np.errstate(invalid="ignore", divide="ignore"):
+                share = cumulative / total[:, None]
+            window = 2 * share * (1 - share) * delta[:, None]
+            fewest = np.minimum(np.minimum((share + window < config.top_p).sum(axis=1) + 1, keep), kept)
+            most = np.maximum(np.minimum((share - window <= config.top_p).sum(axis=1) + 1, keep), kept)
+            moved = np.flatnonzero(fewest < most)
+            if moved.size:
+                cuts = (moved, cumulative[moved], fewest[moved], most[moved])
         keep = kept
         weights *= columns < keep[:, None]
         cumulative = np.cumsum(weights, axis=1)
@@ -122,10 +130,33 @@ def choose_tokens(logits: np.ndarray, masks: np.ndarray, config, seeds: np.ndarr
     fragile |= (position > 0) & sensitive(low, u - low)
     fragile |= (position < keep - 1) & sensitive(high, high - u)
     fragile |= (position > 0) & close(ranked[index, np.maximum(position - 1, 0)], ranked[index, position])
-    fragile |= (position < keep - 1) & close(ranked[index, position],
-                                            ranked[index, np.minimum(position + 1, size - 1)])
+    # the next token by rank, kept or cut (by top-k or top-p): a swap puts another token at this rank
+    fragile |= (position < allowed - 1) & close(ranked[index, position],
+                                               ranked[index, np.minimum(position + 1, size - 1)])
+    if cuts is not None:
+        for row, before, fewest, most in zip(*cuts):
+            if not fragile[row]:
+                fragile[row] = _cut_moves_draw(before, int(fewest), int(most), float(u[row]),
+                                               int(position[row]), float(delta[row]))
     logp = np.log(weights[index, position] / total)
     return order[index, position], logp, fragile
+
+
+def _cut_moves_draw(cumulative: np.ndarray, fewest: int, most: int, u: float, position: int, delta: float) -> bool:
+    """Whether a draw ``u`` could take another rank than ``position`` with a top-p cut anywhere from
+    ``fewest`` to ``most`` tokens (``cumulative``: the row's cumulative weights before the cut), or
+    fall so near a boundary that rounding could move it."""
+    for keep in range(fewest, most + 1):
+        total = cumulative[keep - 1]
+        at = min(int(np.count_nonzero(cumulative[:keep] <= u * total)), keep - 1)
+        if at != position:
+            return True
+        low = cumulative[at - 1] / total if at > 0 else 0.0
+        high = cumulative[at] / total
+        if (at > 0 and u - low <= 2 * low * (1 - low) * delta) or \
+                (at < keep - 1 and high - u <= 2 * high * (1 - high) * delta):
+            return True
+    return False
 
 
 def _sortable(values: np.ndarray) -> np.ndarray:
