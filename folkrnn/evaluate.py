@@ -50,6 +50,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -432,8 +433,28 @@ def _corpus_for(checkpoint, corpus):
     record = checkpoint.training or {}
     sources = [source.get("name") for source in (record.get("corpus") or {}).get("sources", [])
                if isinstance(source, dict) and source.get("name")]
+    return _rebuilt(record, lambda: build_corpus(sources or None))
+
+
+def _loss_figures(total: float, tokens: int, tunes: int, ngram_nats: float, order: int) -> dict:
+    """The report's loss keys: the model's ``total`` nats over ``tokens`` of ``tunes``, next to the n-gram's."""
+    ln2, model_nats = math.log(2), total / tokens
+    return {
+        "test_loss_nats": round(model_nats, 5),
+        "test_loss_bits_per_tune": round(total / ln2 / tunes, 2),
+        "test_perplexity": round(math.exp(model_nats), 4),
+        "ngram_order": order,
+        "ngram_test_loss_nats": round(ngram_nats, 5),
+        "ngram_test_loss_bits_per_tune": round(ngram_nats * tokens / ln2 / tunes, 2),
+        "ngram_test_perplexity": round(math.exp(ngram_nats), 4),
+        "loss_vs_ngram": round(model_nats / ngram_nats - 1, 4),
+    }
+
+
+def _rebuilt(record: dict, build: Callable[[], Any]):
+    """``build()`` the corpus a model's card names: (the corpus, a note when its hash is not the card's)."""
     try:
-        built = build_corpus(sources or None)
+        built = build()
     except FolkError as error:
         raise ModelError(f"cannot rebuild the corpus this model was trained on ({error}); "
                          "evaluate it on a corpus of your own") from None
@@ -522,7 +543,6 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
                       vocabulary=[t for t in vocabulary.tokens if t not in ("<pad>", "<s>")])
     ngram_nats = ngram.cross_entropy(known)
     timings["ngram_s"] = time.perf_counter() - mark
-    model_nats = total / tokens
 
     say(f"generating {config.n} tunes")
     mark = time.perf_counter()
@@ -615,7 +635,6 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
     titles = _title_conditioning(checkpoint, config)
     timings["titles_s"] = time.perf_counter() - mark
 
-    ln2 = math.log(2)
     result = {
         "model": str(checkpoint.path),
         "model_config": checkpoint.model_config,
@@ -624,14 +643,7 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
         "corpus_hash": getattr(corpus, "content_hash", None) if hasattr(corpus, "info") else None,
         "corpus_note": corpus_note,
         "test_tunes": tunes, "test_tokens": tokens, "test_tunes_skipped": skipped_test,
-        "test_loss_nats": round(model_nats, 5),
-        "test_loss_bits_per_tune": round(total / ln2 / tunes, 2),
-        "test_perplexity": round(math.exp(model_nats), 4),
-        "ngram_order": config.ngram_order,
-        "ngram_test_loss_nats": round(ngram_nats, 5),
-        "ngram_test_loss_bits_per_tune": round(ngram_nats * tokens / ln2 / tunes, 2),
-        "ngram_test_perplexity": round(math.exp(ngram_nats), 4),
-        "loss_vs_ngram": round(model_nats / ngram_nats - 1, 4),
+        **_loss_figures(total, tokens, tunes, ngram_nats, config.ngram_order),
         "generated": len(generated),
         "generated_readable": len(generated_tunes),
         "validity_rate": round(valid / len(generated), 4),
@@ -821,26 +833,42 @@ def _form_markdown(form: dict | None) -> list[str]:
     return lines
 
 
-def _markdown(result: dict) -> str:
-    lines = [f"# Evaluation of {result['model']}", ""]
+def _head_lines(result: dict, model: str, pieces: str, unit: str, piece: str, aside: str) -> list[str]:
+    """report.md's head: the model (``model``: what it is, before "LSTM"), the sampler, the corpus
+    note, and the loss section: the LSTM next to the n-gram, per ``unit`` (token, event) and ``piece``."""
     config = result["model_config"]
-    lines += [f"{config.get('layers')} x {config.get('hidden_size')} LSTM, vocabulary "
-              f"{config.get('vocab_size')}. Sampler: {result['sampler']}; n = {result['n']}, seed "
-              f"{result['seed']}.", ""]
+    lines = [f"# Evaluation of {result['model']}", "",
+             f"{model}{config.get('layers')} x {config.get('hidden_size')} LSTM, {config.get('vocab_size')} "
+             f"{unit}s. Sampler: {result['sampler']}; n = {result['n']}, seed {result['seed']}.", ""]
     if result.get("corpus_note"):
         lines += [f"**Note:** {result['corpus_note']}.", ""]
-    lines += [
+    return lines + [
         "## Test-split loss", "",
-        f"Every token after `<s>` of the {result['test_tunes']} test tunes ({result['test_tokens']:,} "
-        "tokens, `</s>` included) is predicted; lower is better.", "",
-        "| model | nats/token | bits/tune | perplexity |", "|---|---:|---:|---:|",
+        f"Every {unit} after `<s>` of the {result['test_tunes']} test {pieces} ({result['test_tokens']:,} "
+        f"{unit}s, `</s>` included) is predicted; lower is better.", "",
+        f"| model | nats/{unit} | bits/{piece} | perplexity |", "|---|---:|---:|---:|",
         f"| LSTM | {result['test_loss_nats']:.4f} | {result['test_loss_bits_per_tune']:.1f} | "
         f"{result['test_perplexity']:.3f} |",
         f"| Kneser-Ney {result['ngram_order']}-gram | {result['ngram_test_loss_nats']:.4f} | "
         f"{result['ngram_test_loss_bits_per_tune']:.1f} | {result['ngram_test_perplexity']:.3f} |", "",
         f"The LSTM's loss is {abs(result['loss_vs_ngram']):.1%} "
-        f"{'below' if result['loss_vs_ngram'] < 0 else 'above'} the n-gram baseline's "
-        "(folk-rnn v2 reached 1.21-1.24 nats/token on its own data).", "",
+        f"{'below' if result['loss_vs_ngram'] < 0 else 'above'} the n-gram baseline's{aside}.", "",
+    ]
+
+
+def _tail_lines(result: dict) -> list[str]:
+    """report.md's end: its plots and what took how long."""
+    lines = ["## Plots", ""] + [f"![{name}]({name})" for name in result["plots"]] + [""] if result.get("plots") else []
+    timings = result["timings_s"]
+    return lines + [f"Took {timings.get('total_s', 0):.0f} s: " + ", ".join(
+        f"{key[:-2].replace('_', ' ')} {value:.1f} s" for key, value in timings.items()
+        if key != "total_s") + ".", ""]
+
+
+def _markdown(result: dict) -> str:
+    lines = _head_lines(result, "ABC model: ", "tunes", "token", "tune",
+                        " (folk-rnn v2 reached 1.21-1.24 nats/token on its own data)")
+    lines += [
         "## Generated tunes", "",
         f"- **Validity**: {result['validity_rate']:.1%} of {result['generated']} generated tunes pass "
         "the validator (bar lengths, repeats and endings, syntax).",
@@ -890,13 +918,7 @@ def _markdown(result: dict) -> str:
                      f"{real_text} | {generated_text} |")
     lines += ["", "Categories show their three commonest values in the test split.", ""]
     lines += _form_markdown(result.get("form"))
-    if result.get("plots"):
-        lines += ["## Plots", ""] + [f"![{name}]({name})" for name in result["plots"]] + [""]
-    timings = result["timings_s"]
-    lines += [f"Took {timings.get('total_s', 0):.0f} s: " + ", ".join(
-        f"{key[:-2].replace('_', ' ')} {value:.1f} s" for key, value in timings.items()
-        if key != "total_s") + ".", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _tail_lines(result))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -940,17 +962,7 @@ def _midi_corpus_for(checkpoint, corpus):
               "rendering": info.get("rendering"), "seed": split.get("seed", 0),
               "valid_fraction": split.get("valid_fraction", 0.05),
               "test_fraction": split.get("test_fraction", 0.05)}
-    try:
-        built = rebuild_corpus(recipe)
-    except FolkError as error:
-        raise ModelError(f"cannot rebuild the corpus this model was trained on ({error}); "
-                         "evaluate it on a corpus of your own") from None
-    trained_on = record.get("corpus_hash")
-    note = None
-    if trained_on and trained_on != built.content_hash:
-        note = (f"the corpus rebuilt here (hash {built.content_hash[:12]}) is not the one the model "
-                f"was trained on ({str(trained_on)[:12]}): its test split may differ")
-    return built, note
+    return _rebuilt(record, lambda: rebuild_corpus(recipe))
 
 
 _PERFORMANCE_EVENT = re.compile(r"^(NOTE_ON|NOTE_OFF|TIME_SHIFT|VELOCITY)_\d+$")
@@ -1034,7 +1046,6 @@ def _evaluate_midi(checkpoint, out: Path, config: EvaluateConfig, corpus, say) -
                       vocabulary=[t for t in vocabulary.tokens if t not in ("<pad>", "<s>")])
     ngram_nats = ngram.cross_entropy(known)
     timings["ngram_s"] = time.perf_counter() - mark
-    model_nats = total / tokens
 
     say(f"sampling {config.n} performances of {config.seconds:g} s")
     mark = time.perf_counter()
@@ -1051,7 +1062,6 @@ def _evaluate_midi(checkpoint, out: Path, config: EvaluateConfig, corpus, say) -
                               hints=chosen, real_hints=real_controls)
     timings["measure_s"] = time.perf_counter() - mark
 
-    ln2 = math.log(2)
     ended = Counter(piece.ended for piece in pieces if piece.ok)
     result = {
         "model": str(checkpoint.path),
@@ -1066,14 +1076,7 @@ def _evaluate_midi(checkpoint, out: Path, config: EvaluateConfig, corpus, say) -
         "corpus_note": corpus_note,
         "test_tunes": scored, "test_tokens": tokens, "test_tunes_skipped": len(corpus.test) - len(known),
         "test_controls_dropped": dropped,
-        "test_loss_nats": round(model_nats, 5),
-        "test_loss_bits_per_tune": round(total / ln2 / scored, 2),
-        "test_perplexity": round(math.exp(model_nats), 4),
-        "ngram_order": config.ngram_order,
-        "ngram_test_loss_nats": round(ngram_nats, 5),
-        "ngram_test_loss_bits_per_tune": round(ngram_nats * tokens / ln2 / scored, 2),
-        "ngram_test_perplexity": round(math.exp(ngram_nats), 4),
-        "loss_vs_ngram": round(model_nats / ngram_nats - 1, 4),
+        **_loss_figures(total, tokens, scored, ngram_nats, config.ngram_order),
         "generated": len(pieces),
         "generated_made": sum(piece.ok for piece in pieces),
         "ended": dict(ended.most_common()),
@@ -1110,26 +1113,10 @@ def _midi_markdown(result: dict) -> str:
     """report.md of a MIDI-event model: the loss table, the performance table, the plots."""
     from folkrnn.performance_quality import table_lines
 
-    config = result["model_config"]
     table = result["performance"]
-    lines = [f"# Evaluation of {result['model']}", "",
-             f"MIDI-event model: {config.get('layers')} x {config.get('hidden_size')} LSTM, "
-             f"{config.get('vocab_size')} events. Sampler: {result['sampler']}; n = {result['n']}, "
-             f"seed {result['seed']}.", ""]
-    if result.get("corpus_note"):
-        lines += [f"**Note:** {result['corpus_note']}.", ""]
+    lines = _head_lines(result, "MIDI-event model: ", "performances", "event", "performance",
+                        ", on the same event ids")
     lines += [
-        "## Test-split loss", "",
-        f"Every event after `<s>` of the {result['test_tunes']} test performances "
-        f"({result['test_tokens']:,} events, `</s>` included) is predicted; lower is better.", "",
-        "| model | nats/event | bits/performance | perplexity |", "|---|---:|---:|---:|",
-        f"| LSTM | {result['test_loss_nats']:.4f} | {result['test_loss_bits_per_tune']:.1f} | "
-        f"{result['test_perplexity']:.3f} |",
-        f"| Kneser-Ney {result['ngram_order']}-gram | {result['ngram_test_loss_nats']:.4f} | "
-        f"{result['ngram_test_loss_bits_per_tune']:.1f} | {result['ngram_test_perplexity']:.3f} |", "",
-        f"The LSTM's loss is {abs(result['loss_vs_ngram']):.1%} "
-        f"{'below' if result['loss_vs_ngram'] < 0 else 'above'} the n-gram baseline's, on the same "
-        "event ids.", "",
         "## Performances", "",
         f"{result['generated_made']} of {result['generated']} performances made (up to "
         f"{result['seconds']:g} s; ended by {', '.join(f'{k} {v}' for k, v in result['ended'].items()) or '-'}), "
@@ -1157,10 +1144,4 @@ def _midi_markdown(result: dict) -> str:
                 f"{kind} " + ", ".join(f"{value} ({count})" for value, count in counts.items())
                 for kind, counts in chosen.items() if counts) + ".")
     lines.append("")
-    if result.get("plots"):
-        lines += ["## Plots", ""] + [f"![{name}]({name})" for name in result["plots"]] + [""]
-    timings = result["timings_s"]
-    lines += [f"Took {timings.get('total_s', 0):.0f} s: " + ", ".join(
-        f"{key[:-2].replace('_', ' ')} {value:.1f} s" for key, value in timings.items()
-        if key != "total_s") + ".", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _tail_lines(result))
