@@ -352,11 +352,11 @@ def _step_of(token: str) -> tuple[int | None, int] | None:
 def transpose_tokens(tokens: list[str], tonic: str, *, octave: int = 0) -> list[str]:
     """Move a tune's tokens from C to ``tonic`` (the mode kept), by the smallest interval, then
     ``octave`` octaves. Spellings follow the key: the tokenizer's own transposer, run backwards."""
-    from folkrnn.abc.tokens import _shift_to_c, _Transposer
+    from folkrnn.abc.tokens import Transposer, shift_to_c
     from folkrnn.music import Key
 
-    steps, semitones = _shift_to_c(tonic)
-    transposer = _Transposer(-steps + 7 * octave, -semitones + 12 * octave)
+    steps, semitones = shift_to_c(tonic)
+    transposer = Transposer(-steps + 7 * octave, -semitones + 12 * octave)
     body = _body_start(tokens)
     out = list(tokens[:body])  # the title's letters are not notes
     try:
@@ -402,9 +402,9 @@ def _pitches(tokens: list[str]) -> list[int]:
 
 def _octave_for(tokens: list[str], tonic: str) -> int:
     """Which octave of the tonic keeps the tune most inside the fiddle's range (then: moves least)."""
-    from folkrnn.abc.tokens import _shift_to_c
+    from folkrnn.abc.tokens import shift_to_c
 
-    _, semitones = _shift_to_c(tonic)
+    _, semitones = shift_to_c(tonic)
     pitches = _pitches(tokens)
     low, high = INSTRUMENTS["fiddle"].lowest, INSTRUMENTS["fiddle"].highest
     best = None

@@ -135,12 +135,12 @@ def pitch_class_entropy(tune) -> float:
 def length_in_bars(tune) -> int:
     """Written bars, in whole bars: full bars count one, a pickup and its complement one together,
     a multi-bar rest its bars (free-meter bars count one each)."""
-    from folkrnn.validate import _bar_count, _Bars
+    from folkrnn.validate import Bars, bar_count
 
-    measures = _Bars(tune).measures
+    measures = Bars(tune).measures
     if measures and measures[0].short:
         measures = measures[1:]
-    return _bar_count(measures)
+    return bar_count(measures)
 
 
 def notes_per_bar(tune) -> float:

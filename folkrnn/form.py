@@ -61,7 +61,7 @@ from typing import NamedTuple
 import numpy as np
 
 from folkrnn.abc.lexer import parse_key_cached
-from folkrnn.music import _FAST_FRACTIONS, TICKS, Tune, parse_meter
+from folkrnn.music import FAST_FRACTIONS, TICKS, Tune, parse_meter
 
 __all__ = [
     "Part", "Form", "form_of", "form_statistics", "form_features", "FEATURE_NAMES", "STATISTICS",
@@ -210,7 +210,7 @@ def _ticks(quarters) -> int | Fraction:
 def _tick_list(values: list) -> list:
     """``[_ticks(v) for v in values]``, in one pass when every value is a parsed time (a Fraction
     whose denominator divides TICKS, read through CPython's private fields as music.py does)."""
-    if _FAST_FRACTIONS:
+    if FAST_FRACTIONS:
         try:
             if not any(TICKS % d for d in {value._denominator for value in values}):
                 return [value._numerator * (TICKS // value._denominator) for value in values]

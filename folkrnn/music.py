@@ -58,7 +58,7 @@ def _quarters_plain(ticks: int) -> Fraction:
 quarters_from_ticks = _quarters_fast if _quarters_fast(TICKS // 2) == Fraction(1, 2) \
     and hash(_quarters_fast(TICKS // 2)) == hash(Fraction(1, 2)) else _quarters_plain
 quarters_from_ticks.__doc__ = "``Fraction(ticks, TICKS)``: ticks -> exact quarter notes."
-_FAST_FRACTIONS = quarters_from_ticks is _quarters_fast
+FAST_FRACTIONS = quarters_from_ticks is _quarters_fast
 _ZERO = Fraction(0)
 
 
@@ -81,7 +81,7 @@ QUARTER_NOTES = _QuarterNotes()
 
 def _ticks_or_none(quarters: Fraction) -> int | None:
     """Exact quarter notes -> ticks, or None when the time is not a whole number of ticks."""
-    if _FAST_FRACTIONS and type(quarters) is Fraction:
+    if FAST_FRACTIONS and type(quarters) is Fraction:
         numerator, denominator = quarters._numerator, quarters._denominator
     else:
         numerator, denominator = quarters.numerator, quarters.denominator
@@ -450,7 +450,7 @@ def _shifted(notes: list[Note], offset: int | Fraction) -> list[Note]:
     integer ticks where the times allow it (every parsed tune's do)."""
     new_note = tuple.__new__
     shift = offset if type(offset) is int else _ticks_or_none(offset)
-    if shift is not None and _FAST_FRACTIONS:
+    if shift is not None and FAST_FRACTIONS:
         try:
             return [new_note(Note, (note[0],
                                     QUARTER_NOTES[note[1]._numerator * (TICKS // note[1]._denominator) + shift],

@@ -229,7 +229,7 @@ class _Boundary:
 class _Measure:
     """The music between two boundaries (or the start or the end of the tune)."""
 
-    start: int  # in ticks (see _Bars.scale)
+    start: int  # in ticks (see Bars.scale)
     length: int  # in ticks
     expected: int  # a full bar in ticks; 0 in free meter
     notes: tuple[int, int]  # notes[first:last] of tune.notes
@@ -254,7 +254,7 @@ def _lcm(values: Iterable[int]) -> int:
     return result
 
 
-class _Bars:
+class Bars:
     """A tune cut into boundaries and measures, with times as integer ticks."""
 
     def __init__(self, tune: Tune) -> None:
@@ -415,7 +415,7 @@ class _Checker:
 
     def __init__(self, tune: Tune, report: Report, lexed, line_offset: int) -> None:
         self.tune, self.report, self.lexed, self.line_offset = tune, report, lexed, line_offset
-        self.bars = _Bars(tune)
+        self.bars = Bars(tune)
         self._positions: list[tuple[int, int]] | None | bool = False  # False: not looked up yet
 
     # --- where things are, for messages
@@ -780,7 +780,7 @@ class _Checker:
             indices = part["measures"]
             if indices and measures[indices[0]].short and len(indices) > 1:
                 indices = indices[1:]  # a pickup into the part is not one of its bars
-            count = _bar_count([measures[k] for k in indices])
+            count = bar_count([measures[k] for k in indices])
             first, last = measures[indices[0]].notes[0], measures[indices[-1]].notes[1]
             signature = tuple(map(_PITCH, notes[first:last]))
             if signature in signatures:
@@ -793,13 +793,13 @@ class _Checker:
                               "first_bar": measures[indices[0]].number,
                               "endings": part["endings"]})
         sections = "".join(part["label"] * part["passes"] for part in out_parts)
-        total = _bar_count(measures[1:] if measures and measures[0].short else measures)
+        total = bar_count(measures[1:] if measures and measures[0].short else measures)
         return {"sections": sections, "parts": out_parts, "bars": total,
                 "pickup": bool(measures) and measures[0].short,
                 "meter": str(self.tune.meter), "free_meter": bars.free}
 
 
-def _bar_count(measures: Sequence[_Measure]) -> int:
+def bar_count(measures: Sequence[_Measure]) -> int:
     """How many bars some measures make: full bars count one, short ones their fraction (a short
     bar and its complement make one), whole-bar rests their bars; free-meter measures one each."""
     total = 0.0
@@ -833,7 +833,7 @@ def _check_header(tune: Tune, report: Report) -> None:
         report.warnings.append(Issue("free-meter", "M:none (free meter): bar lengths are not checked"))
 
 
-def _range(tune: Tune, report: Report, instrument: Instrument | None, bars: _Bars) -> dict:
+def _range(tune: Tune, report: Report, instrument: Instrument | None, bars: Bars) -> dict:
     sounding = [note.pitch for note in tune.notes if not note.grace]
     if not sounding:
         return {"lowest": None, "highest": None, "lowest_name": None, "highest_name": None,

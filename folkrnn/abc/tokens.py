@@ -157,7 +157,7 @@ def _step_pitch(step: int) -> int:
     return 60 + 12 * (step // 7) + LETTER_SEMITONES[LETTERS[step % 7]]
 
 
-def _shift_to_c(tonic: str) -> tuple[int, int]:
+def shift_to_c(tonic: str) -> tuple[int, int]:
     """(diatonic steps, semitones) that move ``tonic`` to C by the smallest interval."""
     pitch_class = (LETTER_SEMITONES[tonic[0]] + tonic.count("#") - tonic.count("b")) % 12
     semitones = (-pitch_class) % 12
@@ -318,11 +318,11 @@ def _detect_key(lexed: Lexed, tune: Tune) -> Key:
     return key
 
 
-# (steps, semitones, tonic, mode, signature) -> what _Transposer.set_key works out for that key
+# (steps, semitones, tonic, mode, signature) -> what Transposer.set_key works out for that key
 _ENTERED_KEYS: dict[tuple, tuple[str, str, tuple]] = {}
 
 
-class _Transposer:
+class Transposer:
     """Rewrites spellings for a fixed (steps, semitones) shift, under a key that may change."""
 
     def __init__(self, steps: int, semitones: int) -> None:
@@ -437,8 +437,8 @@ def tokenize_lexed(lexed: Lexed, settings: Normalisation) -> tuple[list[str], Tu
         tokens.append(f"L:{unit.numerator}/{unit.denominator}")
     transposer = None
     if settings.transpose:
-        steps, semitones = _shift_to_c(key.tonic)
-        transposer = _Transposer(steps, semitones)
+        steps, semitones = shift_to_c(key.tonic)
+        transposer = Transposer(steps, semitones)
         tonic, mode = transposer.set_key(key)
         tokens.append(f"K:{tonic}{mode}")
     else:
@@ -503,7 +503,7 @@ def _bar_tokens(item: tuple, canonical: bool) -> tuple[str, ...]:
 
 
 def _body_tokens(lexed: Lexed, items: list[tuple], offsets: list[int], settings: Normalisation,
-                 transposer: _Transposer | None, unit: Fraction, meter, tokens: list[str]) -> None:
+                 transposer: Transposer | None, unit: Fraction, meter, tokens: list[str]) -> None:
     scale = unit * 8 if settings.unit_length else _ONE
     scale_key = (scale.numerator, scale.denominator)  # (quicker to hash than the Fraction)
     scaled = scale_key != (1, 1)
