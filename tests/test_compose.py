@@ -314,7 +314,8 @@ def test_cli_compose_prints_the_tune_and_a_random_seed(model, tmp_path):
     assert "X:1" in result.output and "R:reel" in result.output
     seed = int(result.output.split("seed: ")[1].split()[0])
     abc = next(tmp_path.glob("*.abc")).read_text()
-    assert f"--seed {seed} " in abc and abc in result.output
+    made = int(abc.split("--seed ")[1].split()[0])  # the seed asked for, or a later one when it failed
+    assert seed <= made <= seed + 10 and abc in result.output
     again = run("compose", "--model", model, "--out", str(tmp_path / "again"), "--format", "abc",
                 "--rhythm", "reel", "--seed", str(seed))
     assert again.exit_code == 0, again.output
