@@ -399,14 +399,16 @@ def _check_played(midi, abc, renderings: int) -> None:
     """Every kept ABC tune is played ``renderings`` times, all its performances in its ABC split."""
     from folkrnn.events import EventConfig, events_to_notes, names_to_ids
 
-    names = set(EventConfig().names())
+    config = EventConfig(controls=True)  # a MIDI corpus's default: performances open with their controls
+    names = set(config.names())
     for name in SPLITS:
         tunes = [_tune_of(origin) for origin in midi.origins[name]]
         assert sorted(set(tunes)) == sorted(abc.origins[name])
         assert all(tunes.count(tune) == renderings for tune in set(tunes))
         for tokens in midi.split(name):
             assert tokens[0] == "<s>" and tokens[-1] == "</s>" and set(tokens[1:-1]) <= names
-    notes = events_to_notes(names_to_ids(midi.train[0][1:-1]))
+    assert [token.split("_")[0] for token in midi.train[0][1:5]] == ["TEMPO", "METER", "KEY", "DENSITY"]
+    notes = events_to_notes(names_to_ids(midi.train[0][1:-1], config), config)
     assert len(notes) >= 4 and notes[-1].end > 1.0
 
 
@@ -465,10 +467,12 @@ def test_a_midi_corpus_reads_midi_files_and_plays_abc(library, tmp_path):
     assert sum("@" in origin for origin in origins) == 2 * 3  # Alpha, Beta, Gamma, twice each
     assert [origin for origin in origins if "@" not in origin] == [str(folder) + "/scale.mid"]
     scale = corpus.train[origins.index(str(folder) + "/scale.mid")]
-    # <s> </s>, one VELOCITY, 8 NOTE_ON, 8 NOTE_OFF, 8 shifts of 0.25 s and 7 of 0.05 s
-    assert scale.count("NOTE_ON_60") == 1 and len(scale) == 2 + 1 + 8 + 8 + 8 + 7
+    # <s> </s>, four controls (a file's tempo, meter and key unknown), one VELOCITY, 8 NOTE_ON,
+    # 8 NOTE_OFF, 8 shifts of 0.25 s and 7 of 0.05 s
+    assert scale[1:4] == ["TEMPO_UNKNOWN", "METER_UNKNOWN", "KEY_UNKNOWN"] and scale[4].startswith("DENSITY_")
+    assert scale.count("NOTE_ON_60") == 1 and len(scale) == 2 + 4 + 1 + 8 + 8 + 8 + 7
     assert corpus.info["rendering"]["files"] == 2
-    assert corpus.info["settings"] == EventConfig().to_dict()
+    assert corpus.info["settings"] == EventConfig(controls=True).to_dict()
 
 
 def test_bad_renderings_are_option_errors(library):
