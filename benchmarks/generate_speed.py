@@ -8,7 +8,8 @@
    tune at a time with ``torch.nn.LSTM`` (the same weights, plain sampling with
    ``torch.multinomial``, torch's default threads); the baseline makes tunes of the same mean
    length (target: at least 20x). The full ``generate`` (validation and a MIDI file per tune) is
-   timed too.
+   timed too. The CPU time of both is printed beside the wall time: on a shared machine (another
+   process on a core) the wall times move, the CPU seconds a tune costs much less.
 3. Per-token latency at batch 1 for a 3x512 model: the NumPy engine's step against folk-rnn's own
    NumPy sampler, reimplemented here: one-hot input, four separate gate matrices per layer for the
    input and four for the state, ``rng.choice`` on the softmax (target: at most 0.5). Both with
@@ -87,6 +88,14 @@ def model_directory(work: Path, given: str | None = None) -> tuple[Path, str]:
 # --- 1. compose end to end ---------------------------------------------------------------------
 
 
+def cpu_seconds() -> float:
+    """CPU seconds this process and its finished children (the sampling workers) have used."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def time_command(command: list[str], cwd: Path) -> float:
     started = time.perf_counter()
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
@@ -118,9 +127,10 @@ def compose_figure(model: Path, work: Path, repeats: int) -> dict:
 # --- 2. generate: batched NumPy vs torch one at a time --------------------------------------------
 
 
-def torch_one_at_a_time(checkpoint, tunes: int, length: int) -> float:
+def torch_one_at_a_time(checkpoint, tunes: int, length: int, cpu: list | None = None) -> float:
     """Seconds for ``tunes`` tunes of ``length`` tokens each, sampled one at a time with torch.nn.LSTM
-    (the model's own torch module on these weights, inference mode, torch.multinomial)."""
+    (the model's own torch module on these weights, inference mode, torch.multinomial); the CPU
+    seconds it used are appended to ``cpu``."""
     import torch
 
     from folkrnn.model import LanguageModel, ModelConfig
@@ -130,7 +140,7 @@ def torch_one_at_a_time(checkpoint, tunes: int, length: int) -> float:
     model.eval()
     generator = torch.Generator().manual_seed(0)
     bos = checkpoint.vocabulary.bos_id
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), cpu_seconds()
     features = len(checkpoint.model_config.get("feature_sizes") or ())
     step = torch.zeros((1, 1, 1 + features), dtype=torch.long)  # a model with position features reads them too
     with torch.inference_mode():
@@ -143,6 +153,8 @@ def torch_one_at_a_time(checkpoint, tunes: int, length: int) -> float:
                 logits, state = model(step if features else token, state)
                 probabilities = torch.softmax(logits[0, -1], dim=-1)
                 token = torch.multinomial(probabilities, 1, generator=generator).view(1, 1)
+    if cpu is not None:
+        cpu.append(cpu_seconds() - started_cpu)
     return time.perf_counter() - started
 
 
@@ -159,27 +171,31 @@ def generate_figure(model: Path, count: int, baseline_tunes: int, work: Path) ->
     workers = default_workers()  # what generate uses
     # the baseline is timed three times (before the batch and twice after) and its median taken:
     # one run of a few seconds on a shared machine moves by a quarter either way
-    baseline_runs = [torch_one_at_a_time(checkpoint, baseline_tunes, BASELINE_LENGTH)]
-    started = time.perf_counter()
+    baseline_cpu: list[float] = []
+    baseline_runs = [torch_one_at_a_time(checkpoint, baseline_tunes, BASELINE_LENGTH, baseline_cpu)]
+    started, started_cpu = time.perf_counter(), cpu_seconds()
     results = sample_tunes(composer.engine, composer.vocabulary, list(range(count)), workers=workers)
-    batched_s = time.perf_counter() - started
+    batched_s, batched_cpu = time.perf_counter() - started, cpu_seconds() - started_cpu
     made = [r for r in results if r.ok]
     tokens = sum(len(r.tokens) for r in made)
     mean_length = tokens / max(len(made), 1)
     batched_rate = len(made) / batched_s
-    baseline_runs += [torch_one_at_a_time(checkpoint, baseline_tunes, BASELINE_LENGTH) for _ in range(2)]
+    baseline_runs += [torch_one_at_a_time(checkpoint, baseline_tunes, BASELINE_LENGTH, baseline_cpu)
+                      for _ in range(2)]
     # tunes of the batch's mean length, at the baseline's median speed per token
     baseline_token_rates = [baseline_tunes * BASELINE_LENGTH / seconds for seconds in baseline_runs]
     baseline_rate = statistics.median(baseline_token_rates) / mean_length
     baseline_s = baseline_tunes / baseline_rate
+    baseline_cpu_per_token = statistics.median(baseline_cpu) / (baseline_tunes * BASELINE_LENGTH)
     print(f"generate, sampling {count} tunes together (NumPy, constrained, {workers} worker processes): "
-          f"{batched_s:.1f} s, "
+          f"{batched_s:.1f} s ({batched_cpu:.1f} CPU s, {batched_cpu / max(len(made), 1) * 1e3:.1f} CPU ms a tune), "
           f"{batched_rate:.1f} tunes/s, {tokens / batched_s:,.0f} tokens/s, {mean_length:.0f} tokens a tune, "
           f"{len(made)} made")
     print(f"torch.nn.LSTM one tune at a time (3 runs of {baseline_tunes} tunes of {BASELINE_LENGTH} tokens: "
           f"{', '.join(f'{rate:,.0f}' for rate in baseline_token_rates)} tokens/s; the median, for tunes of "
           f"{mean_length:.0f} tokens): "
-          f"{baseline_rate:.2f} tunes/s, {baseline_tunes * mean_length / baseline_s:,.0f} tokens/s; "
+          f"{baseline_rate:.2f} tunes/s, {baseline_tunes * mean_length / baseline_s:,.0f} tokens/s "
+          f"({baseline_cpu_per_token * mean_length * 1e3:.1f} CPU ms a tune); "
           f"ratio {batched_rate / baseline_rate:.1f}x (target >= 20x)")
     # the whole of generate: validation, the tunebook and a MIDI file per tune
     full_count = min(count, 200)
@@ -189,11 +205,14 @@ def generate_figure(model: Path, count: int, baseline_tunes: int, work: Path) ->
     full_s = time.perf_counter() - started
     print(f"generate -n {full_count} with files (tunebook, MIDI per tune, summary): {full_s:.1f} s, "
           f"{len(result.tunes) / full_s:.1f} tunes/s, {sum(t.report.valid for t in result.tunes)} valid")
-    return {"n": count, "workers": workers, "batched_s": round(batched_s, 3), "tunes_per_s": round(batched_rate, 2),
+    return {"n": count, "workers": workers, "batched_s": round(batched_s, 3), "batched_cpu_s": round(batched_cpu, 2),
+            "tunes_per_s": round(batched_rate, 2),
             "tokens_per_s": round(tokens / batched_s), "mean_tokens_per_tune": round(mean_length, 1),
             "made": len(made), "torch_one_at_a_time_tunes_per_s": round(baseline_rate, 3),
             "torch_tokens_per_s_runs": [round(rate) for rate in baseline_token_rates],
             "torch_baseline_tunes": baseline_tunes, "speedup": round(batched_rate / baseline_rate, 2),
+            "torch_cpu_ms_per_tune": round(baseline_cpu_per_token * mean_length * 1e3, 2),
+            "cpu_ms_per_tune": round(batched_cpu / max(len(made), 1) * 1e3, 2),
             "generate_with_files_n": full_count,
             "generate_with_files_tunes_per_s": round(len(result.tunes) / full_s, 2)}
 

@@ -148,6 +148,20 @@ class NumpyLSTM:
         logits, state
             ``(B, vocab)`` float32 raw logits (a new array) and the state.
         """
+        return self._step(ids, state, rowwise=False)
+
+    def step_each(self, ids, state: State) -> tuple[np.ndarray, State]:
+        """One step for a batch of sequences, each computed as :meth:`step` computes it on its own
+        (at batch 1), bit for bit: the matrix products row by row (a batched product rounds
+        otherwise), the rest (lookups, gates, cells) for the whole batch at once, which changes
+        no bit (it is element by element). The decoding loop makes its exact rows so.
+
+        Parameters and returns as for :meth:`step` (``state`` is required).
+        """
+        return self._step(ids, state, rowwise=True)
+
+    def _step(self, ids, state: State | None, rowwise: bool) -> tuple[np.ndarray, State]:
+        """:meth:`step` (the matrix products batched) or :meth:`step_each` (``rowwise``)."""
         ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
         ids, features = self._split(ids, 2)
         batch = ids.shape[0]
@@ -157,7 +171,15 @@ class NumpyLSTM:
         self._check_state(h, c, batch)
         xh, gates, scratch = self._scratch(batch)
         hidden = self.hidden_size
-        np.dot(h[0], self._w_hh0, out=gates)
+
+        def product(x: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+            if rowwise:  # (1, H) @ (H, 4H) a row at a time, as a batch of one makes it
+                for row in range(batch):
+                    np.dot(x[row:row + 1], w, out=out[row:row + 1])
+            else:
+                np.dot(x, w, out=out)
+
+        product(h[0], self._w_hh0, gates)
         gates += self._table[ids]
         for table, values in zip(self._feature_tables, features):
             gates += table[values]
@@ -165,10 +187,13 @@ class NumpyLSTM:
         for layer in range(1, self.layers):
             xh[:, :hidden] = h[layer - 1]
             xh[:, hidden:] = h[layer]
-            np.dot(xh, self._w_stack[layer - 1], out=gates)
+            product(xh, self._w_stack[layer - 1], gates)
             gates += self._bias[layer - 1]
             self._cell(gates, c[layer], h[layer], scratch)
-        logits = h[-1] @ self._head_w
+        if rowwise:
+            logits = np.concatenate([h[-1, row:row + 1] @ self._head_w for row in range(batch)])
+        else:
+            logits = h[-1] @ self._head_w
         logits += self._head_b
         return logits, state
 

@@ -408,6 +408,8 @@ class AbcConstraint(Constraint):
         self.plan, self.config, self.vocabulary = plan, config, vocabulary
         self.grammar = plan.grammar
         self.bos, self.eos = vocabulary.bos_id, vocabulary.eos_id
+        # the length guard: a row this long fails; from this length on the grammar steers to an end
+        self._longest, self._closing = config.max_tokens, config.max_tokens - config.closing_tokens
 
     def start(self, index: int, seed: int) -> _Row:
         plan = self.plan
@@ -435,7 +437,6 @@ class AbcConstraint(Constraint):
         nxt = grammar.next(before, token)
         if nxt < 0:
             return f"token {grammar.tokens[token]!r} is not allowed here"
-        was_body = grammar.in_body(before)
         if token == self.eos:
             fix = grammar.eos_fix(before)
             if fix is not None:
@@ -452,12 +453,12 @@ class AbcConstraint(Constraint):
             return DONE
         row.append(token)
         row.sid = nxt
-        if not was_body and self.plan.prime and grammar.in_body(nxt):
+        if self.plan.prime and not grammar.in_body(before) and grammar.in_body(nxt):
             row.forced = list(self.plan.prime)
-        config = self.config
-        if len(row.ids) >= config.max_tokens:
-            return f"no end after {config.max_tokens} tokens (the length guard)"
-        if len(row.ids) >= config.max_tokens - config.closing_tokens:
+        length = len(row.ids)
+        if length >= self._closing:
+            if length >= self._longest:
+                return f"no end after {self._longest} tokens (the length guard)"
             row.sid = grammar.closing(row.sid)
         return ""
 

@@ -69,6 +69,7 @@ def test_random_logits_make_the_pinned_tunes():
 
 @pytest.mark.parametrize("salt", [0, 1])
 def test_random_logits_make_the_pinned_raw_performances(salt):
+    # top_p=1.0: the raw sampling the pins were taken with (perform's default is now 0.95)
     pieces = sample_performances(random_performer(salt=salt), list(range(6)),
                                  options=PerformConfig(seconds=4, max_events=400, guards=False, top_p=1.0))
     assert digest(pieces, "events") == PINS[f"random_perf_{salt}_False"]
@@ -216,3 +217,36 @@ def test_beam_search_runs_on_the_same_protocol():
 
     best, reason = beam_search(ToyEngine(12, 2.0), Rising(), width=3)
     assert reason == "" and best.ids[:2] == [_BOS, 3] and best.ids[1:] == sorted(best.ids[1:])
+
+
+@pytest.mark.parametrize("hidden, features", [(6, ()), (13, (5, 7)), (64, (50, 18, 6))])
+def test_exact_rows_step_each_as_on_its_own_bit_for_bit(hidden, features):
+    """The exact rows of a batch (NumpyLSTM.step_each): each row's logits and state are those of
+    the same row stepped alone (a batch of one), bit for bit, whatever the shapes (odd widths
+    leave a tail to every element-wise loop)."""
+    from folkrnn.infer import NumpyLSTM
+
+    rng = np.random.default_rng(hidden)
+    vocab, width, layers = 23, 8, 3
+    weights = {"embedding.weight": rng.normal(0, 0.5, (vocab, width)),
+               "head.weight": rng.normal(0, 0.5, (vocab, hidden)), "head.bias": rng.normal(0, 0.1, vocab)}
+    for k, size in enumerate(features):
+        weights[f"feature_embeddings.{k}.weight"] = rng.normal(0, 0.5, (size, width))
+    for layer in range(layers):
+        weights[f"lstm.{layer}.weight_ih_l0"] = rng.normal(0, 0.5, (4 * hidden, width if layer == 0 else hidden))
+        weights[f"lstm.{layer}.weight_hh_l0"] = rng.normal(0, 0.5, (4 * hidden, hidden))
+        weights[f"lstm.{layer}.bias_ih_l0"] = rng.normal(0, 0.1, 4 * hidden)
+        weights[f"lstm.{layer}.bias_hh_l0"] = rng.normal(0, 0.1, 4 * hidden)
+    engine = NumpyLSTM(weights)
+    rows = 5
+    apart = [engine.init_state(1) for _ in range(rows)]
+    together = engine.init_state(rows)
+    for _ in range(6):
+        ids = np.stack([rng.integers(0, vocab, rows)] + [rng.integers(0, size, rows) for size in features], axis=1)
+        ids = ids if features else ids[:, 0]
+        alone = np.concatenate([engine.step(ids[row:row + 1], apart[row])[0] for row in range(rows)])
+        each, together = engine.step_each(ids, together)
+        assert np.array_equal(alone.view(np.int32), each.view(np.int32))
+        for row in range(rows):
+            assert np.array_equal(together[0][:, row:row + 1], apart[row][0])
+            assert np.array_equal(together[1][:, row:row + 1], apart[row][1])

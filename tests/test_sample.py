@@ -417,3 +417,24 @@ def test_a_failing_worker_is_one_error_and_no_process_is_left(tiny, how):
         sample_tunes(engine, tiny.vocabulary, list(range(2 * MIN_PER_WORKER)), workers=2)
     assert ("weights went missing" if how == "raise" else "worker process died (exit code 3)") in str(failure.value)
     assert not multiprocessing.active_children()
+
+
+def test_a_top_p_cut_rounding_could_move_is_fragile_only_where_the_draw_would_change():
+    """Tokens of 0.5, 0.3, 0.15 and 0.05 and top-p 0.95, right at the third token's boundary:
+    rounding could cut after the third token or after the fourth. A draw that takes the same rank
+    with either cut is safe; one that would not (u in [0.5, 0.526), [0.8, 0.842) or [0.95, 1):
+    shares of 0.95 against shares of 1) is made again on its own."""
+    probabilities = np.array([0.5, 0.3, 0.15, 0.05])
+    logits = np.log(probabilities).astype(np.float32)[None]
+    weights = np.exp(logits[0].astype(np.float64) - logits[0].max())
+    config = SampleConfig(top_p=float(weights[:3].sum() / weights.sum()))
+    rows = 4000
+    seeds, steps = np.arange(rows, dtype=np.uint64), np.zeros(rows, np.uint64)
+    many, every = np.repeat(logits, rows, axis=0), np.ones((rows, 4), bool)
+    _, _, fragile = choose_tokens(many, every, config, seeds, steps, 1e-3)
+    u = uniforms(seeds, steps)
+    safe = (u < 0.49) | ((u > 0.54) & (u < 0.79)) | ((u > 0.85) & (u < 0.94))
+    changing = ((u > 0.51) & (u < 0.52)) | ((u > 0.81) & (u < 0.83)) | (u > 0.96)
+    assert safe.sum() > 2500 and changing.sum() > 100
+    assert not fragile[safe].any() and fragile[changing].all()
+    assert not choose_tokens(many, every, config, seeds, steps)[2].any()  # no noise: nothing is fragile

@@ -140,22 +140,29 @@ class Positions:
             return (0, 0, 0, 0, 0, 0, 0)
         if cls == _EOS:
             return (0, 0, 0, 0, 0, 0, 0)
-        repeated = (1 if token + 1 == self.offer1 else 0) | (2 if token + 1 == self.offer2 else 0)
-        self.current[(self.time, self.moved)] = token  # what was written at this point of the bar
-        before = self.time
+        # (attributes read into locals: this runs once per token of every tune sampled)
+        following = token + 1
+        repeated = (1 if following == self.offer1 else 0) | (2 if following == self.offer2 else 0)
+        before, moved = self.time, self.moved
+        self.current[(before, moved)] = token  # what was written at this point of the bar
         self._take(cls, self._c.val[token])
-        self.moved = 0 if self.time != before or cls == _BAR else self.moved + 1
-        key = (self.time, self.moved)
-        history = self.history
-        self.offer1 = history[-1].get(key, -1) + 1 if history else 0
-        self.offer2 = history[-2].get(key, -1) + 1 if len(history) > 1 else 0
-        earlier = self.previous_part.get(self.bar)
-        backpart = earlier.get(key, -1) + 1 if earlier else 0
         time = self.time
+        moved = self.moved = 0 if time != before or cls == _BAR else moved + 1
+        key = (time, moved)
+        history = self.history
+        if history:
+            offer1 = history[-1].get(key, -1) + 1
+            offer2 = history[-2].get(key, -1) + 1 if len(history) > 1 else 0
+        else:
+            offer1 = offer2 = 0
+        self.offer1, self.offer2 = offer1, offer2
+        bar = self.bar
+        earlier = self.previous_part.get(bar)
+        backpart = earlier.get(key, -1) + 1 if earlier else 0
         beat = time // _SIXTEENTH + 1 if self.bar_len and time % _SIXTEENTH == 0 \
             and time // _SIXTEENTH < _BEATS else _BEATS + 1
-        return (beat, 1 + min(self.bar, _BARS), 1 + min(self.part, _PARTS), self.offer1, self.offer2,
-                backpart, repeated)
+        return (beat, 1 + (bar if bar < _BARS else _BARS), 1 + (self.part if self.part < _PARTS else _PARTS),
+                offer1, offer2, backpart, repeated)
 
     # --- time
 

@@ -362,9 +362,11 @@ class AbcGrammar:
                 (cls, None) if cls in (_REST, _FIELD_K) else (cls, value)
             groups.setdefault(key, []).append(index)
         self._groups = list(groups.items())
+        self._group_firsts = [(cls, ids[0]) for (cls, _), ids in self._groups]  # a group's class and first token
         self._group_of = np.full(self.size, -1, np.int64)
         for number, (_, ids) in enumerate(self._groups):
             self._group_of[ids] = number
+        self._group_list = self._group_of.tolist()  # the same, for one token at a time
         self._states: list[_State] = []
         self._ids: dict[_State, int] = {}
         self._masks: list[np.ndarray | None] = []
@@ -376,6 +378,7 @@ class AbcGrammar:
         self._next: dict[tuple[int, int], int] = {}
         self._closing: dict[int, int] = {}
         self._feasible: dict[_State, bool] = {}
+        self._tuplet_feasible: dict[tuple, bool] = {}  # the same, right after a tuplet sign (_is_feasible)
         self._fix: dict[int, tuple[str, str] | None] = {}
         titled = title_length if title_length is not None else (self.max_title and self.is_title.any())
         start = _State(phase=_TITLE if titled else _HEADER, form=self._default_form)
@@ -449,9 +452,11 @@ class AbcGrammar:
     def next(self, sid: int, token: int) -> int:
         """The state after ``token`` (-1 if it is not allowed)."""
         state = self._states[sid]
-        group = int(self._group_of[token])
+        group = self._group_list[token]
         key = (sid, -1 - group) if state.phase == _BODY and group >= 0 else (sid, token)
         nxt = self._next.get(key)
+        if nxt.__class__ is int:
+            return nxt
         if nxt is None:
             result = self._step(state, token)
             nxt = -1 if result is None or (self.constrain and not self._is_feasible(result)) else result
@@ -505,16 +510,18 @@ class AbcGrammar:
         # an event whose length may follow: anything but a length first gives it length 1, once
         committed = self._commit(state, _R) if state.ev else state
         lengths = state.ev or (state.chord >= 0 and state.chord_len) or (state.grace >= 0 and state.grace_len)
-        for number, ((cls, _value), ids) in enumerate(self._groups):
+        allowed = []  # per group of tokens, then False for the tokens in none
+        transitions, feasible, step = self._next, self._is_feasible, self._step
+        for number, (cls, first) in enumerate(self._group_firsts):
             if cls == _LENGTH:
-                result = self._step(state, ids[0]) if lengths else None
+                result = step(state, first) if lengths else None
             else:
-                result = None if committed is None else self._step(committed, ids[0])
-            if result is not None and self._is_feasible(result):
-                mask[ids] = True
-                self._next[(sid, -1 - number)] = result
-            else:
-                self._next[(sid, -1 - number)] = -1
+                result = None if committed is None else step(committed, first)
+            ok = result is not None and feasible(result)
+            allowed.append(ok)
+            transitions[(sid, -1 - number)] = result if ok else -1
+        allowed.append(False)
+        mask = np.array(allowed)[self._group_of]  # one gather, not a fancy assignment per group
         if state.closing and mask[self.eos]:
             mask[:] = False
             mask[self.eos] = True
@@ -931,7 +938,18 @@ class AbcGrammar:
             return True
         known = self._feasible.get(s)
         if known is None:
-            known = self._feasible[s] = self._compute_feasible(s)
+            if s.last == _TUPLET_LAST and s.tuplet and not s.ev and s.chord < 0 and s.grace < 0:
+                # right after a tuplet sign (a third of the states the masks try): whether its notes
+                # fit depends on these fields alone (_compute_feasible's event branch, _event_fits
+                # with tuplet notes to come, _fits), which many states share
+                key = (s.bar, s.factor, s.tuplet, s.force, s.graced, s.tuplet_len, s.pos, s.first,
+                       s.need_pickup, s.pickup, s.form, s.part_bars)
+                known = self._tuplet_feasible.get(key)
+                if known is None:
+                    known = self._tuplet_feasible[key] = self._compute_feasible(s)
+                self._feasible[s] = known
+            else:
+                known = self._feasible[s] = self._compute_feasible(s)
         return known
 
     def _event_fits(self, s: _State, written: int, graced: int | None = None) -> bool:
@@ -1044,6 +1062,10 @@ class Compass:
             shift = np.array([signature.get(letter, 0) for letter in "CDEFGAB"] + [0])
             self._pitches[row] = plain + np.where(explicit | ~self.is_note, 0, shift[letters])
         self._row = {token: modes.index(mode) for token, mode in self._mode_of.items()}
+        # the same as Python lists, for one token at a time
+        self._note_list = self.is_note.tolist()
+        self._pitch_lists = self._pitches.tolist()
+        self._pitches16 = self._pitches.astype(np.int16)  # (pitches are MIDI-like numbers) for restrict
 
     def start(self) -> list:
         """A tune's compass state: [mode row, lowest, highest] (no note yet)."""
@@ -1054,9 +1076,12 @@ class Compass:
         row = self._row.get(token)
         if row is not None:
             state[0] = row
-        elif self.is_note[token]:
-            pitch = int(self._pitches[state[0], token])
-            state[1], state[2] = min(state[1], pitch), max(state[2], pitch)
+        elif self._note_list[token]:
+            pitch = self._pitch_lists[state[0]][token]
+            if pitch < state[1]:
+                state[1] = pitch
+            if pitch > state[2]:
+                state[2] = pitch
 
     def restrict(self, masks: np.ndarray, states: Sequence[list]) -> None:
         """In place: mask the note tokens each tune's compass leaves out."""
@@ -1067,6 +1092,6 @@ class Compass:
         if not rows:
             return
         spans = np.array([states[row] for row in rows], np.int64)  # (n, 3): mode, lowest, highest
-        pitches = self._pitches[spans[:, 0]]  # (n, V)
+        pitches = self._pitches16[spans[:, 0]]  # (n, V)
         outside = (pitches > spans[:, 1:2] + self.semitones) | (pitches < spans[:, 2:3] - self.semitones)
         masks[rows] &= ~(outside & self.is_note)

@@ -68,13 +68,12 @@ def choose_tokens(logits: np.ndarray, masks: np.ndarray, config, seeds: np.ndarr
     """
     rows, size = logits.shape
     allowed = keep = np.maximum(np.count_nonzero(masks, axis=1), 1)  # tokens with any probability
-    order, values = _rank(logits, masks)
     # the allowed tokens come first in every row: the columns after the most any row allows are
     # all -inf (weight 0) and are left out of the work below (greedy sums them all: a pairwise sum
     # rounds by its length)
     width = int(keep.max()) if config.strategy != "greedy" else size
-    order = order[:, :width]
-    ranked = values[:, :width].astype(np.float64)  # (B, width) descending
+    order, values = _rank(logits, masks, width)
+    ranked = values.astype(np.float64)  # (B, width) descending
     if config.temperature != 1.0:
         ranked /= config.temperature
     size = width
@@ -176,20 +175,21 @@ _NO_TOKEN = np.uint64(int(_sortable(np.array([-np.inf], np.float32))[0]) | 1 << 
 _ID_BITS = np.uint64(31)
 
 
-def _rank(logits: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _rank(logits: np.ndarray, masks: np.ndarray, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the token ids by logit, highest first and equal ones by id, the allowed ones before
-    the rest, and their logits (float32; -inf for the tokens not allowed).
+    the rest, and their logits (float32; -inf for the tokens not allowed): the first ``width``
+    (default: all).
 
     One sort of 64-bit keys (not allowed, the logit's order, the id) does what a stable argsort of
     the float logits does, several times faster; everything around it is arithmetic, no masked
-    selection (which is slow on random masks)."""
+    selection (which is slow on random masks), and few temporary arrays (each a fresh allocation
+    of a (B, V) block, which costs more than the arithmetic)."""
     rows, size = logits.shape
-    allowed = masks.astype(np.uint64)
-    keys = _sortable(np.asarray(logits, np.float32)).astype(np.uint64) * allowed
-    keys += _NO_TOKEN * (np.uint64(1) - allowed)
+    keys = np.where(masks, _sortable(np.asarray(logits, np.float32)), _NO_TOKEN)  # (B, V) uint64
     keys <<= _ID_BITS
     keys |= np.arange(size, dtype=np.uint64)
     keys.sort(axis=1)
+    keys = keys[:, :width]
     order = (keys & np.uint64((1 << 31) - 1)).astype(np.intp)
     return order, _unsortable((keys >> _ID_BITS).astype(np.uint32))
 

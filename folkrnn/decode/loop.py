@@ -25,6 +25,7 @@ runs the same protocol as a beam search.
 
 from __future__ import annotations
 
+import gc
 import itertools
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -174,6 +175,24 @@ def decode_claimed(engine, constraint: Constraint, choice, seeds: Sequence[int],
                    claim: Callable[[int], list[int]] | None = None) -> dict[int, object]:
     """The results of the jobs this process claims (``claim(k)``: up to k more positions in
     ``seeds``, shared by worker processes; None: all of them, here), by their position."""
+    # the cyclic garbage collector is off while decoding many rows: the loop makes no cycles (what
+    # it drops, reference counting frees), and a collection walks every state the constraint has
+    # learnt (a tenth of the time of a long request went on that; one row is left as it is)
+    collecting = gc.isenabled() and len(seeds) > 1
+    if collecting:
+        gc.disable()
+    try:
+        return _decode_claimed(engine, constraint, choice, seeds, attempts, next_seed, batch_size, on_finish,
+                               on_step, claim)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _decode_claimed(engine, constraint: Constraint, choice, seeds: Sequence[int], attempts: int,
+                    next_seed: Callable[[int], int] | None, batch_size: int,
+                    on_finish: Callable[[object], None] | None, on_step: Callable[[], None] | None,
+                    claim: Callable[[int], list[int]] | None) -> dict[int, object]:
     next_seed = next_seed or (lambda seed: seed + 1)
     results: dict[int, object] = {}
     failures: dict[int, list[tuple[int, str]]] = {}
@@ -251,71 +270,86 @@ def _run_rows(engine, constraint: Constraint, choice, jobs: list[Job], exact: bo
     features = getattr(engine, "features", 0)
     eos = constraint.eos
     rows = [constraint.start(index, seed) for index, seed in jobs]
-    # exact: one state per row, each stepped alone; else one batched state
-    state = [engine.init_state(1) for _ in rows] if exact else engine.init_state(len(rows))
+    # exact: each row stepped as on its own (``step_each``: in one call, bit for bit; else one
+    # state per row, each stepped alone); else one batched state
+    each = getattr(engine, "step_each", None) if exact else None
+    apart = exact and each is None
+    state = [engine.init_state(1) for _ in rows] if apart else engine.init_state(len(rows))
     current = inputs(rows, features)
     fragile: list[Job] = []
     refill = max(1, capacity // 8)  # new rows join a few at a time (each join copies the state)
     while rows:
-        if exact:
+        if apart:
             stepped = [engine.step(current[i:i + 1], state[i]) for i in range(len(rows))]
             logits = np.concatenate([out for out, _ in stepped])  # (B, V)
             state = [new for _, new in stepped]
+        elif exact:
+            logits, state = each(current, state)  # (B, V)
         else:
             logits, state = engine.step(current, state)  # (B, V)
         logits = constraint.adjust(logits, rows)
         masks = constraint.masks(rows)  # (B, V)
         free = [i for i, row in enumerate(rows) if not row.forced]
-        chosen = np.zeros(len(rows), np.int64)
-        logps = np.zeros(len(rows))
-        unsure = np.zeros(len(rows), bool)
+        # per row, as Python values (the loop below reads them one at a time)
+        chosen: list[int] = []
+        logps: list[float] = []
+        unsure: list[bool] = []
         if free:
+            every = len(free) == len(rows)  # the usual case: no copies
             sub = np.asarray(free)
-            empty = ~masks[sub].any(axis=1)
+            free_masks = masks if every else masks[sub]
+            empty = ~free_masks.any(axis=1)
             if empty.any():  # a dead end: no token is allowed (cannot happen for a feasible state)
-                masks[sub[empty], eos] = True
+                free_masks[empty, eos] = True
+                if not every:
+                    masks[sub[empty], eos] = True
             seeds = np.array([rows[i].seed for i in free], np.uint64)
             steps = np.array([len(rows[i].ids) for i in free], np.uint64)
-            picked = logits[sub]
+            picked = logits if every else logits[sub]
             noise = 0.0 if exact else rounding_noise(picked, choice.temperature)
-            ids, logp, close_calls = choose_tokens(picked, masks[sub], choice, seeds, steps, noise)
-            chosen[sub] = ids
-            logps[sub] = logp
-            if not exact:
-                unsure[sub] = close_calls
+            ids, logp, close_calls = choose_tokens(picked, free_masks, choice, seeds, steps, noise)
+            if exact:  # nothing is fragile computed on its own
+                close_calls = np.zeros(len(free), bool)
+            if every:
+                chosen, logps, unsure = ids.tolist(), logp.tolist(), close_calls.tolist()
+            else:
+                chosen, logps, unsure = [0] * len(rows), [0.0] * len(rows), [False] * len(rows)
+                for i, token, value, close_call in zip(free, ids.tolist(), logp.tolist(), close_calls.tolist()):
+                    chosen[i], logps[i], unsure[i] = token, value, close_call
             for k in np.flatnonzero(empty):
                 rows[free[k]].reason = "the constraint reached a state with no allowed token"
         keep: list[int] = []
+        advance, kept = constraint.advance, keep.append
         for i, row in enumerate(rows):
             if row.reason:
                 settle(row)
                 continue
-            if unsure[i]:
-                fragile.append((row.index, row.seed))
-                continue
-            forced = bool(row.forced)
+            forced = row.forced
             if forced:
-                token = row.forced.pop(0)
+                token = forced.pop(0)
                 if not masks[i, token]:
                     row.reason = constraint.misfit(row, token)
                     if row.reason:
                         settle(row)
                         continue
+                outcome = advance(row, token, False)
+            elif unsure[i]:
+                fragile.append((row.index, row.seed))
+                continue
             else:
-                token = int(chosen[i])
-                row.log_prob += float(logps[i])
-            outcome = constraint.advance(row, token, not forced)
-            if outcome == DONE:
+                row.log_prob += logps[i]
+                outcome = advance(row, chosen[i], True)
+            if not outcome:
+                kept(i)
+            elif outcome == DONE:
                 settle(row)
-            elif outcome:
+            else:
                 row.reason = outcome
                 settle(row)
-            else:
-                keep.append(i)
         if on_step is not None:
             on_step()
         if len(keep) < len(rows):
-            state = [state[i] for i in keep] if exact else select_state(state, keep)
+            state = [state[i] for i in keep] if apart else select_state(state, keep)
             rows = [rows[i] for i in keep]
         if more is not None and (capacity - len(rows) >= refill or not rows):
             added = more(capacity - len(rows))

@@ -8,6 +8,7 @@ only on its seed).
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -45,6 +46,9 @@ def can_fork() -> bool:
 def _worker(run: Run, count: int, claimed, queue) -> None:
     """A worker process: decode the jobs it claims, sending each result (and the steps, now and then) back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # no cyclic garbage collection in a worker: decoding makes no cycles, the process ends with its
+    # jobs, and a collection would walk every state its constraint has learnt (see decode_claimed)
+    gc.disable()
     steps, last = 0, time.monotonic()
 
     def step() -> None:
