@@ -354,7 +354,7 @@ class EventGrammar(Constraint):
         self.max_steps = max(1, round(max_note * config.steps_per_second))  # a note sounds this long at most
         self.limit = round(options.seconds * config.steps_per_second) if options.seconds else 0
         # the first control id (TEMPO, METER, KEY, DENSITY follow the VELOCITYs), when the events have them
-        self.control_offset = getattr(config, "control_offset", config.vocab_size)
+        self.control_offset = config.control_offset
         pitches = config.num_pitches
         low, high = config.min_pitch, config.max_pitch
         if instrument is not None:
