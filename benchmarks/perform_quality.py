@@ -114,6 +114,8 @@ def main() -> None:
                         "folkrnn perform spells them, e.g. \"--temperature 0.9 --top-p 0.95\"")
     parser.add_argument("--source", action="append", default=None, help="corpus of the real tunes "
                         "(collection or path; repeat to combine; default: the default corpus)")
+    parser.add_argument("--split", default="test", choices=("train", "valid", "test"), help="the split the real "
+                        "tunes come from (valid: to choose sampling defaults without looking at the test tunes)")
     parser.add_argument("--no-abc2midi", action="store_true", help="skip abc2midi in the transcription check")
     parser.add_argument("--keep", default=None, help="write the performances here as MIDI files")
     parser.add_argument("--plot", default=None, help="write a PNG of piano rolls: two performances, two real")
@@ -152,9 +154,10 @@ def main() -> None:
 
     mark = time.perf_counter()
     corpus = build_corpus(args.source, encoding="midi")
-    real, real_controls = real_performances(corpus, args.n, seed=args.seed, with_controls=True)
+    real, real_controls = real_performances(corpus, args.n, split=args.split, seed=args.seed,
+                                                with_controls=True)
     names = ", ".join(source["name"] for source in corpus.info.get("sources", []))
-    print(f"real: {len(real)} test tunes of {names}, first rendering each, cropped to {args.seconds:g} s "
+    print(f"real: {len(real)} {args.split} tunes of {names}, first rendering each, cropped to {args.seconds:g} s "
           f"(corpus {'from the cache' if corpus.from_cache else 'built'} in {time.perf_counter() - mark:.1f} s)")
 
     mark = time.perf_counter()
@@ -192,7 +195,7 @@ def main() -> None:
         "controls_given": controls.given() if controls else {},
         "controls_chosen": {kind: control_counts(chosen, kind) for kind in ("tempo", "meter", "key", "density")},
         "real_controls": {kind: control_counts(real_controls, kind) for kind in ("tempo", "meter", "key", "density")},
-        "real_corpus": names, "real_pieces": len(real),
+        "real_corpus": names, "real_split": args.split, "real_pieces": len(real),
         "sampling_s": round(sampling, 2), "sampling_target_s": round(target, 1),
         "sampling_met": sampling <= target, "made": len(made), "ended": ended,
         "generated": {key: value for key, value in table["generated"].items() if key != "per_piece"},

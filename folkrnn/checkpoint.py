@@ -30,6 +30,7 @@ import numpy as np
 from folkrnn import __version__
 from folkrnn.errors import ModelError, OptionError
 from folkrnn.files import write_atomic
+from folkrnn.limits import check_model_size
 from folkrnn.vocab import Vocabulary
 
 __all__ = [
@@ -89,6 +90,18 @@ class Checkpoint:
         module = scheme(name, self.encoding)
         shared = module.classes(self.vocabulary.tokens, self.encoding_params)
         return lambda ids: module.with_features(np.asarray(ids, np.int64), shared)
+
+    def feature_tracker(self):
+        """A factory of trackers (``push(token_id) -> features``), one per sequence sampled, for a
+        model that reads features (:mod:`folkrnn.schemes`); None for one that does not."""
+        name = self.model_config.get("features")
+        if not name:
+            return None
+        from folkrnn.schemes import scheme
+
+        module = scheme(name, self.encoding)
+        shared = module.classes(self.vocabulary.tokens, self.encoding_params)
+        return lambda: module.tracker(shared)
 
 
 def shipped_model(encoding: str = "abc") -> Path:
@@ -330,6 +343,8 @@ def _check_model(model_config: Mapping, vocabulary: Vocabulary, encoding: str, w
         value = model_config[name]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ModelError(f"{where}: model {name} must be a positive integer, not {value!r}")
+    # the sizes, from the numbers alone: before expected_shapes lists a million layers' weights
+    check_model_size(model_config, error=ModelError, where=where)
     if model_config["vocab_size"] != len(vocabulary):
         raise ModelError(f"{where}: the model has {model_config['vocab_size']} token ids but the "
                          f"vocabulary has {len(vocabulary)} tokens")
@@ -378,7 +393,10 @@ def load_model(path: str | os.PathLike) -> Checkpoint:
     directory = _model_dir(path)
     config = read_config(directory)
     where = str(directory)
-    vocabulary = Vocabulary.from_json(config["vocabulary"])
+    try:
+        vocabulary = Vocabulary.from_json(config["vocabulary"])
+    except ModelError as error:  # name the file whose vocabulary is wrong
+        raise ModelError(f"{directory / CONFIG_FILE}: {error}") from None
     encoding_block = config["encoding"]
     if not isinstance(encoding_block, dict) or "name" not in encoding_block:
         raise ModelError(f"{where}: config.json's encoding must be an object with a name")

@@ -12,7 +12,7 @@ import typer
 
 from folkrnn import __version__
 from folkrnn.errors import FolkError, OptionError
-from folkrnn.tables import DANCES, FORMATS, FORMS, INSTRUMENTS, MODES, RHYTHMS
+from folkrnn.tables import DANCES, FORMATS, FORMS, INSTRUMENTS, MODES, PAPERS, RHYTHMS
 
 app = typer.Typer(
     name="folkrnn",
@@ -27,6 +27,10 @@ app.add_typer(corpus_app, name="corpus")
 # Help texts naming the choices of folkrnn.tables: "abc (ABC notation), mid (MIDI, ...), ...".
 _FORMAT_HELP = ", ".join(f"{name} ({fmt.description})" for name, fmt in FORMATS.items())
 _INSTRUMENT_NAMES = ", ".join(INSTRUMENTS)
+SoundfontOption = Annotated[Path | None, typer.Option(
+    help="WAV: a General MIDI SoundFont (.sf2) that FluidSynth plays the tune with; 'none': folkrnn's own "
+    "synthesiser. Default: Debian's fluid-soundfont-gm when it and fluidsynth are installed, else folkrnn's own.")]
+PaperOption = Annotated[str, typer.Option(help=f"PDF: the page size: {', '.join(PAPERS)}.")]
 
 
 def _version(value: bool) -> None:
@@ -81,8 +85,11 @@ def _corpus(source, encoding, seed, cache_dir, **options):
     from folkrnn.corpus import build_corpus
 
     with Console(stderr=True).status("reading and tokenising the corpus..."):
-        return build_corpus(source or None, encoding=encoding.value, seed=seed,
-                            cache_dir=cache_dir, **options)
+        corpus = build_corpus(source or None, encoding=encoding.value, seed=seed,
+                              cache_dir=cache_dir, **options)
+    if corpus.cache_error:
+        typer.echo(f"warning: {corpus.cache_error}", err=True)
+    return corpus
 
 
 @corpus_app.command("build")
@@ -113,6 +120,9 @@ def corpus_build(
         written = write_manifest_files(corpus) if write_manifest else None
     except FolkError as error:
         fail(error)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: a cache is written whole or not at all
+        typer.echo("interrupted: the corpus was not built (the cache is as it was)", err=True)
+        raise typer.Exit(130) from None
     table = Table(title="corpus", title_justify="left")
     for column in ("source", "files", "tunes", "rejected", "duplicates", "kept", "train", "valid", "test"):
         table.add_column(column, justify="left" if column == "source" else "right",
@@ -218,8 +228,10 @@ def corpus_export(
     from folkrnn.corpus import export_split
 
     try:
-        if out is not None and out.exists() and not force:  # before the build, not after it
-            raise OptionError("the file exists; pass --force to overwrite it", file=str(out))
+        from folkrnn.files import EXISTS, exists
+
+        if out is not None and exists(out) and not force:  # before the build, not after it; a dangling link too
+            raise OptionError(EXISTS, file=str(out))
         corpus = _corpus(source, encoding, seed, cache_dir)
         result = export_split(corpus, split.value, out, force=force)
     except FolkError as error:
@@ -267,6 +279,22 @@ def _command_line(context: typer.Context) -> str:
             for item in value if isinstance(value, (list, tuple)) else [value]:
                 parts += [parameter.opts[0], str(item.value if isinstance(item, Enum) else item)]
     return shlex.join(parts)
+
+
+def _need_torch() -> None:
+    """Say in one line how to install torch when it is missing (the musician's install has none)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        from importlib import metadata
+
+        try:  # the pin of the train extra, as the README gives it
+            pins = [line.split(";")[0].strip() for line in metadata.requires("folkrnn") or []
+                    if line.startswith("torch") and "train" in line]
+        except metadata.PackageNotFoundError:
+            pins = []
+        pinned = f" ({pins[0]})" if pins else ""
+        fail(OptionError(f"training needs torch: pip install 'folkrnn[train]'{pinned}"))
 
 
 @app.command("train")
@@ -317,6 +345,7 @@ def train_command(
     """
     import os
 
+    _need_torch()
     try:
         from folkrnn.train import TrainConfig, train
 
@@ -358,6 +387,11 @@ def train_command(
         result = train(tunes, config, model)
     except FolkError as error:
         fail(error)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the checkpoints are written whole, or not at all
+        kept = (out / "config.json").is_file()
+        typer.echo(f"interrupted: the last checkpoint is kept in {out} (--resume goes on from it)" if kept
+                   else "interrupted before the first checkpoint: nothing was kept", err=True)
+        raise typer.Exit(130) from None
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
         return
     losses = ", ".join(f"{name} {value:.3f}" for name, value in (
@@ -433,10 +467,12 @@ def render_command(
     straight: Annotated[bool, typer.Option(
         help="MIDI: exact timing and one velocity, for practice.")] = False,
     tempo: Annotated[float | None, typer.Option(
-        min=20, max=400, help="MIDI: beats per minute (dotted quarters in 6/8, 9/8, 12/8; "
+        min=20, max=400, help="MIDI, WAV and MusicXML: beats per minute (dotted quarters in 6/8, 9/8, 12/8; "
         "quarters otherwise). Default: Q:, else the rhythm's usual tempo.")] = None,
-    instrument: Annotated[str, typer.Option(help=f"MIDI and WAV: {_INSTRUMENT_NAMES}.")] = "fiddle",
+    instrument: Annotated[str, typer.Option(help=f"MIDI, WAV and MusicXML: {_INSTRUMENT_NAMES}.")] = "fiddle",
     seed: Annotated[int, typer.Option(help="MIDI: seed of the humanisation.")] = 0,
+    soundfont: SoundfontOption = None,
+    paper: PaperOption = "a4",
     out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("outputs"),
     force: Annotated[bool, typer.Option(help="Overwrite files that exist.")] = False,
 ) -> None:
@@ -455,6 +491,14 @@ def render_command(
         fail(error)
     options = {"straight": straight, "tempo": tempo, "instrument": instrument, "seed": seed} \
         if suffix in (".mid", ".midi", ".wav") else {}
+    if suffix == ".wav":
+        options["soundfont"] = str(soundfont) if soundfont is not None else None
+    if suffix in (".musicxml", ".xml"):  # the part's instrument and the metronome mark
+        options = {"instrument": instrument, "tempo": tempo}
+    if suffix == ".pdf":
+        if paper.lower() not in PAPERS:
+            fail(OptionError(f"--paper {paper!r}: choose one of {', '.join(PAPERS)}"))
+        options["paper"] = paper.lower()
     failed = 0
     try:
         texts = split_tunebook(read_text(abc_file), str(abc_file))
@@ -465,19 +509,16 @@ def render_command(
         fail(OptionError(f"cannot create the folder: {error.strerror or error}", file=str(out)))
     except FolkError as error:
         fail(error)
-    used: set[str] = set()
-    for text in texts:
+    used: set[str] = set()  # the names this run gives: each once, whatever --force says
+    for position, text in enumerate(texts, 1):
         try:
             try:
                 tune = parse(text.text)
             except FolkError as error:
                 raise error.located(file=str(abc_file), tune=text.label, line_offset=text.line - 1) from None
-            name = slug(tune.title, fallback=f"tune-{tune.number or len(used) + 1}")
-            if name in used:
-                name = f"{name}-{slug(tune.number, fallback=str(len(used) + 1))}"
-            used.add(name)
-            extra = {"abc": text.text} if suffix == ".svg" else {}  # verovio reads the ABC as written
-            written = render(tune, out / f"{name}{suffix}", force=force, **options, **extra)
+            name = _unique_name(slug(tune.title, fallback=f"tune-{tune.number or position}"),
+                                slug(str(tune.number or ""), fallback=str(position)), position, used)
+            written = render(tune, out / f"{name}{suffix}", force=force, **options)
         except FolkError as error:
             if len(texts) == 1:
                 fail(error)
@@ -487,6 +528,21 @@ def render_command(
         typer.echo(str(written))
     if failed:
         raise typer.Exit(1)
+
+
+def _unique_name(name: str, number: str, position: int, used: set[str]) -> str:
+    """A file name no other tune of this run has: the title's, then with its X: number, then with
+    its place in the file (concatenated tunes often share a title and X:1)."""
+    for candidate in (name, f"{name}-{number}", f"{name}-{position}"):
+        if candidate not in used:
+            break
+    else:
+        extra = 2
+        while f"{name}-{position}-{extra}" in used:
+            extra += 1
+        candidate = f"{name}-{position}-{extra}"
+    used.add(candidate)
+    return candidate
 
 
 @app.command("transcribe")
@@ -499,30 +555,49 @@ def transcribe_command(
     key: Annotated[str | None, typer.Option(help="Key (G, Ador, Emin, ...); default: the "
                                                "file's, else estimated.")] = None,
     divisions: Annotated[int, typer.Option(help="Grid steps per quarter note (4: sixteenths).")] = 4,
-    out: Annotated[Path | None, typer.Option(help="ABC file to write (atomically); default: "
-                                                "standard output.")] = None,
+    out: Annotated[str | None, typer.Option(help="ABC file to write (atomically), or a folder (one that "
+                                               "exists, or ending in /) to write MIDI_FILE's name .abc "
+                                               "into; default: standard output.")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Transcribe a MIDI performance into ABC: quantised, barred and spelled in a key."""
     import warnings
 
     from folkrnn.abc.writer import tune_to_abc
+    from folkrnn.files import EXISTS, exists
     from folkrnn.render import render
     from folkrnn.transcribe import transcribe_midi
 
     try:
+        target = _transcription_path(out, midi_file) if out is not None else None
+        if target is not None and not force and exists(target):  # before the work, not after it
+            raise OptionError(EXISTS, file=str(target))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             tune = transcribe_midi(midi_file, meter=meter, qpm=tempo, key=key, divisions=divisions)
         _echo_warnings(caught)
-        if out is not None:
-            written = render(tune, out if out.suffix else out.with_suffix(".abc"), force=force)
+        if target is not None:
+            written = render(tune, target, force=force)
     except FolkError as error:
         fail(error)
     if out is None:
         sys.stdout.write(tune_to_abc(tune))
     else:
         typer.echo(str(written), err=True)
+
+
+def _transcription_path(out: str, midi_file: Path) -> Path:
+    """Where transcribe writes: into the folder ``out`` names (one that exists, or a path ending in
+    a slash, made if needed) as the MIDI file's name with .abc; else the file ``out`` (.abc added
+    when it has no suffix)."""
+    import os
+
+    from folkrnn.files import prepare_folder
+
+    path = Path(out)
+    if out.endswith(("/", os.sep)) or path.is_dir():
+        return prepare_folder(path) / f"{Path(midi_file).stem}.abc"
+    return path if path.suffix else path.with_suffix(".abc")
 
 
 @app.command("tokenize")
@@ -542,7 +617,7 @@ def tokenize_command(
     A tune that cannot be read is reported on standard error and skipped; the exit code is 1 when
     any tune was skipped, 2 when the file cannot be read at all.
     """
-    from folkrnn.abc import Normalisation, decode_bytes, detokenize, read_text, split_tunebook, tokenize
+    from folkrnn.abc import Normalisation, detokenize, read_text, split_tunebook, tokenize
 
     settings = Normalisation(transpose=False, unit_length=False, strip=False,
                              canonical_bars=False, map_rhythm=False, detect_mode=False) if raw \
@@ -552,8 +627,7 @@ def tokenize_command(
 
         path = str(music21_corpus_dir() / path.split(":", 1)[1])
     try:
-        source = decode_bytes(sys.stdin.buffer.read(), "<stdin>") if path == "-" \
-            else read_text(path)
+        source = read_text(path)  # "-": standard input, with the same size limit
     except FolkError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
@@ -628,7 +702,7 @@ def validate_command(
                 typer.echo(report.format())
     if as_json:
         typer.echo(json.dumps([report.to_dict() for report in reports], indent=1, ensure_ascii=False))
-    else:
+    elif reports or not unreadable:  # a file that cannot be read: its error is the one line
         invalid = sum(not report.valid for report in reports)
         typer.echo(f"{len(reports)} tunes: {len(reports) - invalid} valid, {invalid} invalid", err=True)
     if unreadable:
@@ -652,6 +726,7 @@ def evaluate_command(
                                            "performance, and of the real ones it is compared with.")] = 30.0,
     corpus: Annotated[list[str] | None, typer.Option(
         help="Evaluate on this corpus (default: the one the model was trained on).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace a report already in --out.")] = False,
 ) -> None:
     """Measure a model: test loss next to a 5-gram baseline, generated tunes next to real ones
     (validity, novelty, pitch, rhythm and structure), and title conditioning."""
@@ -662,6 +737,13 @@ def evaluate_command(
     console = Console(stderr=True)
     try:
         config = EvaluateConfig(n=n, seed=seed, temperature=temperature, titles_per_type=titles, seconds=seconds)
+        if not force:  # before the corpus is built: refused in a moment, not after the work
+            from folkrnn.evaluate import REPORT_FILES
+            from folkrnn.files import EXISTS, exists
+
+            for name in REPORT_FILES:
+                if exists(out / name):
+                    raise OptionError(EXISTS, file=str(out / name))
         tunes = None
         if corpus:
             from folkrnn.corpus import build_corpus
@@ -669,7 +751,7 @@ def evaluate_command(
             tunes = build_corpus(corpus)
         with console.status("evaluating...") as status:
             result = evaluate(model, out, config, corpus=tunes,
-                              progress=lambda message: status.update(f"{message}..."))
+                              progress=lambda message: status.update(f"{message}..."), force=force)
     except FolkError as error:
         fail(error)
     unit = "event" if result.get("encoding") == "midi" else "token"
@@ -747,7 +829,10 @@ LookbackOption = Annotated[float | None, typer.Option(
     "Default: the value calibrated on real tunes (folkrnn.sample.SampleConfig).")]
 ModelOption = Annotated[Path | None, typer.Option(
     help="A model directory (default: the model shipped with folkrnn).")]
-InstrumentOption = Annotated[str, typer.Option(help=f"MIDI and WAV instrument: {_INSTRUMENT_NAMES}.")]
+InstrumentOption = Annotated[str, typer.Option(help=f"MIDI, WAV and MusicXML instrument: {_INSTRUMENT_NAMES}.")]
+TempoOption = Annotated[float | None, typer.Option(
+    min=20, max=400, help="Beats per minute (dotted quarters in 6/8, 9/8, 12/8; quarters otherwise), "
+    "written as Q: and played in the MIDI and WAV. Default: the dance's usual tempo.")]
 ForceOption = Annotated[bool, typer.Option(help="Overwrite files that exist.")]
 
 
@@ -758,6 +843,7 @@ def _compose_options(**values):
         if isinstance(values.get(name), Enum):
             values[name] = values[name].value
     values["model"] = str(values["model"]) if values.get("model") is not None else None
+    values["soundfont"] = str(values["soundfont"]) if values.get("soundfont") is not None else None
     for name in ("lookback", "top_p"):
         if values.get(name) is None:
             values.pop(name, None)  # the sampler's calibrated default
@@ -791,15 +877,18 @@ def compose_command(
     lookback: LookbackOption = None,
     model: ModelOption = None,
     instrument: InstrumentOption = "fiddle",
+    tempo: TempoOption = None,
+    soundfont: SoundfontOption = None,
     format: Annotated[str, typer.Option(
         "--format", "-f", help=f"Files to write, comma-separated: {_FORMAT_HELP}.")] = "abc,mid,svg,musicxml",
+    paper: PaperOption = "a4",
     out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("outputs"),
     force: ForceOption = False,
 ) -> None:
     """Compose a new tune: OUT/<title>.abc, .mid, .svg, .musicxml (and .wav); the ABC is printed too.
 
-    Every tune is valid by construction (full bars, balanced repeats, a closing bar) and carries an
-    N: line with the command that makes it again.
+    Every tune is valid by construction (full bars, balanced repeats, a closing bar) and carries,
+    under its N: line, the command that makes it again (a % comment line).
     """
     from folkrnn.compose import compose
 
@@ -809,8 +898,8 @@ def compose_command(
             prime=prime, seed=seed,
             temperature=temperature, top_k=top_k, top_p=top_p, strategy=strategy,
             beam_width=beam_width, constrain=constrain, compass=compass, lookback=lookback,
-            model=model, instrument=instrument,
-            formats=format, out=out, force=force)
+            model=model, instrument=instrument, tempo=tempo, soundfont=soundfont,
+            formats=format, paper=paper, out=out, force=force)
         random_seed = seed is None
         composed = compose(options)
     except FolkError as error:
@@ -850,8 +939,8 @@ def generate_command(
     part_bars: PartBarsOption = None,
     prime: PrimeOption = None,
     seed: Annotated[int | None, typer.Option(
-        help="Seed of the first tune; tune i gets seed + i (recorded in summary.json and its N: "
-        "line). Default: random, printed.")] = None,
+        help="Seed of the first tune; tune i gets seed + i (recorded in summary.json and in its N: "
+        "and command lines). Default: random, printed.")] = None,
     temperature: TemperatureOption = 1.0,
     top_k: TopKOption = 0,
     top_p: ComposeTopPOption = None,
@@ -862,9 +951,13 @@ def generate_command(
     lookback: LookbackOption = None,
     model: ModelOption = None,
     instrument: InstrumentOption = "fiddle",
+    tempo: TempoOption = None,
+    soundfont: SoundfontOption = None,
     format: Annotated[str, typer.Option(
-        "--format", "-f", help="abc: the tunebook (always written); "
-        f"{', '.join(name for name in FORMATS if name != 'abc')}: one file per tune.")] = "abc,mid",
+        "--format", "-f", help="abc: the tunebook (always written); pdf: the tunebook as sheet music, "
+        f"tunes.pdf; {', '.join(name for name in FORMATS if name not in ('abc', 'pdf'))}: one file per "
+        "tune.")] = "abc,mid",
+    paper: PaperOption = "a4",
     out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("outputs/generated"),
     force: ForceOption = False,
     workers: Annotated[int | None, typer.Option(
@@ -879,6 +972,7 @@ def generate_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from folkrnn.compose import generate
+    from folkrnn.limits import check_count
 
     try:
         options = _compose_options(
@@ -886,9 +980,10 @@ def generate_command(
             prime=prime, seed=seed,
             temperature=temperature, top_k=top_k, top_p=top_p, strategy=strategy,
             beam_width=beam_width, constrain=constrain, compass=compass, lookback=lookback,
-            model=model, instrument=instrument,
-            formats=format, out=out, force=force)
+            model=model, instrument=instrument, tempo=tempo, soundfont=soundfont,
+            formats=format, paper=paper, out=out, force=force)
         random_seed = seed is None
+        check_count(count, "tunes")  # before the progress bar: the error is the one line
         console = Console(stderr=True)
         with Progress(TextColumn("composing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=True) as bar:
@@ -927,7 +1022,9 @@ def perform_command(
         "random, printed.")] = None,
     temperature: TemperatureOption = 1.0,
     top_k: TopKOption = 0,
-    top_p: TopPOption = 0.95,
+    top_p: Annotated[float | None, typer.Option(
+        help="Then among the fewest events reaching this probability, in (0, 1]. Default: the value "
+        "calibrated on real tunes (folkrnn.perform.PerformConfig).")] = None,
     strategy: Annotated[PerformStrategy, typer.Option(help="sample (temperature, top-k, top-p) or greedy.")]
     = PerformStrategy.sample,
     guards: Annotated[bool, typer.Option(
@@ -964,9 +1061,10 @@ def perform_command(
     from folkrnn.perform import Controls, PerformConfig, perform
 
     try:
-        options = PerformConfig(strategy=strategy.value, temperature=temperature, top_k=top_k, top_p=top_p,
-                                seconds=seconds, max_events=max_events, guards=guards, max_note=max_note,
-                                max_voices=max_voices)
+        calibrated = {} if top_p is None else {"top_p": top_p}  # else PerformConfig's calibrated default
+        options = PerformConfig(strategy=strategy.value, temperature=temperature, top_k=top_k, seconds=seconds,
+                                max_events=max_events, guards=guards, max_note=max_note, max_voices=max_voices,
+                                **calibrated)
         controls = Controls(rhythm=rhythm, tempo=tempo, meter=meter, key=key, density=density)
         result = perform(model, count, options=options, seed=seed, prime=prime, instrument=instrument,
                          out=out, force=force, controls=controls)
@@ -984,6 +1082,9 @@ def perform_command(
 
 def main() -> None:
     """Console-script entry point."""
+    from folkrnn.processes import stop_on_sigterm
+
+    stop_on_sigterm()  # kill, timeout: keep what Ctrl-C keeps (finished tunes, a checkpoint)
     try:
         app()
     except FolkError as error:  # raised outside a command body (e.g. in a callback)

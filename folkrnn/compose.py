@@ -1,9 +1,10 @@
 """Composing: a model and some options in, finished tunes out as files (``compose`` and ``generate``).
 
-``compose`` makes one tune and writes ``<out>/<slug>.abc|.mid|.svg|.musicxml[.wav]``; ``generate``
-makes many at once and writes ``<out>/tunes.abc`` (a tunebook), one MIDI file per tune and
-``summary.json``. Both use :mod:`folkrnn.sample` on the NumPy engine (torch is never imported),
-check every tune with :mod:`folkrnn.validate`, and write every file atomically.
+``compose`` makes one tune and writes ``<out>/<slug>.abc|.mid|.svg|.musicxml[.wav|.pdf]``;
+``generate`` makes many at once and writes ``<out>/tunes.abc`` (a tunebook), one MIDI file per
+tune (``tunes.pdf`` with ``pdf``) and ``summary.json``. Both use :mod:`folkrnn.sample` on the
+NumPy engine (torch is never imported), check every tune with :mod:`folkrnn.validate`, and write
+every file atomically.
 
 **Titles and dances.** The model reads the title (as folk-rnn v1 did), so the title shapes the
 tune; a title that ends with the name of a dance ("The Kesh Jig", "... Slip Jig", "... Hornpipe")
@@ -21,9 +22,10 @@ keys that the session repertoire mostly uses, D and G major, E minor, A dorian, 
 the two octaves the tonic can move to, the one that keeps more notes inside the fiddle's range
 (:data:`folkrnn.tables.INSTRUMENTS`, G3-B6) wins, then the smaller move.
 
-**Reproducible.** Every ABC file carries an N: line with the command that makes the tune again
-(model, seed, temperature and options), and tune i of ``generate`` is the tune ``compose`` makes
-from the seed recorded for it. A seed that cannot make a whole tune is followed by the next one
+**Reproducible.** Every ABC file carries the command that makes the tune again (model, seed,
+temperature and options) on a ``% folkrnn compose ...`` comment line, below a short N: line naming
+folkrnn, the model and the seed (:func:`provenance`), and tune i of ``generate`` is the tune
+``compose`` makes from the seed recorded for it. A seed that cannot make a whole tune is followed by the next one
 (``compose``: seed + 1; ``generate``: the next seed no tune of the batch uses); what failed and
 why is reported.
 
@@ -43,7 +45,8 @@ import secrets
 import shlex
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -51,14 +54,16 @@ from folkrnn import tables
 from folkrnn.abc.grammar import parse_form
 from folkrnn.abc.tokens import NOTE_TOKEN, title_rhythm
 from folkrnn.errors import AbcError, FolkError, ModelError, OptionError
-from folkrnn.files import prepare_folder, write_atomic
+from folkrnn.files import EXISTS, exists, folder_lock, prepare_folder, publish, write_atomic
+from folkrnn.limits import check_count
 from folkrnn.sample import Conditions, SampleConfig, Sampled, default_workers, sample_tunes
 from folkrnn.tables import DANCES, INSTRUMENTS, MAX_SEED, MODES, find_format, find_instrument, usual_tonic
 
 __all__ = [
     "USUAL_TONICS", "MODE_CODES", "FORMATS", "ComposeOptions", "Composer",
     "Composed", "GenerateResult", "load_composer", "compose", "generate", "usual_tonic",
-    "transpose_tokens", "prime_tokens", "parse_key_option", "parse_formats",
+    "transpose_tokens", "prime_tokens", "parse_key_option", "parse_formats", "provenance",
+    "remake_command", "command_of", "tempo_field",
 ]
 
 FORMATS = tuple(tables.FORMATS)  # the formats compose and generate write (folkrnn.tables.FORMATS)
@@ -136,7 +141,10 @@ class ComposeOptions:
     lookback: float = SampleConfig.lookback  # the copy prior on what a bar, two bars or a part ago offers
     model: str | None = None  # model directory; None: the shipped default
     instrument: str = "fiddle"  # MIDI (and WAV) instrument
+    tempo: float | None = None  # beats per minute (a dotted quarter in 6/8, 9/8, 12/8, else a quarter): Q:
+    soundfont: str | None = None  # a General MIDI SoundFont the WAV is played with (None: found, else built in)
     formats: list[str] = field(default_factory=lambda: ["abc", "mid", "svg", "musicxml"])
+    paper: str = "a4"  # the PDF's page size (folkrnn.tables.PAPERS)
     out: str = "outputs"  # the folder written into
     force: bool = False  # overwrite files that exist
 
@@ -172,6 +180,8 @@ class ComposeOptions:
             if meter.free:
                 raise OptionError("--meter must be a time signature (6/8, 4/4, ...), not free meter")
             self.meter = str(meter)
+        if self.title is not None:
+            self.title = printable_title(self.title)  # before the model reads it or a file holds it
         if self.title is not None and not self.title.strip():
             self.title = None
         if self.form is not None:
@@ -180,8 +190,17 @@ class ComposeOptions:
         elif self.part_bars is not None and not 1 <= self.part_bars <= 64:
             raise OptionError(f"--part-bars must be between 1 and 64, not {self.part_bars}")
         self.formats = parse_formats(self.formats)
+        self.paper = str(self.paper).lower()
+        if self.paper not in tables.PAPERS:
+            raise OptionError(f"--paper {self.paper!r}: choose one of {', '.join(tables.PAPERS)}")
         if find_instrument(self.instrument) is None:
             raise OptionError(f"--instrument {self.instrument!r}: choose one of {', '.join(INSTRUMENTS)}")
+        if self.tempo is not None and not 20 <= self.tempo <= 400:
+            raise OptionError(f"--tempo must be between 20 and 400 beats per minute, not {self.tempo:g}")
+        if self.soundfont is not None:
+            self.soundfont = str(self.soundfont)
+            if self.soundfont.strip().lower() != "none" and not Path(self.soundfont).is_file():
+                raise OptionError("no such SoundFont file", file=self.soundfont)
         return self
 
 
@@ -297,6 +316,9 @@ def prime_tokens(text: str, vocabulary, *, key: str | None = None,
             break
     if not rest.strip():
         raise AbcError("the prime has no music in it")
+    for word in _unknown_words(rest):  # the ABC reader would drop it without a word (N, O, T: decorations)
+        nearest = ", ".join(repr(t) for t in vocabulary.nearest(word))
+        raise OptionError(f"--prime: {word!r} is neither ABC music nor a token the model knows (nearest: {nearest})")
     meter = fields.get("M", "4/4")
     written_key = fields.get("K")
     if not written_key:
@@ -331,6 +353,19 @@ def prime_tokens(text: str, vocabulary, *, key: str | None = None,
             nearest = ", ".join(repr(t) for t in vocabulary.nearest(token))
             raise OptionError(f"--prime: the model knows no token {token!r} (nearest: {nearest})")
     return body, header
+
+
+# ABC music letters: notes, rests, the spacer; the other letters are (single-letter) decorations
+_NOT_MUSIC = re.compile(r"[^\W\dA-Ga-gzZxy_]{2,}")
+# what may hold any letters: strings, !decorations!, +decorations+, inline fields, comments
+_QUOTED = re.compile(r'"[^"]*"|![^!\n]*!|\+[^+\n]*\+|\[[A-Za-z]:[^\]]*\]|%[^\n]*')
+
+
+def _unknown_words(music: str) -> list[str]:
+    """The words of a prime's music that no ABC reader takes as music: a run of two or more
+    letters that are neither notes nor rests (``NOTATOKEN``, ``hello``). ABC reads H-W as
+    decorations, so such text would be dropped without a word."""
+    return [word for word in _QUOTED.sub(" ", music).split() if _NOT_MUSIC.search(word)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,16 +456,70 @@ def _header_value(tokens: list[str], prefix: str) -> str:
     return next((t[len(prefix):] for t in tokens if t.startswith(prefix)), "")
 
 
+def printable_title(text: str) -> str:
+    """A title as typed, as text every file can hold: bytes that were not UTF-8 (which Python
+    hands over as lone surrogates) become U+FFFD, control characters (BEL, ESC, tab, newline)
+    spaces, format characters (bidi overrides, zero-width spaces) nothing, and runs of spaces one."""
+    import unicodedata
+
+    if any("\ud800" <= char <= "\udfff" for char in text):
+        kept = "".join("\ufffd" if "\ud800" <= char <= "\udfff" and not "\udc80" <= char <= "\udcff"
+                       else char for char in text)  # a lone surrogate that is no escaped byte
+        text = kept.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = "".join(" " if unicodedata.category(char) == "Cc" else "" if unicodedata.category(char) == "Cf"
+                   else char for char in text)
+    return " ".join(text.split())
+
+
 def _clean_title(text: str) -> str:
     """A T: value no ABC reader mistakes: no comment sign, no leading punctuation."""
     text = " ".join(text.replace("%", " percent ").replace("\\", " ").split())
     return text.lstrip(":|[]") or "Untitled"
 
 
-def provenance(options: ComposeOptions, seed: int, composer: Composer) -> str:
-    """The N: line: the command that makes this tune again, and which model made it."""
+def provenance(options: ComposeOptions, seed: int, composer: Composer) -> list[str]:
+    """Two header lines: an N: line naming what made the tune (folkrnn, the model, the seed), short
+    enough that abcjs, which prints N:, does not run it off the page; then a comment, which no
+    ABC program prints, with the whole command that makes the tune again (``% folkrnn compose
+    --seed 7 ...``: :func:`command_of` reads it back)."""
     from folkrnn import __version__
 
+    # (no % in the N: line: abc2midi and abcm2ps would read the rest of it as a comment)
+    # the model by its folder's name (the command below has its path) and the digest of its weights
+    name = composer.label if composer.label == "default" else Path(composer.label).name or composer.label
+    model = f"{name} (sha256 {composer.digest})" if composer.digest else name
+    note = f"N:folkrnn {__version__}, model {model}, seed {seed}: the next line remakes it"
+    return [note.replace("%", " percent "), f"% {remake_command(options, seed)}"]
+
+
+def tempo_field(rhythm: str, meter: str, tempo: float | None = None) -> str:
+    """The Q: line of a tune of this R: and M:: ``tempo`` beats per minute, else its dance's
+    (``folkrnn.midi.tune_tempo``), so that abc2midi plays it at the tempo of our own MIDI."""
+    from folkrnn.midi import q_field
+    from folkrnn.music import Tune, parse_meter
+
+    try:
+        parsed = parse_meter(meter) if meter else parse_meter("4/4")
+    except ValueError:
+        parsed = parse_meter("4/4")
+    return f"Q:{q_field(Tune(fields=[('R', rhythm)], meter=parsed), tempo)}"
+
+
+def command_of(abc: str) -> str | None:
+    """The command that makes a composed tune again, read from its ABC text (see :func:`provenance`;
+    a tune written before then carried it in its N: line). None when there is none."""
+    for line in abc.split("\n"):
+        for prefix in ("% folkrnn compose ", "N:folkrnn compose "):
+            if line.startswith(prefix):
+                return line[len(prefix) - len("folkrnn compose "):].split("; model ")[0].strip()
+        if line.startswith("K:"):
+            break
+    return None
+
+
+def remake_command(options: ComposeOptions, seed: int) -> str:
+    """``folkrnn compose --seed 7 --temperature 1 ...``: the options that make this tune, the
+    defaults included (so a later change of a default does not change what the command makes)."""
     parts = ["folkrnn", "compose", "--seed", str(seed)]
     config = options.sample_config()
     parts += ["--temperature", f"{config.temperature:g}", "--strategy", config.strategy]
@@ -451,10 +540,11 @@ def provenance(options: ComposeOptions, seed: int, composer: Composer) -> str:
                         ("--prime", options.prime)):
         if value is not None:
             parts += [flag, " ".join(str(value).split())]
+    if options.tempo is not None:
+        parts += ["--tempo", f"{options.tempo:g}"]
     if options.model is not None:
         parts += ["--model", str(options.model)]
-    line = shlex.join(parts).replace("%", " percent ")  # % would start an ABC comment
-    return f"N:{line}; model {composer.identity}; folkrnn {__version__}"
+    return shlex.join(parts)  # on a comment line: a % in it starts nothing
 
 
 @dataclass
@@ -511,7 +601,7 @@ def _finish(sampled: Sampled, options: ComposeOptions, composer: Composer, *, nu
         tonic = usual_tonic(mode, rhythm)
     try:
         moved = transpose_tokens(tokens, tonic, octave=_octave_for(tokens, tonic))
-        text = detokenize(moved, number=number)
+        text = detokenize(moved, number=number, short_keys=True)
     except FolkError as error:
         return None, f"cannot write the tune: {error}"
     except (ValueError, IndexError, KeyError) as error:  # unconstrained tokens need not be ABC
@@ -521,7 +611,9 @@ def _finish(sampled: Sampled, options: ComposeOptions, composer: Composer, *, nu
     shown = options.title if options.title is not None else lines[title_at][2:]
     lines[title_at] = f"T:{_clean_title(shown)}"
     after = title_at + 1 + (1 if len(lines) > title_at + 1 and lines[title_at + 1].startswith("R:") else 0)
-    lines.insert(after, provenance(options, sampled.seed, composer))
+    lines[after:after] = provenance(options, sampled.seed, composer)
+    key_at = next(i for i, line in enumerate(lines) if line.startswith("K:"))
+    lines.insert(key_at, tempo_field(rhythm, _header_value(tokens, "M:"), options.tempo))
     text = "\n".join(lines) + "\n"
     try:
         tune = parse(text)
@@ -619,47 +711,69 @@ def _random_seed() -> int:
 
 
 def _write_formats(composed: Composed, folder: Path, stem: str, formats: list[str],
-                   options: ComposeOptions) -> list[Path]:
-    """Write one tune in each format; each file atomically. Returns the paths written."""
+                   options: ComposeOptions, *, overwrite: bool = True) -> list[Path]:
+    """Write one tune in each format; each file atomically, and none at all if one fails or the
+    run is interrupted (those written are removed). ``overwrite``: replace files that exist (else
+    one that exists, or appears meanwhile, is refused: OptionError). Returns the paths written."""
     from folkrnn.render import render
 
-    written = []
-    for name in formats:
-        path = folder / f"{stem}.{name}"
-        if name == "abc":
-            write_atomic(path, composed.abc.encode("utf-8"), error=OptionError)
-        elif name in ("mid", "wav"):  # played expressively, humanised by the tune's own seed
-            render(composed.tune, path, force=True, instrument=options.instrument, seed=composed.seed)
-        elif name == "svg":
-            render(composed.tune, path, force=True, abc=composed.abc)
-        else:
-            render(composed.tune, path, force=True)
-        written.append(path)
+    written: list[Path] = []
+    try:
+        for name in formats:
+            path = folder / f"{stem}.{name}"
+            if name == "abc":
+                write_atomic(path, composed.abc.encode("utf-8"), error=OptionError, overwrite=overwrite)
+            elif name == "mid":  # played expressively, humanised by the tune's own seed, at its Q:
+                render(composed.tune, path, force=overwrite, instrument=options.instrument, seed=composed.seed)
+            elif name == "wav":
+                render(composed.tune, path, force=overwrite, instrument=options.instrument, seed=composed.seed,
+                       soundfont=options.soundfont)
+            elif name == "svg":
+                render(composed.tune, path, force=overwrite)
+            elif name == "pdf":
+                render(composed.tune, path, force=overwrite, paper=options.paper)
+            elif name == "musicxml":  # the part's instrument; the metronome mark from Q:
+                render(composed.tune, path, force=overwrite, instrument=options.instrument)
+            else:
+                render(composed.tune, path, force=overwrite)
+            written.append(path)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     return written
 
 
 def _write_all_or_nothing(composed: Composed, folder: Path, formats: list[str],
                           options: ComposeOptions) -> list[Path]:
-    """compose's files: each made under a temporary name, then all renamed into place."""
+    """compose's files: each made under a temporary name, then all given their names. Without
+    --force each name is taken only if nothing is there at that moment (folkrnn.files.publish): of
+    two composes racing for one name, one writes all its files and the other none."""
     finals = [folder / f"{composed.slug}.{name}" for name in formats]
     if not options.force:
-        existing = [path for path in finals if path.exists()]
+        existing = [path for path in finals if exists(path)]  # a dangling link too
         if existing:
-            raise OptionError("the file exists; pass --force to overwrite it", file=str(existing[0]))
+            raise OptionError(EXISTS, file=str(existing[0]))
     stem = f".{composed.slug}.{os.getpid()}-{secrets.token_hex(3)}.part"
     temporaries: list[Path] = []
+    published: list[Path] = []
     try:
         temporaries = _write_formats(composed, folder, stem, formats, options)
         for temporary, final in zip(temporaries, finals):
-            os.replace(temporary, final)
-    except OSError as error:
-        raise OptionError(f"cannot write: {error.strerror or error}", file=str(folder)) from None
+            publish(temporary, final, overwrite=options.force)
+            published.append(final)
+    except BaseException as error:
+        if not options.force:  # names this run created, and no other process could have: all or none
+            for final in published:
+                final.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise OptionError(f"cannot write: {error.strerror or error}", file=str(folder)) from None
+        raise
     finally:
         for temporary in temporaries:
-            if temporary.exists():
-                temporary.unlink()
+            temporary.unlink(missing_ok=True)
         for leftover in folder.glob(f"{stem}.*"):
-            leftover.unlink()
+            leftover.unlink(missing_ok=True)
     return finals
 
 
@@ -767,8 +881,9 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
     Tune i is made from seed ``options.seed + i`` (the seed recorded for it, which ``compose
     --seed`` turns into the same tune); a seed that fails is followed by the seed ``count`` above
     it, which no other tune of the batch uses, so the batch is the same whatever order its tunes
-    finish in. ``options.formats``: ``abc`` is the tunebook (always written), ``mid``, ``svg``,
-    ``musicxml``, ``wav`` one file per tune.
+    finish in. ``options.formats``: ``abc`` is the tunebook (always written), ``pdf`` the tunebook
+    as sheet music (``tunes.pdf``, pages of ``options.paper``), ``mid``, ``svg``, ``musicxml``,
+    ``wav`` one file per tune.
 
     Parameters
     ----------
@@ -795,8 +910,7 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
     """
     started = time.perf_counter()
     options.check()
-    if not isinstance(count, int) or count < 1:
-        raise OptionError(f"-n must be at least 1, not {count}")
+    check_count(count, "tunes")  # before the model is loaded or a folder made (folkrnn.limits)
     composer = composer or load_composer(options.model)
     if options.seed is None:
         options.seed = _random_seed()
@@ -808,16 +922,22 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
     conditions, from_title = _conditions(options, composer)
     folder = Path(options.out)
     prepare_folder(folder)
+    # one batch at a time in a folder: a second is refused here, at once, not half-way through with
+    # its files mixed among the first's; released at the end (or with this frame, on an exception)
+    held = ExitStack()
+    held.enter_context(folder_lock(folder))
     tunebook, summary_path = folder / "tunes.abc", folder / "summary.json"
+    sheets = folder / "tunes.pdf" if "pdf" in options.formats else None  # the tunebook as sheet music
     if not options.force:
-        for path in (tunebook, summary_path):
-            if path.exists():
-                raise OptionError("the file exists; pass --force to overwrite it", file=str(path))
+        for path in (tunebook, summary_path, sheets):
+            if path is not None and exists(path):  # a dangling link too
+                held.close()
+                raise OptionError(EXISTS, file=str(path))
     if novelty == "auto":
         novelty, novelty_source = _novelty_for(composer)
     else:
         novelty_source = "given" if novelty is not None else "not checked"
-    per_tune = [name for name in options.formats if name != "abc"]
+    per_tune = [name for name in options.formats if name not in ("abc", "pdf")]  # pdf: one tunes.pdf
     width = max(4, len(str(count)))
 
     done: dict[int, Composed] = {}
@@ -854,11 +974,9 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
         composed.failures = list(history[index])
         stem = f"{index + 1:0{width}d}-{composed.slug}"
         try:
-            if per_tune:
-                for path in (folder / f"{stem}.{name}" for name in per_tune):
-                    if path.exists() and not options.force:
-                        raise OptionError("the file exists; pass --force to overwrite it", file=str(path))
-                composed.files = _write_formats(composed, folder, stem, per_tune, options)
+            if per_tune:  # all of the tune's files or none (an interruption removes what was written)
+                composed.files = _write_formats(composed, folder, stem, per_tune, options,
+                                                overwrite=options.force)
         except FolkError as failure:
             error = failure
             return
@@ -869,24 +987,27 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
         if progress is not None:
             progress(len(done) + len(rejected), count)
 
-    jobs = [(index, options.seed + index) for index in range(count)]
+    # the first round: tune i from seed + i, as ranges (nothing sized by -n is built before the
+    # work); a later round: the tunes whose tune failed, each with its next seed
+    indices: Sequence[int] = range(count)
+    seeds: Sequence[int] = range(options.seed, options.seed + count)
     try:
-        while jobs and error is None:
-            seeds_by_index = dict(jobs)
-            order = sorted(seeds_by_index)
-            results_index = {position: index for position, index in enumerate(order)}
-
-            def relay(sampled: Sampled, results_index: dict = results_index) -> None:
-                sampled.index = results_index[sampled.index]
+        while len(seeds) and error is None:
+            def relay(sampled: Sampled, indices: Sequence[int] = indices) -> None:
+                sampled.index = indices[sampled.index]
                 finished(sampled)
 
-            sample_tunes(composer.engine, composer.vocabulary, [seeds_by_index[i] for i in order],
+            sample_tunes(composer.engine, composer.vocabulary, seeds,
                          config=config, conditions=conditions, next_seed=lambda seed: seed + count,
                          batch_size=batch_size, on_finish=relay,
                          workers=default_workers() if workers is None else workers)
-            jobs, retry_jobs[:] = list(retry_jobs), []
-    except KeyboardInterrupt:
+            jobs = sorted(dict(retry_jobs).items())
+            indices, seeds = [index for index, _ in jobs], [seed for _, seed in jobs]
+            retry_jobs[:] = []
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (folkrnn.processes): keep the finished tunes
         interrupted = True
+    except FolkError as failure:  # a worker process died (the OOM killer): keep the finished tunes
+        error = error or failure
     tunes = [done[index] for index in sorted(done)]
     result = GenerateResult(tunes=tunes, rejected=rejected, retried=retried, summary_path=None,
                             tunebook_path=None, interrupted=interrupted, error=error)
@@ -898,6 +1019,7 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
     except OSError as failure:
         result.error = result.error or OptionError(f"cannot write: {failure.strerror or failure}",
                                                    file=str(folder))
+    held.close()
     result.seconds = time.perf_counter() - started
     return result
 
@@ -911,8 +1033,13 @@ def _write_book(result: GenerateResult, folder: Path, tunebook: Path, summary_pa
     tunes = result.tunes
     if tunes:
         book = "\n".join(tune.abc for tune in tunes)
-        write_atomic(tunebook, book.encode("utf-8"), error=OptionError)
+        write_atomic(tunebook, book.encode("utf-8"), error=OptionError, overwrite=options.force)
         result.tunebook_path = tunebook
+        if "pdf" in options.formats:
+            from folkrnn.render import tunes_to_pdf
+
+            write_atomic(folder / "tunes.pdf", tunes_to_pdf([tune.tune for tune in tunes], paper=options.paper),
+                         error=OptionError, overwrite=options.force)
     seconds = time.perf_counter() - started
     warnings = Counter(code for tune in tunes for code in (i.code for i in tune.report.warnings))
     summary = {
@@ -946,5 +1073,5 @@ def _write_book(result: GenerateResult, folder: Path, tunebook: Path, summary_pa
         "tunes": [tune.summary() for tune in tunes],
     }
     write_atomic(summary_path, (json.dumps(summary, indent=1, ensure_ascii=False) + "\n").encode("utf-8"),
-                 error=OptionError)
+                 error=OptionError, overwrite=options.force)
     result.summary_path = summary_path

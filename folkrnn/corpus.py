@@ -40,7 +40,7 @@ from typing import Any
 
 from folkrnn import __version__
 from folkrnn.errors import CorpusError, FolkError, OptionError
-from folkrnn.files import write_atomic
+from folkrnn.files import EXISTS, exists, write_atomic
 
 __all__ = [
     "Corpus", "Collection", "Source", "COLLECTIONS", "DEFAULT_COLLECTIONS", "SPLITS",
@@ -444,8 +444,9 @@ def read_tunes(path: str | os.PathLike) -> list[_RawTune]:
     """The tunes of one file, as ABC texts: an ABC tunebook split at X:, or a folk-rnn data file
     converted tune by tune. Raises a FolkError for a file that is empty, binary or not text."""
     from folkrnn.abc import read_text, split_tunebook
+    from folkrnn.limits import MAX_CORPUS_FILE_BYTES
 
-    text = read_text(path)
+    text = read_text(path, limit=MAX_CORPUS_FILE_BYTES)
     if looks_like_folkrnn(text):
         tunes = []
         for index, tune in enumerate(_folkrnn_tunes(text), 1):
@@ -622,6 +623,7 @@ class Corpus:
     seconds: float = 0.0  # how long build_corpus took
     recipe: dict = field(default_factory=dict)  # build_corpus's arguments, cwd-independent: rebuild_corpus(recipe)
     files: list[str] = field(default_factory=list)  # the files read, absolute paths in reading order
+    cache_error: str = ""  # why the cache could not be written ("": written, read, or not asked for)
 
     def split(self, name: str) -> list[list[str]]:
         """The tunes of one split by name (train, valid or test)."""
@@ -696,14 +698,14 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "folkrnn"
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, text: str, overwrite: bool = True) -> None:
     """Write a text file whole or not at all (folkrnn.files), making its folder first.
-    Raises CorpusError naming the file when it cannot be written."""
+    Raises CorpusError naming the file when it cannot be written (or, without ``overwrite``, exists)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise CorpusError(f"cannot create the folder: {error.strerror or error}", file=str(path.parent)) from None
-    write_atomic(path, text, error=CorpusError)
+    write_atomic(path, text, error=CorpusError, overwrite=overwrite)
 
 
 def _load_cache(path: Path, key: str) -> dict | None:
@@ -760,12 +762,24 @@ def _run_jobs(function, jobs: list[tuple], sizes: list[int], workers: int) -> li
     method = "spawn" if "torch" in sys.modules or sys.platform != "linux" else "fork"
     context = multiprocessing.get_context(method)
     results: list[dict | None] = [None] * len(jobs)
-    with ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=context) as pool:
+    from folkrnn.processes import worker_started
+
+    # the readers ignore Ctrl-C and die with this process (kill -9, timeout: none is left reading)
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=context,
+                               initializer=worker_started, initargs=(os.getpid(),))
+    try:
         futures = [(batch, pool.submit(_read_many, function, [jobs[i] for i in batch]))
                    for batch in batches]
         for batch, future in futures:
             for index, result in zip(batch, future.result()):
                 results[index] = result
+    except BaseException:  # Ctrl-C, SIGTERM, a failure: stop the readers now, not after every batch
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        raise
+    pool.shutdown()
     return results  # type: ignore[return-value]
 
 
@@ -986,8 +1000,11 @@ def build_corpus(
                                                  separators=(",", ":")))
             _prune_cache(cache_path.parent)
             corpus.cache_path = cache_path
-        except (OSError, CorpusError):
-            corpus.cache_path = None  # an unwritable cache only costs time next run
+        except (OSError, CorpusError) as failure:
+            corpus.cache_path = None  # an unwritable cache only costs time next run: said, not fatal
+            reason = failure.message if isinstance(failure, CorpusError) else (failure.strerror or str(failure))
+            corpus.cache_error = (f"built without a cache: {cache_path.parent} cannot hold one "
+                                  f"({' '.join(str(reason).split())})")
     corpus.seconds = time.perf_counter() - started
     return corpus
 
@@ -1096,11 +1113,11 @@ def export_split(corpus: Corpus, split: str, out: str | os.PathLike | None = Non
     if out is None:
         return text
     path = Path(out)
-    if path.exists() and not force:
-        raise OptionError("the file exists; pass --force to overwrite it", file=str(path))
     if path.is_dir():
         raise OptionError("is a folder, not a file", file=str(path))
-    _write_atomic(path, text)
+    if exists(path) and not force:  # a dangling link too
+        raise OptionError(EXISTS, file=str(path))
+    _write_atomic(path, text, overwrite=force)
     return path
 
 

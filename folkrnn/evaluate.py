@@ -276,68 +276,6 @@ def model_loss(engine, vocabulary, tunes: Sequence[Sequence[str]], batch_size: i
 # Sampling
 
 
-def _local_sample(engine, vocabulary, prompts: list[list[str]], seed: int, temperature: float,
-                  max_tokens: int, stop: Callable[[str], bool] | None = None) -> list[list[str]]:
-    """TEMPORARY: plain temperature sampling, batched, until ``</s>`` (or ``stop(token)``), used by
-    the title test until it samples through folkrnn.sample. No constraints."""
-    rng = np.random.default_rng(seed)
-    ids = [vocabulary.encode(prompt) for prompt in prompts]
-    out = [list(prompt) for prompt in prompts]
-    banned = [vocabulary.pad_id, vocabulary.bos_id]
-    eos = vocabulary.eos_id
-    tokens = vocabulary.tokens
-    active = list(range(len(prompts)))
-    # feed each prompt but its last token; rows have prompts of different lengths, so step all
-    # rows together and let a row with prompt left take its next prompt token instead of a sample
-    state = engine.init_state(len(prompts))
-    position = 0
-    longest = max(len(p) for p in ids)
-    current = np.array([p[0] for p in ids], np.int64)
-    finished = [False] * len(prompts)
-    features = getattr(engine, "features", 0)  # in the header every position feature is 0
-    while active:
-        step = np.concatenate([current[:, None], np.zeros((len(current), features), np.int64)], axis=1) \
-            if features else current
-        logits, state = engine.step(step, state)
-        position += 1
-        logits = logits.astype(np.float64) / temperature
-        logits[:, banned] = -np.inf
-        logits -= logits.max(axis=1, keepdims=True)
-        probabilities = np.exp(logits)
-        probabilities /= probabilities.sum(axis=1, keepdims=True)
-        draws = (probabilities.cumsum(axis=1) < rng.random((len(probabilities), 1))).sum(axis=1)
-        draws = np.minimum(draws, probabilities.shape[1] - 1)
-        keep = []
-        for row_index, row in enumerate(active):
-            if position < len(ids[row]):
-                token_id = ids[row][position]  # still reading the prompt
-            else:
-                token_id = int(draws[row_index])
-                out[row].append(tokens[token_id])
-                if token_id == eos or len(out[row]) >= max_tokens or (stop and stop(tokens[token_id])):
-                    finished[row] = True
-                    continue
-            keep.append((row_index, token_id))
-        if not keep:
-            break
-        rows = [active[i] for i, _ in keep]
-        if len(rows) != len(active):
-            from folkrnn.infer import select_state
-
-            state = select_state(state, [i for i, _ in keep])
-        active = rows
-        current = np.array([token_id for _, token_id in keep], np.int64)
-        if position > longest + max_tokens:
-            break
-    return out
-
-
-def _title_tokens(title: str) -> list[str]:
-    from folkrnn.abc import SPACE
-
-    return [SPACE if char == " " else char for char in title]
-
-
 def _generate(checkpoint, config: EvaluateConfig) -> tuple[list[tuple[list[str] | None, str | None]], str]:
     """n generated tunes as (tokens or None, ABC text or None), and the sampler's name: the
     composer's sampler, ``folkrnn.sample.sample_tunes``, tune i from seed ``seed + i`` (as
@@ -387,16 +325,22 @@ def _title_conditioning(checkpoint, config: EvaluateConfig) -> dict:
             extra = f" No. {index // len(_TITLE_WORDS) + 1}" if index >= len(_TITLE_WORDS) else ""
             titles.append(f"The {word}{extra} {kind}")
             kinds.append(kind)
+    from folkrnn.sample import SampleConfig, sample_headers, title_tokens
+
     vocabulary = checkpoint.vocabulary
-    usable = [all(token in vocabulary for token in _title_tokens(title)) for title in titles]
+    spelled = [title_tokens(title, vocabulary) for title in titles]  # (tokens, characters it lacks)
+    usable = [not missing for _, missing in spelled]
     meters: list[str | None] = []
     rhythms: list[str | None] = []
     # only the header is drawn: the model writes R: and M: right after the title, before any note,
     # so no constraint on the body can change them, and 250 headers take a second
-    prompts = [["<s>", *_title_tokens(title)] for title, ok in zip(titles, usable) if ok]
-    sequences = iter(_local_sample(checkpoint.engine(), vocabulary, prompts, config.seed + 1,
-                                   config.temperature, 120, stop=lambda token: token.startswith("M:"))
-                     if prompts else [])
+    prompts = [tokens for tokens, missing in spelled if not missing]
+    # the raw model (no grammar, no nucleus cut): what it learnt of titles; header i from seed + 1 + i
+    raw = SampleConfig(temperature=config.temperature, top_p=1.0)
+    sequences = iter(sample_headers(checkpoint.engine(), vocabulary, prompts,
+                                    [config.seed + 1 + i for i in range(len(prompts))], config=raw,
+                                    stop=lambda token: token.startswith("M:"),
+                                    tracker=checkpoint.feature_tracker()))
     for ok in usable:
         tokens = next(sequences) if ok else []
         meters.append(next((t[2:] for t in tokens if t.startswith("M:")), None))
@@ -467,7 +411,8 @@ def _rebuilt(record: dict, build: Callable[[], Any]):
 
 
 def evaluate(model: str | os.PathLike | None = None, out: str | os.PathLike = "outputs/evaluate",
-             config: EvaluateConfig | None = None, corpus=None, progress: Callable[[str], None] | None = None) -> dict:
+             config: EvaluateConfig | None = None, corpus=None, progress: Callable[[str], None] | None = None,
+             *, force: bool = False) -> dict:
     """Evaluate an ABC or MIDI-event model; write ``out/report.md``, ``out/report.json`` and PNG plots.
 
     Parameters
@@ -475,7 +420,7 @@ def evaluate(model: str | os.PathLike | None = None, out: str | os.PathLike = "o
     model
         A model directory (None: the shipped default model).
     out
-        Folder for the report (created; files in it are replaced).
+        Folder for the report (created if needed).
     config
         :class:`EvaluateConfig`.
     corpus
@@ -483,6 +428,9 @@ def evaluate(model: str | os.PathLike | None = None, out: str | os.PathLike = "o
         For a MIDI-event model, a MIDI corpus; an ABC corpus given is played into one.
     progress
         Called with a short message as each stage starts.
+    force
+        Replace a report already in ``out``; without it such a report is refused at once, before
+        any of the work.
 
     Returns
     -------
@@ -495,10 +443,18 @@ def evaluate(model: str | os.PathLike | None = None, out: str | os.PathLike = "o
         A missing or damaged model, or one whose corpus cannot be rebuilt; OptionError for bad
         settings.
     """
+    from folkrnn.files import EXISTS, exists
     from folkrnn.sample import one_blas_thread
 
+    if not force:  # minutes of work are not done to be thrown away, nor a report lost to them
+        for name in REPORT_FILES:
+            if exists(Path(out) / name):
+                raise OptionError(EXISTS, file=str(Path(out) / name))
     with one_blas_thread():  # the NumPy LSTM's products are small: threads only wait on a busy machine
         return _evaluate(model, out, config, corpus, progress)
+
+
+REPORT_FILES = ("report.md", "report.json")  # what an existing report is recognised by
 
 
 def _evaluate(model, out, config, corpus, progress) -> dict:
@@ -513,9 +469,10 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
     started = time.perf_counter()
     timings: dict[str, float] = {}
     model_path = Path(model) if model is not None else shipped_model("abc")
+    model_name = str(model) if model is not None else "default"  # reports name no path of this machine
     checkpoint = load_model(model_path)
     if checkpoint.encoding == "midi":
-        return _evaluate_midi(checkpoint, prepare_folder(out), config, corpus, say)
+        return _evaluate_midi(checkpoint, prepare_folder(out), config, corpus, say, model_name=model_name)
     if checkpoint.encoding != "abc":
         raise ModelError(f"{model_path} is a {checkpoint.encoding} model; evaluate works on ABC "
                          "and MIDI-event models")
@@ -636,7 +593,7 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
     timings["titles_s"] = time.perf_counter() - mark
 
     result = {
-        "model": str(checkpoint.path),
+        "model": model_name,
         "model_config": checkpoint.model_config,
         "sampler": sampler,
         "n": config.n, "seed": config.seed, "temperature": config.temperature,
@@ -1005,7 +962,7 @@ def _chunked_loss(engine, vocabulary, pieces: Sequence[Sequence[str]], read,
     return total, count, scored
 
 
-def _evaluate_midi(checkpoint, out: Path, config: EvaluateConfig, corpus, say) -> dict:
+def _evaluate_midi(checkpoint, out: Path, config: EvaluateConfig, corpus, say, *, model_name: str) -> dict:
     """Evaluate a MIDI-event model (see :func:`evaluate`): the test split's loss next to an
     n-gram fitted to the training split's events, and ``config.n`` performances of
     ``config.seconds`` s next to as many real test tunes as played
@@ -1064,7 +1021,7 @@ def _evaluate_midi(checkpoint, out: Path, config: EvaluateConfig, corpus, say) -
 
     ended = Counter(piece.ended for piece in pieces if piece.ok)
     result = {
-        "model": str(checkpoint.path),
+        "model": model_name,
         "model_config": checkpoint.model_config,
         "encoding": "midi",
         "events": dict(checkpoint.encoding_params),

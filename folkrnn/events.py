@@ -3,7 +3,7 @@
 The rules are Magenta's (Oore et al. 2018, note-seq ``performance_lib``):
 
 - times are rounded half up to steps of ``1/steps_per_second`` s; a note that rounds to zero
-  length gets one step;
+  length gets one step, and a note of no length at all (silent) is left out;
 - notes are ordered by start time, then pitch; at one step every NOTE_OFF comes before any
   NOTE_ON;
 - a gap longer than ``max_shift_steps`` is written as several TIME_SHIFTs;
@@ -258,8 +258,8 @@ class PerformanceNote:
 def notes_to_events(notes: Iterable[PerformanceNote], config: EventConfig | None = None) -> list[int]:
     """Encode performed notes as event ids (Performance RNN's rules, see the module docstring).
 
-    Notes outside ``config``'s pitch range are left out. The sequence starts at time 0, so
-    leading silence becomes TIME_SHIFTs.
+    Notes outside ``config``'s pitch range, and notes of no length, are left out. The sequence
+    starts at time 0, so leading silence becomes TIME_SHIFTs.
     """
     notes = list(notes)
     pitch = np.fromiter((n.pitch for n in notes), dtype=np.int64, count=len(notes))
@@ -273,7 +273,9 @@ def arrays_to_events(pitch: np.ndarray, start: np.ndarray, end: np.ndarray, velo
                      config: EventConfig | None = None) -> list[int]:
     """``notes_to_events`` on parallel arrays (seconds), vectorised: the fast path for files."""
     config = config or EventConfig()
-    keep = (pitch >= config.min_pitch) & (pitch <= config.max_pitch)
+    # a note of no length (its on and off at one tick) is silent: left out, it cannot cut short a
+    # real note of its pitch that starts with it (music21's test16.mid)
+    keep = (pitch >= config.min_pitch) & (pitch <= config.max_pitch) & (end > start)
     if not keep.all():
         pitch, start, end, velocity = pitch[keep], start[keep], end[keep], velocity[keep]
     n = len(pitch)

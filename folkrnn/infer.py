@@ -101,7 +101,7 @@ class NumpyLSTM:
             self._bias.append(prepare(w[f"lstm.{layer}.bias_ih_l0"] + w[f"lstm.{layer}.bias_hh_l0"]))
         self._head_w = np.ascontiguousarray(w["head.weight"].T)  # (H, V)
         self._head_b = w["head.bias"].copy()
-        self._buffers: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._work: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # _scratch's arrays
 
     def init_state(self, batch: int = 1) -> State:
         """Zero state ``(h, c)``, each ``(layers, batch, hidden)``."""
@@ -109,14 +109,18 @@ class NumpyLSTM:
         return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
 
     def _scratch(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        buffers = self._buffers.get(batch)
-        if buffers is None:
+        """Work arrays for ``batch`` rows: the first rows of one set, grown to the largest batch yet
+        (one set per batch size would keep gigabytes: continuous batching steps every size there is)."""
+        buffers = self._work
+        if buffers is None or len(buffers[0]) < batch:
             h = self.hidden_size
             buffers = (np.empty((batch, 2 * h), np.float32),  # [x | h] of an upper layer
                        np.empty((batch, 4 * h), np.float32),  # gates
                        np.empty((batch, h), np.float32))  # cell scratch
-            self._buffers[batch] = buffers
-        return buffers
+            self._work = buffers
+        if len(buffers[0]) == batch:
+            return buffers
+        return buffers[0][:batch], buffers[1][:batch], buffers[2][:batch]  # C-contiguous views
 
     def _cell(self, gates: np.ndarray, c: np.ndarray, h_out: np.ndarray, scratch: np.ndarray) -> None:
         """Gates (pre-activations, our order and scale) -> new c (in place) and h (into h_out)."""

@@ -59,7 +59,7 @@ from folkrnn.tables import Instrument, find_instrument
 __all__ = [
     "MidiWarning", "MidiInfo", "Instrument", "INSTRUMENTS", "RHYTHM_TEMPOS", "LILT",
     "read_note_arrays", "read_performance", "read_midi_info", "write_performance",
-    "tune_tempo", "tune_to_performance", "write_tune_midi",
+    "tune_tempo", "q_field", "tune_to_performance", "write_tune_midi",
     "tune_performances", "midi_folder_performances",
 ]
 
@@ -77,17 +77,22 @@ _MAX_SECONDS = 24 * 3600  # a file longer than a day is corrupt, not music
 _PLAUSIBLE_QPM = (4.0, 1000.0)  # outside this a tempo is read, with a MidiWarning
 
 
+def _check_head(first: bytes, name: str) -> None:
+    if first and not first.startswith(b"MThd"):
+        raise MidiError("is not a MIDI file (it does not start with MThd)", file=name)
+
+
 def _load_score(path: str | PathLike):
     """Read a MIDI file with symusic, turning every failure into one MidiError naming the file."""
     from symusic import Score
 
+    from folkrnn.files import read_input
+    from folkrnn.limits import MAX_INPUT_BYTES
+
     name = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except IsADirectoryError:
-        raise MidiError("is a folder, not a MIDI file", file=name) from None
-    except OSError as error:
-        raise MidiError(f"cannot be read: {error.strerror or error}", file=name) from None
+    # no FIFO, device or file over the limit; not a MIDI file is said from the first bytes
+    data = read_input(path, limit=MAX_INPUT_BYTES, error=MidiError, what="a MIDI file",
+                      check=lambda first: _check_head(first, name))
     if not data:
         raise MidiError("is empty", file=name)
     if not data.startswith(b"MThd"):
@@ -309,11 +314,15 @@ def key_fifths(key: Key) -> int:
 
 def write_performance(notes: Iterable[PerformanceNote], path: str | PathLike, *, program: int = 0,
                       qpm: float = 120.0, meter: Meter | None = None, key: Key | None = None,
-                      name: str = "", resolution: int = 480) -> Path:
+                      name: str = "", resolution: int = 480, title: str = "",
+                      instrument_name: str = "") -> Path:
     """Write performed notes as a one-instrument MIDI file (pretty_midi), atomically.
 
     ``qpm``, ``meter`` and ``key`` go into the file's tempo, time and key signatures, so that
-    notation programs (and ``midi2abc``) find the beat; they do not move any note.
+    notation programs (and ``midi2abc``) find the beat; they do not move any note. The metronome
+    clicks on the beat: a dotted quarter (36 MIDI clocks) in 6/8, 9/8 and 12/8, as abc2midi
+    writes it. ``title`` is the sequence name (the first track's name, as abc2midi writes T:),
+    ``name`` the instrument track's name and ``instrument_name`` its instrument name.
     """
     import pretty_midi
 
@@ -321,6 +330,9 @@ def write_performance(notes: Iterable[PerformanceNote], path: str | PathLike, *,
         raise OptionError(f"program {program} is outside General MIDI's 0..127")
     if not 1.0 <= qpm <= 1000.0:
         raise OptionError(f"tempo {qpm} quarter notes per minute is outside 1..1000")
+    # MIDI text is Latin-1 (mido's charset): a title in other scripts, or with a U+FFFD where
+    # its bytes were not UTF-8, keeps what Latin-1 holds and '?' for the rest
+    name, title, instrument_name = (_latin1(text) for text in (name, title, instrument_name))
     midi = pretty_midi.PrettyMIDI(resolution=resolution, initial_tempo=float(qpm))
     instrument = pretty_midi.Instrument(program=program, name=name)
     instrument.notes = [pretty_midi.Note(velocity=max(1, int(note.velocity)), pitch=int(note.pitch),
@@ -337,7 +349,35 @@ def write_performance(notes: Iterable[PerformanceNote], path: str | PathLike, *,
             pretty_midi.KeySignature(tonic + (12 if key.mode == "min" else 0), 0.0))
     buffer = io.BytesIO()
     midi.write(buffer)
-    return write_atomic(path, buffer.getvalue(), error=MidiError)
+    return write_atomic(path, _named_and_clicked(buffer.getvalue(), title, instrument_name),
+                        error=MidiError)
+
+
+def _latin1(text: str) -> str:
+    """``text`` as MIDI files hold text (Latin-1), with '?' for what Latin-1 lacks."""
+    return text.encode("latin-1", "replace").decode("latin-1") if text else text
+
+
+def _named_and_clicked(data: bytes, title: str, instrument_name: str) -> bytes:
+    """pretty_midi's file with what it cannot write: the sequence name, the instrument name, and
+    a metronome click of a dotted quarter in compound meters (it always writes a quarter's 24)."""
+    import mido
+
+    midi = mido.MidiFile(file=io.BytesIO(data))
+    conductor = midi.tracks[0]
+    for index, message in enumerate(conductor):
+        if message.type == "time_signature" and message.denominator == 8 \
+                and message.numerator % 3 == 0 and message.numerator > 3:
+            conductor[index] = message.copy(clocks_per_click=36)
+    if title:
+        conductor.insert(0, mido.MetaMessage("track_name", name=title, time=0))
+    if instrument_name and len(midi.tracks) > 1:
+        track = midi.tracks[1]
+        at = next((i + 1 for i, message in enumerate(track) if message.type == "track_name"), 0)
+        track.insert(at, mido.MetaMessage("instrument_name", name=instrument_name, time=0))
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,6 +457,15 @@ def tune_tempo(tune: Tune, tempo: float | None = None) -> float:
     if rhythm not in RHYTHM_TEMPOS:
         rhythm = _METER_RHYTHMS.get((tune.meter.numerator, tune.meter.denominator), "")
     return float(RHYTHM_TEMPOS.get(rhythm, _FALLBACK_TEMPO) * beat)
+
+
+def q_field(tune: Tune, tempo: float | None = None) -> str:
+    """The value of a Q: field that plays ``tune`` at ``tune_tempo(tune, tempo)``, in whole beats
+    of its meter: ``"3/8=116"`` for a jig, ``"1/4=200"`` for a reel. A Q: read back by
+    ``tune_tempo`` (or by abc2midi) gives that tempo, rounded to a whole number of beats."""
+    beat = beat_quarters(tune.meter)
+    beats = max(1, round(tune_tempo(tune, tempo) / float(beat)))
+    return f"{beat / 4}={beats}"
 
 
 def _instrument(name: str) -> Instrument:
@@ -631,14 +680,17 @@ def tune_to_performance(tune: Tune, *, straight: bool = False, tempo: float | No
 def write_tune_midi(tune: Tune, path: str | PathLike, *, straight: bool = False,
                     tempo: float | None = None, instrument: str = "fiddle", seed: int = 0) -> Path:
     """Play ``tune`` (``tune_to_performance``) into a MIDI file with its instrument, tempo, meter
-    and key, written atomically. Returns the path."""
+    and key, written atomically; its title names the sequence and the track (as abc2midi names
+    them), the instrument's name the instrument. Returns the path."""
     notes = tune_to_performance(tune, straight=straight, tempo=tempo, instrument=instrument,
                                 seed=seed)
     if not notes:
         raise MidiError("the tune has no notes to play", tune=_label(tune))
-    return write_performance(notes, path, program=_instrument(instrument).program,
-                             qpm=tune_tempo(tune, tempo), meter=tune.meter, key=tune.key,
-                             name=instrument.strip().lower())
+    style = _instrument(instrument)
+    title = tune.title or "Untitled"
+    return write_performance(notes, path, program=style.program, qpm=tune_tempo(tune, tempo),
+                             meter=tune.meter, key=tune.key, name=title, title=title,
+                             instrument_name=style.name)
 
 
 def _label(tune: Tune) -> str:

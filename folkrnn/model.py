@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from folkrnn.errors import ModelError, OptionError
+from folkrnn.limits import check_model_size, parameter_count
 
 __all__ = ["ModelConfig", "LanguageModel"]
 
@@ -48,6 +49,7 @@ class ModelConfig:
                 raise OptionError(f"model {name} must be a positive integer, not {value!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise OptionError(f"model dropout must be in [0, 1), not {self.dropout!r}")
+        check_model_size(self.to_dict())  # before torch allocates a weight (folkrnn.limits)
 
     def to_dict(self) -> dict:
         """The fields as a JSON-ready dict."""
@@ -71,13 +73,8 @@ class ModelConfig:
 
     def parameter_count(self, *, embedding: bool = True) -> int:
         """Number of weights; ``embedding=False`` leaves out the lookup table (no FLOPs)."""
-        vocab, width, hidden = self.vocab_size, self.embedding_size, self.hidden_size
-        count = 0
-        for layer in range(self.layers):
-            inputs = width if layer == 0 else hidden
-            count += 4 * hidden * (inputs + hidden) + 2 * 4 * hidden  # weights and nn.LSTM's 2 biases
-        count += hidden * vocab + vocab  # output layer
-        return count + ((vocab + sum(self.feature_sizes)) * width if embedding else 0)
+        return parameter_count(self.vocab_size, self.embedding_size, self.hidden_size, self.layers,
+                               self.feature_sizes, embedding=embedding)
 
 
 class LanguageModel(nn.Module):

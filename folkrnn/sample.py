@@ -92,12 +92,14 @@ from folkrnn.decode.choice import choose_tokens, one_blas_thread, rounding_noise
 from folkrnn.decode.loop import DONE, Constraint, Row, decode
 from folkrnn.decode.workers import MIN_PER_WORKER, default_workers
 from folkrnn.errors import OptionError
+from folkrnn.limits import MAX_BEAM_WIDTH
 from folkrnn.tables import DANCES
 
 __all__ = [
     "SampleConfig", "Conditions", "Sampled", "AbcGrammar", "STRATEGIES", "TICKS_PER_UNIT",
     "sample_tunes", "sample_one", "beam_search", "uniforms", "title_tokens",
     "choose_tokens", "rounding_noise", "one_blas_thread", "default_workers", "MIN_PER_WORKER", "AbcConstraint",
+    "sample_headers",
 ]
 
 STRATEGIES = ("sample", "greedy", "beam")
@@ -146,8 +148,8 @@ class SampleConfig:
             raise OptionError(f"--top-k must be 0 (off) or more, not {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise OptionError(f"--top-p must be in (0, 1], not {self.top_p}")
-        if self.beam_width < 1:
-            raise OptionError(f"--beam-width must be at least 1, not {self.beam_width}")
+        if not 1 <= self.beam_width <= MAX_BEAM_WIDTH:
+            raise OptionError(f"--beam-width must be between 1 and {MAX_BEAM_WIDTH}, not {self.beam_width}")
         if self.length_penalty < 0:
             raise OptionError(f"the length penalty must be 0 or more, not {self.length_penalty}")
         if self.max_tokens < 16 or self.closing_tokens < 0 or self.closing_tokens >= self.max_tokens:
@@ -558,3 +560,54 @@ def beam_search(engine, vocabulary, *, seed: int = 0, config: SampleConfig | Non
                        title_warnings=list(plan.warnings))
     return Sampled(index=index, seed=seed, tokens=vocabulary.decode(best.ids), log_prob=best.log_prob,
                    ok=True, title_warnings=list(plan.warnings))
+
+
+# ---------------------------------------------------------------------------------------------
+# The model's own headers: no grammar
+
+
+class _Headers(Constraint):
+    """The raw model after each prompt, up to the first token ``stop`` accepts, ``</s>`` or
+    ``max_tokens``: what it writes unconstrained (evaluate's title test). The results are token lists."""
+
+    def __init__(self, vocabulary, prompts: list[list[int]], max_tokens: int, stop: Callable[[str], bool] | None,
+                 tracker: Callable[[], object] | None) -> None:
+        self.vocabulary, self.prompts, self.max_tokens = vocabulary, prompts, max_tokens
+        self.stop, self.tracker = stop, tracker
+        self.bos, self.eos = vocabulary.bos_id, vocabulary.eos_id
+        self.allowed = np.ones(len(vocabulary), bool)
+        self.allowed[[vocabulary.pad_id, vocabulary.bos_id]] = False
+
+    def start(self, index: int, seed: int) -> Row:
+        return Row(index, seed, self.bos, self.prompts[index], self.tracker() if self.tracker else None)
+
+    def masks(self, rows: list[Row]) -> np.ndarray:
+        return np.repeat(self.allowed[None, :], len(rows), axis=0)
+
+    def advance(self, row: Row, token: int, chosen: bool) -> str:
+        row.append(token)
+        if chosen and (token == self.eos or len(row.ids) >= self.max_tokens
+                       or (self.stop is not None and self.stop(self.vocabulary.tokens[token]))):
+            return DONE
+        return ""
+
+    def result(self, row: Row, failures: list[tuple[int, str]]) -> list[str]:
+        return [self.vocabulary.tokens[token] for token in row.ids]
+
+
+def sample_headers(engine, vocabulary, prompts: Sequence[Sequence[str]], seeds: Sequence[int], *,
+                   config: SampleConfig | None = None, max_tokens: int = 120,
+                   stop: Callable[[str], bool] | None = None, tracker: Callable[[], object] | None = None,
+                   ) -> list[list[str]]:
+    """What the model writes after each prompt on its own, with no grammar: row i reads ``<s>`` and
+    ``prompts[i]`` (tokens; a leading ``<s>`` is taken as the start), then samples with ``seeds[i]``
+    and ``config``'s choice (temperature, top-k, top-p) until ``</s>``, a token ``stop`` accepts, or
+    ``max_tokens`` tokens in all. ``tracker``: a factory of feature trackers for a model that reads
+    features (:meth:`folkrnn.checkpoint.Checkpoint.feature_tracker`). Returns each row's tokens,
+    ``<s>`` and the prompt included, on the same decoding loop as :func:`sample_tunes`."""
+    config = (config or SampleConfig()).check()
+    ids = [vocabulary.encode([token for k, token in enumerate(prompt) if k or token != "<s>"]) for prompt in prompts]
+    if len(ids) != len(seeds):
+        raise OptionError(f"{len(ids)} prompts but {len(seeds)} seeds")
+    constraint = _Headers(vocabulary, ids, max_tokens, stop, tracker)
+    return decode(engine, constraint, config, list(seeds))

@@ -36,7 +36,7 @@ __all__ = [
     "Dance", "Variant", "DANCES", "RHYTHMS", "usual_tonic",
     "Instrument", "INSTRUMENTS", "INSTRUMENT_NAMES", "find_instrument",
     "Mode", "MODES", "MODE_WORDS",
-    "Format", "FORMATS", "find_format",
+    "Format", "FORMATS", "find_format", "Paper", "PAPERS",
     "MAX_SEED",
 ]
 
@@ -273,6 +273,7 @@ FORMATS: dict[str, Format] = {fmt.name: fmt for fmt in (
     Format("svg", "sheet music"),
     Format("musicxml", "MusicXML, for notation programs", ("xml",)),
     Format("wav", "audio"),
+    Format("pdf", "sheet music to print; generate: one tunebook, tunes.pdf"),
 )}
 
 
@@ -283,3 +284,22 @@ def find_format(name: str) -> str | None:
         if wanted == fmt.name or wanted in fmt.aliases:
             return fmt.name
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Paper sizes of the PDF
+
+
+@dataclass(frozen=True)
+class Paper:
+    """A page size for printed sheet music."""
+
+    name: str  # as --paper takes it
+    width_mm: float
+    height_mm: float
+
+
+PAPERS: dict[str, Paper] = {paper.name: paper for paper in (
+    Paper("a4", 210.0, 297.0),
+    Paper("letter", 215.9, 279.4),  # 8.5 x 11 inches
+)}

@@ -49,6 +49,7 @@ import numpy as np
 from folkrnn.abc.features import pad_inputs
 from folkrnn.checkpoint import MODEL_FILE, STATE_FILE, load_training_state, save_model, save_training_state
 from folkrnn.errors import CorpusError, ModelError, OptionError
+from folkrnn.files import write_atomic
 from folkrnn.schemes import scheme
 from folkrnn.vocab import BOS, EOS, UnknownTokenError, Vocabulary
 
@@ -59,6 +60,18 @@ __all__ = [
 ]
 
 LOG_FILE = "train_log.jsonl"
+
+
+def _logged_batches(line: str) -> float:
+    """The batches an evaluation logged in ``line`` of the log had seen; infinity for a line that
+    is not one (blank, or cut short by a kill while it was written): such a line is dropped."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return math.inf
+    return entry.get("batches", 0) if isinstance(entry, dict) else math.inf
+
+
 # The TrainConfig fields a resumed run may change: how long it goes on (epochs, patience: with the
 # cosine schedule a new --epochs re-stretches the decay over the new total), how often it evaluates
 # and saves, where it runs, and this invocation's own stop limits and bookkeeping. Every other field
@@ -1133,10 +1146,11 @@ class _Trainer:
             if not config.resume and log_path.exists():
                 log_path.unlink()
             elif config.resume and log_path.exists():
-                # drop evaluations logged after the resume point by the run that was stopped
-                kept = [line for line in log_path.read_text(encoding="utf-8").splitlines()
-                        if line.strip() and json.loads(line).get("batches", 0) <= self.batches]
-                log_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+                # drop evaluations logged after the resume point by the run that was stopped, and a
+                # last line cut short by a kill (-9) while it was being written
+                kept = [line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+                        if _logged_batches(line) <= self.batches]
+                write_atomic(log_path, "".join(line + "\n" for line in kept), error=ModelError)
         deadline = self.started + config.max_minutes * 60 if config.max_minutes else None
         stopped = None
         progress = _progress(config.progress and self.is_writer)

@@ -43,6 +43,7 @@ import numpy as np
 
 from folkrnn.errors import MidiError, OptionError
 from folkrnn.events import PerformanceNote
+from folkrnn.limits import MAX_TRANSCRIBE_NOTES
 from folkrnn.music import BarLine, Key, Meter, Note, Tune, key_signature, parse_meter, pitch_class_name
 
 __all__ = [
@@ -574,11 +575,15 @@ def transcribe(notes: Sequence[PerformanceNote], *, meter: Meter | str | None = 
     title, rhythm
         T: and R: of the Tune.
 
-    Raises MidiError when there are no notes, OptionError for a bad option.
+    Raises MidiError when there are no notes or more than :data:`folkrnn.limits.MAX_TRANSCRIBE_NOTES`,
+    OptionError for a bad option.
     """
     notes = [n for n in notes]
     if not notes:
         raise MidiError("no notes to transcribe")
+    if len(notes) > MAX_TRANSCRIBE_NOTES:  # before any work (folkrnn.limits)
+        raise MidiError(f"{len(notes):,} notes: transcribe takes at most {MAX_TRANSCRIBE_NOTES:,}; "
+                        "cut the file into parts")
     if divisions not in (1, 2, 4, 8, 16):
         raise OptionError("divisions must be 1, 2, 4, 8 or 16 per quarter note")
     if qpm is not None and not 10 <= qpm <= 1000:
@@ -641,8 +646,11 @@ def transcribe_midi(path: str | PathLike, *, program: int | None = None,
     options.setdefault("title", Path(path).stem)
     if info.meter is not None and notes and min(n.start for n in notes) >= _SILENT_START:
         options.setdefault("downbeat", 0.0)
-    return transcribe(notes, meter=meter or info.meter, qpm=qpm or info.qpm,
-                      key=key or info.key, **options)
+    try:
+        return transcribe(notes, meter=meter or info.meter, qpm=qpm or info.qpm,
+                          key=key or info.key, **options)
+    except MidiError as error:  # "too few notes to estimate a tempo" says which file
+        raise error.located(file=str(path)) from None
 
 
 def _comparable(notes: Sequence[Note]) -> list[tuple[Fraction, int, Fraction, bool]]:

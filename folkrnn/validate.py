@@ -96,7 +96,7 @@ class Issue:
     ``repeat-unclosed``, ``repeat-unopened``, ``repeat-nested``, ``repeat-from-start``,
     ``repeat-empty``, ``ending-order``, ``ending-unclosed``, ``ending-misplaced``,
     ``no-closing-bar``, ``part-length``, ``out-of-range``, ``probable-copy``, ``free-meter``,
-    ``parser``.
+    ``parser``, ``length-divisor``.
     """
 
     code: str  # what kind of problem (stable, for programs)
@@ -186,7 +186,7 @@ class Report:
         facts = []
         if self.structure.get("sections"):
             bars = "+".join(str(part["bars"]) for part in self.structure.get("parts", []))
-            facts.append(f"{self.structure['sections']} ({bars} bars)")
+            facts.append(f"{self.structure['sections']} ({bars} bar{'' if bars == '1' else 's'})")
         if self.range.get("lowest") is not None:
             facts.append(f"range {self.range['lowest_name']}-{self.range['highest_name']}")
         if self.nearest is not None:
@@ -404,6 +404,35 @@ def _bar_positions(lexed) -> list[tuple[int, int]]:
         elif kind is NOTE or kind is REST or kind is MREST or kind is CHORD_END:
             music_since = True
     return positions
+
+
+def _unreadable_lengths(lexed, report: Report, line_offset: int) -> None:
+    """Flag note lengths whose divisor is not a power of 2 (``A/3``, ``A3/5``): abc2midi ("3 b is not
+    a power of 2") and abcm2ps ("Bad length divisor") refuse them, and music21 cannot time them.
+    A third of a beat is written as a tuplet, ``(3ABC``. The first is an error, with a count of the rest."""
+    from folkrnn.abc.lexer import CHORD_END, NOTE, REST
+
+    found = []
+    for index, record in enumerate(lexed.records):
+        kind = record[0]
+        if kind is NOTE:
+            n, d = record[5], record[6]
+        elif kind is REST:
+            n, d = record[3], record[4]
+        elif kind is CHORD_END:
+            n, d = record[2], record[3]
+        else:
+            continue
+        if d > 0 and d & (d - 1):
+            found.append((index, n, d))
+    if not found:
+        return
+    index, n, d = found[0]
+    line, col = lexed.where(lexed.offset(index))
+    more = f" ({len(found) - 1:,} more like it)" if len(found) > 1 else ""
+    report.errors.append(Issue(
+        "length-divisor", f"note length {'' if n == 1 else n}/{d}: {d} is not a power of 2, which "
+        f"abc2midi and abcm2ps cannot read; write thirds as a triplet, (3ABC{more}", None, line + line_offset, col))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -801,13 +830,14 @@ class _Checker:
 
 def bar_count(measures: Sequence[_Measure]) -> int:
     """How many bars some measures make: full bars count one, short ones their fraction (a short
-    bar and its complement make one), whole-bar rests their bars; free-meter measures one each."""
+    bar and its complement make one), whole-bar rests their bars; free-meter measures one each.
+    A bar that is too long counts one (it is one bar as written, and an error of its own)."""
     total = 0.0
     for measure in measures:
         if measure.rest_bars:
             total += measure.rest_bars
         elif measure.expected:
-            total += measure.length / measure.expected
+            total += min(measure.length / measure.expected, 1)
         else:
             total += 1
     return int(total + 0.5 + 1e-9)
@@ -1141,6 +1171,8 @@ def validate_tune(tune_or_text: Tune | str, *, options: ValidateOptions | None =
             report.label = " ".join(part for part in (
                 f"X:{tune.number}" if tune.number else "", repr(tune.title) if tune.title else "") if part)
     _check_header(tune, report)
+    if lexed is not None:
+        _unreadable_lengths(lexed, report, offset)
     report.warnings.extend(Issue("parser", message) for message in tune.warnings)
     checker = _Checker(tune, report, lexed, offset)
     repeat_of = checker.repeats()
@@ -1150,8 +1182,8 @@ def validate_tune(tune_or_text: Tune | str, *, options: ValidateOptions | None =
     for part in report.structure["parts"]:
         if part["bars"] % _USUAL_PART_BARS and not report.structure["free_meter"]:
             report.warnings.append(Issue(
-                "part-length", f"part {part['label']} has {part['bars']} bars; parts are usually "
-                "4, 8 or 16 bars", part["first_bar"]))
+                "part-length", f"part {part['label']} has {part['bars']} bar{'' if part['bars'] == 1 else 's'}; "
+                "parts are usually 4, 8 or 16 bars", part["first_bar"]))
     report.range = _range(tune, report, instrument, checker.bars)
     report.tune = tune  # its form is measured when asked for (Report.form)
     if novelty is not None:

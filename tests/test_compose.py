@@ -71,8 +71,9 @@ def test_compose_writes_every_format_and_readers_open_them(model, tmp_path):
     assert text == composed.abc
     header = text.split("\n")
     assert header[0] == "X:1" and header[1] == "T:The Humours of Ballyloughlin"
-    assert [line[:2] for line in header[:7]] == ["X:", "T:", "R:", "N:", "M:", "L:", "K:"]
-    assert "--seed 1 " in header[3] and "--temperature 1 " in header[3] and "sha256" in header[3]
+    assert [line[:2] for line in header[:9]] == ["X:", "T:", "R:", "N:", "% ", "M:", "L:", "Q:", "K:"]
+    assert "seed 1" in header[3] and "sha256" in header[3]  # a short N: line, and the command below it
+    assert header[4].startswith("% folkrnn compose --seed 1 ") and "--temperature 1 " in header[4]
     tune = parse(text)
     assert validate_tune(text).valid and tune.notes
     # MIDI: pretty_midi reads it, a fiddle (program 40), the notes of the tune played once per pass
@@ -341,7 +342,8 @@ def test_cli_never_overwrites_without_force(model, tmp_path):
     (["--top-k", "-3"], 2, "top-k"),
     (["--key", "H"], 2, "key"),
     (["--meter", "7"], 2, "meter"),
-    (["--format", "abc,pdf"], 2, "format"),
+    (["--format", "abc,ogg"], 2, "format"),
+    (["--paper", "a5"], 2, "paper"),
     (["--instrument", "theremin"], 2, "instrument"),
     (["--rhythm", "polka"], 2, "R:polka"),
     (["--prime", "}}}((("], 1, "prime is not ABC"),

@@ -17,7 +17,6 @@ from folkrnn.cli import app
 from folkrnn.errors import ModelError, OptionError
 from folkrnn.evaluate import (
     EvaluateConfig,
-    _local_sample,
     compare,
     evaluate,
     form_comparison,
@@ -135,16 +134,22 @@ def test_test_loss_is_the_mean_over_every_token_after_s(tmp_path):
     assert total == pytest.approx(expected, rel=1e-5)
 
 
-def test_local_sampler_is_deterministic_and_respects_prompts(tmp_path):
+def test_the_title_test_samples_headers_on_the_decoding_loop(tmp_path):
+    from folkrnn.sample import SampleConfig, sample_headers
+
     model = load_model(random_model(tmp_path / "m", TOKENS))
-    engine = model.engine()
-    first = _local_sample(engine, model.vocabulary, [["<s>"], ["<s>", "T", "h"]], 3, 1.0, 50)
-    again = _local_sample(engine, model.vocabulary, [["<s>"], ["<s>", "T", "h"]], 3, 1.0, 50)
-    assert first == again and first[1][:3] == ["<s>", "T", "h"]
-    assert all(len(tokens) <= 50 and "<s>" not in tokens[1:] for tokens in first)
-    stopped = _local_sample(engine, model.vocabulary, [["<s>"]] * 4, 1, 1.0, 50,
-                            stop=lambda token: token == "|")
+    engine, vocabulary = model.engine(), model.vocabulary
+    raw = SampleConfig(top_p=1.0)
+    first = sample_headers(engine, vocabulary, [[], ["<s>", "T", "h"]], [3, 4], config=raw, max_tokens=50)
+    assert first == sample_headers(engine, vocabulary, [[], ["T", "h"]], [3, 4], config=raw, max_tokens=50)
+    assert first[1][:3] == ["<s>", "T", "h"]
+    assert all(len(tokens) <= 50 and "<s>" not in tokens[1:] and "<pad>" not in tokens for tokens in first)
+    # a row depends on its seed alone, not on the batch it was made in
+    assert sample_headers(engine, vocabulary, [["T", "h"]], [4], config=raw, max_tokens=50) == first[1:]
+    stopped = sample_headers(engine, vocabulary, [[]] * 4, [1, 2, 3, 4], config=raw, max_tokens=50,
+                             stop=lambda token: token == "|")
     assert all(tokens[-1] in ("|", "</s>") or len(tokens) == 50 for tokens in stopped)
+    assert any(tokens[-1] == "|" for tokens in stopped)
 
 
 # --- a whole evaluation of a tiny trained model ------------------------------------------------

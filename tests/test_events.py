@@ -133,13 +133,33 @@ def test_leading_silence_is_kept_and_times_round_half_up():
     assert got == ["TIME_SHIFT_13", "VELOCITY_16", "NOTE_ON_60", "TIME_SHIFT_17", "NOTE_OFF_60"]
 
 
-def test_a_zero_length_note_gets_one_step():
-    notes = [PerformanceNote(60, 0.5, 0.5, 64), PerformanceNote(62, 0.5, 0.502, 64)]
+def test_a_note_that_rounds_to_zero_length_gets_one_step():
+    notes = [PerformanceNote(60, 0.5, 0.501, 64), PerformanceNote(62, 0.5, 0.502, 64)]
     assert names(notes) == ["TIME_SHIFT_50", "VELOCITY_16", "NOTE_ON_60", "NOTE_ON_62",
                             "TIME_SHIFT_1", "NOTE_OFF_60", "NOTE_OFF_62"]
     decoded = events_to_notes(notes_to_events(notes))
     assert [(n.pitch, round(n.start, 6), round(n.end, 6)) for n in decoded] == [
         (60, 0.5, 0.51), (62, 0.5, 0.51)]
+
+
+def test_a_note_of_no_length_is_left_out_and_cuts_no_real_note_short():
+    # music21's test16.mid: a zero-length G4 and a real one (474 ms) start at one tick; the silent
+    # one used to take the real one's NOTE_OFF, shortening it to 10 ms
+    notes = [PerformanceNote(67, 0.25, 0.25, 80), PerformanceNote(67, 0.25, 0.724, 80)]
+    assert names(notes) == ["TIME_SHIFT_25", "VELOCITY_20", "NOTE_ON_67", "TIME_SHIFT_47", "NOTE_OFF_67"]
+    [note] = events_to_notes(notes_to_events(notes))
+    assert (note.pitch, note.start, round(note.end, 6)) == (67, 0.25, 0.72)
+
+
+def test_music21_test16_round_trips_with_the_real_note_whole(tmp_path):
+    path = PRIMITIVES / "test16.mid"
+    ids = encode_midi(path)
+    decode_to_midi(ids, tmp_path / "back.mid")
+    back = read_performance(tmp_path / "back.mid")
+    sounding = [n for n in read_performance(path) if n.end > n.start]
+    assert [(n.pitch, round(n.start, 2), round(n.end - n.start, 2)) for n in back] == [
+        (n.pitch, round(n.start, 2), round(n.end - n.start, 2)) for n in sounding]
+    assert round(back[0].end - back[0].start, 2) == 0.47  # not 0.01
 
 
 def test_notes_outside_the_pitch_range_are_left_out():
@@ -307,9 +327,10 @@ def test_real_single_instrument_files_round_trip(path, tmp_path):
             assert a[0] == b[0] and a[1:] == pytest.approx(b[1:], abs=1e-5)
     tick = max(60 / tempo for tempo in reference.get_tempo_changes()[1]) / reference.resolution
     ids = encode_midi(path)
-    assert_same_performance(ours, events_to_notes(ids), STEP / 2 + tick)
+    sounding = [n for n in ours if n.end > n.start]  # a note of no length is silent: not encoded
+    assert_same_performance(sounding, events_to_notes(ids), STEP / 2 + tick)
     decode_to_midi(ids, tmp_path / "back.mid")
-    assert_same_performance(ours, read_performance(tmp_path / "back.mid"), STEP / 2 + tick + 1 / 960)
+    assert_same_performance(sounding, read_performance(tmp_path / "back.mid"), STEP / 2 + tick + 1 / 960)
 
 
 @pytest.mark.parametrize("name", ["test02.mid", "test03.mid", "test04.mid", "test17.mid"])

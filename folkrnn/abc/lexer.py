@@ -199,6 +199,10 @@ def default_unit(meter: Meter) -> Fraction:
 def parse_unit(text: str) -> Fraction:
     """``"1/8"`` -> Fraction(1, 8). Raises ValueError."""
     num, sep, den = text.strip().partition("/")
+    if not num.strip().isdigit() or (sep and not den.strip().isdigit()):
+        raise ValueError(f"{text.strip()!r} is not a note length such as 1/8")
+    if sep and int(den) == 0:
+        raise ValueError(f"{text.strip()} divides by zero; a note length is 1/8, 1/16, ...")
     value = Fraction(int(num), int(den) if sep else 1)
     if value <= 0 or value > 4 or value.denominator > 512:
         raise ValueError(f"note length {text!r} is out of range")

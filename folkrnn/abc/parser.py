@@ -197,6 +197,8 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
             n = 1  # abc2midi plays A0 as A
             if "a zero note length was read as 1" not in warnings:
                 warnings.append("a zero note length was read as 1")
+        if d == 0:
+            raise lexed.error(f"note length {n}/0 divides by zero", lexed.offset(index))
         if n > _MAX_UNITS * d:
             raise lexed.error(f"note length {n}/{d} is longer than {_MAX_UNITS} units", lexed.offset(index))
         ticks, rest = divmod(unit_ticks * n, d)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from folkrnn.errors import AbcError
 
-__all__ = ["TuneText", "decode_bytes", "read_text", "split_tunes", "split_tunebook"]
+__all__ = ["TuneText", "decode_bytes", "read_text", "refuse_binary", "split_tunes", "split_tunebook"]
 
 _X_LINE = re.compile(r"^X:", re.MULTILINE)
 
@@ -55,9 +55,7 @@ def decode_bytes(data: bytes, name: str | None = None) -> str:
             data = data.decode("utf-16").encode("utf-8")
         except UnicodeDecodeError:
             raise AbcError("file starts with a UTF-16 mark but is not UTF-16 text", file=name) from None
-    sample = data[:4096]
-    if b"\x00" in sample or (sample and sum(b < 9 or 13 < b < 32 for b in sample) > len(sample) // 20):
-        raise AbcError("this is a binary file, not ABC text", file=name)
+    refuse_binary(data, name)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -65,20 +63,31 @@ def decode_bytes(data: bytes, name: str | None = None) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def read_text(path: str | Path) -> str:
-    """Read an ABC file as text (UTF-8 or Latin-1, BOM and CRLF handled). Raises AbcError."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise AbcError("is a folder, not an ABC file", file=str(path)) from None
-    except FileNotFoundError:
-        raise AbcError("no such file", file=str(path)) from None
-    except OSError as error:
-        raise AbcError(f"cannot read: {error.strerror or error}", file=str(path)) from None
-    text = decode_bytes(data, str(path))
+def refuse_binary(data: bytes, name: str | None = None) -> None:
+    """Raise AbcError when the first 4 KiB of ``data`` look binary (a NUL byte, or more than one
+    control character in twenty)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return  # UTF-16 text: decode_bytes reads it
+    sample = data[3:4099] if data.startswith(b"\xef\xbb\xbf") else data[:4096]
+    if b"\x00" in sample or (sample and sum(b < 9 or 13 < b < 32 for b in sample) > len(sample) // 20):
+        raise AbcError("this is a binary file, not ABC text", file=name)
+
+
+def read_text(path: str | Path, limit: int | None = None) -> str:
+    """Read an ABC file (``"-"``: standard input) as text: UTF-8 or Latin-1, BOM and CRLF handled.
+
+    At most ``limit`` bytes (default :data:`folkrnn.limits.MAX_INPUT_BYTES`); a FIFO, a device or a
+    larger file is refused before it is read, and binary data from its first block. Raises AbcError.
+    """
+    from folkrnn.files import read_input
+    from folkrnn.limits import MAX_INPUT_BYTES
+
+    name = "<stdin>" if str(path) == "-" else str(path)
+    data = read_input(path, limit=MAX_INPUT_BYTES if limit is None else limit, error=AbcError,
+                      what="an ABC file", check=lambda first: refuse_binary(first, name))
+    text = decode_bytes(data, name)
     if not text.strip():
-        raise AbcError("the file is empty", file=str(path))
+        raise AbcError("the file is empty", file=name)
     return text
 
 

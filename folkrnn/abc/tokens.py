@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from functools import lru_cache
 
+from folkrnn.abc.layout import Measure, phrase_breaks
 from folkrnn.abc.lexer import (
     ANNOT,
     BAR,
@@ -667,7 +668,6 @@ _HEADER_TOKEN = re.compile(r"^[RMLK]:")
 # compass and compose read notes through it)
 NOTE_TOKEN = re.compile(r"^(\^\^|\^|__|_|=)?([A-Ga-g])([,']*)$")
 _LENGTH_TOKEN = re.compile(r"^(\d+)?(?:/(\d+))?$")
-_SECTION_BARS = (":|", "||", "|]")
 
 
 def _beat_units(meter_text: str) -> Fraction:
@@ -685,8 +685,15 @@ def _beat_units(meter_text: str) -> Fraction:
     return Fraction(8, meter.denominator)
 
 
-def detokenize(tokens: list[str], *, number: int = 1) -> str:
+def detokenize(tokens: list[str], *, number: int = 1, short_keys: bool = False) -> str:
     """Model tokens -> the ABC text of the normalised tune (X:, T:, R:, M:, L:, K:, body).
+
+    Lines break on the phrases (:func:`folkrnn.abc.layout.phrase_breaks`), and a tune that ends
+    on ``||`` ends on ``|]``. ``short_keys``: keys as tunebooks write them (``K:G``, ``K:Em``,
+    ``[K:Ador]``) rather than as the model's tokens (``K:Gmaj``, ``K:Emin``): a K: naming only a
+    tonic is major in ABC, but the tokenizer reads it as the mode of the final note
+    (:class:`Normalisation` ``detect_mode``), so the model's form is the one that always reads
+    back to the same tokens.
 
     Raises AbcError when the sequence has no K: token, or a ``]`` ends a grace group.
     """
@@ -713,20 +720,53 @@ def detokenize(tokens: list[str], *, number: int = 1) -> str:
     lines = [f"X:{number}", f"T:{title}"]
     if rhythm:
         lines.append(f"R:{rhythm}")
-    lines += [f"M:{fields['M']}", f"L:{fields['L']}", f"K:{fields['K']}"]
-    lines.extend(_body_text(seq[i:], _beat_units(fields["M"]), skipped + i))
+    key = short_key(fields["K"]) if short_keys else fields["K"]
+    lines += [f"M:{fields['M']}", f"L:{fields['L']}", f"K:{key}"]
+    body = _body_text(seq[i:], _beat_units(fields["M"]), skipped + i,
+                      bar_units=_bar_units(fields["M"], fields["L"]))
+    if short_keys:
+        body = [_INLINE_KEY.sub(lambda m: f"[K:{short_key(m.group(1))}]", line) for line in body]
+    lines.extend(body)
     return "\n".join(lines) + "\n"
 
 
-def _body_text(body: list[str], beat: Fraction, first: int = 0) -> list[str]:
+_INLINE_KEY = re.compile(r"\[K:([^\]]*)\]")
+_SHORT_MODES = {"maj": "", "min": "m"}
+
+
+def short_key(value: str) -> str:
+    """A key token's value as tunebooks write it: ``"Gmaj"`` -> ``"G"``, ``"Emin"`` -> ``"Em"``,
+    ``"Ador"`` and ``"Dmix"`` as they are; anything else unchanged."""
+    match = re.fullmatch(r"([A-G][#b]?)(maj|min|dor|mix|phr|lyd|loc)", value)
+    if not match:
+        return value
+    return match.group(1) + _SHORT_MODES.get(match.group(2), match.group(2))
+
+
+def _bar_units(meter_text: str, unit_text: str) -> Fraction | None:
+    """A full bar in units of L (None in free meter or when M: or L: cannot be read)."""
+    try:
+        meter = parse_meter(meter_text)
+        unit = Fraction(unit_text)
+    except (ValueError, ZeroDivisionError):
+        return None
+    if meter.free or not meter.bar_length or unit <= 0:
+        return None
+    return meter.bar_length / (4 * unit)
+
+
+def _body_text(body: list[str], beat: Fraction, first: int = 0, *,
+               bar_units: Fraction | None = None) -> list[str]:
     """Join body tokens into lines of music, a space between beamed groups and after bar lines.
 
+    The measures are written first, then joined into lines that break on the phrases
+    (:func:`folkrnn.abc.layout.phrase_breaks`; ``bar_units`` is a full bar in units of L).
     ``first`` is the index of ``body[0]`` in the token list, for errors."""
-    lines: list[str] = []
+    # each measure: (its text, the bar that closes it, the ending the bar opens ("" or "1"), length)
+    measures: list[tuple[str, str, str, Fraction]] = []
     line: list[str] = []
     position = Fraction(0)  # within the bar, in units of L:1/8
     tuplet_left, tuplet_factor = 0, Fraction(1)
-    bars_on_line = 0
     depth = 0  # inside [] or {}
     opened: list[str] = []  # the [ and { still open, innermost last
     k = 0
@@ -740,20 +780,13 @@ def _body_text(body: list[str], beat: Fraction, first: int = 0) -> list[str]:
                 and line[-1][-1] not in " }<>" and not line[-1].startswith("(")):
             line.append(" ")
         if token in ("|", "||", "|]", "[|", "|:", ":|", "::"):
-            text = token
-            ending = nxt.startswith("[") and nxt[1:2].isdigit()
-            if ending:
-                text += nxt[1:] if token in ("|", ":|") else nxt
+            ending = ""
+            if nxt.startswith("[") and nxt[1:2].isdigit():
+                ending = nxt[1:]
                 k += 1
-            if line and line[-1] != " ":
-                line.append(" ")
-            line.append(text)
-            line.append(" ")
-            position = Fraction(0)
-            bars_on_line += 1
-            if (token in _SECTION_BARS or bars_on_line >= 4) and not ending:
-                lines.append("".join(line).strip())
-                line, bars_on_line = [], 0
+            # (a bar line inside a chord closes the measure too: the chord's ] then reports it)
+            measures.append(("".join(line).strip(), token, ending, position))
+            line, position = [], Fraction(0)
             k += 1
             continue
         line.append(token)
@@ -793,8 +826,31 @@ def _body_text(body: list[str], beat: Fraction, first: int = 0) -> list[str]:
         elif depth == 1 and token == "]":
             pass
         k += 1
-    if line:
-        lines.append("".join(line).strip())
+    measures.append(("".join(line).strip(), "", "", position))
+    # the tune's last bar line is a final bar: ||, the model's only double bar, becomes |]
+    if measures[-1][0] == "" and len(measures) > 1 and measures[-2][1] == "||" and not measures[-2][2]:
+        text, _, ending, length = measures[-2]
+        measures[-2] = (text, "|]", ending, length)
+    layout = [Measure(length if text else Fraction(0), bar, bool(measures[index - 1][2]) if index else False)
+              for index, (text, bar, _, length) in enumerate(measures)]
+    breaks = phrase_breaks(layout, bar_units)
+    lines: list[str] = []
+    pieces: list[str] = []
+    for index, (text, bar, ending, _) in enumerate(measures):
+        pieces.append(text)
+        if index in breaks:
+            if bar == "|:":  # a repeat that opens the next part starts its line
+                lines.append(" ".join(piece for piece in pieces if piece))
+                pieces = [bar + (ending and "[" + ending)]
+                continue
+            pieces.append(bar)
+            lines.append(" ".join(piece for piece in pieces if piece))
+            pieces = ["[" + ending] if ending else []
+            continue
+        if bar:
+            pieces.append(bar + (ending if bar in ("|", ":|") else ending and "[" + ending))
+    if any(pieces):
+        lines.append(" ".join(piece for piece in pieces if piece))
     return [text for text in lines if text]
 
 

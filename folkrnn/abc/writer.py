@@ -18,8 +18,10 @@ What it writes:
   tune that ends on a third of a beat), that bar's boundaries move to the nearest points of a
   binary grid fine enough to keep every note: the one place the notes written differ from the
   Tune's;
-- bar lines, repeats and endings from ``tune.bars``, or, when there are none, a bar line every
-  bar of the meter; four bars to a line.
+- bar lines, repeats and endings from ``tune.bars`` (a closing ``||`` written ``|]``), or, when
+  there are none, a bar line every bar of the meter; lines broken on the phrases, four bars to a
+  line from the first full bar (``folkrnn.abc.layout``);
+- the key as tunebooks write it (``K:G``, ``K:Em``, ``K:Ador``).
 
 The body is one voice: notes that start together form a chord lasting as long as its shortest
 note, and a note still sounding when the next one starts is cut there (ABC cannot write the
@@ -29,10 +31,12 @@ spelled against the header key, with the accidentals it needs.
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
+from folkrnn.abc.layout import Measure, phrase_breaks
 from folkrnn.music import LETTER_SEMITONES, LETTERS, BarLine, Key, Note, Tune, key_signature
 
 __all__ = ["tune_to_abc", "spell_pitch", "format_length"]
@@ -40,7 +44,6 @@ __all__ = ["tune_to_abc", "spell_pitch", "format_length"]
 # Header fields worth keeping, in the order they are written after X: and T:.
 _KEPT_FIELDS = "CORAQBDFGHNSZ"
 _ACCIDENTAL_TEXT = {-2: "__", -1: "_", 0: "=", 1: "^", 2: "^^"}
-_NOTES_PER_LINE_BARS = 4
 
 
 def format_length(units: Fraction) -> str:
@@ -156,7 +159,7 @@ def _header(tune: Tune) -> list[str]:
 
 
 def _key_text(key: Key) -> str:
-    mode = "" if key.mode == "maj" else key.mode
+    mode = {"maj": "", "min": "m"}.get(key.mode, key.mode)  # as tunebooks write it: G, Em, Ador
     text = f"{key.tonic}{mode}"
     if key.accidentals != key_signature(key.tonic, key.mode):
         marks = [f"{_ACCIDENTAL_TEXT[alter]}{letter.lower()}"
@@ -196,7 +199,11 @@ def _voice(notes: list[Note]) -> list[tuple[Fraction, Fraction, tuple[int, ...],
 
 def _bar_lines(tune: Tune, end: Fraction) -> list[BarLine]:
     if tune.bars:
-        return list(tune.bars)
+        bars = list(tune.bars)
+        last = bars[-1]
+        if last.kind == "||" and not last.ending and last.onset >= end:  # the tune's final bar
+            bars[-1] = replace(last, kind="|]")
+        return bars
     bar_length = tune.meter.bar_length
     if not bar_length:
         return [BarLine(end, "|]", 0)] if end > 0 else []
@@ -207,6 +214,16 @@ def _bar_lines(tune: Tune, end: Fraction) -> list[BarLine]:
         position += bar_length
     out.append(BarLine(end, "|]", 0))
     return out
+
+
+def _line_breaks(bars: list[BarLine], end: Fraction, bar_length: Fraction) -> set[int]:
+    """The indices of the bar lines a line of music ends at (``folkrnn.abc.layout``)."""
+    measures, start = [], Fraction(0)
+    for k, bar in enumerate(bars):
+        measures.append(Measure(bar.onset - start, bar.kind, bool(k and bars[k - 1].ending)))
+        start = bar.onset
+    measures.append(Measure(max(end - start, Fraction(0)), "", bool(bars and bars[-1].ending)))
+    return phrase_breaks(measures, bar_length or None)
 
 
 def _bar_text(bar: BarLine) -> str:
@@ -291,7 +308,8 @@ def tune_to_abc(tune: Tune) -> str:
     time = Fraction(0)
 
     def add(onset: Fraction, duration: Fraction, pitches: tuple[int, ...], graces: tuple[int, ...]):
-        cuts = [b for b in bar_onsets[bisect_right(bar_onsets, onset):] if b < onset + duration]
+        # the bar lines inside the note, found by bisection (a scan of all later bars is quadratic)
+        cuts = bar_onsets[bisect_right(bar_onsets, onset):bisect_left(bar_onsets, onset + duration)]
         edges = [onset] + cuts + [onset + duration]
         for k, (a, b) in enumerate(zip(edges, edges[1:])):
             if b <= a:
@@ -313,22 +331,26 @@ def tune_to_abc(tune: Tune) -> str:
         Fraction(4, tune.meter.denominator) if not tune.meter.free else Fraction(1))
     out: list[str] = []
     bar_index = 0
-    bars_on_line = 0
     line: list[str] = []
+    breaks = _line_breaks(bars, end, tune.meter.bar_length)
 
     def flush_bars_until(onset: Fraction) -> None:
-        nonlocal bar_index, bars_on_line, line
+        nonlocal bar_index, line
         while bar_index < len(bars) and bars[bar_index].onset <= onset:
-            line.append(_bar_text(bars[bar_index]))
+            bar = bars[bar_index]
             speller.new_bar()
             bar_index += 1
-            if bars[bar_index - 1].onset > 0:
-                bars_on_line += 1
-            if (bars_on_line >= _NOTES_PER_LINE_BARS and bar_index < len(bars)
-                    and not bars[bar_index - 1].ending):
-                out.append("".join(line).strip())
-                line = []
-                bars_on_line = 0
+            if bar_index - 1 not in breaks:
+                line.append(_bar_text(bar))
+                continue
+            # a line ends here: a |: opening the next part, and an ending's number, start the next
+            opens = bar.kind == "|:"
+            if not opens:
+                line.append(bar.kind)
+            out.append("".join(line).strip())
+            line = [bar.kind] if opens else []
+            if bar.ending:
+                line.append(("" if opens else "[") + ",".join(str(n) for n in bar.ending))
 
     def note_text(event: _Event, units: Fraction) -> str:
         text = ""
@@ -347,14 +369,14 @@ def tune_to_abc(tune: Tune) -> str:
         event = events[i]
         flush_bars_until(event.onset)
         if line and not line[-1].endswith(("|", ":")) and tune.meter.bar_length \
-                and _on_beat(event.onset, bars, beat, tune):
+                and _on_beat(event.onset, bars, beat, tune, bar_onsets):
             line.append(" ")
         next_bar = bars[bar_index].onset if bar_index < len(bars) else None
         # a tuplet: from a length that is not a binary fraction to where the lengths sum to a
         # binary one again, within the bar
         if not _is_binary(event.units):
             run = []
-            for later in events[i:]:
+            for later in itertools.islice(events, i, None):  # no copy of the rest of the tune
                 if next_bar is not None and later.onset >= next_bar:
                     break
                 run.append(later)
@@ -382,7 +404,7 @@ def tune_to_abc(tune: Tune) -> str:
             # and fills a span of its own length in the bar (so "g>e", never "f<g" off it)
             written_quarters = 2 * min(event.units, second.units) * unit_quarters
             plain = (plain and min(event.units, second.units) <= Fraction(1, 2)
-                     and _bar_position(event.onset, bars, tune) % (2 * written_quarters) == 0)
+                     and _bar_position(event.onset, bars, tune, bar_onsets) % (2 * written_quarters) == 0)
             if plain and event.units == 3 * second.units:
                 written = 2 * second.units
                 line.append(note_text(event, written) + ">" + note_text(second, written))
@@ -402,15 +424,18 @@ def tune_to_abc(tune: Tune) -> str:
     return "\n".join(_header(tune) + ([body] if body else [])) + "\n"
 
 
-def _bar_position(onset: Fraction, bars: list[BarLine], tune: Tune) -> Fraction:
-    """Quarter notes from the last bar line to ``onset`` (a pickup counts back from its end)."""
-    k = bisect_right([b.onset for b in bars], onset) - 1
+def _bar_position(onset: Fraction, bars: list[BarLine], tune: Tune,
+                  bar_onsets: list[Fraction] | None = None) -> Fraction:
+    """Quarter notes from the last bar line to ``onset`` (a pickup counts back from its end).
+    ``bar_onsets``: the bars' onsets, when the caller has them (saves a list per note)."""
+    k = bisect_right(bar_onsets if bar_onsets is not None else [b.onset for b in bars], onset) - 1
     start = bars[k].onset if k >= 0 else Fraction(0)
     if k < 0 and bars and bars[0].onset < tune.meter.bar_length:
         start = bars[0].onset - tune.meter.bar_length
     return onset - start
 
 
-def _on_beat(onset: Fraction, bars: list[BarLine], beat: Fraction, tune: Tune) -> bool:
+def _on_beat(onset: Fraction, bars: list[BarLine], beat: Fraction, tune: Tune,
+             bar_onsets: list[Fraction] | None = None) -> bool:
     """Whether ``onset`` falls on a beat of its bar (a space goes before it)."""
-    return _bar_position(onset, bars, tune) % beat == 0
+    return _bar_position(onset, bars, tune, bar_onsets) % beat == 0

@@ -151,7 +151,8 @@ def decode(engine, constraint: Constraint, choice, seeds: Sequence[int], *, atte
     """
     from folkrnn.decode import workers as pool
 
-    seeds = list(seeds)
+    if not isinstance(seeds, range):  # a range stays one: a million seeds need no list
+        seeds = list(seeds)
     workers = min(int(workers), len(seeds) // pool.MIN_PER_WORKER)
     if workers > 1 and pool.can_fork():
         # each worker's batch holds about a quarter of the jobs (with two workers), so that half of

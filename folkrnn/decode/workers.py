@@ -19,6 +19,8 @@ from folkrnn.decode.choice import one_blas_thread
 
 __all__ = ["MIN_PER_WORKER", "default_workers", "can_fork", "in_workers"]
 
+# a worker that ended by one of these was stopped with its group (kill, timeout): not a failure
+_STOPPED = (-signal.SIGINT, -signal.SIGTERM, -signal.SIGHUP)
 MIN_PER_WORKER = 64  # fewer jobs than this a worker would decode in batches too small to pay
 
 # run(claim, on_finish, on_step): decode the jobs claim(k) hands out (up to k more positions),
@@ -43,9 +45,11 @@ def can_fork() -> bool:
     return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
-def _worker(run: Run, count: int, claimed, queue) -> None:
+def _worker(run: Run, count: int, claimed, queue, parent: int) -> None:
     """A worker process: decode the jobs it claims, sending each result (and the steps, now and then) back."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    from folkrnn.processes import worker_started
+
+    worker_started(parent)  # Ctrl-C and SIGTERM are the parent's to handle; die with the parent
     # no cyclic garbage collection in a worker: decoding makes no cycles, the process ends with its
     # jobs, and a collection would walk every state its constraint has learnt (see decode_claimed)
     gc.disable()
@@ -90,7 +94,7 @@ def in_workers(run: Run, count: int, workers: int, on_finish: Callable[[object],
     context = multiprocessing.get_context("fork")  # the model and the constraint's states come along
     messages = context.Queue()
     claimed = context.Value("q", 0)  # the next unclaimed position
-    processes = [context.Process(target=_worker, daemon=True, args=(run, count, claimed, messages))
+    processes = [context.Process(target=_worker, daemon=True, args=(run, count, claimed, messages, os.getpid()))
                  for _ in range(workers)]
     results: dict[int, object] = {}
     running = len(processes)
@@ -102,6 +106,8 @@ def in_workers(run: Run, count: int, workers: int, on_finish: Callable[[object],
                 kind, payload = messages.get(timeout=0.5)
             except queues.Empty:
                 dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+                if any(code in _STOPPED for code in dead):  # Ctrl-C or SIGTERM to the group: the run stops
+                    raise KeyboardInterrupt from None
                 if dead:
                     raise FolkError(f"a sampling worker process died (exit code {dead[0]})") from None
                 continue

@@ -1,0 +1,770 @@
+"""Tune -> sheet music: the tune written as MEI, then engraved by verovio into SVG pages.
+
+Verovio reads MEI, its own format, completely; its ABC reader draws key changes as clefs, beams
+grace notes into the melody and draws no endings. So the MEI is made here from the Tune, and says
+what a tunebook engraver such as abcm2ps draws:
+
+- the key signature of K:, and each key change in the tune (a ``K:`` line, an inline ``[K:]``)
+  as a new key signature, with naturals cancelling the old one; accidentals where the key and
+  the bar's earlier notes do not already give the note;
+- grace notes as small notes before their note, apart from the melody's beams (one: a slashed
+  eighth; more: beamed sixteenths);
+- tuplets beamed on their own, their number over the beam, and a bracket where their notes do
+  not make one beam;
+- beams by the beat: a dotted quarter in compound meters, half a bar in 4/4 and 2/2, else the
+  beat; ties across bar lines;
+- repeat signs, first and second endings (volta brackets), double bars, and a final bar;
+- four bars a line, each part (after a repeat sign or a double bar) on a new line, so parts of
+  8 bars make two lines; a pickup is not counted as a bar, and a second ending stands on the line
+  of the first. Each line but the first starts with its bar number, counted as abcm2ps counts
+  (a bar line closes a bar once a whole bar's time has passed since the last one that did, and
+  a second ending takes the number of the first);
+- pitches spelled in the key: a note of its scale by the signature, any other by the spelling
+  nearest the key on the line of fifths (F sharp, the leading note, in G minor);
+- the title, a subtitle naming the rhythm and the key, and C: as the composer.
+
+What the Tune does not keep (chord symbols, decorations, slurs) is not drawn.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from folkrnn.music import LETTER_SEMITONES, MODE_NAMES, BarLine, Key, Meter, Note, Tune, signature_items
+from folkrnn.tables import PAPERS
+
+__all__ = ["tune_to_mei", "engrave", "tunes_to_pdf", "page_size", "svg_size", "subtitle", "BARS_PER_LINE"]
+
+BARS_PER_LINE = 4  # bars a line, where no part boundary breaks it first
+
+_MEI_NS = "http://www.music-encoding.org/ns/mei"
+_XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
+_SECTION_BARS = ("|:", ":|", "::", "||", "[|", "|]")  # bar lines that end or start a part
+_TUPLET_RATIOS = ((3, 2), (6, 4), (5, 4), (7, 4), (9, 8), (2, 3), (4, 3), (5, 2), (7, 8), (5, 3), (7, 6))
+_ACCID = {-2: "ff", -1: "f", 0: "n", 1: "s", 2: "ss"}
+# Written note values, longest first: (quarter notes, MEI @dur, dots).
+_VALUES = sorted(((Fraction(4, 2 ** k) * factor, 2 ** k, dots) for k in range(8)
+                  for dots, factor in ((0, Fraction(1)), (1, Fraction(3, 2)), (2, Fraction(7, 4)))),
+                 reverse=True)
+
+
+def _is_binary(value: Fraction) -> bool:
+    d = value.denominator
+    return d & (d - 1) == 0
+
+
+# --- the voice: notes, chords and rests between the bar lines ---------------------------------
+
+
+@dataclass
+class _Event:
+    onset: Fraction  # quarter notes
+    length: Fraction  # quarter notes sounding
+    pitches: tuple[int, ...]  # () for a rest
+    graces: tuple[int, ...] = ()  # grace notes before it, in written order
+    tie: bool = False  # tied to the next event (a note cut by a bar line)
+    continued: bool = False  # tied from the event before it
+
+
+def _voice(notes: list[Note], end: Fraction) -> list[_Event]:
+    """The notes as one voice from 0 to ``end``: chords of the notes that start together (as long as
+    the shortest), a note cut where the next starts, rests in the gaps; graces on the next note."""
+    main = sorted((n for n in notes if not n.grace and n.duration > 0), key=lambda n: (n.onset, n.pitch))
+    starts: dict[Fraction, list[Note]] = {}
+    for note in main:
+        starts.setdefault(note.onset, []).append(note)
+    onsets = sorted(starts)
+    events: list[_Event] = []
+    time = Fraction(0)
+    for i, onset in enumerate(onsets):
+        if onset > time:
+            events.append(_Event(time, onset - time, ()))
+        length = min(n.duration for n in starts[onset])
+        if i + 1 < len(onsets):
+            length = min(length, onsets[i + 1] - onset)
+        events.append(_Event(onset, length, tuple(sorted(n.pitch for n in starts[onset]))))
+        time = onset + length
+    if end > time:
+        events.append(_Event(time, end - time, ()))
+    graces: dict[int, list[int]] = {}
+    event_onsets = [e.onset for e in events if e.pitches]
+    sounding = [e for e in events if e.pitches]
+    for note in notes:
+        if note.grace:
+            k = next((k for k, onset in enumerate(event_onsets) if onset >= note.onset), None)
+            if k is not None:
+                graces.setdefault(id(sounding[k]), []).append(note.pitch)
+    for event in sounding:
+        event.graces = tuple(graces.get(id(event), ()))
+    return events
+
+
+def _split(events: list[_Event], cuts: list[Fraction]) -> list[_Event]:
+    """Events cut at the bar lines, the first piece tied to the next."""
+    out = []
+    for event in events:
+        edges = [event.onset] + [c for c in cuts if event.onset < c < event.onset + event.length] \
+            + [event.onset + event.length]
+        for k, (a, b) in enumerate(zip(edges, edges[1:])):
+            last = k == len(edges) - 2
+            out.append(_Event(a, b - a, event.pitches, event.graces if k == 0 else (),
+                              bool(event.pitches) and (not last or event.tie), k > 0 and bool(event.pitches)))
+    return out
+
+
+def _values(length: Fraction) -> list[tuple[int, int]]:
+    """A binary length as written notes (@dur, dots), tied: 5 eighths -> a half and an eighth."""
+    out = []
+    left = length
+    for value, dur, dots in _VALUES:
+        while left >= value:
+            out.append((dur, dots))
+            left -= value
+    return out or [(_VALUES[-1][1], 0)]
+
+
+def _tuplet_plan(lengths: list[Fraction]) -> tuple[int, int, int] | None:
+    """(p, q, r): the first r lengths (r >= 2) are a p:q tuplet, each binary once scaled by p/q and
+    summing to a binary length; of the ratios that fit, the one whose notes need the fewest dots
+    (five in the time of three eighths are eighths, not dotted sixteenths). None when none fits."""
+    plans = []
+    for order, (p, q) in enumerate(_TUPLET_RATIOS):
+        factor = Fraction(p, q)
+        total = Fraction(0)
+        for r, value in enumerate(lengths, start=1):
+            if not _is_binary(value * factor):
+                break
+            total += value
+            if r >= 2 and _is_binary(total):
+                dots = sum(dots for length in lengths[:r] for _, dots in _values(length * factor))
+                plans.append((dots, order, (p, q, r)))
+                break
+    return min(plans)[2] if plans else None
+
+
+# --- the measures: bar lines, endings, pickups, numbers, lines --------------------------------
+
+
+@dataclass
+class _Measure:
+    start: Fraction
+    end: Fraction
+    left: set[str] = field(default_factory=set)  # bar lines at its start
+    right: set[str] = field(default_factory=set)  # bar lines at its end
+    ending: int = 0  # the ending that starts here (0: none)
+    pickup: bool = False  # an upbeat, not counted as a bar
+    meter: Meter | None = None  # the meter in force
+    number: int = 0
+    new_line: bool = False
+
+    @property
+    def length(self) -> Fraction:
+        return self.end - self.start
+
+    @property
+    def full(self) -> Fraction | None:
+        """The length of a whole bar in its meter (None in free meter)."""
+        return self.meter.bar_length if self.meter is not None and not self.meter.free else None
+
+
+def _bar_lines(tune: Tune, end: Fraction) -> list[BarLine]:
+    if tune.bars:
+        return list(tune.bars)
+    full = tune.meter.bar_length
+    out = []
+    if full:
+        position = full
+        while position < end:
+            out.append(BarLine(position, "|", 0))
+            position += full
+    return out
+
+
+def _measures(tune: Tune, end: Fraction, bars_per_line: int) -> list[_Measure]:
+    bars = _bar_lines(tune, end)
+    edges = sorted({Fraction(0), end} | {bar.onset for bar in bars if 0 <= bar.onset <= end})
+    measures = [_Measure(a, b) for a, b in zip(edges, edges[1:]) if b > a]
+    if not measures:  # nothing written: one empty bar
+        return [_Measure(Fraction(0), tune.meter.bar_length or Fraction(4), meter=tune.meter)]
+    at_start = {m.start: m for m in measures}
+    at_end = {m.end: m for m in measures}
+    for bar in bars:
+        if bar.onset in at_start:
+            at_start[bar.onset].left.add(bar.kind)
+            if bar.ending:
+                at_start[bar.onset].ending = bar.ending[0]
+        if bar.onset in at_end:
+            at_end[bar.onset].right.add(bar.kind)
+    changes = sorted(_meters_at(tune), key=lambda change: change[0])
+    for measure in measures:
+        measure.meter = tune.meter
+        for onset, meter in changes:
+            if onset <= measure.start:
+                measure.meter = meter
+    # pickups: a short first bar, or a short bar that starts a part (not an ending's)
+    for i, measure in enumerate(measures):
+        short = bool(measure.full) and measure.length < measure.full
+        starts_part = i == 0 or bool(measure.left & set(_SECTION_BARS))
+        measure.pickup = short and starts_part and not measure.ending and i + 1 < len(measures)
+    # numbers, as abcm2ps counts: a bar line closes a bar once a whole bar's time has passed since
+    # the last one that did, so a pickup is not a bar, and a part's short last bar and the next
+    # part's pickup make one bar; a measure is numbered by the bar it starts in, and a second
+    # ending after a counted bar line takes the number of the first
+    closed, number, first_ending = Fraction(0), 1, 1
+    for i, measure in enumerate(measures):
+        measure.number = number
+        if not measure.full or measure.end - closed >= measure.full:
+            number += 1
+            closed = measure.end
+            after = measures[i + 1] if i + 1 < len(measures) else None
+            if after is not None and after.ending == 1:
+                first_ending = number
+            elif after is not None and after.ending > 1:
+                number = first_ending
+    if measures[0].pickup:
+        measures[0].number = 0
+    # lines: each part on a new line, then every bars_per_line bars; a later ending counts from
+    # where the first ending began, so it stays on the line of the first; a line never holds
+    # nothing but a pickup
+    place = 0  # bars of the part so far
+    ending_place = 0
+    on_line = 0  # bars (not pickups) on the line so far
+    for i, measure in enumerate(measures):
+        starts_part = i > 0 and bool(measure.left & set(_SECTION_BARS)) and not measure.ending
+        if measure.ending == 1:
+            ending_place = place
+        elif measure.ending > 1:
+            place = ending_place
+        if starts_part:
+            place = 0
+            if on_line:
+                measure.new_line, on_line = True, 0
+        if measure.pickup:
+            continue
+        if place and place % bars_per_line == 0 and not measure.ending > 1 and on_line:
+            measure.new_line, on_line = True, 0
+        place += 1
+        on_line += 1
+    return measures
+
+
+def _bar_position(measure: _Measure, onset: Fraction) -> Fraction:
+    """Quarter notes from the start of the bar (a pickup counts back from its end)."""
+    if measure.pickup and measure.full:
+        return measure.full - measure.length + (onset - measure.start)
+    return onset - measure.start
+
+
+def _beam_span(meter: Meter) -> Fraction:
+    """Quarter notes a beam may cover: a dotted quarter in compound meters, half a bar in 4/4 and
+    2/2, else one beat (as tunebooks group eighths)."""
+    if meter.free:
+        return Fraction(1)
+    if meter.compound:
+        return Fraction(12, meter.denominator)  # three of the meter's units
+    if meter.bar_length == 4 and meter.numerator in (4, 2):
+        return Fraction(2)
+    return Fraction(4, meter.denominator)
+
+
+# --- keys ---------------------------------------------------------------------------------------
+
+
+def _key_at(tune: Tune) -> list[tuple[Fraction, Key]]:
+    """The keys in force: (onset, key), the header key at 0, then each K: change."""
+    from folkrnn.abc.lexer import parse_key
+
+    keys = [(Fraction(0), tune.key)]
+    for change in tune.changes:
+        if change.field != "K":
+            continue
+        try:
+            key = parse_key(change.value)[0]
+        except ValueError:
+            continue
+        if change.onset <= 0:
+            keys[0] = (Fraction(0), key)
+        else:
+            keys.append((change.onset, key))
+    return keys
+
+
+def _meters_at(tune: Tune) -> list[tuple[Fraction, Meter]]:
+    from folkrnn.music import parse_meter
+
+    out = []
+    for change in tune.changes:
+        if change.field == "M" and change.onset > 0:
+            try:
+                out.append((change.onset, parse_meter(change.value)))
+            except ValueError:
+                continue
+    return out
+
+
+def _key_sig(key: Key, element: ET.Element) -> ET.Element:
+    """``<keySig>``: "2s", "1f", "0", or its accidentals one by one when the signature is not a
+    usual one (``K:D exp ^g``)."""
+    signature = key.accidentals
+    sharps = sum(1 for a in signature.values() if a > 0)
+    flats = sum(1 for a in signature.values() if a < 0)
+    sig = f"{sharps}s" if sharps and not flats else f"{flats}f" if flats and not sharps else "0"
+    usual = {0: "C", 1: "G", 2: "D", 3: "A", 4: "E", 5: "B", 6: "F#", 7: "C#",
+             -1: "F", -2: "Bb", -3: "Eb", -4: "Ab", -5: "Db", -6: "Gb", -7: "Cb"}
+    count = sharps - flats
+    if count in usual and dict(signature_items(usual[count], "maj")) == signature:
+        element.set("sig", sig)
+        return element
+    octave = {"C": 5, "D": 5, "E": 5, "F": 5, "G": 4, "A": 4, "B": 4}
+    for letter in ("FCGDAEB" if sharps >= flats else "BEADGCF"):
+        if signature[letter]:
+            ET.SubElement(element, "keyAccid", {"pname": letter.lower(), "oct": str(octave[letter]),
+                                                "accid": _ACCID[signature[letter]]})
+    return element
+
+
+def subtitle(tune: Tune) -> str:
+    """The rhythm and the key in words: ``"reel · D major"``."""
+    tonic = tune.key.tonic.replace("b", "\u266d").replace("#", "\u266f")
+    key = f"{tonic} {MODE_NAMES.get(tune.key.mode, tune.key.mode)}"
+    rhythm = tune.rhythm.strip()
+    return " \u00b7 ".join(part for part in (rhythm, key) if part)
+
+
+# --- MEI ----------------------------------------------------------------------------------------
+
+
+class _Ids:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, prefix: str) -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+
+_FIFTHS = {"F": -1, "C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5}  # letters on the line of fifths
+
+
+def _fifths(tonic: str) -> int:
+    """A tonic's place on the line of fifths: "G" 1, "F#" 6, "Bb" -2."""
+    return _FIFTHS[tonic[0].upper()] + 7 * (tonic.count("#") - tonic.count("b"))
+
+
+def _spell(pitch: int, signature: dict[str, int], tonic: int) -> tuple[str, int, int]:
+    """(letter, alteration, octave) of a MIDI pitch in a key; middle C is C4.
+
+    A note of the key's scale takes the signature's letter. Any other takes the spelling nearest
+    the middle of that scale on the line of fifths, then nearest the tonic (``tonic``, on the
+    line of fifths): F sharp, not G flat, in G minor (the leading note); B flat in D major.
+    """
+    pitch_class = pitch % 12
+    for letter in "CDEFGAB":
+        if (LETTER_SEMITONES[letter] + signature[letter]) % 12 == pitch_class:
+            alter = signature[letter]
+            break
+    else:
+        middle = sum(signature.values()) + 2
+        letter, alter = min(((letter, alter) for letter in "CDEFGAB" for alter in (-1, 0, 1)
+                             if (LETTER_SEMITONES[letter] + alter) % 12 == pitch_class),
+                            key=lambda option: (abs(_FIFTHS[option[0]] + 7 * option[1] - middle),
+                                                abs(_FIFTHS[option[0]] + 7 * option[1] - tonic)))
+    return letter, alter, (pitch - alter - LETTER_SEMITONES[letter]) // 12 - 1
+
+
+def _ending_spans(measures: list[_Measure]) -> dict[int, tuple[int, int]]:
+    """first measure -> (last measure, number) of each ending: it runs to the repeat sign or
+    section line that closes it, or up to the next ending or part; a later ending over no more
+    bars than the first."""
+    out: dict[int, tuple[int, int]] = {}
+    first_length = 0
+    for i, measure in enumerate(measures):
+        if not measure.ending:
+            continue
+        last = i
+        while last + 1 < len(measures) and not measures[last].right & set(_SECTION_BARS) \
+                and not measures[last + 1].ending and not measures[last + 1].left & set(_SECTION_BARS):
+            last += 1
+        if measure.ending == 1:
+            first_length = last - i + 1
+        elif first_length:
+            last = min(last, i + first_length - 1)
+        out[i] = (last, measure.ending)
+    return out
+
+
+def _right_bar(measures: list[_Measure], index: int) -> str | None:
+    """MEI @right of a measure: repeat signs, a double bar, and a final bar at the end."""
+    right = measures[index].right
+    last = index == len(measures) - 1
+    if "::" in right or (":|" in right and not last and "|:" in measures[index + 1].left):
+        return "rptboth"
+    if ":|" in right:
+        return "rptend"
+    if last or "|]" in right:
+        return "end"
+    if right & {"||", "[|"}:
+        return "dbl"
+    return None
+
+
+def tune_to_mei(tune: Tune, *, bars_per_line: int = BARS_PER_LINE) -> str:
+    """The tune as an MEI document for verovio (see the module docstring).
+
+    Parameters
+    ----------
+    tune
+        The tune.
+    bars_per_line
+        Bars a line at most; each part starts a new line.
+    """
+    ids = _Ids()
+    end = max([tune.length, tune.end or Fraction(0)] + [n.onset + n.duration for n in tune.notes])
+    measures = _measures(tune, end, bars_per_line)
+    events = _split(_voice(tune.notes, measures[-1].end), [m.start for m in measures[1:]])
+    keys = _key_at(tune)
+    meters = dict(_meters_at(tune))
+
+    mei = ET.Element("mei", {"xmlns": _MEI_NS, "meiversion": "4.0.1"})
+    head = ET.SubElement(mei, "meiHead")
+    description = ET.SubElement(head, "fileDesc")
+    statement = ET.SubElement(description, "titleStmt")
+    ET.SubElement(statement, "title").text = tune.title or "Untitled"
+    ET.SubElement(statement, "title", {"type": "subordinate"}).text = subtitle(tune)
+    composers = tune.field_values("C")
+    if composers:
+        ET.SubElement(statement, "composer").text = composers[0]  # verovio prints it at the right
+    ET.SubElement(description, "pubStmt")
+    score = ET.SubElement(ET.SubElement(ET.SubElement(ET.SubElement(mei, "music"), "body"), "mdiv"), "score")
+    staff_def = ET.SubElement(ET.SubElement(ET.SubElement(score, "scoreDef"), "staffGrp"), "staffDef",
+                              {"n": "1", "lines": "5"})
+    pitches = sorted(n.pitch for n in tune.notes if not n.grace)
+    low = bool(pitches) and pitches[len(pitches) // 2] < 55  # a tune that lies low reads in the bass clef
+    ET.SubElement(staff_def, "clef", {"shape": "F" if low else "G", "line": "4" if low else "2"})
+    _key_sig(keys[0][1], ET.SubElement(staff_def, "keySig"))
+    if not tune.meter.free:
+        _meter_sig(tune.meter, staff_def)
+    section = ET.SubElement(score, "section")
+
+    endings = _ending_spans(measures)
+    state = _State(keys[0][1], list(keys[1:]))
+    container, closes_at = section, -1
+    for index, measure in enumerate(measures):
+        if index in endings:
+            last, number = endings[index]
+            container = ET.SubElement(section, "ending", {"n": str(number), "label": f"{number}."})
+            closes_at = last
+        if measure.new_line:
+            ET.SubElement(container, "sb")
+        # a key or meter change at this bar line: a new scoreDef before the measure
+        change = ET.Element("scoreDef")
+        while state.keys and state.keys[0][0] <= measure.start:
+            key = state.keys.pop(0)[1]
+            _key_sig(key, ET.SubElement(change, "keySig"))
+            state.key = key
+        if measure.start in meters:
+            _meter_sig(meters[measure.start], change)
+        if len(change):
+            container.append(change)
+        element = ET.SubElement(container, "measure", {"n": str(measure.number), _XML_ID: ids("m")})
+        if measure.full and measure.length != measure.full:
+            element.set("metcon", "false")
+        if measure.left & {"|:", "::"} and not (index and _right_bar(measures, index - 1) == "rptboth"):
+            element.set("left", "rptstart")
+        right = _right_bar(measures, index)
+        if right:
+            element.set("right", right)
+        layer = ET.SubElement(ET.SubElement(element, "staff", {"n": "1"}), "layer", {"n": "1"})
+        inside = [e for e in events if measure.start <= e.onset < measure.end]
+        _fill_layer(layer, inside, measure, state, ids)
+        if index == closes_at:
+            container = section
+    _link_ties(section)
+    return ET.tostring(mei, encoding="unicode")
+
+
+def _meter_sig(meter: Meter, parent: ET.Element) -> None:
+    attributes = {"count": str(meter.numerator), "unit": str(meter.denominator)}
+    if meter.symbol == "C":
+        attributes["sym"] = "common"
+    elif meter.symbol == "C|":
+        attributes["sym"] = "cut"
+    ET.SubElement(parent, "meterSig", attributes)
+
+
+@dataclass
+class _State:
+    """What carries from measure to measure: the key signature and the key changes to come."""
+
+    key: Key
+    keys: list[tuple[Fraction, Key]]
+
+    @property
+    def signature(self) -> dict[str, int]:
+        return self.key.accidentals
+
+    @property
+    def tonic(self) -> int:
+        return _fifths(self.key.tonic)
+
+
+@dataclass
+class _Item:
+    """One written note, chord or rest of a measure."""
+
+    onset: Fraction
+    position: Fraction  # quarter notes from the start of the bar
+    dur: int  # MEI @dur: 4 a quarter, 8 an eighth
+    dots: int
+    pitches: tuple[int, ...]  # () for a rest
+    graces: tuple[int, ...]
+    tie: bool  # tied to the next item
+    continued: bool  # tied from the item before
+    tuplet: int = -1  # its tuplet's index in the measure; -1: none
+
+    @property
+    def beamable(self) -> bool:
+        return bool(self.pitches) and self.dur >= 8
+
+
+def _items(events: list[_Event], measure: _Measure):
+    """The measure's events as written notes, and its tuplets as (p, q) by index. A length that is
+    not a binary fraction starts a tuplet; where none fits, it is rounded to a 32nd."""
+    factors = [Fraction(1)] * len(events)
+    tuplet_of: dict[int, int] = {}
+    tuplets: list[tuple[int, int]] = []
+    i = 0
+    while i < len(events):
+        if _is_binary(events[i].length):
+            i += 1
+            continue
+        plan = _tuplet_plan([e.length for e in events[i:]])
+        if plan is None:
+            events[i].length = max(Fraction(round(events[i].length * 8), 8), Fraction(1, 8))
+            i += 1
+            continue
+        p, q, r = plan
+        for k in range(i, i + r):
+            factors[k] = Fraction(p, q)
+            tuplet_of[k] = len(tuplets)
+        tuplets.append((p, q))
+        i += r
+    items: list[_Item] = []
+    for k, event in enumerate(events):
+        pieces = _values(event.length * factors[k])
+        onset = event.onset
+        for j, (dur, dots) in enumerate(pieces):
+            last = j == len(pieces) - 1
+            items.append(_Item(onset, _bar_position(measure, onset), dur, dots, event.pitches,
+                               event.graces if j == 0 else (), event.tie if last else bool(event.pitches),
+                               event.continued if j == 0 else bool(event.pitches), tuplet_of.get(k, -1)))
+            onset += Fraction(4, dur) * (2 - Fraction(1, 2 ** dots)) / factors[k]
+    return items, tuplets
+
+
+def _beams(items: list[_Item], span: Fraction) -> list[list[_Item]]:
+    """Items grouped as beamed: beamable notes within one beat span, a tuplet's notes on their own."""
+    groups: list[list[_Item]] = []
+    for item in items:
+        previous = groups[-1] if groups else None
+        if (previous and item.beamable and previous[-1].beamable and previous[-1].tuplet == item.tuplet
+                and (item.tuplet >= 0 or previous[0].position // span == item.position // span)):
+            previous.append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
+def _fill_layer(layer: ET.Element, events: list[_Event], measure: _Measure, state: _State, ids: _Ids) -> None:
+    """Write one measure's events into its layer: tuplets, beams, graces, accidentals, key changes."""
+    items, tuplets = _items(events, measure)
+    groups = _beams(items, _beam_span(measure.meter))
+    accidentals: dict[tuple[str, int], int] = {}  # (letter, octave) -> alteration, as written so far
+    tuplet_element, tuplet_index = None, -1
+    for group in groups:
+        # a key change inside the measure goes before the first note at or after it
+        while state.keys and state.keys[0][0] <= group[0].onset:
+            key = state.keys.pop(0)[1]
+            _key_sig(key, ET.SubElement(layer, "keySig"))
+            state.key = key
+            accidentals.clear()
+        parent = layer
+        if group[0].tuplet >= 0:
+            if group[0].tuplet != tuplet_index:
+                p, q = tuplets[group[0].tuplet]
+                members = sum(1 for it in items if it.tuplet == group[0].tuplet)
+                one_beam = len(group) == members > 1  # the beam says which notes: no bracket
+                tuplet_element = ET.SubElement(layer, "tuplet", {
+                    "num": str(p), "numbase": str(q), "num.visible": "true", "num.place": "above",
+                    "bracket.visible": "false" if one_beam else "true", "bracket.place": "above"})
+                tuplet_index = group[0].tuplet
+            parent = tuplet_element
+        else:
+            tuplet_index = -1
+        if group[0].graces:  # before the beam: graces inside it at its start would join it
+            _graces(parent, group[0].graces, state, ids)
+        if len(group) > 1:
+            parent = ET.SubElement(parent, "beam")
+        for position, item in enumerate(group):
+            if item.graces and position:  # verovio draws a grace inside a beam apart from it
+                _graces(parent, item.graces, state, ids)
+            if not item.pitches:
+                ET.SubElement(parent, "rest", _dur(item, ids("r")))
+                continue
+            holder = parent
+            if len(item.pitches) > 1:
+                holder = ET.SubElement(parent, "chord", _dur(item, ids("c")))
+            for pitch in item.pitches:
+                note = ET.SubElement(holder, "note", _dur(item, None) if len(item.pitches) == 1 else {})
+                note.set(_XML_ID, ids("n"))
+                letter, alter, octave = _spell(pitch, state.signature, state.tonic)
+                note.set("pname", letter.lower())
+                note.set("oct", str(octave))
+                note.set("data-pitch", str(pitch))
+                place = (letter, octave)
+                if item.continued:  # a note tied over shows no accidental
+                    accidentals[place] = alter
+                elif accidentals.get(place, state.signature[letter]) != alter:
+                    note.set("accid", _ACCID[alter])
+                    accidentals[place] = alter
+                elif alter:
+                    note.set("accid.ges", _ACCID[alter])
+                if item.tie:
+                    note.set("data-tie", "1")
+    while state.keys and state.keys[0][0] < measure.end:  # a key change after the last note
+        key = state.keys.pop(0)[1]
+        _key_sig(key, ET.SubElement(layer, "keySig"))
+        state.key = key
+
+
+def _dur(item: _Item, xml_id: str | None) -> dict[str, str]:
+    out = {"dur": str(item.dur)}
+    if item.dots:
+        out["dots"] = str(item.dots)
+    if xml_id:
+        out[_XML_ID] = xml_id
+    return out
+
+
+def _graces(parent: ET.Element, pitches: tuple[int, ...], state: _State, ids: _Ids) -> None:
+    """Grace notes, stems up: one a slashed eighth (a cut), more beamed sixteenths."""
+    holder = parent if len(pitches) == 1 else ET.SubElement(parent, "beam")
+    shown: dict[tuple[str, int], int] = {}
+    for pitch in pitches:
+        letter, alter, octave = _spell(pitch, state.signature, state.tonic)
+        attributes = {"pname": letter.lower(), "oct": str(octave), "dur": "8" if len(pitches) == 1 else "16",
+                      "grace": "acc" if len(pitches) == 1 else "unacc", "stem.dir": "up", _XML_ID: ids("g")}
+        if shown.get((letter, octave), state.signature[letter]) != alter:
+            attributes["accid"] = _ACCID[alter]
+            shown[(letter, octave)] = alter
+        ET.SubElement(holder, "note", attributes)
+
+
+def _link_ties(section: ET.Element) -> None:
+    """A ``<tie>`` from each note marked as tied to the next note of the same pitch, placed in the
+    measure where it starts; the marks are then removed."""
+    sequence = []  # (measure, note) in order
+    for measure in section.iter("measure"):
+        for note in measure.iter():
+            if note.tag.endswith("note") and note.get("grace") is None:
+                sequence.append((measure, note))
+    for k, (measure, note) in enumerate(sequence):
+        if note.attrib.pop("data-tie", None) is None:
+            continue
+        pitch = note.get("data-pitch")
+        for _, other in sequence[k + 1:k + 12]:
+            if other.get("data-pitch") == pitch:
+                ET.SubElement(measure, "tie", {"startid": "#" + note.get(_XML_ID),
+                                               "endid": "#" + other.get(_XML_ID)})
+                break
+    for _, note in sequence:
+        note.attrib.pop("data-pitch", None)
+
+
+# --- engraving ----------------------------------------------------------------------------------
+
+
+def page_size(paper: str) -> tuple[int, int]:
+    """(width, height) of a paper size in verovio's units (tenths of a millimetre)."""
+    sheet = PAPERS[paper]
+    return round(sheet.width_mm * 10), round(sheet.height_mm * 10)
+
+
+def engrave(tune: Tune, *, width: int = 2100, height: int | None = None, scale: int = 100,
+            margins: tuple[int, int, int, int] = (80, 100, 80, 100)) -> list[str]:
+    """Engrave a tune with verovio: SVG pages.
+
+    Parameters
+    ----------
+    tune
+        The tune.
+    width, height
+        Page size in tenths of a millimetre (A4: 2100 x 2970); ``height=None``: one page as tall
+        as the music.
+    scale
+        Size of the SVG in percent (100: a pixel for each tenth of a millimetre).
+    margins
+        Top, right, bottom and left margins, in tenths of a millimetre.
+    """
+    import verovio
+
+    if hasattr(verovio, "enableLog"):
+        verovio.enableLog(verovio.LOG_OFF)
+    toolkit = verovio.toolkit()
+    top, right, bottom, left = margins
+    toolkit.setOptions({
+        "pageWidth": width, "pageHeight": height or 60000, "adjustPageHeight": height is None,
+        "scale": scale, "header": "auto", "footer": "none", "breaks": "encoded",
+        "minLastJustification": 0.5,  # a last line of four bars spans the page, as the others do
+        "pageMarginTop": top, "pageMarginRight": right, "pageMarginBottom": bottom, "pageMarginLeft": left,
+        "xmlIdChecksum": True,  # ids from the input: the same tune, the same file
+        "svgAdditionalAttribute": ["note@grace"],  # grace notes say so (data-grace), for pages and tests
+    })
+    if not toolkit.loadData(tune_to_mei(tune)):
+        from folkrnn.errors import OptionError
+
+        raise OptionError("verovio could not engrave this tune")
+    return [toolkit.renderToSVG(page) for page in range(1, toolkit.getPageCount() + 1)]
+
+
+_VIEWBOX = re.compile(r'class="definition-scale"[^>]*viewBox="0 0 (\d+) (\d+)"')
+
+
+def svg_size(svg: str) -> tuple[float, float]:
+    """(width, height) of a verovio page in tenths of a millimetre."""
+    match = _VIEWBOX.search(svg)
+    if match is None:
+        raise ValueError("not a verovio page")
+    return int(match.group(1)) / 10, int(match.group(2)) / 10
+
+
+def tunes_to_pdf(tunes: list[Tune], *, paper: str = "a4", title: str = "") -> bytes:
+    """Tunes engraved on pages of ``paper`` as one PDF: one under another while they fit on the
+    page, a tune longer than a page on pages of its own."""
+    from folkrnn.pdf import MM, Placement, svgs_to_pdf
+
+    width, height = page_size(paper)
+    side = 150  # left and right margins: 15 mm
+    gap = 50  # each tune's own margin above and below it: 5 mm
+    pages: list[list[Placement]] = []
+    top = None  # where the next tune goes on the last page (tenths of a millimetre); None: a new page
+    for tune in tunes:
+        block = engrave(tune, width=width, margins=(gap, side, gap, side))[0]
+        block_height = svg_size(block)[1]
+        if block_height > height - 2 * gap:  # longer than a page: verovio's own pages
+            for page in engrave(tune, width=width, height=height, margins=(100, side, 100, side)):
+                pages.append([Placement(page, 0.0, 0.0, width / 10 * MM)])
+            top = None
+            continue
+        if top is None or top + block_height > height - gap:
+            pages.append([])
+            top = gap
+        pages[-1].append(Placement(block, 0.0, top / 10 * MM, width / 10 * MM))
+        top += block_height + 30  # 3 mm more between tunes
+    if not pages:
+        pages.append([])
+    return svgs_to_pdf(pages, (width / 10 * MM, height / 10 * MM),
+                       title=title or (tunes[0].title if len(tunes) == 1 else "folkrnn tunebook"))
