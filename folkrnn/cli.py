@@ -518,7 +518,8 @@ def render_command(
                 raise error.located(file=str(abc_file), tune=text.label, line_offset=text.line - 1) from None
             name = _unique_name(slug(tune.title, fallback=f"tune-{tune.number or position}"),
                                 slug(str(tune.number or ""), fallback=str(position)), position, used)
-            written = render(tune, out / f"{name}{suffix}", force=force, **options)
+            text_option = {"abc": text.text} if suffix in (".svg", ".pdf") else {}  # slurs, decorations, chords
+            written = render(tune, out / f"{name}{suffix}", force=force, **options, **text_option)
         except FolkError as error:
             if len(texts) == 1:
                 fail(error)
@@ -989,7 +990,7 @@ def generate_command(
                       console=console, transient=True) as bar:
             task = bar.add_task("tunes", total=max(count, 1) if isinstance(count, int) else 1)
             result = generate(options, count, progress=lambda done, total: bar.update(task, completed=done),
-                              workers=workers)
+                              workers=workers, keep=False)  # memory does not grow with -n
     except FolkError as error:
         fail(error)
     if random_seed:
@@ -997,7 +998,7 @@ def generate_command(
     if strategy == Strategy.beam and count > 1:
         typer.echo("note: beam search draws nothing at random: with the same options, every "
                    "tune it makes is the same", err=True)
-    made = len(result.tunes)
+    made = result.written
     where = result.tunebook_path or out
     _end_of_batch("tunes", made, len(result.rejected), result.error, result.interrupted, where)
     rate = made / result.seconds if result.seconds else 0

@@ -43,6 +43,7 @@ import os
 import re
 import secrets
 import shlex
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -728,10 +729,10 @@ def _write_formats(composed: Composed, folder: Path, stem: str, formats: list[st
             elif name == "wav":
                 render(composed.tune, path, force=overwrite, instrument=options.instrument, seed=composed.seed,
                        soundfont=options.soundfont)
-            elif name == "svg":
-                render(composed.tune, path, force=overwrite)
+            elif name == "svg":  # the text too: its slurs, decorations and chord symbols
+                render(composed.tune, path, force=overwrite, abc=composed.abc)
             elif name == "pdf":
-                render(composed.tune, path, force=overwrite, paper=options.paper)
+                render(composed.tune, path, force=overwrite, paper=options.paper, abc=composed.abc)
             elif name == "musicxml":  # the part's instrument; the metronome mark from Q:
                 render(composed.tune, path, force=overwrite, instrument=options.instrument)
             else:
@@ -840,7 +841,7 @@ def compose(options: ComposeOptions, *, composer: Composer | None = None, write:
 class GenerateResult:
     """What ``generate`` made and wrote."""
 
-    tunes: list[Composed]  # in the order of their numbers
+    tunes: list[Composed]  # in the order of their numbers (only with generate(keep=True))
     rejected: list[dict]  # tunes given up on, with their seeds and reasons
     retried: list[dict]  # seeds that failed before another made the tune
     summary_path: Path | None
@@ -848,6 +849,42 @@ class GenerateResult:
     interrupted: bool = False
     seconds: float = 0.0
     error: FolkError | None = None  # a write that failed (a full disk): what was done is kept
+    written: int = 0  # tunes finished, in the tunebook and the summary (kept or not)
+
+
+class _Finished:
+    """The finished tunes of a ``generate``, held on disk, not in memory: each tune's ABC text and
+    its summary.json entry go into one unnamed temporary file in the output folder (gone with the
+    process, however it ends) as the tune finishes, in whatever order; what stays in memory per
+    tune is where they lie and its mode. The end writes them out in the order of their numbers."""
+
+    def __init__(self, folder: Path):
+        self.file = tempfile.TemporaryFile(dir=folder)
+        self.where: dict[int, tuple[int, int, int, str]] = {}  # index -> (offset, ABC bytes, entry bytes, mode)
+        self.end = 0
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+    def add(self, composed: Composed) -> None:
+        abc = composed.abc.encode("utf-8")
+        # the entry as it stands in summary.json's "tunes" list (json.dumps indents it by two there)
+        entry = json.dumps(composed.summary(), indent=1, ensure_ascii=False).replace("\n", "\n  ").encode("utf-8")
+        self.file.seek(self.end)
+        self.file.write(abc + entry)
+        self.where[composed.index] = (self.end, len(abc), len(entry), composed.tune.key.mode)
+        self.end += len(abc) + len(entry)
+
+    def tunes(self):
+        """(index, ABC text, summary entry as written, mode) per tune, in the order of their numbers."""
+        for index in sorted(self.where):
+            offset, abc, entry, mode = self.where[index]
+            self.file.seek(offset)
+            data = self.file.read(abc + entry)
+            yield index, data[:abc], data[abc:], mode
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def _novelty_for(composer: Composer):
@@ -875,7 +912,7 @@ def _novelty_for(composer: Composer):
 
 def generate(options: ComposeOptions, count: int, *, composer: Composer | None = None,
              progress: Callable[[int, int], None] | None = None, novelty="auto",
-             batch_size: int = 1024, workers: int | None = None) -> GenerateResult:
+             batch_size: int = 1024, workers: int | None = None, keep: bool = True) -> GenerateResult:
     """Make ``count`` tunes at once and write the tunebook, their files and ``summary.json``.
 
     Tune i is made from seed ``options.seed + i`` (the seed recorded for it, which ``compose
@@ -901,6 +938,10 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
     workers
         Processes that sample the tunes (None: one per core, see
         :func:`folkrnn.sample.default_workers`); the tunes do not depend on it.
+    keep
+        Keep every finished tune (its parsed Tune, tokens, report) in ``result.tunes``. False:
+        ``result.tunes`` is empty and memory does not grow with ``count``: each tune's text and
+        summary entry wait on disk (:class:`_Finished`) for the tunebook and the summary.
 
     Returns
     -------
@@ -940,7 +981,13 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
     per_tune = [name for name in options.formats if name not in ("abc", "pdf")]  # pdf: one tunes.pdf
     width = max(4, len(str(count)))
 
-    done: dict[int, Composed] = {}
+    try:
+        finished_tunes = _Finished(folder)
+    except OSError as failure:
+        held.close()
+        raise OptionError(f"cannot write here: {failure.strerror or failure}", file=str(folder)) from None
+    held.callback(finished_tunes.close)
+    done: dict[int, Composed] = {}  # with keep
     rejected: list[dict] = []
     retried: list[dict] = []
     history: dict[int, list[tuple[int, str]]] = {}
@@ -983,9 +1030,17 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
         except OSError as failure:
             error = OptionError(f"cannot write: {failure.strerror or failure}", file=str(folder))
             return
-        done[index] = composed
+        try:
+            finished_tunes.add(composed)
+        except OSError as failure:  # a full disk: its files go too, so that what is kept agrees
+            for path in composed.files:
+                path.unlink(missing_ok=True)
+            error = OptionError(f"cannot write: {failure.strerror or failure}", file=str(folder))
+            return
+        if keep:
+            done[index] = composed
         if progress is not None:
-            progress(len(done) + len(rejected), count)
+            progress(len(finished_tunes) + len(rejected), count)
 
     # the first round: tune i from seed + i, as ranges (nothing sized by -n is built before the
     # work); a later round: the tunes whose tune failed, each with its next seed
@@ -999,7 +1054,7 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
 
             sample_tunes(composer.engine, composer.vocabulary, seeds,
                          config=config, conditions=conditions, next_seed=lambda seed: seed + count,
-                         batch_size=batch_size, on_finish=relay,
+                         batch_size=batch_size, on_finish=relay, keep=False,
                          workers=default_workers() if workers is None else workers)
             jobs = sorted(dict(retry_jobs).items())
             indices, seeds = [index for index, _ in jobs], [seed for _, seed in jobs]
@@ -1010,10 +1065,11 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
         error = error or failure
     tunes = [done[index] for index in sorted(done)]
     result = GenerateResult(tunes=tunes, rejected=rejected, retried=retried, summary_path=None,
-                            tunebook_path=None, interrupted=interrupted, error=error)
+                            tunebook_path=None, interrupted=interrupted, error=error,
+                            written=len(finished_tunes))
     try:
-        _write_book(result, folder, tunebook, summary_path, options, count, composer, novelty_source,
-                    started)
+        _write_book(result, finished_tunes, folder, tunebook, summary_path, options, count, composer,
+                    novelty_source, started)
     except FolkError as failure:
         result.error = result.error or failure
     except OSError as failure:
@@ -1024,54 +1080,84 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
     return result
 
 
-def _write_book(result: GenerateResult, folder: Path, tunebook: Path, summary_path: Path,
+def _write_book(result: GenerateResult, finished: _Finished, folder: Path, tunebook: Path, summary_path: Path,
                 options: ComposeOptions, count: int, composer: Composer, novelty_source: str,
                 started: float) -> None:
+    """The tunebook and summary.json of the finished tunes, read back from ``finished`` in the
+    order of their numbers; each file is made under a temporary name and then given its own."""
     from folkrnn import __version__
     from folkrnn.validate import COPY_THRESHOLD
 
-    tunes = result.tunes
-    if tunes:
-        book = "\n".join(tune.abc for tune in tunes)
-        write_atomic(tunebook, book.encode("utf-8"), error=OptionError, overwrite=options.force)
+    written = len(finished)
+    if written:
+        book = (b"\n" + abc if number else abc for number, (_, abc, _, _) in enumerate(finished.tunes()))
+        write_atomic(tunebook, book, error=OptionError, overwrite=options.force)  # a blank line between tunes
         result.tunebook_path = tunebook
         if "pdf" in options.formats:
+            from folkrnn.abc import parse
             from folkrnn.render import tunes_to_pdf
 
-            write_atomic(folder / "tunes.pdf", tunes_to_pdf([tune.tune for tune in tunes], paper=options.paper),
+            texts = [abc.decode("utf-8") for _, abc, _, _ in finished.tunes()]
+            parsed = [tune.tune for tune in result.tunes] if result.tunes else [parse(text) for text in texts]
+            write_atomic(folder / "tunes.pdf", tunes_to_pdf(parsed, paper=options.paper, abcs=texts),
                          error=OptionError, overwrite=options.force)
+    # what the summary counts, tune by tune in the order of their numbers (ties keep that order)
+    valid = 0
+    warnings: Counter = Counter()
+    rhythms: Counter = Counter()
+    meters: Counter = Counter()
+    modes: Counter = Counter()
+    keys: Counter = Counter()
+    forms: Counter = Counter()
+    copies: list[int] = []
+    for index, _, text, mode in finished.tunes():
+        entry = json.loads(text)
+        valid += entry["valid"]
+        warnings.update(entry["warnings"])
+        rhythms[entry["rhythm"] or "?"] += 1
+        meters[entry["meter"]] += 1
+        modes[mode] += 1
+        keys[entry["key"]] += 1
+        forms[entry["form"].get("name", "?")] += 1
+        if "probable-copy" in entry["warnings"]:
+            copies.append(index + 1)
     seconds = time.perf_counter() - started
-    warnings = Counter(code for tune in tunes for code in (i.code for i in tune.report.warnings))
     summary = {
         "folkrnn": __version__,
         "model": composer.identity,
         "options": {key: value for key, value in asdict(options).items() if key not in ("out", "force")},
         "sampling": options.sample_config().to_dict(),
         "requested": count,
-        "written": len(tunes),
+        "written": written,
         "interrupted": result.interrupted,
         "error": str(result.error) if result.error else None,
         "seconds": round(seconds, 3),
-        "tunes_per_second": round(len(tunes) / seconds, 2) if seconds > 0 else None,
-        "valid": sum(tune.report.valid for tune in tunes),
+        "tunes_per_second": round(written / seconds, 2) if seconds > 0 else None,
+        "valid": valid,
         "warnings": dict(warnings.most_common()),
         "rejected": result.rejected,
         "retried": result.retried,
         "distribution": {
-            "rhythm": dict(Counter(tune.tune.rhythm or "?" for tune in tunes).most_common()),
-            "meter": dict(Counter(str(tune.tune.meter) for tune in tunes).most_common()),
-            "mode": dict(Counter(tune.tune.key.mode for tune in tunes).most_common()),
-            "key": dict(Counter(f"{tune.tune.key.tonic}{tune.tune.key.mode}" for tune in tunes).most_common()),
-            "form": dict(Counter(tune.report.form.get("name", "?") for tune in tunes).most_common()),
+            "rhythm": dict(rhythms.most_common()),
+            "meter": dict(meters.most_common()),
+            "mode": dict(modes.most_common()),
+            "key": dict(keys.most_common()),
+            "form": dict(forms.most_common()),
         },
-        "novelty": {
-            "reference": novelty_source, "threshold": COPY_THRESHOLD,
-            "probable_copies": [tune.index + 1 for tune in tunes
-                                if any(i.code == "probable-copy" for i in tune.report.warnings)],
-        },
-        "tunebook": tunebook.name if tunes else None,
-        "tunes": [tune.summary() for tune in tunes],
+        "novelty": {"reference": novelty_source, "threshold": COPY_THRESHOLD, "probable_copies": copies},
+        "tunebook": tunebook.name if written else None,
+        "tunes": [],  # written below, entry by entry, as json.dumps(summary, indent=1) would
     }
-    write_atomic(summary_path, (json.dumps(summary, indent=1, ensure_ascii=False) + "\n").encode("utf-8"),
-                 error=OptionError, overwrite=options.force)
+    head = json.dumps(summary, indent=1, ensure_ascii=False) + "\n"  # ends with: "tunes": []\n}\n
+
+    def pieces():
+        if not written:
+            yield head.encode("utf-8")
+            return
+        yield head[:-len("]\n}\n")].encode("utf-8")
+        for number, (_, _, entry, _) in enumerate(finished.tunes()):
+            yield (b",\n  " if number else b"\n  ") + entry
+        yield b"\n ]\n}\n"
+
+    write_atomic(summary_path, pieces(), error=OptionError, overwrite=options.force)
     result.summary_path = summary_path

@@ -21,7 +21,7 @@ import errno
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
@@ -53,9 +53,10 @@ def default_permissions(path: str | PathLike) -> Path:
     return Path(path)
 
 
-def write_atomic(path: str | PathLike, data: bytes | str, error: type[FolkError] = OptionError, *,
+def write_atomic(path: str | PathLike, data: bytes | str | Iterable[bytes], error: type[FolkError] = OptionError, *,
                  overwrite: bool = True) -> Path:
-    """Write ``data`` (text is UTF-8 encoded) to ``path`` through a temporary file and ``os.replace``.
+    """Write ``data`` (text is UTF-8 encoded; an iterable of bytes is written piece by piece, as it
+    comes) to ``path`` through a temporary file and ``os.replace``.
 
     Either the whole file appears, with the usual permissions, or none does and the old file is
     untouched. Raises ``error`` (a FolkError kind), naming the file, when the folder cannot be
@@ -74,7 +75,8 @@ def write_atomic(path: str | PathLike, data: bytes | str, error: type[FolkError]
         raise error(f"cannot write here: {failure.strerror or failure}", file=str(path)) from None
     try:
         with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+            for piece in (data,) if isinstance(data, bytes | bytearray) else data:
+                stream.write(piece)
             stream.flush()
             os.fsync(stream.fileno())
         default_permissions(temporary)

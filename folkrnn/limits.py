@@ -18,7 +18,10 @@ __all__ = [
     "MAX_VOCAB_SIZE", "MAX_PARAMETERS", "check_count", "parameter_count", "check_model_size",
 ]
 
-MAX_TUNES = 1_000_000  # tunes of one generate, performances of one perform (-n)
+# tunes of one generate, performances of one perform (-n): the ABC grammar learns states as tunes are
+# made (~n**0.6 of them, ~200 bytes a transition) and keeps them for the request; 50,000 tunes stay
+# under ~2 GB a process (measured to 5,000: 0.94 GB before generate streamed, projected beyond)
+MAX_TUNES = 50_000
 MAX_INPUT_BYTES = 16 * 2**20  # an ABC or MIDI file (or standard input) a command reads: 16 MiB
 MAX_CORPUS_FILE_BYTES = 256 * 2**20  # one file of a training corpus (folk-rnn's data files are big)
 MAX_BEAM_WIDTH = 64  # --beam-width: each hypothesis is a row of every step

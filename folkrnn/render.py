@@ -70,7 +70,7 @@ def _render_svg(tune: Tune, path: Path, *, abc: str | None = None, **options) ->
 def _render_pdf(tune: Tune, path: Path, *, paper: str = "a4", abc: str | None = None, **options) -> Path:
 
     _no_options("pdf", options)
-    return write_atomic(path, tunes_to_pdf([tune], paper=paper), error=OptionError)
+    return write_atomic(path, tunes_to_pdf([tune], paper=paper, abcs=[abc]), error=OptionError)
 
 
 def _measure_spans(tune: Tune) -> list[tuple]:
@@ -121,23 +121,26 @@ def tune_to_svg(tune: Tune, *, abc: str | None = None) -> str:
     tune
         The tune.
     abc
-        Accepted for callers that have the tune's text; the engraving is made from the Tune.
+        The tune's ABC text, when the caller has it: its slurs, decorations and chord symbols,
+        which the Tune does not keep, are drawn too.
     """
     from folkrnn.sheet import engrave
 
-    return engrave(tune, scale=45)[0]
+    return engrave(tune, scale=45, abc=abc)[0]
 
 
-def tunes_to_pdf(tunes: list[Tune], *, paper: str = "a4", title: str = "") -> bytes:
+def tunes_to_pdf(tunes: list[Tune], *, paper: str = "a4", title: str = "",
+                 abcs: list[str | None] | None = None) -> bytes:
     """Tunes engraved on pages of ``paper`` (``folkrnn.tables.PAPERS``) as one PDF: as many
     tunes on a page as fit, a tune longer than a page on pages of its own (``folkrnn.sheet``,
-    ``folkrnn.pdf``)."""
+    ``folkrnn.pdf``). ``abcs``: each tune's ABC text (or None), for its slurs, decorations and
+    chord symbols."""
     from folkrnn.sheet import tunes_to_pdf as engrave_pdf
     from folkrnn.tables import PAPERS
 
     if paper not in PAPERS:
         raise OptionError(f"--paper {paper!r}: choose one of {', '.join(PAPERS)}")
-    return engrave_pdf(tunes, paper=paper, title=title)
+    return engrave_pdf(tunes, paper=paper, title=title, abcs=abcs)
 
 
 # --- .musicxml: music21 from the Tune --------------------------------------------------------

@@ -482,7 +482,8 @@ class AbcConstraint(Constraint):
 def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConfig | None = None,
                  conditions: Conditions | None = None, next_seed: Callable[[int], int] | None = None,
                  batch_size: int = 1024, on_finish: Callable[[Sampled], None] | None = None,
-                 on_step: Callable[[], None] | None = None, workers: int = 1) -> list[Sampled]:
+                 on_step: Callable[[], None] | None = None, workers: int = 1,
+                 keep: bool = True) -> list[Sampled]:
     """Sample one tune per seed, many at a time; tune i depends only on ``seeds[i]`` and the options.
 
     Parameters
@@ -510,11 +511,14 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
         grammar and the choice of tokens are Python, so a second core doubles that part. Used on
         Linux (where processes fork safely) when every worker gets at least ``MIN_PER_WORKER``
         tunes; the tunes are the same whatever the number (tune i depends only on its seed).
+    keep
+        Keep the tunes and return them (False: each goes to ``on_finish`` only, and the list is
+        empty: memory does not grow with the number of seeds).
 
     Returns
     -------
     list[Sampled]
-        In the order of ``seeds``.
+        In the order of ``seeds`` (empty without ``keep``).
     """
     config = (config or SampleConfig()).check()
     conditions = conditions or Conditions()
@@ -526,11 +530,12 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
                                  index=index, plan=plan, on_step=on_step)
             if on_finish is not None:
                 on_finish(result)
-            out.append(result)
+            if keep:
+                out.append(result)
         return out
     return decode(engine, AbcConstraint(plan, config, vocabulary), config, seeds, attempts=config.attempts,
                   next_seed=next_seed, batch_size=batch_size, on_finish=on_finish, on_step=on_step,
-                  workers=workers)
+                  workers=workers, keep=keep)
 
 
 def sample_one(engine, vocabulary, seed: int, *, config: SampleConfig | None = None,

@@ -21,9 +21,11 @@ what a tunebook engraver such as abcm2ps draws:
   a second ending takes the number of the first);
 - pitches spelled in the key: a note of its scale by the signature, any other by the spelling
   nearest the key on the line of fifths (F sharp, the leading note, in G minor);
-- the title, a subtitle naming the rhythm and the key, and C: as the composer.
-
-What the Tune does not keep (chord symbols, decorations, slurs) is not drawn.
+- the title, a subtitle naming the rhythm and the key, and C: as the composer;
+- given the tune's ABC text, what the Tune does not keep: slurs, chord symbols (above the staff),
+  text annotations (``"^text"``), and decorations as abcm2ps draws them: staccato, accents,
+  tenuto, marcato and bowings on the note, trills, fermatas, mordents, and turns, a turn for
+  ``~`` (abcm2ps draws the roll as a wave); a decoration not listed in _DECORATIONS is not drawn.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class _Event:
     graces: tuple[int, ...] = ()  # grace notes before it, in written order
     tie: bool = False  # tied to the next event (a note cut by a bar line)
     continued: bool = False  # tied from the event before it
+    sources: tuple[int, ...] = ()  # the indices in Tune.notes of the notes it sounds
 
 
 def _voice(notes: list[Note], end: Fraction) -> list[_Event]:
@@ -74,6 +77,10 @@ def _voice(notes: list[Note], end: Fraction) -> list[_Event]:
     the shortest), a note cut where the next starts, rests in the gaps; graces on the next note."""
     main = sorted((n for n in notes if not n.grace and n.duration > 0), key=lambda n: (n.onset, n.pitch))
     starts: dict[Fraction, list[Note]] = {}
+    sources: dict[Fraction, list[int]] = {}
+    for index, note in enumerate(notes):
+        if not note.grace and note.duration > 0:
+            sources.setdefault(note.onset, []).append(index)
     for note in main:
         starts.setdefault(note.onset, []).append(note)
     onsets = sorted(starts)
@@ -85,7 +92,8 @@ def _voice(notes: list[Note], end: Fraction) -> list[_Event]:
         length = min(n.duration for n in starts[onset])
         if i + 1 < len(onsets):
             length = min(length, onsets[i + 1] - onset)
-        events.append(_Event(onset, length, tuple(sorted(n.pitch for n in starts[onset]))))
+        events.append(_Event(onset, length, tuple(sorted(n.pitch for n in starts[onset])),
+                             sources=tuple(sources[onset])))
         time = onset + length
     if end > time:
         events.append(_Event(time, end - time, ()))
@@ -111,7 +119,8 @@ def _split(events: list[_Event], cuts: list[Fraction]) -> list[_Event]:
         for k, (a, b) in enumerate(zip(edges, edges[1:])):
             last = k == len(edges) - 2
             out.append(_Event(a, b - a, event.pitches, event.graces if k == 0 else (),
-                              bool(event.pitches) and (not last or event.tie), k > 0 and bool(event.pitches)))
+                              bool(event.pitches) and (not last or event.tie), k > 0 and bool(event.pitches),
+                              event.sources))
     return out
 
 
@@ -411,7 +420,7 @@ def _right_bar(measures: list[_Measure], index: int) -> str | None:
     return None
 
 
-def tune_to_mei(tune: Tune, *, bars_per_line: int = BARS_PER_LINE) -> str:
+def tune_to_mei(tune: Tune, *, bars_per_line: int = BARS_PER_LINE, abc: str | None = None) -> str:
     """The tune as an MEI document for verovio (see the module docstring).
 
     Parameters
@@ -420,6 +429,9 @@ def tune_to_mei(tune: Tune, *, bars_per_line: int = BARS_PER_LINE) -> str:
         The tune.
     bars_per_line
         Bars a line at most; each part starts a new line.
+    abc
+        The tune's ABC text, for its slurs, decorations and chord symbols; ignored when its notes
+        are not the tune's.
     """
     ids = _Ids()
     end = max([tune.length, tune.end or Fraction(0)] + [n.onset + n.duration for n in tune.notes])
@@ -483,6 +495,8 @@ def tune_to_mei(tune: Tune, *, bars_per_line: int = BARS_PER_LINE) -> str:
         if index == closes_at:
             container = section
     _link_ties(section)
+    if abc is not None:
+        _draw_marks(section, tune, abc, state)
     return ET.tostring(mei, encoding="unicode")
 
 
@@ -501,6 +515,9 @@ class _State:
 
     key: Key
     keys: list[tuple[Fraction, Key]]
+    # Tune.notes index -> (onset, element) of each note or chord that draws it (more than one when tied)
+    drawn: dict[int, list[tuple[Fraction, ET.Element]]] = field(default_factory=dict)
+    rests: dict[Fraction, ET.Element] = field(default_factory=dict)  # onset -> the rest written there
 
     @property
     def signature(self) -> dict[str, int]:
@@ -524,6 +541,7 @@ class _Item:
     tie: bool  # tied to the next item
     continued: bool  # tied from the item before
     tuplet: int = -1  # its tuplet's index in the measure; -1: none
+    sources: tuple[int, ...] = ()  # the indices in Tune.notes of the notes it sounds
 
     @property
     def beamable(self) -> bool:
@@ -560,7 +578,8 @@ def _items(events: list[_Event], measure: _Measure):
             last = j == len(pieces) - 1
             items.append(_Item(onset, _bar_position(measure, onset), dur, dots, event.pitches,
                                event.graces if j == 0 else (), event.tie if last else bool(event.pitches),
-                               event.continued if j == 0 else bool(event.pitches), tuplet_of.get(k, -1)))
+                               event.continued if j == 0 else bool(event.pitches), tuplet_of.get(k, -1),
+                               event.sources))
             onset += Fraction(4, dur) * (2 - Fraction(1, 2 ** dots)) / factors[k]
     return items, tuplets
 
@@ -612,7 +631,7 @@ def _fill_layer(layer: ET.Element, events: list[_Event], measure: _Measure, stat
             if item.graces and position:  # verovio draws a grace inside a beam apart from it
                 _graces(parent, item.graces, state, ids)
             if not item.pitches:
-                ET.SubElement(parent, "rest", _dur(item, ids("r")))
+                state.rests.setdefault(item.onset, ET.SubElement(parent, "rest", _dur(item, ids("r"))))
                 continue
             holder = parent
             if len(item.pitches) > 1:
@@ -634,6 +653,8 @@ def _fill_layer(layer: ET.Element, events: list[_Event], measure: _Measure, stat
                     note.set("accid.ges", _ACCID[alter])
                 if item.tie:
                     note.set("data-tie", "1")
+            for source in item.sources:
+                state.drawn.setdefault(source, []).append((item.onset, holder if holder is not parent else note))
     while state.keys and state.keys[0][0] < measure.end:  # a key change after the last note
         key = state.keys.pop(0)[1]
         _key_sig(key, ET.SubElement(layer, "keySig"))
@@ -684,6 +705,124 @@ def _link_ties(section: ET.Element) -> None:
         note.attrib.pop("data-pitch", None)
 
 
+# --- what the Tune does not keep: slurs, decorations, chord symbols ------------------------------
+
+# A decoration as written (``!trill!``, ``T``; ``+trill+`` reads as ``!trill!``) -> what it draws:
+# ("artic", value) adds to the note's @artic, any other (element, attributes) is a control event.
+_DECORATIONS: dict[str, tuple[str, object]] = {}
+for _names, _drawn in (
+    ((".", "!staccato!"), ("artic", "stacc")),
+    (("L", "!accent!", "!>!", "!emphasis!"), ("artic", "acc")),
+    (("!tenuto!",), ("artic", "ten")),
+    (("!marcato!", "!^!"), ("artic", "marc")),
+    (("u", "!upbow!"), ("artic", "upbow")),
+    (("v", "!downbow!"), ("artic", "dnbow")),
+    (("T", "!trill!"), ("trill", {"place": "above"})),
+    (("H", "!fermata!"), ("fermata", {"place": "above"})),
+    (("!invertedfermata!",), ("fermata", {"place": "below", "form": "inv"})),
+    (("M", "!mordent!", "!lowermordent!"), ("mordent", {"place": "above", "form": "lower"})),
+    (("P", "!uppermordent!", "!pralltriller!"), ("mordent", {"place": "above", "form": "upper"})),
+    (("~", "!roll!", "!turn!"), ("turn", {"place": "above"})),
+    (("!invertedturn!",), ("turn", {"place": "above", "form": "lower"})),
+):
+    _DECORATIONS.update(dict.fromkeys(_names, _drawn))
+_ON_RESTS = {"fermata", "harm", "dir"}  # what a rest can carry
+
+
+def _marks(tune: Tune, abc: str) -> tuple[list, list[tuple]]:
+    """The lexer's records of ``abc`` and its marks (``tune_from_lexed``'s ``marks``): none when
+    the text cannot be read or its notes are not the tune's (not in the same order and time)."""
+    from folkrnn.abc.lexer import lex
+    from folkrnn.abc.parser import tune_from_lexed
+    from folkrnn.errors import FolkError
+
+    marks: list[tuple] = []
+    try:
+        lexed = lex(abc)
+        written = tune_from_lexed(lexed, marks=marks)
+    except (FolkError, ValueError, ZeroDivisionError, OverflowError):
+        return [], []
+    if list(map(_timing, written.notes)) != list(map(_timing, tune.notes)):
+        return [], []
+    return lexed.records, marks
+
+
+def _timing(note: Note) -> tuple:
+    return note.onset, note.duration, note.grace
+
+
+def _draw_marks(section: ET.Element, tune: Tune, abc: str, state: _State) -> None:
+    """Slurs, decorations and chord symbols of the ABC text, on the notes they are written at:
+    a mark before a note (or chord, or rest, or the second of two tied notes where it is drawn
+    apart) belongs to it, a ``)`` to the note before it."""
+    from bisect import bisect_left
+
+    from folkrnn.abc.lexer import ANNOT, DECO, SLUR
+
+    records, marks = _marks(tune, abc)
+    if not marks:
+        return
+    drawn = sorted(state.drawn)
+    measure_of = {element: measure for measure in section.iter("measure") for element in measure.iter()}
+    opened: list[tuple[Fraction, ET.Element] | None] = []  # the first note of each slur still open
+
+    def next_target(before: int, onset: Fraction) -> tuple[Fraction, ET.Element] | None:
+        """The note, chord or rest written next after a mark: ``before`` notes of the Tune come before
+        it, at ``onset``."""
+        k = bisect_left(drawn, before)
+        if k:  # a tied note drawn again here (after a bar line)
+            for piece in state.drawn[drawn[k - 1]][1:]:
+                if piece[0] == onset:
+                    return piece
+        following = state.drawn[drawn[k]][0] if k < len(drawn) else None
+        rest = state.rests.get(onset)
+        if rest is not None and (following is None or onset < following[0]):
+            return onset, rest
+        return following
+
+    def control(name: str, target: ET.Element, attributes: dict) -> ET.Element:
+        return ET.SubElement(measure_of[target], name, {**attributes, "startid": "#" + target.get(_XML_ID)})
+
+    for index, before, onset in marks:
+        record = records[index]
+        kind, text = record[0], record[2]
+        if kind is SLUR and text == ")":  # from the note after its "(" to the note drawn last before it
+            start = opened.pop() if opened else None
+            k = bisect_left(drawn, before) - 1
+            ends = [piece for piece in state.drawn[drawn[k]] if piece[0] < onset] if k >= 0 else []
+            if start is not None and ends and start[0] < ends[-1][0]:
+                control("slur", start[1], {"endid": "#" + ends[-1][1].get(_XML_ID)})
+            continue
+        target = next_target(before, onset)
+        if kind is SLUR:
+            opened.append(target if target is not None and target[1].tag != "rest" else None)
+            continue
+        if target is None:
+            continue
+        element = target[1]
+        if kind is ANNOT:  # "G" a chord symbol, "^text" and "_text" words above and below the staff
+            text = text.strip('"')
+            if text[:1] in ("^", "_") and text[1:].strip():
+                control("dir", element, {"place": "above" if text[0] == "^" else "below"}).text = text[1:]
+            elif text.strip() and text[:1] not in ("^", "_", "<", ">", "@"):
+                # as written (F#m, Bb): verovio would draw ♯ and ♭ in its music font, which the SVG does
+                # not carry
+                control("harm", element, {"place": "above"}).text = text
+            continue
+        if kind is DECO:
+            if text[:1] == "+":
+                text = "!" + text[1:-1] + "!"
+            name, value = _DECORATIONS.get(text, ("", None))
+            if not name or (element.tag == "rest" and name not in _ON_RESTS):
+                continue
+            if name == "artic":
+                values = element.get("artic", "").split()
+                if value not in values:
+                    element.set("artic", " ".join(values + [value]))
+            else:
+                control(name, element, value)
+
+
 # --- engraving ----------------------------------------------------------------------------------
 
 
@@ -694,13 +833,15 @@ def page_size(paper: str) -> tuple[int, int]:
 
 
 def engrave(tune: Tune, *, width: int = 2100, height: int | None = None, scale: int = 100,
-            margins: tuple[int, int, int, int] = (80, 100, 80, 100)) -> list[str]:
+            margins: tuple[int, int, int, int] = (80, 100, 80, 100), abc: str | None = None) -> list[str]:
     """Engrave a tune with verovio: SVG pages.
 
     Parameters
     ----------
     tune
         The tune.
+    abc
+        The tune's ABC text, for its slurs, decorations and chord symbols (:func:`tune_to_mei`).
     width, height
         Page size in tenths of a millimetre (A4: 2100 x 2970); ``height=None``: one page as tall
         as the music.
@@ -723,7 +864,7 @@ def engrave(tune: Tune, *, width: int = 2100, height: int | None = None, scale: 
         "xmlIdChecksum": True,  # ids from the input: the same tune, the same file
         "svgAdditionalAttribute": ["note@grace"],  # grace notes say so (data-grace), for pages and tests
     })
-    if not toolkit.loadData(tune_to_mei(tune)):
+    if not toolkit.loadData(tune_to_mei(tune, abc=abc)):
         from folkrnn.errors import OptionError
 
         raise OptionError("verovio could not engrave this tune")
@@ -741,9 +882,11 @@ def svg_size(svg: str) -> tuple[float, float]:
     return int(match.group(1)) / 10, int(match.group(2)) / 10
 
 
-def tunes_to_pdf(tunes: list[Tune], *, paper: str = "a4", title: str = "") -> bytes:
+def tunes_to_pdf(tunes: list[Tune], *, paper: str = "a4", title: str = "",
+                 abcs: list[str | None] | None = None) -> bytes:
     """Tunes engraved on pages of ``paper`` as one PDF: one under another while they fit on the
-    page, a tune longer than a page on pages of its own."""
+    page, a tune longer than a page on pages of its own. ``abcs``: each tune's ABC text (or None),
+    for its slurs, decorations and chord symbols."""
     from folkrnn.pdf import MM, Placement, svgs_to_pdf
 
     width, height = page_size(paper)
@@ -751,11 +894,11 @@ def tunes_to_pdf(tunes: list[Tune], *, paper: str = "a4", title: str = "") -> by
     gap = 50  # each tune's own margin above and below it: 5 mm
     pages: list[list[Placement]] = []
     top = None  # where the next tune goes on the last page (tenths of a millimetre); None: a new page
-    for tune in tunes:
-        block = engrave(tune, width=width, margins=(gap, side, gap, side))[0]
+    for tune, abc in zip(tunes, abcs or [None] * len(tunes)):
+        block = engrave(tune, width=width, margins=(gap, side, gap, side), abc=abc)[0]
         block_height = svg_size(block)[1]
         if block_height > height - 2 * gap:  # longer than a page: verovio's own pages
-            for page in engrave(tune, width=width, height=height, margins=(100, side, 100, side)):
+            for page in engrave(tune, width=width, height=height, margins=(100, side, 100, side), abc=abc):
                 pages.append([Placement(page, 0.0, 0.0, width / 10 * MM)])
             top = None
             continue

@@ -225,6 +225,50 @@ def test_generate_writes_tunebook_midi_and_summary_and_tune_i_is_compose(model, 
         assert alone.abc.split("\n", 1)[1] == made.abc.split("\n", 1)[1]  # all but X:
 
 
+def test_generate_without_keep_holds_no_tune_and_writes_the_same_files(model, tmp_path, monkeypatch):
+    # memory must not grow with -n: each finished tune (its parsed Tune, tokens, report) is let go
+    # once its files and its place in the tunebook and summary are written
+    import gc
+    import weakref
+
+    import folkrnn.compose as composing
+
+    made = []
+    finish = composing._finish
+
+    def watched(*args, **kwargs):
+        composed, reason = finish(*args, **kwargs)
+        if composed is not None:
+            made.append(weakref.ref(composed.tune))
+        return composed, reason
+
+    options = dict(seed=100, model=model, formats=["abc", "mid"])
+    kept = generate(ComposeOptions(out=str(tmp_path / "kept"), **options), 8, workers=1)
+    monkeypatch.setattr(composing, "_finish", watched)
+    light = generate(ComposeOptions(out=str(tmp_path / "light"), **options), 8, workers=1, keep=False)
+    gc.collect()
+    assert light.tunes == [] and light.written == kept.written == len(kept.tunes) == 8
+    assert len(made) == 8 and all(ref() is None for ref in made)
+    assert (tmp_path / "light" / "tunes.abc").read_bytes() == (tmp_path / "kept" / "tunes.abc").read_bytes()
+    summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("kept", "light")]
+    for summary in summaries:
+        summary.pop("seconds"), summary.pop("tunes_per_second")
+    assert summaries[0] == summaries[1]
+    names = [sorted(path.name for path in (tmp_path / name).iterdir()) for name in ("kept", "light")]
+    assert names[0] == names[1]
+
+
+def test_decode_without_keep_hands_each_tune_on_and_returns_none(model):
+    from folkrnn.sample import sample_tunes
+
+    composer = load_composer(model)
+    seen = []
+    out = sample_tunes(composer.engine, composer.vocabulary, range(3, 9), on_finish=seen.append, keep=False)
+    assert out == [] and sorted(tune.index for tune in seen) == list(range(6))
+    kept = sample_tunes(composer.engine, composer.vocabulary, range(3, 9))
+    assert [tune.tokens for tune in kept] == [tune.tokens for tune in sorted(seen, key=lambda t: t.index)]
+
+
 def test_generate_with_a_novelty_index_flags_copies(model, tmp_path):
     from folkrnn.corpus import body_of
     from folkrnn.validate import NoveltyIndex

@@ -14,16 +14,20 @@ import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from folkrnn.abc import parse
 from folkrnn.render import tune_to_svg, tunes_to_pdf
+from folkrnn.sheet import tune_to_mei
 
 DATA = Path(__file__).parent / "data" / "sheet"
 FIXTURES = sorted(path.stem for path in DATA.glob("*.abc"))
 SVG = "{http://www.w3.org/2000/svg}"
+MEI = "{http://www.music-encoding.org/ns/mei}"
+XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
 HREF = "{http://www.w3.org/1999/xlink}href"
 SHARP, FLAT, NATURAL = "E262", "E260", "E261"  # SMuFL accidentals, as verovio's glyph ids start
 
@@ -124,7 +128,7 @@ def svg_systems(svg: str) -> list[dict]:
 
 
 def svg_of(abc: str) -> str:
-    return tune_to_svg(parse(abc))
+    return tune_to_svg(parse(abc), abc=abc)
 
 
 COMPARED = ("measures", "number", "keys", "accidentals", "graces", "tuplets", "endings", "repeats")
@@ -223,6 +227,103 @@ def test_title_and_subtitle_name_the_tune_its_rhythm_and_key():
     assert "The Test Jig" in text and "jig \u00b7 G major" in text
     text = " ".join(ET.fromstring(svg_of(fixture("inline_keys"))).itertext())
     assert "polka \u00b7 F major" in text
+
+
+# --- slurs, decorations and chord symbols, read from the ABC text --------------------------------
+
+MARKS = ("slur", "tie", "harm", "artic", "trill", "fermata", "mordent", "turn")
+# abcm2ps's PostScript names for the decorations of ornaments_chords.abc -> verovio's classes
+ABCM2PS_DECORATIONS = {"stc": "artic", "accent": "artic", "upb": "artic", "dnb": "artic", "trl": "trill",
+                       "hld": "fermata", "lmrd": "mordent", "grm": "turn", "turn": "turn"}
+CHORD_SYMBOLS = ["G", "D", "Am7", "G", "C", "D", "G", "Em", "C", "D", "G", "D", "G"]
+
+
+def svg_marks(svg: str) -> tuple[Counter, list[str]]:
+    """The marks verovio drew (by class) and the chord symbols' texts, in order."""
+    root = ET.fromstring(svg)
+    groups = [g for g in root.iter(f"{SVG}g") if classes(g)]
+    counts = Counter(classes(g)[0] for g in groups if classes(g)[0] in MARKS)
+    return counts, ["".join(g.itertext()).strip() for g in groups if "harm" in classes(g)]
+
+
+def abcm2ps_marks(abc: str) -> tuple[Counter, list[str]]:
+    """What abcm2ps drew: slurs and ties (it draws both with SL), decorations as verovio's classes,
+    and the chord symbols' texts, in order."""
+    ps = subprocess.run(["abcm2ps", "-q", "-O", "-", "-"], input=abc, capture_output=True, text=True,
+                        timeout=60).stdout
+    body = ps[ps.index("%%EndSetup"):]
+    counts = Counter({"slur+tie": len(re.findall(r" SL$", body, re.MULTILINE))})
+    # one a line: "x y stc", or flipped below the staff "x y gsave 1 -1 scale neg accent grestore"
+    for name in re.findall(r" (" + "|".join(ABCM2PS_DECORATIONS) + r")(?: grestore)?$", body, re.MULTILINE):
+        counts[ABCM2PS_DECORATIONS[name]] += 1
+    return counts, re.findall(r"\(([^()]*)\)gcshow", body)
+
+
+def test_slurs_decorations_and_chord_symbols_are_drawn_from_the_abc():
+    """ornaments_chords.abc, counted by hand: 6 slurs (one over a triplet, one across a bar line),
+    a tie (G-|G2; f2-f is one note), 13 chord symbols, 7 articulations (4 staccato dots, two of
+    them on chords, an accent, an up and a down bow), 2 trills, 2 fermatas, a mordent and 2 rolls
+    (drawn as turns). The ties merge written notes: the marks after them still find their own
+    notes, and the chord symbol on G-|"G"G2 stands at the bar's first note."""
+    abc = fixture("ornaments_chords")
+    counts, symbols = svg_marks(svg_of(abc))
+    assert counts == {"slur": 6, "tie": 1, "harm": 13, "artic": 7, "trill": 2, "fermata": 2, "mordent": 1,
+                      "turn": 2}
+    assert symbols == CHORD_SYMBOLS
+    mei = ET.fromstring(tune_to_mei(parse(abc), abc=abc))
+    artic = [(element.tag.split("}")[1], element.get("pname"), element.get("artic"))
+             for element in mei.iter() if element.get("artic")]
+    assert artic == [("note", "f", "upbow"), ("note", "d", "stacc"), ("note", "c", "stacc"),
+                     ("note", "g", "dnbow"), ("note", "e", "acc"), ("chord", None, "stacc"),
+                     ("chord", None, "stacc")]
+    measures = {m.get("n"): m for m in mei.iter(f"{MEI}measure")}
+    first = next(e for e in measures["8"].iter() if e.tag in (f"{MEI}note", f"{MEI}chord"))
+    assert [(h.text, h.get("startid")) for h in measures["8"].iter(f"{MEI}harm")][0] == ("G", "#" + first.get(XML_ID))
+    slur = list(measures["7"].iter(f"{MEI}slur"))[-1]
+    assert slur.get("endid") == "#" + first.get(XML_ID)  # (FG-|G2): from F to the G after the bar line
+
+
+def test_without_the_abc_text_or_with_another_tune_s_no_marks_are_drawn():
+    """The Tune keeps no slurs, decorations or chord symbols; a text whose notes are not the tune's
+    is not read for them."""
+    abc = fixture("ornaments_chords")
+    assert svg_marks(tune_to_svg(parse(abc)))[0] == {"tie": 1}
+    assert svg_marks(tune_to_svg(parse(fixture("jig_endings")), abc=abc))[0] == {}
+
+
+@pytest.mark.parametrize("name", [name for name in FIXTURES if name != "ornaments_chords"])
+def test_a_tune_without_marks_engraves_the_same_with_its_text(name):
+    assert tune_to_svg(parse(fixture(name)), abc=fixture(name)) == tune_to_svg(parse(fixture(name)))
+
+
+@needs_abcm2ps
+def test_slurs_decorations_and_chord_symbols_are_abcm2ps_s():
+    abc = fixture("ornaments_chords")
+    ours, our_symbols = svg_marks(svg_of(abc))
+    theirs, their_symbols = abcm2ps_marks(abc)
+    assert ours["slur"] + ours["tie"] + 1 == theirs["slur+tie"]  # abcm2ps ties f2-f, folkrnn writes f3
+    for what in ("artic", "trill", "fermata", "mordent", "turn"):
+        assert ours[what] == theirs[what], what
+    assert our_symbols == their_symbols == CHORD_SYMBOLS
+
+
+@needs_poppler
+def test_render_draws_them_in_svg_and_pdf(tmp_path):
+    """``folkrnn render`` gives the tune's text to the engraver: the chord symbols are in the PDF's
+    text, the slurs in the SVG."""
+    from typer.testing import CliRunner
+
+    from folkrnn.cli import app
+
+    book = tmp_path / "book.abc"
+    book.write_text(fixture("ornaments_chords"))
+    for suffix in ("svg", "pdf"):
+        result = CliRunner().invoke(app, ["render", str(book), "--format", suffix, "--out", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+    assert svg_marks((tmp_path / "the-test-ornaments.svg").read_text())[0]["slur"] == 6
+    text = subprocess.run(["pdftotext", str(tmp_path / "the-test-ornaments.pdf"), "-"], capture_output=True,
+                          text=True, timeout=60).stdout
+    assert "Am7" in text and "Em" in text
 
 
 # --- PDF --------------------------------------------------------------------------------------------

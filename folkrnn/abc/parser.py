@@ -15,10 +15,12 @@ from itertools import repeat
 from operator import itemgetter
 
 from folkrnn.abc.lexer import (
+    ANNOT,
     BAR,
     BROKEN,
     CHORD_END,
     CHORD_START,
+    DECO,
     ENDING,
     FIELD,
     GRACE_END,
@@ -26,6 +28,7 @@ from folkrnn.abc.lexer import (
     MREST,
     NOTE,
     REST,
+    SLUR,
     TIE,
     TUPLET,
     Lexed,
@@ -123,8 +126,14 @@ def _ticks_per_unit(unit: Fraction, lexed: Lexed, at: int) -> int:
     return ticks
 
 
-def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
-    """Interpret lexed items as notes and bar lines (see :func:`parse`)."""
+def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None, marks: list | None = None) -> Tune:
+    """Interpret lexed items as notes and bar lines (see :func:`parse`).
+
+    ``marks``, a list, receives ``(record index, notes before it, onset)`` for each decoration,
+    chord symbol or slur sign outside grace groups (which the Tune does not keep): the index into
+    ``lexed.records``, how many of the tune's notes come before it, and the time it is written at
+    in quarter notes. ``folkrnn.sheet`` draws them from this.
+    """
     header = lexed.header
     meter = header.meter
     unit = header.unit if header.unit is not None else default_unit(meter)
@@ -405,6 +414,8 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None) -> Tune:
                     plain_notes = _plain_notes(signature_key, unit_ticks)
             except (ValueError, ZeroDivisionError) as error:
                 raise lexed.error(f"bad inline {name}: field: {error}", lexed.offset(index)) from None
+        elif marks is not None and not in_grace and (kind is DECO or kind is ANNOT or kind is SLUR):
+            marks.append((index, len(spelled), Fraction(t, TICKS)))
         # decorations, annotations, slurs and overlays do not change the notes
     if in_chord:
         raise lexed.error("a chord is not closed: expected ']'", chord_at)

@@ -124,7 +124,7 @@ def inputs(rows: Sequence[Row], features: int) -> np.ndarray:
 def decode(engine, constraint: Constraint, choice, seeds: Sequence[int], *, attempts: int = 1,
            next_seed: Callable[[int], int] | None = None, batch_size: int = 1024,
            on_finish: Callable[[object], None] | None = None, on_step: Callable[[], None] | None = None,
-           workers: int = 1) -> list:
+           workers: int = 1, keep: bool = True) -> list:
     """One result per seed (``constraint.result``), in the order of ``seeds``; result i depends only
     on ``seeds[i]`` (and the seeds after it that its failures try) and the options.
 
@@ -148,6 +148,9 @@ def decode(engine, constraint: Constraint, choice, seeds: Sequence[int], *, atte
     workers
         Processes to share the jobs among (:func:`folkrnn.decode.workers.in_workers`; on Linux,
         when each gets at least ``MIN_PER_WORKER``); the results do not depend on it.
+    keep
+        Keep the results and return them (False: each goes to ``on_finish`` only and nothing is
+        returned, so that a request of a million tunes holds only the tunes being made).
     """
     from folkrnn.decode import workers as pool
 
@@ -161,21 +164,23 @@ def decode(engine, constraint: Constraint, choice, seeds: Sequence[int], *, atte
 
         def run(claim, finish, step) -> None:
             decode_claimed(engine, constraint, choice, seeds, attempts=attempts, next_seed=next_seed,
-                           batch_size=min(batch_size, share), on_finish=finish, on_step=step, claim=claim)
+                           batch_size=min(batch_size, share), on_finish=finish, on_step=step, claim=claim,
+                           keep=False)  # each result goes to the parent as it is made
 
-        results = pool.in_workers(run, len(seeds), workers, on_finish, on_step)
+        results = pool.in_workers(run, len(seeds), workers, on_finish, on_step, keep=keep)
     else:
         results = decode_claimed(engine, constraint, choice, seeds, attempts=attempts, next_seed=next_seed,
-                                 batch_size=batch_size, on_finish=on_finish, on_step=on_step)
-    return [results[index] for index in range(len(seeds))]
+                                 batch_size=batch_size, on_finish=on_finish, on_step=on_step, keep=keep)
+    return [results[index] for index in range(len(seeds))] if keep else []
 
 
 def decode_claimed(engine, constraint: Constraint, choice, seeds: Sequence[int], *, attempts: int,
                    next_seed: Callable[[int], int] | None, batch_size: int,
                    on_finish: Callable[[object], None] | None, on_step: Callable[[], None] | None,
-                   claim: Callable[[int], list[int]] | None = None) -> dict[int, object]:
+                   claim: Callable[[int], list[int]] | None = None, keep: bool = True) -> dict[int, object]:
     """The results of the jobs this process claims (``claim(k)``: up to k more positions in
-    ``seeds``, shared by worker processes; None: all of them, here), by their position."""
+    ``seeds``, shared by worker processes; None: all of them, here), by their position (``keep``;
+    else none: each goes to ``on_finish`` only)."""
     # the cyclic garbage collector is off while decoding many rows: the loop makes no cycles (what
     # it drops, reference counting frees), and a collection walks every state the constraint has
     # learnt (a tenth of the time of a long request went on that; one row is left as it is)
@@ -184,7 +189,7 @@ def decode_claimed(engine, constraint: Constraint, choice, seeds: Sequence[int],
         gc.disable()
     try:
         return _decode_claimed(engine, constraint, choice, seeds, attempts, next_seed, batch_size, on_finish,
-                               on_step, claim)
+                               on_step, claim, keep)
     finally:
         if collecting:
             gc.enable()
@@ -193,7 +198,7 @@ def decode_claimed(engine, constraint: Constraint, choice, seeds: Sequence[int],
 def _decode_claimed(engine, constraint: Constraint, choice, seeds: Sequence[int], attempts: int,
                     next_seed: Callable[[int], int] | None, batch_size: int,
                     on_finish: Callable[[object], None] | None, on_step: Callable[[], None] | None,
-                    claim: Callable[[int], list[int]] | None) -> dict[int, object]:
+                    claim: Callable[[int], list[int]] | None, keep: bool = True) -> dict[int, object]:
     next_seed = next_seed or (lambda seed: seed + 1)
     results: dict[int, object] = {}
     failures: dict[int, list[tuple[int, str]]] = {}
@@ -217,7 +222,8 @@ def _decode_claimed(engine, constraint: Constraint, choice, seeds: Sequence[int]
                 retries.append((row.index, int(next_seed(row.seed))))
                 return
         result = constraint.result(row, list(history))
-        results[row.index] = result
+        if keep:
+            results[row.index] = result
         if on_finish is not None:
             on_finish(result)
 

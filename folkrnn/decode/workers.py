@@ -81,8 +81,9 @@ def _worker(run: Run, count: int, claimed, queue, parent: int) -> None:
 
 
 def in_workers(run: Run, count: int, workers: int, on_finish: Callable[[object], None] | None,
-               on_step: Callable[[], None] | None) -> dict[int, object]:
-    """The results of ``count`` jobs decoded by ``workers`` forked processes, by their index.
+               on_step: Callable[[], None] | None, *, keep: bool = True) -> dict[int, object]:
+    """The results of ``count`` jobs decoded by ``workers`` forked processes, by their index
+    (``keep``; else none: each goes to ``on_finish`` only).
 
     Raises the error a worker raised (or FolkError when one died); the workers are gone when it returns.
     """
@@ -112,7 +113,8 @@ def in_workers(run: Run, count: int, workers: int, on_finish: Callable[[object],
                     raise FolkError(f"a sampling worker process died (exit code {dead[0]})") from None
                 continue
             if kind == "result":
-                results[payload.index] = payload
+                if keep:
+                    results[payload.index] = payload
                 if on_finish is not None:
                     on_finish(payload)
             elif kind == "steps":
