@@ -35,6 +35,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from folkrnn.abc.writer import TUPLET_RATIOS, is_binary, tuplet_plans
 from folkrnn.music import LETTER_SEMITONES, MODE_NAMES, BarLine, Key, Meter, Note, Tune, signature_items
 from folkrnn.tables import PAPERS
 
@@ -45,17 +46,12 @@ BARS_PER_LINE = 4  # bars a line, where no part boundary breaks it first
 _MEI_NS = "http://www.music-encoding.org/ns/mei"
 _XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
 _SECTION_BARS = ("|:", ":|", "::", "||", "[|", "|]")  # bar lines that end or start a part
-_TUPLET_RATIOS = ((3, 2), (6, 4), (5, 4), (7, 4), (9, 8), (2, 3), (4, 3), (5, 2), (7, 8), (5, 3), (7, 6))
+_TUPLET_RATIOS = TUPLET_RATIOS + ((5, 3), (7, 6))  # the writer's, and two a staff can draw that ABC needs rarely
 _ACCID = {-2: "ff", -1: "f", 0: "n", 1: "s", 2: "ss"}
 # Written note values, longest first: (quarter notes, MEI @dur, dots).
 _VALUES = sorted(((Fraction(4, 2 ** k) * factor, 2 ** k, dots) for k in range(8)
                   for dots, factor in ((0, Fraction(1)), (1, Fraction(3, 2)), (2, Fraction(7, 4)))),
                  reverse=True)
-
-
-def _is_binary(value: Fraction) -> bool:
-    d = value.denominator
-    return d & (d - 1) == 0
 
 
 # --- the voice: notes, chords and rests between the bar lines ---------------------------------
@@ -136,21 +132,11 @@ def _values(length: Fraction) -> list[tuple[int, int]]:
 
 
 def _tuplet_plan(lengths: list[Fraction]) -> tuple[int, int, int] | None:
-    """(p, q, r): the first r lengths (r >= 2) are a p:q tuplet, each binary once scaled by p/q and
-    summing to a binary length; of the ratios that fit, the one whose notes need the fewest dots
-    (five in the time of three eighths are eighths, not dotted sixteenths). None when none fits."""
-    plans = []
-    for order, (p, q) in enumerate(_TUPLET_RATIOS):
-        factor = Fraction(p, q)
-        total = Fraction(0)
-        for r, value in enumerate(lengths, start=1):
-            if not _is_binary(value * factor):
-                break
-            total += value
-            if r >= 2 and _is_binary(total):
-                dots = sum(dots for length in lengths[:r] for _, dots in _values(length * factor))
-                plans.append((dots, order, (p, q, r)))
-                break
+    """(p, q, r): the first r lengths (r >= 2) are a p:q tuplet (:func:`~folkrnn.abc.writer.tuplet_plans`);
+    of the ratios that fit, the one whose notes need the fewest dots (five in the time of three
+    eighths are eighths, not dotted sixteenths). None when none fits."""
+    plans = [(sum(dots for length in lengths[:r] for _, dots in _values(length * factor)), order, (p, q, r))
+             for order, (p, q, r, factor) in enumerate(tuplet_plans(lengths, _TUPLET_RATIOS))]
     return min(plans)[2] if plans else None
 
 
@@ -556,7 +542,7 @@ def _items(events: list[_Event], measure: _Measure):
     tuplets: list[tuple[int, int]] = []
     i = 0
     while i < len(events):
-        if _is_binary(events[i].length):
+        if is_binary(events[i].length):
             i += 1
             continue
         plan = _tuplet_plan([e.length for e in events[i:]])

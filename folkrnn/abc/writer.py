@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import itertools
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from folkrnn.abc.layout import Measure, phrase_breaks
 from folkrnn.music import LETTER_SEMITONES, LETTERS, BarLine, Key, Note, Tune, key_signature
 
-__all__ = ["tune_to_abc", "spell_pitch", "format_length"]
+__all__ = ["tune_to_abc", "spell_pitch", "format_length", "is_binary", "tuplet_plans", "TUPLET_RATIOS"]
 
 # Header fields worth keeping, in the order they are written after X: and T:.
 _KEPT_FIELDS = "CORAQBDFGHNSZ"
@@ -57,7 +58,8 @@ def format_length(units: Fraction) -> str:
     return f"{units.numerator}/{units.denominator}"
 
 
-def _is_binary(value: Fraction) -> bool:
+def is_binary(value: Fraction) -> bool:
+    """A length whose denominator is a power of two (one ABC and staff notation write plainly)."""
     d = value.denominator
     return d & (d - 1) == 0
 
@@ -231,27 +233,33 @@ def _bar_text(bar: BarLine) -> str:
 
 
 # Tuplet ratios tried in order: p notes in the time of q.
-_TUPLET_RATIOS = ((3, 2), (6, 4), (5, 4), (7, 4), (9, 8), (2, 3), (4, 3), (5, 2), (7, 8))
+TUPLET_RATIOS = ((3, 2), (6, 4), (5, 4), (7, 4), (9, 8), (2, 3), (4, 3), (5, 2), (7, 8))
 
 
-def _tuplet_plan(units: list[Fraction]) -> tuple[int, int, int, Fraction] | None:
-    """A tuplet for the lengths from one that is not a binary fraction up to its bar line.
+def tuplet_plans(units: Sequence[Fraction], ratios: Sequence[tuple[int, int]] = TUPLET_RATIOS):
+    """The tuplets that could start a run of lengths, one per ratio that fits, in ``ratios``' order.
 
-    Returns (p, q, r, factor): the first r lengths (at least two) sum to a binary length, and
+    Yields (p, q, r, factor): the first r lengths (at least two) sum to a binary length, and
     each, times ``factor = p/q``, is binary, so ``(p:q:r`` writes them with lengths ABC players
-    accept. Members may be binary themselves (a quarter note inside a triplet: ``(3:2:2B2A``).
-    None when no ratio fits.
+    accept (and a staff draws them as plain notes under a bracket). Members may be binary
+    themselves (a quarter note inside a triplet: ``(3:2:2B2A``).
     """
-    for p, q in _TUPLET_RATIOS:
+    for p, q in ratios:
         factor = Fraction(p, q)
         total = Fraction(0)
         for r, value in enumerate(units, start=1):
-            if not _is_binary(value * factor):
+            if not is_binary(value * factor):
                 break
             total += value
-            if _is_binary(total) and r >= 2:
-                return p, q, r, factor
-    return None
+            if is_binary(total) and r >= 2:
+                yield p, q, r, factor
+                break
+
+
+def _tuplet_plan(units: list[Fraction]) -> tuple[int, int, int, Fraction] | None:
+    """A tuplet for the lengths from one that is not a binary fraction up to its bar line: the
+    first ratio that fits (:func:`tuplet_plans`), or None."""
+    return next(tuplet_plans(units), None)
 
 
 def _snap_to_binary(span: list[_Event], unit_quarters: Fraction) -> list[_Event]:
@@ -262,7 +270,7 @@ def _snap_to_binary(span: list[_Event], unit_quarters: Fraction) -> list[_Event]
     shortest = min(event.units for event in span)
     total = sum((event.units for event in span), Fraction(0))
     step = Fraction(1)
-    while step > shortest / 2 or (_is_binary(total) and (total / step).denominator != 1):
+    while step > shortest / 2 or (is_binary(total) and (total / step).denominator != 1):
         step /= 2
     out, edge, new_edge = [], Fraction(0), Fraction(0)
     for event in span:
@@ -280,7 +288,7 @@ def _writable(events: list[_Event], bar_onsets: list[Fraction], unit_quarters: F
     none fits go onto the binary grid (``_snap_to_binary``)."""
     i = 0
     while i < len(events):
-        if _is_binary(events[i].units):
+        if is_binary(events[i].units):
             i += 1
             continue
         k = bisect_right(bar_onsets, events[i].onset)
@@ -374,7 +382,7 @@ def tune_to_abc(tune: Tune) -> str:
         next_bar = bars[bar_index].onset if bar_index < len(bars) else None
         # a tuplet: from a length that is not a binary fraction to where the lengths sum to a
         # binary one again, within the bar
-        if not _is_binary(event.units):
+        if not is_binary(event.units):
             run = []
             for later in itertools.islice(events, i, None):  # no copy of the rest of the tune
                 if next_bar is not None and later.onset >= next_bar:
@@ -398,7 +406,7 @@ def tune_to_abc(tune: Tune) -> str:
             second = events[i + 1]
             same_bar = next_bar is None or second.onset < next_bar
             plain = (len(event.pitches) == 1 and len(second.pitches) == 1 and not event.tie
-                     and _is_binary(second.units)
+                     and is_binary(second.units)
                      and not second.tie and not second.graces and same_bar)
             # only where the pair is written as notes of at most one unit ("A>B", "A/>B/")
             # and fills a span of its own length in the bar (so "g>e", never "f<g" off it)
