@@ -91,18 +91,6 @@ class Checkpoint:
         shared = module.classes(self.vocabulary.tokens, self.encoding_params)
         return lambda ids: module.with_features(np.asarray(ids, np.int64), shared)
 
-    def feature_tracker(self):
-        """A factory of trackers (``push(token_id) -> features``), one per sequence sampled, for a
-        model that reads features (:mod:`folkrnn.schemes`); None for one that does not."""
-        name = self.model_config.get("features")
-        if not name:
-            return None
-        from folkrnn.schemes import scheme
-
-        module = scheme(name, self.encoding)
-        shared = module.classes(self.vocabulary.tokens, self.encoding_params)
-        return lambda: module.tracker(shared)
-
 
 def shipped_model(encoding: str = "abc") -> Path:
     """The folder of the default model shipped for ``encoding`` (package data).

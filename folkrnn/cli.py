@@ -482,7 +482,7 @@ def render_command(
     that cannot be read is reported and skipped; the exit code is then non-zero.
     """
     from folkrnn.abc import parse, read_text, split_tunebook
-    from folkrnn.render import render, renderer_for, slug
+    from folkrnn.render import check_paper, render, renderer_for, slug
 
     suffix = "." + format.lower().lstrip(".")
     try:
@@ -496,9 +496,10 @@ def render_command(
     if suffix in (".musicxml", ".xml"):  # the part's instrument and the metronome mark
         options = {"instrument": instrument, "tempo": tempo}
     if suffix == ".pdf":
-        if paper.lower() not in PAPERS:
-            fail(OptionError(f"--paper {paper!r}: choose one of {', '.join(PAPERS)}"))
-        options["paper"] = paper.lower()
+        try:
+            options["paper"] = check_paper(paper)
+        except FolkError as error:
+            fail(error)
     failed = 0
     try:
         texts = split_tunebook(read_text(abc_file), str(abc_file))

@@ -191,17 +191,16 @@ class ComposeOptions:
         elif self.part_bars is not None and not 1 <= self.part_bars <= 64:
             raise OptionError(f"--part-bars must be between 1 and 64, not {self.part_bars}")
         self.formats = parse_formats(self.formats)
-        self.paper = str(self.paper).lower()
-        if self.paper not in tables.PAPERS:
-            raise OptionError(f"--paper {self.paper!r}: choose one of {', '.join(tables.PAPERS)}")
+        from folkrnn.render import check_paper, find_soundfont
+
+        self.paper = check_paper(self.paper)
         if find_instrument(self.instrument) is None:
             raise OptionError(f"--instrument {self.instrument!r}: choose one of {', '.join(INSTRUMENTS)}")
         if self.tempo is not None and not 20 <= self.tempo <= 400:
             raise OptionError(f"--tempo must be between 20 and 400 beats per minute, not {self.tempo:g}")
         if self.soundfont is not None:
             self.soundfont = str(self.soundfont)
-            if self.soundfont.strip().lower() != "none" and not Path(self.soundfont).is_file():
-                raise OptionError("no such SoundFont file", file=self.soundfont)
+            find_soundfont(self.soundfont)  # it exists, and FluidSynth is there to play it
         return self
 
 
@@ -964,118 +963,115 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
     folder = Path(options.out)
     prepare_folder(folder)
     # one batch at a time in a folder: a second is refused here, at once, not half-way through with
-    # its files mixed among the first's; released at the end (or with this frame, on an exception)
-    held = ExitStack()
-    held.enter_context(folder_lock(folder))
-    tunebook, summary_path = folder / "tunes.abc", folder / "summary.json"
-    sheets = folder / "tunes.pdf" if "pdf" in options.formats else None  # the tunebook as sheet music
-    if not options.force:
-        for path in (tunebook, summary_path, sheets):
-            if path is not None and exists(path):  # a dangling link too
-                held.close()
-                raise OptionError(EXISTS, file=str(path))
-    if novelty == "auto":
-        novelty, novelty_source = _novelty_for(composer)
-    else:
-        novelty_source = "given" if novelty is not None else "not checked"
-    per_tune = [name for name in options.formats if name not in ("abc", "pdf")]  # pdf: one tunes.pdf
-    width = max(4, len(str(count)))
+    # its files mixed among the first's; the lock and the spool go at the end, whatever ends it
+    with ExitStack() as held:
+        held.enter_context(folder_lock(folder))
+        tunebook, summary_path = folder / "tunes.abc", folder / "summary.json"
+        sheets = folder / "tunes.pdf" if "pdf" in options.formats else None  # the tunebook as sheet music
+        if not options.force:
+            for path in (tunebook, summary_path, sheets):
+                if path is not None and exists(path):  # a dangling link too
+                    raise OptionError(EXISTS, file=str(path))
+        if novelty == "auto":
+            novelty, novelty_source = _novelty_for(composer)
+        else:
+            novelty_source = "given" if novelty is not None else "not checked"
+        per_tune = [name for name in options.formats if name not in ("abc", "pdf")]  # pdf: one tunes.pdf
+        width = max(4, len(str(count)))
 
-    try:
-        finished_tunes = _Finished(folder)
-    except OSError as failure:
-        held.close()
-        raise OptionError(f"cannot write here: {failure.strerror or failure}", file=str(folder)) from None
-    held.callback(finished_tunes.close)
-    done: dict[int, Composed] = {}  # with keep
-    rejected: list[dict] = []
-    retried: list[dict] = []
-    history: dict[int, list[tuple[int, str]]] = {}
-    error: FolkError | None = None
-    interrupted = False
-    retry_jobs: list[tuple[int, int]] = []
-
-    def finished(sampled: Sampled) -> None:
-        nonlocal error
-        if error is not None:
-            return
-        index = sampled.index
-        for seed, reason in sampled.failures:
-            retried.append({"tune": index + 1, "seed": seed, "reason": reason})
-        history.setdefault(index, []).extend(sampled.failures)
-        if not sampled.ok:
-            rejected.append({"tune": index + 1, "seeds": [s for s, _ in history[index]],
-                             "reason": history[index][-1][1] if history[index] else "unknown"})
-            return
-        composed, reason = _finish(sampled, options, composer, number=index + 1, novelty=novelty,
-                                   from_title=from_title)
-        if composed is None:
-            history[index].append((sampled.seed, reason))
-            retried.append({"tune": index + 1, "seed": sampled.seed, "reason": reason})
-            if len(history[index]) < config.attempts:
-                retry_jobs.append((index, sampled.seed + count))
-            else:
-                rejected.append({"tune": index + 1, "seeds": [s for s, _ in history[index]],
-                                 "reason": reason})
-            return
-        composed.failures = list(history[index])
-        stem = f"{index + 1:0{width}d}-{composed.slug}"
         try:
-            if per_tune:  # all of the tune's files or none (an interruption removes what was written)
-                composed.files = _write_formats(composed, folder, stem, per_tune, options,
-                                                overwrite=options.force)
-        except FolkError as failure:
-            error = failure
-            return
+            finished_tunes = _Finished(folder)
         except OSError as failure:
-            error = OptionError(f"cannot write: {failure.strerror or failure}", file=str(folder))
-            return
+            raise OptionError(f"cannot write here: {failure.strerror or failure}", file=str(folder)) from None
+        held.callback(finished_tunes.close)
+        done: dict[int, Composed] = {}  # with keep
+        rejected: list[dict] = []
+        retried: list[dict] = []
+        history: dict[int, list[tuple[int, str]]] = {}
+        error: FolkError | None = None
+        interrupted = False
+        retry_jobs: list[tuple[int, int]] = []
+
+        def finished(sampled: Sampled) -> None:
+            nonlocal error
+            if error is not None:
+                return
+            index = sampled.index
+            for seed, reason in sampled.failures:
+                retried.append({"tune": index + 1, "seed": seed, "reason": reason})
+            history.setdefault(index, []).extend(sampled.failures)
+            if not sampled.ok:
+                rejected.append({"tune": index + 1, "seeds": [s for s, _ in history[index]],
+                                 "reason": history[index][-1][1] if history[index] else "unknown"})
+                return
+            composed, reason = _finish(sampled, options, composer, number=index + 1, novelty=novelty,
+                                       from_title=from_title)
+            if composed is None:
+                history[index].append((sampled.seed, reason))
+                retried.append({"tune": index + 1, "seed": sampled.seed, "reason": reason})
+                if len(history[index]) < config.attempts:
+                    retry_jobs.append((index, sampled.seed + count))
+                else:
+                    rejected.append({"tune": index + 1, "seeds": [s for s, _ in history[index]],
+                                     "reason": reason})
+                return
+            composed.failures = list(history[index])
+            stem = f"{index + 1:0{width}d}-{composed.slug}"
+            try:
+                if per_tune:  # all of the tune's files or none (an interruption removes what was written)
+                    composed.files = _write_formats(composed, folder, stem, per_tune, options,
+                                                    overwrite=options.force)
+            except FolkError as failure:
+                error = failure
+                return
+            except OSError as failure:
+                error = OptionError(f"cannot write: {failure.strerror or failure}", file=str(folder))
+                return
+            try:
+                finished_tunes.add(composed)
+            except OSError as failure:  # a full disk: its files go too, so that what is kept agrees
+                for path in composed.files:
+                    path.unlink(missing_ok=True)
+                error = OptionError(f"cannot write: {failure.strerror or failure}", file=str(folder))
+                return
+            if keep:
+                done[index] = composed
+            if progress is not None:
+                progress(len(finished_tunes) + len(rejected), count)
+
+        # the first round: tune i from seed + i, as ranges (nothing sized by -n is built before the
+        # work); a later round: the tunes whose tune failed, each with its next seed
+        indices: Sequence[int] = range(count)
+        seeds: Sequence[int] = range(options.seed, options.seed + count)
         try:
-            finished_tunes.add(composed)
-        except OSError as failure:  # a full disk: its files go too, so that what is kept agrees
-            for path in composed.files:
-                path.unlink(missing_ok=True)
-            error = OptionError(f"cannot write: {failure.strerror or failure}", file=str(folder))
-            return
-        if keep:
-            done[index] = composed
-        if progress is not None:
-            progress(len(finished_tunes) + len(rejected), count)
+            while len(seeds) and error is None:
+                def relay(sampled: Sampled, indices: Sequence[int] = indices) -> None:
+                    sampled.index = indices[sampled.index]
+                    finished(sampled)
 
-    # the first round: tune i from seed + i, as ranges (nothing sized by -n is built before the
-    # work); a later round: the tunes whose tune failed, each with its next seed
-    indices: Sequence[int] = range(count)
-    seeds: Sequence[int] = range(options.seed, options.seed + count)
-    try:
-        while len(seeds) and error is None:
-            def relay(sampled: Sampled, indices: Sequence[int] = indices) -> None:
-                sampled.index = indices[sampled.index]
-                finished(sampled)
-
-            sample_tunes(composer.engine, composer.vocabulary, seeds,
-                         config=config, conditions=conditions, next_seed=lambda seed: seed + count,
-                         batch_size=batch_size, on_finish=relay, keep=False,
-                         workers=default_workers() if workers is None else workers)
-            jobs = sorted(dict(retry_jobs).items())
-            indices, seeds = [index for index, _ in jobs], [seed for _, seed in jobs]
-            retry_jobs[:] = []
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (folkrnn.processes): keep the finished tunes
-        interrupted = True
-    except FolkError as failure:  # a worker process died (the OOM killer): keep the finished tunes
-        error = error or failure
-    tunes = [done[index] for index in sorted(done)]
-    result = GenerateResult(tunes=tunes, rejected=rejected, retried=retried, summary_path=None,
-                            tunebook_path=None, interrupted=interrupted, error=error,
-                            written=len(finished_tunes))
-    try:
-        _write_book(result, finished_tunes, folder, tunebook, summary_path, options, count, composer,
-                    novelty_source, started)
-    except FolkError as failure:
-        result.error = result.error or failure
-    except OSError as failure:
-        result.error = result.error or OptionError(f"cannot write: {failure.strerror or failure}",
-                                                   file=str(folder))
-    held.close()
+                sample_tunes(composer.engine, composer.vocabulary, seeds,
+                             config=config, conditions=conditions, next_seed=lambda seed: seed + count,
+                             batch_size=batch_size, on_finish=relay, keep=False,
+                             workers=default_workers() if workers is None else workers)
+                jobs = sorted(dict(retry_jobs).items())
+                indices, seeds = [index for index, _ in jobs], [seed for _, seed in jobs]
+                retry_jobs[:] = []
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (folkrnn.processes): keep the finished tunes
+            interrupted = True
+        except FolkError as failure:  # a worker process died (the OOM killer): keep the finished tunes
+            error = error or failure
+        tunes = [done[index] for index in sorted(done)]
+        result = GenerateResult(tunes=tunes, rejected=rejected, retried=retried, summary_path=None,
+                                tunebook_path=None, interrupted=interrupted, error=error,
+                                written=len(finished_tunes))
+        try:
+            _write_book(result, finished_tunes, folder, tunebook, summary_path, options, count, composer,
+                        novelty_source, started)
+        except FolkError as failure:
+            result.error = result.error or failure
+        except OSError as failure:
+            result.error = result.error or OptionError(f"cannot write: {failure.strerror or failure}",
+                                                       file=str(folder))
     result.seconds = time.perf_counter() - started
     return result
 

@@ -339,8 +339,7 @@ def _title_conditioning(checkpoint, config: EvaluateConfig) -> dict:
     raw = SampleConfig(temperature=config.temperature, top_p=1.0)
     sequences = iter(sample_headers(checkpoint.engine(), vocabulary, prompts,
                                     [config.seed + 1 + i for i in range(len(prompts))], config=raw,
-                                    stop=lambda token: token.startswith("M:"),
-                                    tracker=checkpoint.feature_tracker()))
+                                    stop=lambda token: token.startswith("M:")))
     for ok in usable:
         tokens = next(sequences) if ok else []
         meters.append(next((t[2:] for t in tokens if t.startswith("M:")), None))

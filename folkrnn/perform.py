@@ -710,8 +710,6 @@ def perform(model: str | os.PathLike | Performer | None, count: int = 1, *,
         Bad options, a missing or foreign model, an unreadable prime, files that exist without
         ``force``; all before anything is written.
     """
-    from contextlib import ExitStack
-
     from folkrnn import __version__
     from folkrnn.files import EXISTS, exists, folder_lock, prepare_folder, staged, write_atomic
     from folkrnn.midi import write_performance
@@ -734,76 +732,73 @@ def perform(model: str | os.PathLike | Performer | None, count: int = 1, *,
     _check_prime(prime_ids, options, performer.events)  # before the folder: one line, nothing made
 
     folder = prepare_folder(out)
-    held = ExitStack()  # one batch at a time in a folder (folkrnn.files.folder_lock); released at the end
-    held.enter_context(folder_lock(folder))
-    width = max(4, len(str(count)))
-    paths = _Paths(folder, width, count)  # perf-0001.mid ...: made when asked for, not -n at once
-    summary_path = folder / "summary.json"
-    if not force:
-        for path in [*paths.existing(), summary_path]:
-            if exists(path):  # a dangling link too
-                held.close()
-                raise OptionError(EXISTS, file=str(path))
+    with folder_lock(folder):  # one batch at a time in a folder; released at the end, whatever ends it
+        width = max(4, len(str(count)))
+        paths = _Paths(folder, width, count)  # perf-0001.mid ...: made when asked for, not -n at once
+        summary_path = folder / "summary.json"
+        if not force:
+            for path in [*paths.existing(), summary_path]:
+                if exists(path):  # a dangling link too
+                    raise OptionError(EXISTS, file=str(path))
 
-    done: dict[int, Performance] = {}
-    files: list[Path] = []
-    error: FolkError | None = None
-    interrupted = False
-    fresh = iter(range(seed + count, MAX_SEED))
+        done: dict[int, Performance] = {}
+        files: list[Path] = []
+        error: FolkError | None = None
+        interrupted = False
+        fresh = iter(range(seed + count, MAX_SEED))
 
-    def finished(piece: Performance) -> None:
-        nonlocal error
-        done[piece.index] = piece
-        if piece.ok and error is None:
-            try:  # named only if nothing took the name meanwhile, without --force (files.publish)
-                with staged(paths[piece.index], overwrite=force) as temporary:
-                    write_performance(piece.notes, temporary, program=style.program,
-                                      name=instrument, **file_signatures(piece.controls))
-                files.append(paths[piece.index])
-            except FolkError as failure:
-                error = failure
-        if progress is not None:
-            progress(len(done), count)
+        def finished(piece: Performance) -> None:
+            nonlocal error
+            done[piece.index] = piece
+            if piece.ok and error is None:
+                try:  # named only if nothing took the name meanwhile, without --force (files.publish)
+                    with staged(paths[piece.index], overwrite=force) as temporary:
+                        write_performance(piece.notes, temporary, program=style.program,
+                                          name=instrument, **file_signatures(piece.controls))
+                    files.append(paths[piece.index])
+                except FolkError as failure:
+                    error = failure
+            if progress is not None:
+                progress(len(done), count)
 
-    try:
-        sample_performances(performer, range(seed, seed + count), options=options,
-                            prime=prime_ids, next_seed=lambda _: next(fresh), batch_size=batch_size,
-                            on_finish=finished, controls=controls)
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (folkrnn.processes): keep the finished pieces
-        interrupted = True
-    except FolkError as failure:  # a worker process died (the OOM killer): keep the finished pieces
-        error = error or failure
-    pieces = [done[i] for i in sorted(done)]
-    written = set(files)
-    summary = {
-        "folkrnn_version": __version__,
-        # the shipped model by its name, a user's by the path given: no path of this machine
-        "model": performer.label, "model_label": performer.label,
-        "events": performer.events.to_dict(),
-        "options": asdict(options),
-        "instrument": instrument, "program": style.program,
-        "max_note_s": max_note_seconds(options, performer),
-        "max_voices": 1 if style.monophonic else options.max_voices,
-        "prime": None if prime is None else {"file": str(prime), "events": len(prime_ids)},
-        "controls": controls.given() if controls is not None else {},
-        "seed": seed, "count": count, "made": sum(piece.ok for piece in pieces),
-        "interrupted": interrupted, "error": None if error is None else str(error),
-        "elapsed_s": round(time.perf_counter() - started, 3),
-        "pieces": [{
-            "file": paths[piece.index].name if piece.ok and paths[piece.index] in written else None,
-            "seed": piece.seed, "requested_seed": piece.requested_seed, "ok": piece.ok,
-            "events": len(piece.events), "notes": len(piece.notes), "seconds": round(piece.seconds, 3),
-            "ended": piece.ended, "log_prob": round(piece.log_prob, 4), "controls": piece.controls,
-            "failures": [{"seed": s, "reason": r} for s, r in piece.failures],
-            "command": _remake(options, piece.seed, model_label, None if prime is None else str(prime),
-                               instrument, controls),
-        } for piece in pieces],
-    }
-    try:
-        write_atomic(summary_path, json.dumps(summary, indent=1) + "\n", overwrite=force)
-    except FolkError as failure:
-        error = error or failure
-        summary_path = None
-    held.close()
+        try:
+            sample_performances(performer, range(seed, seed + count), options=options,
+                                prime=prime_ids, next_seed=lambda _: next(fresh), batch_size=batch_size,
+                                on_finish=finished, controls=controls)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (folkrnn.processes): keep the finished pieces
+            interrupted = True
+        except FolkError as failure:  # a worker process died (the OOM killer): keep the finished pieces
+            error = error or failure
+        pieces = [done[i] for i in sorted(done)]
+        written = set(files)
+        summary = {
+            "folkrnn_version": __version__,
+            # the shipped model by its name, a user's by the path given: no path of this machine
+            "model": performer.label, "model_label": performer.label,
+            "events": performer.events.to_dict(),
+            "options": asdict(options),
+            "instrument": instrument, "program": style.program,
+            "max_note_s": max_note_seconds(options, performer),
+            "max_voices": 1 if style.monophonic else options.max_voices,
+            "prime": None if prime is None else {"file": str(prime), "events": len(prime_ids)},
+            "controls": controls.given() if controls is not None else {},
+            "seed": seed, "count": count, "made": sum(piece.ok for piece in pieces),
+            "interrupted": interrupted, "error": None if error is None else str(error),
+            "elapsed_s": round(time.perf_counter() - started, 3),
+            "pieces": [{
+                "file": paths[piece.index].name if piece.ok and paths[piece.index] in written else None,
+                "seed": piece.seed, "requested_seed": piece.requested_seed, "ok": piece.ok,
+                "events": len(piece.events), "notes": len(piece.notes), "seconds": round(piece.seconds, 3),
+                "ended": piece.ended, "log_prob": round(piece.log_prob, 4), "controls": piece.controls,
+                "failures": [{"seed": s, "reason": r} for s, r in piece.failures],
+                "command": _remake(options, piece.seed, model_label, None if prime is None else str(prime),
+                                   instrument, controls),
+            } for piece in pieces],
+        }
+        try:
+            write_atomic(summary_path, json.dumps(summary, indent=1) + "\n", overwrite=force)
+        except FolkError as failure:
+            error = error or failure
+            summary_path = None
     return PerformResult(pieces=pieces, files=sorted(files), summary_path=summary_path,
                          seconds=time.perf_counter() - started, interrupted=interrupted, error=error)

@@ -36,7 +36,7 @@ import numpy as np
 
 from folkrnn.events import CONTROLS, EventConfig
 
-__all__ = ["SCHEME", "FEATURE_NAMES", "feature_sizes", "Pulse", "classes", "with_features", "tracker"]
+__all__ = ["SCHEME", "FEATURE_NAMES", "feature_sizes", "Pulse", "classes", "with_features"]
 
 SCHEME = "pulse-1"  # the name a model's config gives this set of features
 FEATURE_NAMES = ("phase", "beat", "tempo", "meter", "key", "density")
@@ -131,11 +131,6 @@ def classes(tokens: Sequence[str], settings: Mapping | None = None) -> _Classes:
     EventConfig fields (its steps per second)."""
     config = EventConfig.from_dict(dict(settings)) if settings else EventConfig()
     return _Classes(tokens, config.steps_per_second)
-
-
-def tracker(shared: _Classes) -> Pulse:
-    """A new :class:`Pulse` for one performance (every scheme names its tracker so)."""
-    return Pulse(shared)
 
 
 def with_features(ids: Sequence[int], shared: _Classes) -> np.ndarray:

@@ -129,6 +129,16 @@ def tune_to_svg(tune: Tune, *, abc: str | None = None) -> str:
     return engrave(tune, scale=45, abc=abc)[0]
 
 
+def check_paper(paper: str) -> str:
+    """The paper's name as ``folkrnn.tables.PAPERS`` spells it; OptionError for one it lacks."""
+    from folkrnn.tables import PAPERS
+
+    name = str(paper).lower()
+    if name not in PAPERS:
+        raise OptionError(f"--paper {paper!r}: choose one of {', '.join(PAPERS)}")
+    return name
+
+
 def tunes_to_pdf(tunes: list[Tune], *, paper: str = "a4", title: str = "",
                  abcs: list[str | None] | None = None) -> bytes:
     """Tunes engraved on pages of ``paper`` (``folkrnn.tables.PAPERS``) as one PDF: as many
@@ -136,10 +146,10 @@ def tunes_to_pdf(tunes: list[Tune], *, paper: str = "a4", title: str = "",
     ``folkrnn.pdf``). ``abcs``: each tune's ABC text (or None), for its slurs, decorations and
     chord symbols."""
     from folkrnn.sheet import tunes_to_pdf as engrave_pdf
-    from folkrnn.tables import PAPERS
 
-    if paper not in PAPERS:
-        raise OptionError(f"--paper {paper!r}: choose one of {', '.join(PAPERS)}")
+    paper = check_paper(paper)
+    for tune in tunes:  # a tunebook's PDF (generate) comes here without render(): the same limits
+        check_size(tune, ".pdf")
     return engrave_pdf(tunes, paper=paper, title=title, abcs=abcs)
 
 
@@ -164,22 +174,6 @@ def _m21_key(tune_key):
     if tune_key.mode in ("maj", "min"):
         return key.Key(tune_key.tonic.replace("b", "-"), _M21_MODES[tune_key.mode])
     return key.KeySignature(max(-7, min(7, sum(tune_key.accidentals.values()))))
-
-
-def _key_changes(tune: Tune) -> list[tuple]:
-    """The tune's key changes in the body (``[K:D]``, a ``K:`` line) as (onset, Key), in order;
-    a key that cannot be read is left out (the parser has warned about it)."""
-    from folkrnn.abc.lexer import parse_key
-
-    out = []
-    for change in tune.changes:
-        if change.field != "K":
-            continue
-        try:
-            out.append((change.onset, parse_key(change.value)[0]))
-        except ValueError:
-            continue
-    return out
 
 
 def _measure_numbers(lengths: list, full, opens_part: list[bool] | None = None) -> list[tuple[int, bool]]:
@@ -241,7 +235,9 @@ def tune_to_score(tune: Tune, *, instrument: str = "fiddle", tempo: float | None
     player = find_instrument(instrument)
     if player is None:
         raise OptionError(f"unknown instrument {instrument!r}")
-    changes = _key_changes(tune)
+    from folkrnn.sheet import key_changes
+
+    changes = key_changes(tune)
     change_onsets = [onset for onset, _ in changes]
 
     def signature_at(onset) -> dict:

@@ -602,17 +602,17 @@ class _Headers(Constraint):
 
 def sample_headers(engine, vocabulary, prompts: Sequence[Sequence[str]], seeds: Sequence[int], *,
                    config: SampleConfig | None = None, max_tokens: int = 120,
-                   stop: Callable[[str], bool] | None = None, tracker: Callable[[], object] | None = None,
-                   ) -> list[list[str]]:
+                   stop: Callable[[str], bool] | None = None) -> list[list[str]]:
     """What the model writes after each prompt on its own, with no grammar: row i reads ``<s>`` and
     ``prompts[i]`` (tokens; a leading ``<s>`` is taken as the start), then samples with ``seeds[i]``
     and ``config``'s choice (temperature, top-k, top-p) until ``</s>``, a token ``stop`` accepts, or
-    ``max_tokens`` tokens in all. ``tracker``: a factory of feature trackers for a model that reads
-    features (:meth:`folkrnn.checkpoint.Checkpoint.feature_tracker`). Returns each row's tokens,
-    ``<s>`` and the prompt included, on the same decoding loop as :func:`sample_tunes`."""
+    ``max_tokens`` tokens in all. A model that reads position features gets them as
+    :func:`sample_tunes` gives them. Returns each row's tokens, ``<s>`` and the prompt included, on
+    the same decoding loop as :func:`sample_tunes`."""
     config = (config or SampleConfig()).check()
     ids = [vocabulary.encode([token for k, token in enumerate(prompt) if k or token != "<s>"]) for prompt in prompts]
     if len(ids) != len(seeds):
         raise OptionError(f"{len(ids)} prompts but {len(seeds)} seeds")
-    constraint = _Headers(vocabulary, ids, max_tokens, stop, tracker)
+    shared = classes(vocabulary.tokens) if getattr(engine, "features", 0) else None
+    constraint = _Headers(vocabulary, ids, max_tokens, stop, (lambda: Positions(shared)) if shared else None)
     return decode(engine, constraint, config, list(seeds))

@@ -10,10 +10,8 @@ pulse-1       midi      :mod:`folkrnn.pulse`: the phase of the beat, the beat of
 ============  ========  ==========================================================================
 
 Each module gives ``SCHEME``, ``FEATURE_NAMES``, ``feature_sizes(vocab_size)``,
-``classes(tokens, settings)`` (the vocabulary read once; ``settings``, the encoding's),
-``with_features(ids, shared)`` (``(T, 1 + F)``: each id, then its features, for training) and
-``tracker(shared)`` (one sequence followed token by token, ``push(token_id) -> features``, for
-sampling: the same features).
+``classes(tokens, settings)`` (the vocabulary read once; ``settings``, the encoding's) and
+``with_features(ids, shared)`` (``(T, 1 + F)``: each id, then its features).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -39,7 +40,8 @@ from folkrnn.abc.writer import TUPLET_RATIOS, is_binary, tuplet_plans
 from folkrnn.music import LETTER_SEMITONES, MODE_NAMES, BarLine, Key, Meter, Note, Tune, signature_items
 from folkrnn.tables import PAPERS
 
-__all__ = ["tune_to_mei", "engrave", "tunes_to_pdf", "page_size", "svg_size", "subtitle", "BARS_PER_LINE"]
+__all__ = ["tune_to_mei", "engrave", "key_changes", "tunes_to_pdf", "page_size", "svg_size", "subtitle",
+           "BARS_PER_LINE"]
 
 BARS_PER_LINE = 4  # bars a line, where no part boundary breaks it first
 
@@ -98,8 +100,8 @@ def _voice(notes: list[Note], end: Fraction) -> list[_Event]:
     sounding = [e for e in events if e.pitches]
     for note in notes:
         if note.grace:
-            k = next((k for k, onset in enumerate(event_onsets) if onset >= note.onset), None)
-            if k is not None:
+            k = bisect_left(event_onsets, note.onset)  # the first sounding event at or after the grace
+            if k < len(sounding):
                 graces.setdefault(id(sounding[k]), []).append(note.pitch)
     for event in sounding:
         event.graces = tuple(graces.get(id(event), ()))
@@ -107,11 +109,11 @@ def _voice(notes: list[Note], end: Fraction) -> list[_Event]:
 
 
 def _split(events: list[_Event], cuts: list[Fraction]) -> list[_Event]:
-    """Events cut at the bar lines, the first piece tied to the next."""
+    """Events cut at the bar lines (``cuts``, ascending), the first piece tied to the next."""
     out = []
     for event in events:
-        edges = [event.onset] + [c for c in cuts if event.onset < c < event.onset + event.length] \
-            + [event.onset + event.length]
+        end = event.onset + event.length
+        edges = [event.onset, *cuts[bisect_right(cuts, event.onset):bisect_left(cuts, end)], end]
         for k, (a, b) in enumerate(zip(edges, edges[1:])):
             last = k == len(edges) - 2
             out.append(_Event(a, b - a, event.pitches, event.graces if k == 0 else (),
@@ -268,22 +270,30 @@ def _beam_span(meter: Meter) -> Fraction:
 # --- keys ---------------------------------------------------------------------------------------
 
 
-def _key_at(tune: Tune) -> list[tuple[Fraction, Key]]:
-    """The keys in force: (onset, key), the header key at 0, then each K: change."""
+def key_changes(tune: Tune) -> list[tuple[Fraction, Key]]:
+    """The tune's key changes in the body (``[K:D]``, a ``K:`` line) as (onset, Key), in order;
+    a key that cannot be read is left out (the parser has warned about it). MusicXML reads them too."""
     from folkrnn.abc.lexer import parse_key
 
-    keys = [(Fraction(0), tune.key)]
+    out = []
     for change in tune.changes:
         if change.field != "K":
             continue
         try:
-            key = parse_key(change.value)[0]
+            out.append((change.onset, parse_key(change.value)[0]))
         except ValueError:
             continue
-        if change.onset <= 0:
+    return out
+
+
+def _key_at(tune: Tune) -> list[tuple[Fraction, Key]]:
+    """The keys in force: (onset, key), the header key at 0, then each K: change."""
+    keys = [(Fraction(0), tune.key)]
+    for onset, key in key_changes(tune):
+        if onset <= 0:
             keys[0] = (Fraction(0), key)
         else:
-            keys.append((change.onset, key))
+            keys.append((onset, key))
     return keys
 
 
@@ -423,6 +433,7 @@ def tune_to_mei(tune: Tune, *, bars_per_line: int = BARS_PER_LINE, abc: str | No
     end = max([tune.length, tune.end or Fraction(0)] + [n.onset + n.duration for n in tune.notes])
     measures = _measures(tune, end, bars_per_line)
     events = _split(_voice(tune.notes, measures[-1].end), [m.start for m in measures[1:]])
+    onsets = [event.onset for event in events]  # ascending: the voice is in time order
     keys = _key_at(tune)
     meters = dict(_meters_at(tune))
 
@@ -476,7 +487,7 @@ def tune_to_mei(tune: Tune, *, bars_per_line: int = BARS_PER_LINE, abc: str | No
         if right:
             element.set("right", right)
         layer = ET.SubElement(ET.SubElement(element, "staff", {"n": "1"}), "layer", {"n": "1"})
-        inside = [e for e in events if measure.start <= e.onset < measure.end]
+        inside = events[bisect_left(onsets, measure.start):bisect_left(onsets, measure.end)]
         _fill_layer(layer, inside, measure, state, ids)
         if index == closes_at:
             container = section

@@ -43,7 +43,7 @@ from folkrnn.abc.grammar import TICKS_PER_UNIT, TokenClass, bar_ticks, classify
 from folkrnn.abc.parser import default_tuplet_q
 
 __all__ = ["SCHEME", "FEATURE_NAMES", "feature_sizes", "Positions", "tune_features", "with_features", "pad_inputs",
-           "classes", "tracker"]
+           "classes"]
 
 SCHEME = "lookback-1"  # the name a model's config gives this set of features
 FEATURE_NAMES = ("beat", "bar", "part", "back1", "back2", "backpart", "repeated")
@@ -288,8 +288,3 @@ def classes(tokens: Sequence[str], settings=None) -> _Classes:
     """The vocabulary classified once, to share among many :class:`Positions` (``settings``, the
     normalisation, change nothing here: every scheme's ``classes`` takes them)."""
     return _Classes(tokens)
-
-
-def tracker(shared: _Classes) -> Positions:
-    """A new :class:`Positions` for one tune (every scheme names its tracker so)."""
-    return Positions(shared)
