@@ -1007,6 +1007,26 @@ def generate_command(
                f"summary: {result.summary_path}", err=True)
 
 
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every network; mind who can reach it).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    model: ModelOption = None,
+    db: Annotated[str | None, typer.Option(
+        help="The tunebook: a SQLite file, or a postgresql:// URL shared by several servers. "
+        "Default: tunebook.sqlite in this folder.")] = None,
+    workers: Annotated[int, typer.Option(help="Server processes on this machine (each loads the model).")] = 1,
+) -> None:
+    """The web composer in your browser: compose, read, play, download and keep tunes (docs/serve.md)."""
+    from folkrnn.serve import serve
+
+    try:
+        serve(host, port, model=model, db=db, workers=workers, announce=lambda line: typer.echo(line, err=True))
+    except FolkError as error:
+        fail(error)
+
+
 class PerformStrategy(str, Enum):
     sample = "sample"
     greedy = "greedy"

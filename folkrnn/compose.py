@@ -64,7 +64,7 @@ __all__ = [
     "USUAL_TONICS", "MODE_CODES", "FORMATS", "ComposeOptions", "Composer",
     "Composed", "GenerateResult", "load_composer", "compose", "generate", "usual_tonic",
     "transpose_tokens", "prime_tokens", "parse_key_option", "parse_formats", "provenance",
-    "remake_command", "command_of", "tempo_field",
+    "remake_command", "command_of", "tempo_field", "conditions_of", "random_seed", "write_formats",
 ]
 
 FORMATS = tuple(tables.FORMATS)  # the formats compose and generate write (folkrnn.tables.FORMATS)
@@ -639,7 +639,7 @@ def _finish(sampled: Sampled, options: ComposeOptions, composer: Composer, *, nu
                     warnings=warnings), ""
 
 
-def _conditions(options: ComposeOptions, composer: Composer) -> tuple[Conditions, tuple[str, ...]]:
+def conditions_of(options: ComposeOptions, composer: Composer) -> tuple[Conditions, tuple[str, ...]]:
     """What the sampler is to force, and which header letters ("R", "M") the title's dance set."""
     prime: tuple[str, ...] = ()
     rhythm, meter, mode = options.rhythm, options.meter, options.mode
@@ -702,7 +702,7 @@ def meters_of_rhythm(rhythm: str | None, vocabulary) -> tuple[str, ...] | None:
 DANCE_METERS = {name: dance.meters for name, dance in DANCES.items() if dance.meters}
 
 
-def _random_seed() -> int:
+def random_seed() -> int:
     return secrets.randbelow(1_000_000)
 
 
@@ -710,7 +710,7 @@ def _random_seed() -> int:
 # Writing
 
 
-def _write_formats(composed: Composed, folder: Path, stem: str, formats: list[str],
+def write_formats(composed: Composed, folder: Path, stem: str, formats: list[str],
                    options: ComposeOptions, *, overwrite: bool = True) -> list[Path]:
     """Write one tune in each format; each file atomically, and none at all if one fails or the
     run is interrupted (those written are removed). ``overwrite``: replace files that exist (else
@@ -758,7 +758,7 @@ def _write_all_or_nothing(composed: Composed, folder: Path, formats: list[str],
     temporaries: list[Path] = []
     published: list[Path] = []
     try:
-        temporaries = _write_formats(composed, folder, stem, formats, options)
+        temporaries = write_formats(composed, folder, stem, formats, options)
         for temporary, final in zip(temporaries, finals):
             publish(temporary, final, overwrite=options.force)
             published.append(final)
@@ -781,7 +781,8 @@ def _write_all_or_nothing(composed: Composed, folder: Path, formats: list[str],
 # compose
 
 
-def compose(options: ComposeOptions, *, composer: Composer | None = None, write: bool = True) -> Composed:
+def compose(options: ComposeOptions, *, composer: Composer | None = None, write: bool = True,
+            decoder=None) -> Composed:
     """Make one tune and write it in every format asked for (all files, or none).
 
     Parameters
@@ -792,6 +793,9 @@ def compose(options: ComposeOptions, *, composer: Composer | None = None, write:
         A model already loaded (default: ``options.model`` or the shipped default).
     write
         Write the files (False: only make the tune).
+    decoder
+        The decoding loop (None: its own; ``folkrnn serve`` passes the loop its requests share,
+        :meth:`folkrnn.decode.shared.SharedLoop.decode`: the same tune).
 
     Raises
     ------
@@ -802,9 +806,9 @@ def compose(options: ComposeOptions, *, composer: Composer | None = None, write:
     options.check()
     composer = composer or load_composer(options.model)
     if options.seed is None:
-        options.seed = _random_seed()
+        options.seed = random_seed()
     config = options.sample_config()
-    conditions, from_title = _conditions(options, composer)
+    conditions, from_title = conditions_of(options, composer)
     folder = Path(options.out)
     if write:
         prepare_folder(folder)
@@ -813,7 +817,7 @@ def compose(options: ComposeOptions, *, composer: Composer | None = None, write:
     composed = None
     for _ in range(config.attempts):
         sampled = sample_tunes(composer.engine, composer.vocabulary, [seed], config=config,
-                               conditions=conditions)[0]
+                               conditions=conditions, decoder=decoder)[0]
         failures += sampled.failures
         if not sampled.ok:
             break
@@ -953,13 +957,13 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
     check_count(count, "tunes")  # before the model is loaded or a folder made (folkrnn.limits)
     composer = composer or load_composer(options.model)
     if options.seed is None:
-        options.seed = _random_seed()
+        options.seed = random_seed()
     if workers is not None and not 1 <= workers <= 256:
         raise OptionError(f"--workers must be between 1 and 256, not {workers}")
     config = options.sample_config()
     if options.seed + count * (config.attempts + 1) > MAX_SEED:
         raise OptionError("--seed is too large for this many tunes")
-    conditions, from_title = _conditions(options, composer)
+    conditions, from_title = conditions_of(options, composer)
     folder = Path(options.out)
     prepare_folder(folder)
     # one batch at a time in a folder: a second is refused here, at once, not half-way through with
@@ -1019,7 +1023,7 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
             stem = f"{index + 1:0{width}d}-{composed.slug}"
             try:
                 if per_tune:  # all of the tune's files or none (an interruption removes what was written)
-                    composed.files = _write_formats(composed, folder, stem, per_tune, options,
+                    composed.files = write_formats(composed, folder, stem, per_tune, options,
                                                     overwrite=options.force)
             except FolkError as failure:
                 error = failure

@@ -18,6 +18,8 @@ Each step is made cheap once, at load time:
 
 from __future__ import annotations
 
+import copy
+
 from collections.abc import Mapping
 
 import numpy as np
@@ -102,6 +104,13 @@ class NumpyLSTM:
         self._head_w = np.ascontiguousarray(w["head.weight"].T)  # (H, V)
         self._head_b = w["head.bias"].copy()
         self._work: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # _scratch's arrays
+
+    def twin(self) -> NumpyLSTM:
+        """A second engine over the same weights (shared, read-only) with work arrays of its own:
+        two threads may step the two at once (one engine's steps must not overlap)."""
+        twin = copy.copy(self)
+        twin._work = None
+        return twin
 
     def init_state(self, batch: int = 1) -> State:
         """Zero state ``(h, c)``, each ``(layers, batch, hidden)``."""

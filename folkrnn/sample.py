@@ -99,7 +99,7 @@ __all__ = [
     "SampleConfig", "Conditions", "Sampled", "AbcGrammar", "STRATEGIES", "TICKS_PER_UNIT",
     "sample_tunes", "sample_one", "beam_search", "uniforms", "title_tokens",
     "choose_tokens", "rounding_noise", "one_blas_thread", "default_workers", "MIN_PER_WORKER", "AbcConstraint",
-    "sample_headers",
+    "sample_headers", "check_request",
 ]
 
 STRATEGIES = ("sample", "greedy", "beam")
@@ -296,7 +296,7 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
                              title_length=title_length, min_bars=config.min_bars,
                              max_title=config.max_title, form=form, rhythm_forms=rhythm_forms,
                              rhythm_meters=rhythm_meters)
-        if len(_GRAMMARS) >= 8:
+        if len(_GRAMMARS) >= 32:  # a server sees many titles (a title length is a grammar)
             _GRAMMARS.pop(next(iter(_GRAMMARS)))
         _GRAMMARS[key] = grammar
     compass = None
@@ -309,6 +309,13 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
 
 
 _COMPASSES: dict[tuple, Compass] = {}
+
+
+def check_request(vocabulary, conditions: Conditions, config: SampleConfig, features: int = 0) -> list[str]:
+    """Resolve a request against the vocabulary as :func:`sample_tunes` will, before sampling:
+    raises OptionError for what the model cannot do (an R: it has no token for, a form that
+    cannot be kept); returns the warnings (title letters it knows no token for)."""
+    return list(_plan(vocabulary, conditions, config.check(), features).warnings)
 
 
 def _forms(conditions: Conditions, dances: dict) -> tuple[Form | None, dict[int, Form | None]]:
@@ -483,7 +490,7 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
                  conditions: Conditions | None = None, next_seed: Callable[[int], int] | None = None,
                  batch_size: int = 1024, on_finish: Callable[[Sampled], None] | None = None,
                  on_step: Callable[[], None] | None = None, workers: int = 1,
-                 keep: bool = True) -> list[Sampled]:
+                 keep: bool = True, decoder: Callable | None = None) -> list[Sampled]:
     """Sample one tune per seed, many at a time; tune i depends only on ``seeds[i]`` and the options.
 
     Parameters
@@ -514,6 +521,10 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
     keep
         Keep the tunes and return them (False: each goes to ``on_finish`` only, and the list is
         empty: memory does not grow with the number of seeds).
+    decoder
+        The loop that runs the grammar: :func:`folkrnn.decode.loop.decode` (None), or a loop
+        shared with other requests (:meth:`folkrnn.decode.shared.SharedLoop.decode`: the same
+        tunes). Beam search runs on its own either way.
 
     Returns
     -------
@@ -533,9 +544,9 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
             if keep:
                 out.append(result)
         return out
-    return decode(engine, AbcConstraint(plan, config, vocabulary), config, seeds, attempts=config.attempts,
-                  next_seed=next_seed, batch_size=batch_size, on_finish=on_finish, on_step=on_step,
-                  workers=workers, keep=keep)
+    return (decoder or decode)(engine, AbcConstraint(plan, config, vocabulary), config, seeds,
+                               attempts=config.attempts, next_seed=next_seed, batch_size=batch_size,
+                               on_finish=on_finish, on_step=on_step, workers=workers, keep=keep)
 
 
 def sample_one(engine, vocabulary, seed: int, *, config: SampleConfig | None = None,

@@ -286,7 +286,7 @@ def interrupt_at_write(monkeypatch, number: int) -> None:
     """Ctrl-C while generate writes its ``number``-th tune's files."""
     import folkrnn.compose as compose_module
 
-    real = compose_module._write_formats
+    real = compose_module.write_formats
     calls = []
 
     def interrupting(*args, **kwargs):
@@ -295,7 +295,7 @@ def interrupt_at_write(monkeypatch, number: int) -> None:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(compose_module, "_write_formats", interrupting)
+    monkeypatch.setattr(compose_module, "write_formats", interrupting)
 
 
 def test_generate_interrupted_keeps_finished_tunes(model, tmp_path, monkeypatch):

@@ -103,6 +103,12 @@ class Constraint:
         """A copy of a row to go on differently (beam search)."""
         raise NotImplementedError
 
+    def choices(self, rows: list[Row], choice) -> list[tuple[object, np.ndarray]] | None:
+        """How each row is chosen, when not all alike: (choice, positions in ``rows``) per group, or
+        None (the default): every row by the loop's ``choice``. A loop shared by several requests
+        (:class:`folkrnn.decode.shared.SharedLoop`) has one group per request."""
+        return None
+
     def result(self, row: Row, failures: list[tuple[int, str]]):
         """The public result of a row that ended (``row.reason`` "") or failed its last attempt;
         ``failures``: the (seed, reason) of every failed attempt, this one's included. It has the
@@ -253,7 +259,7 @@ def _decode_claimed(engine, constraint: Constraint, choice, seeds: Sequence[int]
 def run_batch(engine, constraint: Constraint, choice, jobs: list[Job], *, exact: bool,
               settle: Callable[[Row], None], on_step: Callable[[], None] | None = None,
               more: Callable[[int], list[Job]] | None = None, capacity: int = 0,
-              one_thread: bool = False) -> list[Job]:
+              one_thread: bool = False, on_fragile: Callable[[Job], None] | None = None) -> list[Job]:
     """Decode the (index, seed) jobs together; ``settle`` gets each row as it ends or fails.
     Returns the fragile jobs: each met a decision the batch's rounding could flip, and must be made
     on its own.
@@ -262,16 +268,41 @@ def run_batch(engine, constraint: Constraint, choice, jobs: list[Job], *, exact:
     tune; the rows still share the rest of the work), so nothing is fragile. ``one_thread``: with
     one BLAS thread (the results are the same; a batch of one is faster so on a busy machine).
     ``more(room)``: new jobs for the rows that have ended (continuous batching: the batch stays
-    near ``capacity`` rows until no job is left, rather than dwindling to its longest row)."""
+    near ``capacity`` rows until no job is left, rather than dwindling to its longest row).
+    ``on_fragile``: given each fragile job as soon as it is found (and none are returned), for a
+    batch that may never end (a server's)."""
     if one_thread:
         with one_blas_thread():
-            return _run_rows(engine, constraint, choice, jobs, exact, settle, on_step, more, capacity)
-    return _run_rows(engine, constraint, choice, jobs, exact, settle, on_step, more, capacity)
+            return _run_rows(engine, constraint, choice, jobs, exact, settle, on_step, more, capacity, on_fragile)
+    return _run_rows(engine, constraint, choice, jobs, exact, settle, on_step, more, capacity, on_fragile)
+
+
+def _choose(logits: np.ndarray, masks: np.ndarray, choice, rows: list[Row], exact: bool,
+            groups: list[tuple[object, np.ndarray]] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``choose_tokens`` for these rows (their logits and masks), by one choice or by each group's."""
+    if groups is None:
+        groups = [(choice, None)]
+    ids = np.zeros(len(rows), np.int64)
+    logp = np.zeros(len(rows))
+    close_calls = np.zeros(len(rows), bool)
+    for how, at in groups:
+        part = rows if at is None else [rows[i] for i in at]
+        seeds = np.array([row.seed for row in part], np.uint64)
+        steps = np.array([len(row.ids) for row in part], np.uint64)
+        picked, allowed = (logits, masks) if at is None else (logits[at], masks[at])
+        noise = 0.0 if exact else rounding_noise(picked, how.temperature)
+        got = choose_tokens(picked, allowed, how, seeds, steps, noise)
+        if at is None:
+            ids, logp, close_calls = got
+        else:
+            ids[at], logp[at], close_calls[at] = got
+    return ids, logp, close_calls
 
 
 def _run_rows(engine, constraint: Constraint, choice, jobs: list[Job], exact: bool,
               settle: Callable[[Row], None], on_step: Callable[[], None] | None,
-              more: Callable[[int], list[Job]] | None, capacity: int) -> list[Job]:
+              more: Callable[[int], list[Job]] | None, capacity: int,
+              on_fragile: Callable[[Job], None] | None = None) -> list[Job]:
     from folkrnn.infer import select_state
 
     features = getattr(engine, "features", 0)
@@ -310,11 +341,9 @@ def _run_rows(engine, constraint: Constraint, choice, jobs: list[Job], exact: bo
                 free_masks[empty, eos] = True
                 if not every:
                     masks[sub[empty], eos] = True
-            seeds = np.array([rows[i].seed for i in free], np.uint64)
-            steps = np.array([len(rows[i].ids) for i in free], np.uint64)
-            picked = logits if every else logits[sub]
-            noise = 0.0 if exact else rounding_noise(picked, choice.temperature)
-            ids, logp, close_calls = choose_tokens(picked, free_masks, choice, seeds, steps, noise)
+            free_rows = rows if every else [rows[i] for i in free]
+            ids, logp, close_calls = _choose(logits if every else logits[sub], free_masks, choice, free_rows,
+                                             exact, constraint.choices(free_rows, choice))
             if exact:  # nothing is fragile computed on its own
                 close_calls = np.zeros(len(free), bool)
             if every:
@@ -341,7 +370,7 @@ def _run_rows(engine, constraint: Constraint, choice, jobs: list[Job], exact: bo
                         continue
                 outcome = advance(row, token, False)
             elif unsure[i]:
-                fragile.append((row.index, row.seed))
+                (on_fragile or fragile.append)((row.index, row.seed))
                 continue
             else:
                 row.log_prob += logps[i]
