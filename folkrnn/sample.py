@@ -433,6 +433,11 @@ class AbcConstraint(Constraint):
     def adjust(self, logits: np.ndarray, rows: list[_Row]) -> np.ndarray:
         return _lookback(logits, rows, self.config.lookback)
 
+    def kin(self) -> tuple:
+        # masks: the grammar, and the compass rows carry; adjust: the lookback bonus (a row's title
+        # and prime are its own forced tokens, not the constraint's)
+        return (AbcConstraint, id(self.grammar), id(self.plan.compass), self.config.lookback)
+
     def misfit(self, row: _Row, token: int) -> str:
         hint = " (the tune's form may not allow it there: --form free lifts it)" \
             if self.grammar.state(row.sid).form >= 0 else ""

@@ -103,6 +103,13 @@ class Constraint:
         """A copy of a row to go on differently (beam search)."""
         raise NotImplementedError
 
+    def kin(self) -> object | None:
+        """A key equal for constraints whose ``masks`` and ``adjust`` treat each other's rows as their
+        own (the same grammar, the same bonus ...): a batch shared by several requests
+        (:class:`folkrnn.decode.shared.SharedLoop`) then calls one of them for all their rows at
+        once. None (the default): this constraint's rows only."""
+        return None
+
     def choices(self, rows: list[Row], choice) -> list[tuple[object, np.ndarray]] | None:
         """How each row is chosen, when not all alike: (choice, positions in ``rows``) per group, or
         None (the default): every row by the loop's ``choice``. A loop shared by several requests

@@ -44,6 +44,8 @@ class Request:
         self.seeds = [int(seed) for seed in seeds]
         self.attempts, self.next_seed = max(1, int(attempts)), next_seed or (lambda seed: seed + 1)
         self.base = base  # the loop's index of job 0
+        kin = constraint.kin()  # requests of one kin share the constraint's batched calls
+        self.kin = ("request", id(self)) if kin is None else kin
         self.on_finish = on_finish
         self.results: list = [None] * len(self.seeds)
         self.failures: dict[int, list[tuple[int, str]]] = {}
@@ -79,15 +81,19 @@ class _Mux(Constraint):
     def _owner(self, row: Row) -> tuple[Request, int]:
         return self.loop._owners[row.index]
 
-    def _groups(self, rows: list[Row]) -> list[tuple[Request, np.ndarray]]:
+    def _groups(self, rows: list[Row]) -> list[tuple[Request, np.ndarray | None]]:
+        """The rows by kin (:meth:`Constraint.kin`): one request of each group stands for all its rows."""
         owners = self.loop._owners
-        first = owners[rows[0].index][0]
-        if all(owners[row.index][0] is first for row in rows):
-            return [(first, None)]
-        groups: dict[int, tuple[Request, list[int]]] = {}
+        groups: dict[object, tuple[Request, list[int]]] = {}
         for position, row in enumerate(rows):
             request = owners[row.index][0]
-            groups.setdefault(id(request), (request, []))[1].append(position)
+            group = groups.get(request.kin)
+            if group is None:
+                groups[request.kin] = (request, [position])
+            else:
+                group[1].append(position)
+        if len(groups) == 1:
+            return [(next(iter(groups.values()))[0], None)]
         return [(request, np.asarray(at)) for request, at in groups.values()]
 
     def start(self, index: int, seed: int) -> Row:
@@ -121,10 +127,17 @@ class _Mux(Constraint):
             return out
 
     def choices(self, rows: list[Row], choice):
-        groups = self._groups(rows)
-        if groups[0][1] is None:
-            return [(groups[0][0].choice, None)]
-        return [(request.choice, at) for request, at in groups]
+        # by the way of choosing, not by request: most requests choose alike, and one call for all
+        # their rows is far cheaper than one per request
+        owners = self.loop._owners
+        ways: dict[tuple, tuple[object, list[int]]] = {}
+        for position, row in enumerate(rows):
+            how = owners[row.index][0].choice
+            key = (how.strategy, how.temperature, how.top_k, how.top_p)
+            ways.setdefault(key, (how, []))[1].append(position)
+        if len(ways) == 1:
+            return [(next(iter(ways.values()))[0], None)]
+        return [(how, np.asarray(at)) for how, at in ways.values()]
 
     def misfit(self, row: Row, token: int) -> str:
         with self.loop._lock:

@@ -58,22 +58,24 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, model: str | None = None
         except BaseException:
             sock.close()
             raise
-        announce(f"folkrnn serve: {address}  (model {app.state.studio.model}; tunebook {settings.db}; Ctrl-C stops)")
+        announce(f"folkrnn serve: {address}  (model {app.state.studio.model}; tunebook {app.state.tunebook.where}; "
+                 "Ctrl-C stops)")
         config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=2)
         uvicorn.Server(config).run(sockets=[sock])
         return
     from folkrnn.serve.tunebook import Tunebook
 
     try:
-        Tunebook(settings.db).close()  # a database that cannot be opened is said once, here
+        book = Tunebook(settings.db)  # a database that cannot be opened is said once, here
+        where = book.where
+        book.close()
     except BaseException:
         sock.close()
         raise
     os.environ.update(settings.to_env())
-    announce(f"folkrnn serve: {address}  ({workers} processes; tunebook {settings.db}; Ctrl-C stops)")
+    announce(f"folkrnn serve: {address}  ({workers} processes; tunebook {where}; Ctrl-C stops)")
     config = uvicorn.Config("folkrnn.serve.app:app_from_env", factory=True, workers=workers, log_level=log_level,
                             timeout_graceful_shutdown=2)
     from uvicorn.supervisors import Multiprocess
 
-    server = uvicorn.Server(config)
-    Multiprocess(config, target=server.run, sockets=[sock]).run()
+    Multiprocess(config, sockets=[sock]).run()

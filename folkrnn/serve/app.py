@@ -36,7 +36,8 @@ from starlette.staticfiles import StaticFiles
 from folkrnn import __version__
 from folkrnn.errors import FolkError
 from folkrnn.serve.fields import FIELDS, LIMITS, FieldError, canonical_query, parse_query
-from folkrnn.serve.studio import DOWNLOADS, Studio, Watch, partial_abc
+from folkrnn.serve.studio import DOWNLOADS, Draft, Studio, Watch
+from folkrnn.serve.tunebook import Tunebook, TunebookError
 
 __all__ = ["create_app", "STATIC", "SECURITY_HEADERS", "Settings"]
 
@@ -135,6 +136,11 @@ class _Guard:
         await self.app(scope, receive, send_with_headers)
 
 
+def _seed_as_text(tune: dict) -> dict:
+    """A saved tune for JSON: its seed as text (JavaScript's numbers hold 53 bits, seeds 63)."""
+    return {**tune, "seed": str(tune["seed"])} if "seed" in tune else tune
+
+
 def _error(status: int, field: str | None, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": {"field": field, "message": message}}, status_code=status, headers=headers)
 
@@ -149,8 +155,6 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
     if studio is None:
         studio = Studio(settings.model, capacity=settings.capacity, composing=settings.composing)
     if tunebook is None:
-        from folkrnn.serve.tunebook import Tunebook
-
         tunebook = Tunebook(settings.db)
     buckets = _Buckets(settings.rate, settings.burst)
 
@@ -221,7 +225,8 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
             future = asyncio.get_running_loop().run_in_executor(studio.executor, studio.compose, options, watch)
             try:
                 yield _event("start", {"seed": str(options.seed), "query": query})
-                shown, last, seed = 0, 0.0, None
+                draft, last, seed = Draft(), 0.0, None
+                decode = studio.composer.vocabulary.decode
                 while not future.done():
                     await asyncio.sleep(POLL)
                     row = watch.row()
@@ -230,14 +235,14 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
                     if seed is not None and row.seed != seed:
                         yield _event("retry", {"seed": str(row.seed), "reason": "no whole tune from seed "
                                                f"{seed}; trying {row.seed}"})
-                        shown = 0
+                        draft = Draft()
                     seed = row.seed
-                    count = len(row.ids)
+                    count = len(row.ids)  # a row made again exactly writes the same tokens from the start
                     now = time.monotonic()
-                    if count > shown and (shown == 0 or now - last >= PROGRESS_EVERY):
-                        tokens = studio.composer.vocabulary.decode(list(row.ids))
-                        yield _event("progress", {"abc": partial_abc(tokens), "tokens": count})
-                        shown, last = count, now
+                    if count > draft.tokens and (draft.tokens == 0 or now - last >= PROGRESS_EVERY):
+                        draft.add(decode(row.ids[draft.tokens:count]))
+                        yield _event("progress", {"abc": draft.text(), "tokens": count})
+                        last = now
                 try:
                     composed = future.result()
                 except FolkError as error:
@@ -319,7 +324,7 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
             return _error(422, "q", f"q is over {LIMITS['title']} characters")
         tunes, total = await run_in_threadpool(tunebook.search, text, params.get("rhythm") or None,
                                                params.get("mode") or None, numbers["offset"], numbers["limit"])
-        return JSONResponse({"total": total, "tunes": tunes})
+        return JSONResponse({"total": total, "tunes": [_seed_as_text(tune) for tune in tunes]})
 
     def _id(request: Request) -> int:
         text = request.path_params["id"]
@@ -336,7 +341,7 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
         tune = await run_in_threadpool(tunebook.get, tune_id)
         if tune is None:
             return _error(404, "id", f"no tune {tune_id} in the tunebook")
-        return JSONResponse(tune)
+        return JSONResponse(_seed_as_text(tune))
 
     async def book_abc(request: Request) -> Response:
         def chunks():
@@ -367,6 +372,9 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
     async def folk_error(request: Request, error: FolkError) -> Response:
         return _error(422, None, str(error).splitlines()[0])
 
+    async def database_error(request: Request, error: TunebookError) -> Response:
+        return _error(503, None, str(error).splitlines()[0], {"retry-after": "5"})
+
     async def http_error(request: Request, error: HTTPException) -> Response:
         headers = dict(error.headers or {})
         if error.status_code == 429:
@@ -387,7 +395,8 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
         Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={
-        FieldError: field_error, FolkError: folk_error, HTTPException: http_error, Exception: crash},
+        FieldError: field_error, TunebookError: database_error, FolkError: folk_error, HTTPException: http_error,
+        Exception: crash},
         middleware=[Middleware(_Guard, buckets=buckets)])
     app.state.studio, app.state.tunebook, app.state.settings = studio, tunebook, settings
     return app

@@ -18,14 +18,13 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from folkrnn.abc import detokenize
-from folkrnn.compose import ComposeOptions, Composed, compose, conditions_of, load_composer, random_seed, write_formats
+from folkrnn.compose import Composed, ComposeOptions, compose, conditions_of, load_composer, random_seed, write_formats
 from folkrnn.decode.shared import Request, SharedLoop
 from folkrnn.errors import FolkError
 from folkrnn.sample import check_request
-from folkrnn.serve.fields import FieldError, field_of, canonical_query, parse_query
+from folkrnn.serve.fields import FieldError, canonical_query, field_of, parse_query
 
-__all__ = ["Studio", "Watch", "partial_abc", "DOWNLOADS"]
+__all__ = ["Studio", "Watch", "Draft", "DOWNLOADS"]
 
 # the files a tune downloads as: suffix -> media type
 DOWNLOADS = {
@@ -60,18 +59,42 @@ class Watch:
         return None if request is None else request.rows.get(0)
 
 
-def partial_abc(tokens: list[str]) -> str:
-    """ABC for a tune's first tokens (in C, as the model writes it): the title and header so far,
-    then the body as far as it goes."""
-    tokens = [token for token in tokens if token not in ("<s>", "</s>")]
-    if any(token.startswith("K:") for token in tokens):
-        try:
-            return detokenize(tokens)
-        except (FolkError, ValueError, IndexError, KeyError):
-            pass
-    title = "".join(" " if token == "\u2581" else token for token in tokens if len(token) == 1 or token == "\u2581")
-    header = [token for token in tokens if len(token) > 2 and token[1] == ":"]
-    return "X:1\nT:" + title + "\n" + "".join(token + "\n" for token in header)
+class Draft:
+    """The ABC of a tune being written, grown token by token (in C, as the model writes it): the
+    title and header lines, then the body's tokens as they come, a bar line spaced out and a line
+    break after every fourth bar. Each token is read once, so that many pages watching many tunes
+    cost little."""
+
+    BARS = ("|", "||", "|:", ":|", "::", "|]", "[|", "|1", "|2", ":|1", ":|2", "[1", "[2")
+
+    def __init__(self) -> None:
+        self.title: list[str] = []
+        self.header: list[str] = []
+        self.body: list[str] = []
+        self.bars = 0
+        self.tokens = 0
+
+    def add(self, tokens: list[str]) -> None:
+        for token in tokens:
+            self.tokens += 1
+            if token in ("<s>", "</s>"):
+                continue
+            if not self.header and not self.body and (len(token) == 1 or token == "\u2581") and \
+                    not token.startswith(("R:", "M:", "K:")):
+                self.title.append(" " if token == "\u2581" else token)
+            elif not self.body and len(token) > 2 and token[1] == ":" and token[0] in "RMK":
+                self.header.append(token)
+            elif token in self.BARS:
+                self.bars += 1
+                self.body.append(f" {token}" + ("\n" if self.bars % 4 == 0 else " "))
+            else:
+                self.body.append(token)
+
+    def text(self) -> str:
+        header = "".join(line + "\n" for line in self.header if not line.startswith("K:"))
+        key = next((line for line in self.header if line.startswith("K:")), None)
+        body = ("L:1/8\n" + key + "\n" + "".join(self.body)) if key else ""  # the model's unit: an eighth
+        return "X:1\nT:" + "".join(self.title) + "\n" + header + body
 
 
 class Studio:

@@ -1,0 +1,146 @@
+"""Load on ``folkrnn serve``: many musicians composing at once against one at a time, over loopback.
+
+Starts ``folkrnn serve`` (the real server, uvicorn, on a free port) and composes tunes through
+``GET /api/compose`` (the streamed events, read as the page reads them):
+
+1. one client, one tune at a time (``--single`` tunes): the baseline;
+2. ``--clients`` clients at once, each composing ``--each`` tunes one after another.
+
+Every request has its own seed (no tune comes from the server's cache). Prints tunes per second of
+both, their ratio, the p95 time from request to the first streamed token, the p95 time to a whole
+tune against one client's, and the JSON line last. Targets (the web-composer issue): throughput
+>= 10x, p95 first token < 300 ms, p95 whole tune <= 3x one client's.
+
+    python benchmarks/serve_load.py                # 50 clients x 4 tunes, 40 alone
+    python benchmarks/serve_load.py --workers 2    # two server processes
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(port: int, workers: int, db: Path) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "folkrnn", "serve", "--port", str(port), "--db", str(db), "--workers", str(workers)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "FOLKRNN_SERVE_RATE": "1000",
+                                                                 "FOLKRNN_SERVE_BURST": "10000"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.1)
+        if server.poll() is not None:
+            raise SystemExit(f"the server did not start: {server.stderr.read().decode()[-500:]}")
+    server.kill()
+    raise SystemExit("the server did not answer within 60 s")
+
+
+async def compose(client: httpx.AsyncClient, seed: int, rhythm: str) -> dict:
+    """One tune: (seconds to the first streamed token, seconds to the whole tune, ok)."""
+    start = time.perf_counter()
+    first = None
+    event = None
+    async with client.stream("GET", "/api/compose", params={"seed": seed, "rhythm": rhythm}) as response:
+        if response.status_code != 200:
+            return {"first": None, "whole": None, "ok": False, "status": response.status_code}
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+                if event == "progress" and first is None:
+                    first = time.perf_counter() - start
+            elif line.startswith("data: ") and event == "tune":
+                return {"first": first, "whole": time.perf_counter() - start, "ok": True, "status": 200}
+    return {"first": first, "whole": None, "ok": False, "status": 200}
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
+async def run(port: int, clients: int, each: int, single: int, warm: int) -> dict:
+    rhythms = ["reel", "jig", "hornpipe", "slipjig"]
+    limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=clients + 10)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300, limits=limits) as client:
+        for seed in range(warm):  # warm up: the grammars of each dance learn their common states
+            await compose(client, 10_000_000 + seed, rhythms[seed % len(rhythms)])
+        start = time.perf_counter()
+        alone = [await compose(client, 1000 + i, rhythms[i % len(rhythms)]) for i in range(single)]
+        alone_time = time.perf_counter() - start
+
+        async def one_client(c: int) -> list[dict]:
+            return [await compose(client, 100_000 + c * 1000 + i, rhythms[(c + i) % len(rhythms)])
+                    for i in range(each)]
+
+        start = time.perf_counter()
+        together = [result for results in await asyncio.gather(*(one_client(c) for c in range(clients)))
+                    for result in results]
+        together_time = time.perf_counter() - start
+    made_alone = [r for r in alone if r["ok"]]
+    made = [r for r in together if r["ok"]]
+    single_rate = len(made_alone) / alone_time
+    rate = len(made) / together_time
+    return {
+        "clients": clients, "tunes_alone": len(alone), "tunes_together": len(together),
+        "failed": len(alone) - len(made_alone) + len(together) - len(made),
+        "statuses": sorted({r["status"] for r in alone + together}),
+        "single_tunes_per_s": round(single_rate, 2), "concurrent_tunes_per_s": round(rate, 2),
+        "throughput_ratio": round(rate / single_rate, 2),
+        "p95_first_token_ms": round(1000 * p95([r["first"] for r in made]), 1),
+        "single_p95_first_token_ms": round(1000 * p95([r["first"] for r in made_alone]), 1),
+        "p95_whole_tune_s": round(p95([r["whole"] for r in made]), 3),
+        "single_p95_whole_tune_s": round(p95([r["whole"] for r in made_alone]), 3),
+        "whole_tune_ratio": round(p95([r["whole"] for r in made]) / p95([r["whole"] for r in made_alone]), 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--each", type=int, default=4, help="tunes each concurrent client composes")
+    parser.add_argument("--single", type=int, default=40, help="tunes composed one at a time")
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument("--warm", type=int, default=40, help="tunes composed first, not measured")
+    args = parser.parse_args()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        port = free_port()
+        server = start_server(port, args.workers, Path(folder) / "tunebook.sqlite")
+        try:
+            figures = asyncio.run(run(port, args.clients, args.each, args.single, args.warm))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    figures["workers"] = args.workers
+    print(f"one at a time: {figures['single_tunes_per_s']} tunes/s; {args.clients} clients: "
+          f"{figures['concurrent_tunes_per_s']} tunes/s ({figures['throughput_ratio']}x; target >= 10x)")
+    print(f"p95 first token: {figures['p95_first_token_ms']} ms (target < 300); one client's: "
+          f"{figures['single_p95_first_token_ms']} ms")
+    print(f"p95 whole tune: {figures['p95_whole_tune_s']} s against one client's "
+          f"{figures['single_p95_whole_tune_s']} s "
+          f"({figures['whole_tune_ratio']}x; target <= 3x); failed: {figures['failed']}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
