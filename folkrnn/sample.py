@@ -291,6 +291,9 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
            title_length, config.min_bars, config.max_title, form, tuple(sorted(rhythm_forms.items())),
            tuple(sorted((k, tuple(v)) for k, v in rhythm_meters.items())))
     grammar = _GRAMMARS.get(key)
+    if grammar is not None and grammar.learnt > MAX_GRAMMAR_STATES:  # a server's: memory stays bounded
+        del _GRAMMARS[key]
+        grammar = None
     if grammar is None:
         grammar = AbcGrammar(vocabulary.tokens, constrain=config.constrain, fixed=fixed,
                              title_length=title_length, min_bars=config.min_bars,
@@ -332,8 +335,10 @@ def _forms(conditions: Conditions, dances: dict) -> tuple[Form | None, dict[int,
                   for token, dance in dances.items()}
 
 
-# Grammars by vocabulary and conditions: the states each has learnt are kept for the next request.
+# Grammars by vocabulary and conditions: the states each has learnt are kept for the next request,
+# up to a bound (a grammar past it is started afresh: a server runs for weeks)
 _GRAMMARS: dict[tuple, AbcGrammar] = {}
+MAX_GRAMMAR_STATES = 30_000  # about 2,000 tunes make 7,500
 
 
 # ---------------------------------------------------------------------------------------------

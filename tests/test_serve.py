@@ -315,6 +315,21 @@ def test_check_request_refuses_what_the_model_cannot_do():
     assert check_request(vocabulary, Conditions(rhythm="reel", title="The Reel"), SampleConfig()) == []
 
 
+def test_random_and_hostile_requests_get_4xx_never_5xx(client):
+    from serve_fuzz_cases import cases
+
+    statuses = []
+    for method, path, query, body, headers in cases(300, seed=11):
+        response = client.request(method, path, params=query, content=body, headers=headers)
+        statuses.append(response.status_code)
+        assert response.status_code < 500, (method, path, query, body and body[:80], response.text[:200])
+        assert "Traceback" not in response.text
+        if path.startswith("/api/") and response.status_code >= 400 and method != "HEAD":
+            assert response.json()["error"]["message"]
+    assert sum(400 <= status < 500 for status in statuses) > 150
+    assert client.get("/api/health").json()["ok"] is True
+
+
 # ---------------------------------------------------------------------------------------------
 # the command
 

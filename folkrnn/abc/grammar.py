@@ -386,6 +386,13 @@ class AbcGrammar:
 
     # --- interning
 
+
+    @property
+    def learnt(self) -> int:
+        """States learnt so far (each keeps its mask and transitions): a long-lived process drops a
+        grammar grown past a bound and starts a fresh one (folkrnn.sample)."""
+        return len(self._states)
+
     def _intern(self, state: _State) -> int:
         sid = self._ids.get(state)
         if sid is None:

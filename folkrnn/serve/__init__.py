@@ -48,7 +48,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, model: str | None = None
 
     if not 1 <= workers <= 64:
         raise OptionError(f"--workers must be between 1 and 64, not {workers}")
-    settings = Settings(model, db or "tunebook.sqlite")
+    settings = Settings.from_env()  # the budgets (FOLKRNN_SERVE_RATE ...: benchmarks set them)
+    settings.model, settings.db = (str(model) if model is not None else None), db or "tunebook.sqlite"
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
     address = f"http://{shown}:{sock.getsockname()[1]}/"
