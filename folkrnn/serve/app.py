@@ -228,7 +228,7 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
                 draft, last, seed = Draft(), 0.0, None
                 decode = studio.composer.vocabulary.decode
                 while not future.done():
-                    await asyncio.sleep(POLL)
+                    await asyncio.wait({future}, timeout=POLL)  # at once when the tune is done
                     row = watch.row()
                     if row is None:
                         continue
