@@ -391,6 +391,8 @@ def tune_to_musicxml(tune: Tune, *, instrument: str = "fiddle", tempo: float | N
 
     score = tune_to_score(tune, instrument=instrument, tempo=tempo)
     score.makeNotation(inPlace=True)  # beams, as the exporter would make them
+    # a length no single note value writes (f2-f/2: five sixteenths) as tied notes that do
+    score.splitAtDurations(recurse=True)
     _show_accidentals(score)  # but the signs ours: music21 misses a key change within a measure
     exporter = GeneralObjectExporter(score)
     exporter.makeNotation = False

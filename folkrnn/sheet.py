@@ -30,6 +30,8 @@ what a tunebook engraver such as abcm2ps draws:
 
 from __future__ import annotations
 
+import os
+
 import re
 import xml.etree.ElementTree as ET
 from bisect import bisect_left, bisect_right
@@ -851,7 +853,10 @@ def engrave(tune: Tune, *, width: int = 2100, height: int | None = None, scale: 
 
     if hasattr(verovio, "enableLog"):
         verovio.enableLog(verovio.LOG_OFF)
-    toolkit = verovio.toolkit()
+    # verovio keeps the path to its fonts per thread: a toolkit made in any other thread than the first
+    # (a server's) finds none unless it is told where they are
+    toolkit = verovio.toolkit(False)
+    toolkit.setResourcePath(os.path.join(os.path.dirname(verovio.__file__), "data"))
     top, right, bottom, left = margins
     toolkit.setOptions({
         "pageWidth": width, "pageHeight": height or 60000, "adjustPageHeight": height is None,

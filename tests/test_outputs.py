@@ -320,6 +320,22 @@ def test_jig_metronome_counts_dotted_quarters():
     assert re.search(r"<beat-unit>quarter</beat-unit>\s*<beat-unit-dot />\s*<per-minute>116</per-minute>", xml)
 
 
+TIED_ODD_LENGTHS = "X:1\nT:T\nR:reel\nM:4/4\nL:1/8\nK:D\nf2-f/2f/2 e2 d3|A2-A/2B/2c d3 d-|d8|]\n"
+
+
+def test_lengths_no_single_note_writes_become_tied_notes_in_musicxml():
+    """f2-f/2 is five sixteenths: no note value writes it, so MusicXML gets tied notes (music21 refused)."""
+    import music21
+
+    xml = tune_to_musicxml(parse(TIED_ODD_LENGTHS))
+    score = music21.converter.parse(xml, format="musicxml")
+    notes = list(score.flatten().notes)
+    assert score.flatten().highestTime == 12.0  # three bars of 4/4
+    assert [float(n.quarterLength) for n in notes[:3]] == [1.0, 0.25, 0.25]  # f2 tied to f/2, then f/2
+    assert notes[0].tie.type == "start" and notes[1].tie.type == "stop"
+    assert b"<type>complex</type>" not in xml
+
+
 @pytest.mark.slow
 def test_musescore_opens_the_musicxml_without_a_warning(tmp_path):
     tool = shutil.which("mscore3") or shutil.which("musescore3") or need("mscore")
@@ -328,7 +344,9 @@ def test_musescore_opens_the_musicxml_without_a_warning(tmp_path):
     dorian = tmp_path / "dorian.musicxml"
     dorian.write_bytes(tune_to_musicxml(parse("X:1\nT:D\nR:reel\nM:4/4\nL:1/8\nK:Ador\n"
                                               "|:A2BA GEDE|A2BA G2ed:|\n")))
-    for path in (source, dorian):
+    tied = tmp_path / "tied.musicxml"
+    tied.write_bytes(tune_to_musicxml(parse(TIED_ODD_LENGTHS)))
+    for path in (source, dorian, tied):
         done = subprocess.run([tool, "-o", str(path.with_suffix(".mscx")), str(path)], capture_output=True,
                               text=True, timeout=120, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
         said = [line for line in (done.stderr + done.stdout).splitlines()
