@@ -26,8 +26,8 @@ import music21
 import pretty_midi
 
 from folkrnn.abc import parse, read_text, split_tunes
-from folkrnn.events import EventConfig, PerformanceNote, encode_midi, notes_to_events
-from folkrnn.midi import write_performance, write_tune_midi
+from folkrnn.events import EventConfig, PerformanceNote, notes_to_events
+from folkrnn.midi import encode_midi, write_performance, write_tune_midi
 
 
 def corpus_files(folder: Path, tunes: int, long_files: int) -> list[Path]:

@@ -447,7 +447,8 @@ def encode_command(
     """
     import warnings
 
-    from folkrnn.events import encode_midi, event_names
+    from folkrnn.events import event_names
+    from folkrnn.midi import encode_midi
 
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -537,10 +537,10 @@ def _read_midi_file(job: tuple) -> dict:
     source, path, relative, config = job
     if isinstance(config, _Render):
         return _read_abc_file(job)
-    events = importlib.import_module("folkrnn.events")
+    midi = importlib.import_module("folkrnn.midi")
     label_file = f"{source}/{relative}" if relative else source
     try:
-        ids = events.encode_midi(path, config)
+        ids = midi.encode_midi(path, config)
         if not ids:
             raise CorpusError("the file has no notes in the event range", file=path)
     except Exception as error:  # noqa: BLE001 - MidiError expected; anything else is a bug
@@ -806,7 +806,7 @@ def build_corpus(
         music21's dance-music collections (:data:`DEFAULT_COLLECTIONS`).
     encoding
         ``"abc"`` (ABC tokens via ``folkrnn.abc.tokenize``) or ``"midi"`` (performance events:
-        MIDI files encoded by ``folkrnn.events.encode_midi``; ABC sources, the default corpus
+        MIDI files encoded by ``folkrnn.midi.encode_midi``; ABC sources, the default corpus
         among them, played by ``folkrnn.midi.tune_performances``, each tune in its ABC split).
     settings
         ``folkrnn.abc.Normalisation`` for ABC (None: the defaults), ``EventConfig`` for MIDI (None:

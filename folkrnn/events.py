@@ -32,8 +32,8 @@ Performance RNN's conditioning signals do, and the model reads them at every ste
 Each block has an ``_UNKNOWN`` id first (a MIDI file says no tempo, meter or key). Decoding skips
 controls.
 
-Reading and writing MIDI files is ``folkrnn.midi``'s job; ``encode_midi`` and ``decode_to_midi``
-are the file-level pair built on it.
+Reading and writing MIDI files is ``folkrnn.midi``'s job, and so is the file-level pair built on
+this module, ``folkrnn.midi.encode_midi`` and ``decode_to_midi``: this module imports nothing of it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
-from os import PathLike
 
 import numpy as np
 
@@ -50,7 +49,7 @@ from folkrnn.errors import MidiError, OptionError
 
 __all__ = [
     "EventConfig", "PerformanceNote", "notes_to_events", "events_to_notes",
-    "encode_midi", "decode_to_midi", "event_names", "names_to_ids",
+    "event_names", "names_to_ids",
     "MAX_OPEN_NOTE_SECONDS", "TEMPO_GRID", "TEMPOS", "METERS", "KEYS", "DENSITIES", "CONTROLS",
     "density_of",
 ]
@@ -396,28 +395,3 @@ def names_to_ids(names: Iterable[str], config: EventConfig | None = None) -> lis
     """Readable names -> ids; raises OptionError for a name outside the vocabulary."""
     config = config or EventConfig()
     return [config.name_to_id(name) for name in names]
-
-
-def encode_midi(path: str | PathLike, config: EventConfig | None = None, *,
-                program: int | None = None, instrument: str | None = None) -> list[int]:
-    """Read a MIDI file and encode its notes as event ids.
-
-    Drum tracks are skipped and the other instruments merged, unless ``program`` (0-127) or
-    ``instrument`` (part of a track name) picks some. The sustain pedal extends notes. Raises
-    MidiError, naming the file, when it cannot be read or has no notes.
-    """
-    from folkrnn.midi import file_controls, read_note_arrays
-
-    pitch, start, end, velocity = read_note_arrays(path, program=program, instrument=instrument)
-    events = arrays_to_events(pitch, start, end, velocity, config)
-    return file_controls(pitch, start, end, config) + events if events else []
-
-
-def decode_to_midi(ids: Sequence[int], path: str | PathLike, config: EventConfig | None = None, *,
-                   program: int = 0, qpm: float = 120.0) -> list[PerformanceNote]:
-    """Decode event ids and write them as a one-instrument MIDI file (atomically); returns the notes."""
-    from folkrnn.midi import write_performance
-
-    notes = events_to_notes(ids, config)
-    write_performance(notes, path, program=program, qpm=qpm)
-    return notes

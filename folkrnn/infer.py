@@ -19,7 +19,6 @@ Each step is made cheap once, at load time:
 from __future__ import annotations
 
 import copy
-
 from collections.abc import Mapping
 
 import numpy as np

@@ -50,6 +50,7 @@ from folkrnn.events import (
     PerformanceNote,
     arrays_to_events,
     density_of,
+    events_to_notes,
     notes_to_events,
 )
 from folkrnn.files import write_atomic
@@ -60,7 +61,7 @@ __all__ = [
     "MidiWarning", "MidiInfo", "Instrument", "INSTRUMENTS", "RHYTHM_TEMPOS", "LILT",
     "read_note_arrays", "read_performance", "read_midi_info", "write_performance",
     "tune_tempo", "q_field", "tune_to_performance", "write_tune_midi",
-    "tune_performances", "midi_folder_performances",
+    "tune_performances", "midi_folder_performances", "encode_midi", "decode_to_midi",
 ]
 
 
@@ -781,3 +782,28 @@ def file_controls(pitch: np.ndarray, start: np.ndarray, end: np.ndarray, config:
     keep = (pitch >= config.min_pitch) & (pitch <= config.max_pitch)
     seconds = float(end[keep].max() - start[keep].min()) if keep.any() else 0.0
     return config.controls_of(density=density_of(int(keep.sum()), seconds))
+
+
+# ---------------------------------------------------------------------------------------------
+# MIDI files <-> Performance RNN events
+
+
+def encode_midi(path: str | PathLike, config: EventConfig | None = None, *,
+                program: int | None = None, instrument: str | None = None) -> list[int]:
+    """Read a MIDI file and encode its notes as event ids.
+
+    Drum tracks are skipped and the other instruments merged, unless ``program`` (0-127) or
+    ``instrument`` (part of a track name) picks some. The sustain pedal extends notes. Raises
+    MidiError, naming the file, when it cannot be read or has no notes.
+    """
+    pitch, start, end, velocity = read_note_arrays(path, program=program, instrument=instrument)
+    events = arrays_to_events(pitch, start, end, velocity, config)
+    return file_controls(pitch, start, end, config) + events if events else []
+
+
+def decode_to_midi(ids: Sequence[int], path: str | PathLike, config: EventConfig | None = None, *,
+                   program: int = 0, qpm: float = 120.0) -> list[PerformanceNote]:
+    """Decode event ids and write them as a one-instrument MIDI file (atomically); returns the notes."""
+    notes = events_to_notes(ids, config)
+    write_performance(notes, path, program=program, qpm=qpm)
+    return notes

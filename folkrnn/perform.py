@@ -276,7 +276,7 @@ def prime_events(path: str | os.PathLike, config: EventConfig | None = None) -> 
     """The events of a MIDI file, to start performances with. Raises MidiError for a file that
     cannot be read or has no notes."""
     from folkrnn.errors import MidiError
-    from folkrnn.events import encode_midi
+    from folkrnn.midi import encode_midi
 
     config = config or EventConfig()
     ids = [event for event in encode_midi(path, config) if event < config.control_offset]  # its controls: ours

@@ -31,7 +31,6 @@ what a tunebook engraver such as abcm2ps draws:
 from __future__ import annotations
 
 import os
-
 import re
 import xml.etree.ElementTree as ET
 from bisect import bisect_left, bisect_right

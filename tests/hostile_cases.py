@@ -850,7 +850,7 @@ def check_abc(path):
             render(tune, Path(path).with_name(f"{Path(path).stem}-{number}{suffix}"), force=True)
 
 def check_midi(path):
-    from folkrnn.events import encode_midi
+    from folkrnn.midi import encode_midi
     from folkrnn.transcribe import transcribe_midi
     failure = None
     for function in (encode_midi, transcribe_midi):

@@ -23,14 +23,12 @@ from folkrnn.errors import MidiError, OptionError
 from folkrnn.events import (
     EventConfig,
     PerformanceNote,
-    decode_to_midi,
-    encode_midi,
     event_names,
     events_to_notes,
     names_to_ids,
     notes_to_events,
 )
-from folkrnn.midi import MidiWarning, read_performance, write_performance
+from folkrnn.midi import MidiWarning, decode_to_midi, encode_midi, read_performance, write_performance
 
 PRIMITIVES = Path(music21.__file__).parent / "midi" / "testPrimitive"
 CONFIG = EventConfig()
