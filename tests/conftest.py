@@ -8,8 +8,10 @@ only needs it at run time can take the ``kesh`` fixture.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import uuid
 from types import SimpleNamespace
 
 import numpy as np
@@ -113,3 +115,48 @@ def abc2midi_problems(texts: list[str], tmp_path) -> list[str]:
     return [line for line in out.splitlines()
             if ("Warning" in line or "Error" in line) and ("time units" in line or "repeat" in line.lower()
                                                            or "|:" in line or "ending" in line.lower())]
+
+
+# --- tunebooks: a SQLite file, or a schema of a real PostgreSQL server ---------------------------
+
+POSTGRES = os.environ.get("FOLKRNN_TEST_POSTGRES", "")
+REQUIRE_POSTGRES = os.environ.get("CI_REQUIRE_POSTGRES") == "1"
+TUNEBOOK_BACKENDS = ["sqlite", "postgresql"]
+
+
+def postgres_or_skip() -> str:
+    """The test server's URL; skips (or, under CI_REQUIRE_POSTGRES=1, fails) when there is none."""
+    if not POSTGRES:
+        message = ("FOLKRNN_TEST_POSTGRES is not set: no PostgreSQL server to test the tunebook against "
+                   "(e.g. postgresql://folkrnn:folkrnn@127.0.0.1:5432/folkrnn_test)")
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"CI_REQUIRE_POSTGRES=1 but {message}", pytrace=False)
+        pytest.skip(message)
+    return POSTGRES
+
+
+@pytest.fixture(params=TUNEBOOK_BACKENDS)
+def db_url(request, tmp_path):
+    """The URL of a new, empty tunebook: a SQLite file, or a PostgreSQL schema of its own (dropped after)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "tunebook.sqlite")
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = make_url(postgres_or_skip()).set(drivername="postgresql+psycopg")
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f"CREATE SCHEMA {schema}"))  # a name made here, not input
+    except Exception as error:
+        admin.dispose()
+        pytest.fail(f"the PostgreSQL server at FOLKRNN_TEST_POSTGRES cannot be used: {error}", pytrace=False)
+    url = make_url(postgres_or_skip()).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

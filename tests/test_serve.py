@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -397,3 +399,70 @@ def test_serve_refuses_a_port_in_use_in_one_line(tmp_path):
         run = subprocess.run([sys.executable, "-m", "folkrnn", "serve", *bad], capture_output=True, text=True,
                              timeout=60, cwd=tmp_path)
         assert run.returncode != 0 and "Traceback" not in run.stderr, (bad, run.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# the tunebook behind real servers: kill -9, and two servers sharing one database
+
+
+def _serve(port: int, db: str, folder: Path) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "folkrnn", "serve", "--port", str(port), "--db", db],
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=folder,
+                               env={**os.environ, "FOLKRNN_SERVE_RATE": "1000", "FOLKRNN_SERVE_BURST": "10000"})
+    _wait_for(f"http://127.0.0.1:{port}/api/health", process)
+    return process
+
+
+@pytest.mark.slow
+def test_nothing_saved_is_lost_when_the_server_is_killed(db_url, tmp_path):
+    """kill -9 right after the saves were answered: every tune is there when a server opens the tunebook again."""
+    import signal
+
+    import httpx
+
+    port = _free_port()
+    process = _serve(port, db_url, tmp_path)
+    saved = {}
+    try:
+        for seed in range(40, 52):
+            answer = httpx.post(f"http://127.0.0.1:{port}/api/tunebook", json={"query": f"rhythm=jig&seed={seed}"},
+                                timeout=60)
+            assert answer.status_code == 201
+            saved[answer.json()["id"]] = seed
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    port = _free_port()
+    process = _serve(port, db_url, tmp_path)
+    try:
+        for tune_id, seed in saved.items():
+            tune = httpx.get(f"http://127.0.0.1:{port}/api/tunebook/{tune_id}", timeout=30).json()
+            assert tune["seed"] == str(seed) and tune["abc"].startswith("X:")
+        assert httpx.get(f"http://127.0.0.1:{port}/api/tunebook", timeout=30).json()["total"] == len(saved)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_two_servers_share_one_tunebook(db_url, tmp_path):
+    """Two folkrnn serve processes on one database (PostgreSQL: as on two machines): what one saves, the
+    other lists; the same tune saved through both is kept once."""
+    import httpx
+
+    ports = [_free_port(), _free_port()]
+    servers = [_serve(port, db_url, tmp_path) for port in ports]
+    try:
+        first = httpx.post(f"http://127.0.0.1:{ports[0]}/api/tunebook", json={"query": "rhythm=reel&seed=61"},
+                           timeout=60)
+        second = httpx.post(f"http://127.0.0.1:{ports[1]}/api/tunebook", json={"query": "seed=61&rhythm=reel"},
+                            timeout=60)
+        assert first.status_code == 201 and second.status_code == 200
+        assert first.json()["id"] == second.json()["id"]
+        httpx.post(f"http://127.0.0.1:{ports[1]}/api/tunebook", json={"query": "rhythm=hornpipe&seed=62"}, timeout=60)
+        listed = httpx.get(f"http://127.0.0.1:{ports[0]}/api/tunebook", timeout=30).json()
+        assert listed["total"] == 2 and {tune["rhythm"] for tune in listed["tunes"]} == {"reel", "hornpipe"}
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)

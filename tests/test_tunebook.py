@@ -17,20 +17,17 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from conftest import postgres_or_skip
 from folkrnn.errors import FolkError, OptionError
 from folkrnn.serve import tunebook as tunebook_module
 from folkrnn.serve.tunebook import MAX_LIMIT, MAX_SEED, Tunebook, TunebookError
 
 ROOT = Path(__file__).resolve().parents[1]
-POSTGRES = os.environ.get("FOLKRNN_TEST_POSTGRES", "")
-REQUIRE_POSTGRES = os.environ.get("CI_REQUIRE_POSTGRES") == "1"
-BACKENDS = ["sqlite", "postgresql"]
 
 HOSTILE = [
     "'; DROP TABLE tunes; --",
@@ -54,44 +51,6 @@ def tune(n: int | str, **fields) -> dict:
 
 
 # --- the databases -----------------------------------------------------------------------------
-
-
-def _postgres_or_skip() -> str:
-    """The test server's URL; skips (or, under CI_REQUIRE_POSTGRES=1, fails) when there is none."""
-    if not POSTGRES:
-        message = ("FOLKRNN_TEST_POSTGRES is not set: no PostgreSQL server to test the tunebook against "
-                   "(e.g. postgresql://folkrnn:folkrnn@127.0.0.1:5432/folkrnn_test)")
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"CI_REQUIRE_POSTGRES=1 but {message}", pytrace=False)
-        pytest.skip(message)
-    return POSTGRES
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request, tmp_path):
-    """The URL of a new, empty tunebook: a SQLite file, or a PostgreSQL schema of its own (dropped after)."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "tunebook.sqlite")
-        return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    base = make_url(_postgres_or_skip()).set(drivername="postgresql+psycopg")
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(base)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f"CREATE SCHEMA {schema}"))  # a name made here, not input
-    except Exception as error:
-        admin.dispose()
-        pytest.fail(f"the PostgreSQL server at FOLKRNN_TEST_POSTGRES cannot be used: {error}", pytrace=False)
-    url = make_url(_postgres_or_skip()).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 @pytest.fixture
@@ -547,7 +506,7 @@ def test_old_sqlite_is_refused(tmp_path, monkeypatch):
 
 
 def test_wrong_password_is_not_shown():
-    url = _postgres_or_skip()
+    url = postgres_or_skip()
     from sqlalchemy.engine import make_url
 
     wrong = make_url(url).set(password="wr0ng-s3cret").render_as_string(hide_password=False)
