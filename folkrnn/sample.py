@@ -87,6 +87,7 @@ import numpy as np
 from folkrnn.abc.features import Positions, classes
 from folkrnn.abc.grammar import LOOSE_PART_BARS, TICKS_PER_UNIT, AbcGrammar, Compass, Form, parse_form
 from folkrnn.abc.grammar import SPACE as _SPACE
+from folkrnn.abc.titles import TitleWords, trie_for
 from folkrnn.decode.beam import beam_search as beam
 from folkrnn.decode.choice import choose_tokens, one_blas_thread, rounding_noise, uniforms
 from folkrnn.decode.loop import DONE, Constraint, Row, decode
@@ -130,6 +131,8 @@ class SampleConfig:
     compass: int = 24  # semitones from a tune's lowest note to its highest, at most (0: any; Compass)
     lookback: float = 1.5  # added to the logit of each token two bars or a part ago offers (0: none)
     max_title: int = 60  # title characters the model may write
+    title_words: bool = True  # a title the model writes is made of its corpus titles' words, where the model
+    # folder lists them (title_words.txt; folkrnn.abc.titles); False: any letters
     attempts: int = 10  # seeds tried for one tune before it is reported as not made
 
     def check(self) -> SampleConfig:
@@ -233,9 +236,11 @@ class _Plan:
     title: list[int]  # forced after <s>
     prime: list[int]  # forced when the body begins
     warnings: list[str]
+    titles: TitleWords | None = None  # the words a title the model writes is made of (None: any)
 
 
-def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: int = 0) -> _Plan:
+def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: int = 0,
+          title_words: Sequence[str] | None = None) -> _Plan:
     from folkrnn.vocab import UnknownTokenError
 
     warnings: list[str] = []
@@ -287,9 +292,14 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
         token: [vocabulary.id(f"M:{m}") for m in dance.meters if f"M:{m}" in vocabulary]
         for token, dance in dances.items()}
     form, rhythm_forms = _forms(conditions, dances)
+    # a title the model writes: of the words of its corpus' titles (the model folder's title_words.txt)
+    trie = trie_for(title_words, vocabulary.tokens) if (
+        title_words and config.title_words and config.constrain and title_length is None and config.max_title) else None
+    trie = trie if trie is not None and len(trie) else None
     key = (tuple(vocabulary.tokens), config.constrain, tuple(sorted((k, tuple(sorted(v))) for k, v in fixed.items())),
            title_length, config.min_bars, config.max_title, form, tuple(sorted(rhythm_forms.items())),
-           tuple(sorted((k, tuple(v)) for k, v in rhythm_meters.items())))
+           tuple(sorted((k, tuple(v)) for k, v in rhythm_meters.items())),
+           id(trie))  # a grammar per word list: requests of one kin (AbcConstraint.kin) share their words
     grammar = _GRAMMARS.get(key)
     if grammar is not None and grammar.learnt > MAX_GRAMMAR_STATES:  # a server's: memory stays bounded
         del _GRAMMARS[key]
@@ -308,7 +318,7 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
         compass = _COMPASSES.get(key) or _COMPASSES.setdefault(key, Compass(vocabulary.tokens, config.compass))
     follow = features or (config.lookback and config.constrain)
     return _Plan(grammar, classes(vocabulary.tokens) if follow else None, bool(features), compass, title_ids,
-                 prime_ids, warnings)
+                 prime_ids, warnings, TitleWords(trie, grammar) if trie is not None else None)
 
 
 _COMPASSES: dict[tuple, Compass] = {}
@@ -383,12 +393,17 @@ class _Row(Row):
 
 
 def _restrict(plan: _Plan, masks: np.ndarray, rows: list[_Row], sids: np.ndarray | None = None) -> None:
-    """In place: what the grammar's masks leave to each row's own history (a tie's pitch, the compass)."""
+    """In place: what the grammar's masks leave to each row's own history (a tie's pitch, the compass,
+    the words of a title the model writes)."""
     if sids is None:
         sids = np.fromiter((row.sid for row in rows), np.intp, len(rows))
     plan.grammar.restrict_ties(masks, sids, [row.ids for row in rows])
     if plan.compass is not None:
         plan.compass.restrict(masks, [row.span if not row.forced else None for row in rows])
+    if plan.titles is not None:
+        at = plan.titles.rows(sids)
+        if len(at):
+            plan.titles.restrict(masks, at, [rows[i].ids for i in at.tolist()])
 
 
 # The features whose offers the lookback bonus favours: back2 and backpart (folkrnn.abc.features).
@@ -543,7 +558,7 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
     """
     config = (config or SampleConfig()).check()
     conditions = conditions or Conditions()
-    plan = _plan(vocabulary, conditions, config, getattr(engine, "features", 0))
+    plan = _plan(vocabulary, conditions, config, getattr(engine, "features", 0), getattr(engine, "title_words", None))
     if config.strategy == "beam":
         out = []
         for index, seed in enumerate(seeds):
@@ -577,7 +592,8 @@ def beam_search(engine, vocabulary, *, seed: int = 0, config: SampleConfig | Non
     """
     config = (config or SampleConfig(strategy="beam")).check()
     conditions = conditions or Conditions()
-    plan = plan or _plan(vocabulary, conditions, config, getattr(engine, "features", 0))
+    plan = plan or _plan(vocabulary, conditions, config, getattr(engine, "features", 0),
+                         getattr(engine, "title_words", None))
     best, reason = beam(engine, AbcConstraint(plan, config, vocabulary), index=index, seed=seed,
                         width=config.beam_width, temperature=config.temperature,
                         length_penalty=config.length_penalty, on_step=on_step)

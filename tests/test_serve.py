@@ -41,7 +41,7 @@ def events(text: str) -> list[tuple[str, dict]]:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     db = tmp_path_factory.mktemp("serve") / "tunebook.sqlite"
-    app = create_app(Settings(db=str(db)))
+    app = create_app(Settings(db=str(db), rate=1000, burst=10_000))  # budgets: their own tests below
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 

@@ -227,10 +227,13 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
                 yield _event("start", {"seed": str(options.seed), "query": query})
                 draft, last, seed = Draft(), 0.0, None
                 decode = studio.composer.vocabulary.decode
-                while not future.done():
-                    await asyncio.wait({future}, timeout=POLL)  # at once when the tune is done
+                while True:
+                    done = future.done()
                     row = watch.row()
                     if row is None:
+                        if done:
+                            break
+                        await asyncio.wait({future}, timeout=POLL)
                         continue
                     if seed is not None and row.seed != seed:
                         yield _event("retry", {"seed": str(row.seed), "reason": "no whole tune from seed "
@@ -239,10 +242,14 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
                     seed = row.seed
                     count = len(row.ids)  # a row made again exactly writes the same tokens from the start
                     now = time.monotonic()
-                    if count > draft.tokens and (draft.tokens == 0 or now - last >= PROGRESS_EVERY):
+                    # the first tokens at once, then every PROGRESS_EVERY, and the whole of them when done
+                    if count > draft.tokens and (draft.tokens == 0 or done or now - last >= PROGRESS_EVERY):
                         draft.add(decode(row.ids[draft.tokens:count]))
                         yield _event("progress", {"abc": draft.text(), "tokens": count})
                         last = now
+                    if done:
+                        break
+                    await asyncio.wait({future}, timeout=POLL)  # at once when the tune is done
                 try:
                     composed = future.result()
                 except FolkError as error:
