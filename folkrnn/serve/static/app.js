@@ -288,6 +288,11 @@
           finished = true;
           cache.set(data.query, data);
           showTune(card, data);
+          // on a phone the scroll to the new card stopped short (it was empty then, at the page's
+          // end): now that it holds the tune, bring it up, unless it is already in view
+          if (NARROW.matches && card.node.getBoundingClientRect().top > window.innerHeight * 0.4) {
+            card.node.scrollIntoView({block: "start", behavior: "smooth"});
+          }
           if (history === "push") window.history.pushState({query: data.query}, "", `/?${data.query}`);
           else if (history === "replace") window.history.replaceState({query: data.query}, "", `/?${data.query}`);
           return false;
