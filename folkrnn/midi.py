@@ -1,8 +1,9 @@
 """MIDI files <-> performed notes, and a Tune played as a musician would: expressive or straight.
 
-Reading uses symusic (C++, measured fastest: see ``benchmarks/midi_speed.py``); writing uses
-pretty_midi, always atomically (a temporary file in the same folder, then ``os.replace``), so no
-half-written file is ever left. Both are imported lazily.
+Reading uses symusic (C++, measured fastest: see ``benchmarks/midi_speed.py``), imported lazily.
+Writing builds the file's bytes here (the bytes pretty_midi and mido wrote, without their cost),
+always atomically (a temporary file in the same folder, then ``os.replace``), so no half-written
+file is ever left.
 
 **Reading** (``read_performance``, ``read_note_arrays``): format 0 and 1, running status and tempo
 changes (ticks become seconds through the tempo map); drum tracks are skipped; the other
@@ -25,7 +26,6 @@ for the MIDI-event model.
 
 from __future__ import annotations
 
-import io
 import math
 import random
 import re
@@ -54,7 +54,7 @@ from folkrnn.events import (
     notes_to_events,
 )
 from folkrnn.files import write_atomic
-from folkrnn.music import Key, Meter, Note, Tune
+from folkrnn.music import TICKS, Key, Meter, Tune
 from folkrnn.tables import Instrument, find_instrument
 
 __all__ = [
@@ -317,40 +317,25 @@ def write_performance(notes: Iterable[PerformanceNote], path: str | PathLike, *,
                       qpm: float = 120.0, meter: Meter | None = None, key: Key | None = None,
                       name: str = "", resolution: int = 480, title: str = "",
                       instrument_name: str = "") -> Path:
-    """Write performed notes as a one-instrument MIDI file (pretty_midi), atomically.
+    """Write performed notes as a one-instrument MIDI file, atomically.
 
     ``qpm``, ``meter`` and ``key`` go into the file's tempo, time and key signatures, so that
     notation programs (and ``midi2abc``) find the beat; they do not move any note. The metronome
     clicks on the beat: a dotted quarter (36 MIDI clocks) in 6/8, 9/8 and 12/8, as abc2midi
     writes it. ``title`` is the sequence name (the first track's name, as abc2midi writes T:),
     ``name`` the instrument track's name and ``instrument_name`` its instrument name.
+    Raises OptionError for a program, tempo or resolution a MIDI file cannot hold, MidiError for
+    a note or meter it cannot (a pitch or velocity outside 0..127, a meter like 3/5).
     """
-    import pretty_midi
-
     if not 0 <= program <= 127:
         raise OptionError(f"program {program} is outside General MIDI's 0..127")
     if not 1.0 <= qpm <= 1000.0:
         raise OptionError(f"tempo {qpm} quarter notes per minute is outside 1..1000")
-    # MIDI text is Latin-1 (mido's charset): a title in other scripts, or with a U+FFFD where
-    # its bytes were not UTF-8, keeps what Latin-1 holds and '?' for the rest
-    name, title, instrument_name = (_latin1(text) for text in (name, title, instrument_name))
-    midi = pretty_midi.PrettyMIDI(resolution=resolution, initial_tempo=float(qpm))
-    instrument = pretty_midi.Instrument(program=program, name=name)
-    instrument.notes = [pretty_midi.Note(velocity=max(1, int(note.velocity)), pitch=int(note.pitch),
-                                         start=float(note.start), end=float(note.end))
-                        for note in notes]
-    midi.instruments.append(instrument)
-    if meter is not None and not meter.free:
-        midi.time_signature_changes.append(
-            pretty_midi.TimeSignature(meter.numerator, meter.denominator, 0.0))
-    if key is not None:
-        fifths = max(-7, min(7, key_fifths(key)))
-        tonic = (7 * fifths + (9 if key.mode == "min" else 0)) % 12
-        midi.key_signature_changes.append(
-            pretty_midi.KeySignature(tonic + (12 if key.mode == "min" else 0), 0.0))
-    buffer = io.BytesIO()
-    midi.write(buffer)
-    return write_atomic(path, _named_and_clicked(buffer.getvalue(), title, instrument_name),
+    if not 1 <= resolution <= 0x7FFF:
+        raise OptionError(f"resolution {resolution} ticks per quarter note is outside 1..32767")
+    return write_atomic(path, _midi_file(notes, program=program, qpm=qpm, meter=meter, key=key,
+                                         name=name, resolution=resolution, title=title,
+                                         instrument_name=instrument_name),
                         error=MidiError)
 
 
@@ -359,26 +344,123 @@ def _latin1(text: str) -> str:
     return text.encode("latin-1", "replace").decode("latin-1") if text else text
 
 
-def _named_and_clicked(data: bytes, title: str, instrument_name: str) -> bytes:
-    """pretty_midi's file with what it cannot write: the sequence name, the instrument name, and
-    a metronome click of a dotted quarter in compound meters (it always writes a quarter's 24)."""
-    import mido
+# The bytes of the files folkrnn has always written: pretty_midi's file (a conductor track, then
+# the instrument's track on channel 1), saved by mido with running status, with the sequence name,
+# the instrument name and the compound meters' click added. ``_midi_file`` writes those same bytes
+# directly: building them with the two libraries, and reading them back to add what pretty_midi
+# cannot write, took most of the time ``generate`` spent on a tune's MIDI file.
+_END_OF_TRACK = b"\x01\xff\x2f\x00"  # one tick after the last event, as pretty_midi ends a track
+_NOTE_ON = 0x90  # channel 1: pretty_midi's first channel; a note off is a note on of velocity 0
+_PROGRAM_CHANGE = 0xC0
+# pretty_midi's key numbers (0-11 major C..B, 12-23 minor) as mido writes them: (sharps, minor)
+_KEY_SIGNATURES = ((0, 0), (-5, 0), (2, 0), (-3, 0), (4, 0), (-1, 0), (6, 0), (1, 0), (-4, 0),
+                   (3, 0), (-2, 0), (5, 0), (-3, 1), (4, 1), (-1, 1), (6, 1), (1, 1), (-4, 1),
+                   (3, 1), (-2, 1), (5, 1), (0, 1), (-5, 1), (2, 1))
 
-    midi = mido.MidiFile(file=io.BytesIO(data))
-    conductor = midi.tracks[0]
-    for index, message in enumerate(conductor):
-        if message.type == "time_signature" and message.denominator == 8 \
-                and message.numerator % 3 == 0 and message.numerator > 3:
-            conductor[index] = message.copy(clocks_per_click=36)
-    if title:
-        conductor.insert(0, mido.MetaMessage("track_name", name=title, time=0))
-    if instrument_name and len(midi.tracks) > 1:
-        track = midi.tracks[1]
-        at = next((i + 1 for i, message in enumerate(track) if message.type == "track_name"), 0)
-        track.insert(at, mido.MetaMessage("instrument_name", name=instrument_name, time=0))
-    buffer = io.BytesIO()
-    midi.save(file=buffer)
-    return buffer.getvalue()
+
+def _variable_int(value: int) -> bytes:
+    """A MIDI variable-length quantity: 7 bits a byte, most significant first, the high bit set on
+    every byte but the last."""
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.append(0x80 | value & 0x7F)
+        value >>= 7
+    return bytes(reversed(out))
+
+
+def _meta(kind: int, data: bytes) -> bytes:
+    """A meta event at delta 0: FF, its kind, its length, its data."""
+    return b"\x00\xff" + bytes((kind,)) + _variable_int(len(data)) + data
+
+
+def _chunk(name: bytes, data: bytes) -> bytes:
+    return name + len(data).to_bytes(4, "big") + data
+
+
+def _midi_file(notes: Iterable[PerformanceNote], *, program: int, qpm: float, meter: Meter | None,
+               key: Key | None, name: str, resolution: int, title: str, instrument_name: str) -> bytes:
+    """The bytes of ``write_performance``'s file: a format 1 file of two tracks.
+
+    The conductor track holds the sequence name, the tempo, the time signature (4/4 when there is
+    no meter) and the key signature; the instrument's track its name, its instrument name, the
+    program and the notes, sorted by tick, then pitch, then velocity (so a note off comes before a
+    note on of its pitch at the same tick). A time in seconds becomes the nearest tick, as
+    pretty_midi rounds it (half to even; a time at or before 0 is tick 0).
+    """
+    # MIDI text is Latin-1 (mido's charset): a title in other scripts, or with a U+FFFD where
+    # its bytes were not UTF-8, keeps what Latin-1 holds and '?' for the rest
+    name, title, instrument_name = (_latin1(text).encode("latin-1") for text in (name, title, instrument_name))
+    seconds_per_tick = 60.0 / (float(qpm) * resolution)  # pretty_midi's tick scale
+    tempo = int(6e7 / (60.0 / (seconds_per_tick * resolution)))  # microseconds a quarter, as pretty_midi has it
+    if tempo > 0xFFFFFF:
+        raise OptionError(f"tempo {qpm} quarter notes per minute is too slow for a MIDI file (at least 3.6)")
+
+    conductor = [_meta(0x03, title)] if title else []
+    conductor.append(_meta(0x51, tempo.to_bytes(3, "big")))
+    numerator, denominator = (4, 4) if meter is None or meter.free else (meter.numerator, meter.denominator)
+    if not 0 < numerator <= 255 or denominator < 1 or denominator & (denominator - 1):
+        raise MidiError(f"meter {numerator}/{denominator} cannot be written in a MIDI file "
+                        "(its denominator must be a power of 2, its numerator at most 255)")
+    clocks = 36 if denominator == 8 and numerator % 3 == 0 and numerator > 3 else 24
+    conductor.append(_meta(0x58, bytes((numerator, denominator.bit_length() - 1, clocks, 8))))
+    if key is not None:
+        fifths = max(-7, min(7, key_fifths(key)))
+        tonic = (7 * fifths + (9 if key.mode == "min" else 0)) % 12
+        sharps, minor = _KEY_SIGNATURES[tonic + (12 if key.mode == "min" else 0)]
+        conductor.append(_meta(0x59, bytes((sharps & 0xFF, minor))))
+    conductor.append(_END_OF_TRACK)
+
+    track = [_meta(0x03, name)] if name else []
+    if instrument_name:
+        track.append(_meta(0x04, instrument_name))
+    track.append(bytes((0, _PROGRAM_CHANGE, program)))
+    track.append(_note_events(notes, seconds_per_tick))
+    track.append(_END_OF_TRACK)
+    header = _chunk(b"MThd", (1).to_bytes(2, "big") + (2).to_bytes(2, "big") + resolution.to_bytes(2, "big"))
+    return header + _chunk(b"MTrk", b"".join(conductor)) + _chunk(b"MTrk", b"".join(track))
+
+
+def _note_events(notes: Iterable[PerformanceNote], seconds_per_tick: float) -> bytes:
+    """The notes as note-on and note-off events, with their delta times, after a program change:
+    the first event says note on, the others share it (running status)."""
+    notes = list(notes)
+    if not notes:
+        return b""
+    pitch = np.array([int(note.pitch) for note in notes], dtype=np.int64)
+    velocity = np.array([max(1, int(note.velocity)) for note in notes], dtype=np.int64)
+    if not (0 <= pitch.min() and pitch.max() <= 127 and velocity.max() <= 127):
+        bad = next(note for note in notes if not 0 <= int(note.pitch) <= 127 or int(note.velocity) > 127)
+        raise MidiError(f"a note of pitch {bad.pitch} and velocity {bad.velocity} cannot be written in a "
+                        "MIDI file (both must be in 0..127)")
+    seconds = np.array([[float(note.start), float(note.end)] for note in notes], dtype=np.float64)
+    if not np.isfinite(seconds).all() or seconds.max() / seconds_per_tick >= 2.0 ** 48:
+        raise MidiError("a note's time is not finite, or too late for a MIDI file")
+    # time / tick scale, rounded half to even, as pretty_midi's time_to_tick does (0 at or before 0)
+    ticks = np.where(seconds > 0, np.rint(seconds / seconds_per_tick), 0).astype(np.int64)
+    # one sort key: tick, then pitch, then velocity (0 for a note off)
+    keys = np.concatenate([(ticks[:, 0] << 14) | (pitch << 7) | velocity, (ticks[:, 1] << 14) | (pitch << 7)])
+    keys.sort()
+    return _delta_bytes(np.diff(keys >> 14, prepend=0), keys >> 7 & 0x7F, keys & 0x7F, _NOTE_ON)
+
+
+def _delta_bytes(deltas: np.ndarray, first: np.ndarray, second: np.ndarray, status: int) -> bytes:
+    """Events of two data bytes, each after its delta time, the status byte written once: the
+    variable-length deltas built for all events at once (7 bits a byte, high bit on all but the
+    last)."""
+    width = max(1, (int(deltas.max()).bit_length() + 6) // 7)  # bytes of the longest delta
+    shifts = 7 * np.arange(width - 1, -1, -1, dtype=np.int64)
+    groups = (deltas[:, None] >> shifts) & 0x7F
+    groups[:, :-1] |= 0x80
+    length = np.ones(len(deltas), dtype=np.int64)  # bytes of each delta
+    for k in range(1, width):
+        length += (deltas >> 7 * k) > 0
+    keep = np.arange(width) >= (width - length)[:, None]
+    rows = np.concatenate([groups, first[:, None], second[:, None]], axis=1).astype(np.uint8)
+    rows_keep = np.concatenate([keep, np.ones((len(deltas), 2), dtype=bool)], axis=1)
+    data = rows[rows_keep].tobytes()
+    at = int(length[0])  # the first event's delta, then its status byte
+    return data[:at] + bytes((status,)) + data[at:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,58 +558,91 @@ def _instrument(name: str) -> Instrument:
     return style
 
 
-def _played_notes(tune: Tune) -> tuple[list[tuple[Note, int]], list[Fraction | None]]:
-    """``tune.unfold()`` with each note's written index (-1 when unknown) and its bar position.
+# A played note in integer ticks (``_played_notes``): pitch, onset, duration, grace, and its
+# position in its bar (None in free meter).
+_Played = tuple[int, int, int, bool, int | None]
 
-    The written index comes from ``music.unfold_segments`` when it gives the same notes as
-    ``Tune.unfold`` (it does unless P: reorders parts); otherwise positions are counted in
-    played time from the first bar line.
+
+def _tick_grid(*times: Iterable[Fraction]) -> int:
+    """Ticks a quarter note that count all ``times`` exactly: ``music.TICKS``, which times every
+    parsed tune, or a multiple of it for a tune made by hand with finer times."""
+    grid = TICKS
+    for denominator in {time.denominator for group in times for time in group}:
+        if grid % denominator:
+            grid = math.lcm(grid, denominator)
+    return grid
+
+
+def _played_notes(tune: Tune) -> tuple[list[_Played], int]:
+    """``tune.unfold()`` in integer ticks, each note with its position in its bar, and the ticks a
+    quarter note they count (``_tick_grid``).
+
+    Ticks keep the times exact, as Fractions would, at a fraction of the cost: playing a tune
+    works out thousands of times. The positions come from the written bar lines
+    (``_metric_positions``) when ``music.unfold_segments`` gives the same notes as
+    ``Tune.unfold`` (it does unless P: reorders parts); otherwise they are counted in played
+    time from the first bar line.
     """
     notes = tune.unfold()
-    try:
-        from folkrnn.music import unfold_segments
-
-        segments = unfold_segments(tune.notes, tune.bars)[0]
-        if [note for note, _ in segments] == notes:
-            return segments, _metric_positions(tune, segments)
-    except (ImportError, TypeError, ValueError, IndexError):
-        pass
-    played = [(note, -1) for note in notes]
     bar_length = tune.meter.bar_length
-    if not bar_length:
-        return played, [None] * len(played)
-    first_bar = min((bar.onset for bar in tune.bars if bar.onset > 0), default=Fraction(0))
-    pickup = bar_length - first_bar if 0 < first_bar < bar_length else Fraction(0)
-    return played, [(note.onset + pickup) % bar_length for note in notes]
+    grid = _tick_grid((bar_length,), (note.onset for note in notes), (note.duration for note in notes),
+                      (note.onset for note in tune.notes), (note.duration for note in tune.notes),
+                      (bar.onset for bar in tune.bars))
+
+    def ticks(time: Fraction) -> int:
+        return time.numerator * (grid // time.denominator)
+
+    bar = ticks(bar_length)
+    onsets = [ticks(note.onset) for note in notes]
+    positions: list[int | None] | None = None
+    if not bar:
+        positions = [None] * len(notes)
+    else:
+        try:
+            from folkrnn.music import unfold_segments
+
+            segments = unfold_segments(tune.notes, tune.bars)[0]
+            if [note for note, _ in segments] == notes:
+                written = [ticks(note.onset) for note in tune.notes]
+                end = max((onset + ticks(note.duration) for onset, note in zip(written, tune.notes)),
+                          default=0)
+                positions = _metric_positions([written[index] for _, index in segments],
+                                              [ticks(line.onset) for line in tune.bars], end, bar)
+        except (ImportError, TypeError, ValueError, IndexError):
+            pass
+    if positions is None:
+        first_bar = min((ticks(line.onset) for line in tune.bars if line.onset > 0), default=0)
+        pickup = bar - first_bar if 0 < first_bar < bar else 0
+        positions = [(onset + pickup) % bar for onset in onsets]
+    played = [(note.pitch, onset, ticks(note.duration), note.grace, position)
+              for note, onset, position in zip(notes, onsets, positions)]
+    return played, grid
 
 
-def _metric_positions(tune: Tune, played: list[tuple[Note, int]]) -> list[Fraction | None]:
-    """Each played note's position in its bar (quarter notes from the downbeat), from the
-    written bar lines: a short first bar is a pickup, ending on the next downbeat."""
-    bar_length = tune.meter.bar_length
-    if not bar_length:
-        return [None] * len(played)
+def _metric_positions(onsets: list[int], bar_lines: list[int], end: int, bar: int) -> list[int]:
+    """Each played note's position in its bar, in ticks from the downbeat, from its written onset
+    and the written bar lines (``end``: where the last written note ends): a short first bar is
+    a pickup, ending on the next downbeat. ``bar`` is the length of a full bar."""
     # bar k runs from edges[k] to edges[k + 1]; edges[0] is the start of the tune
-    edges = [Fraction(0)] + sorted({bar.onset for bar in tune.bars if bar.onset > 0})
-    end = max(tune.length, edges[-1])
+    edges = [0] + sorted({line for line in bar_lines if line > 0})
+    end = max(end, *bar_lines, edges[-1])
     if end > edges[-1]:
         edges.append(end)
     lengths = [b - a for a, b in zip(edges, edges[1:])]
     # A short bar is a pickup (its notes lead into the next downbeat) when it opens the tune or
     # completes, with the short bar before it, one full bar (a section's end, then its pickup).
-    pickup = [length < bar_length and (k == 0 or (lengths[k - 1] < bar_length
-                                                 and lengths[k - 1] + length == bar_length))
+    pickup = [length < bar and (k == 0 or (lengths[k - 1] < bar and lengths[k - 1] + length == bar))
               for k, length in enumerate(lengths)]
-    out: list[Fraction | None] = []
-    for _, index in played:
-        onset = tune.notes[index].onset
-        k = min(max(bisect_right(edges, onset) - 1, 0), max(len(lengths) - 1, 0))
+    last = max(len(lengths) - 1, 0)
+    out = []
+    for onset in onsets:
+        k = min(max(bisect_right(edges, onset) - 1, 0), last)
         if not lengths:
-            position = onset % bar_length
+            position = onset % bar
         elif pickup[k]:
-            position = (bar_length - lengths[k] + onset - edges[k]) % bar_length
+            position = (bar - lengths[k] + onset - edges[k]) % bar
         else:
-            position = (onset - edges[k]) % bar_length
+            position = (onset - edges[k]) % bar
         out.append(position)
     return out
 
@@ -584,7 +699,7 @@ def tune_to_performance(tune: Tune, *, straight: bool = False, tempo: float | No
     style = _instrument(instrument)
     qpm = tune_tempo(tune, tempo)
     seconds_per_quarter = 60.0 / qpm
-    played, positions = _played_notes(tune)
+    played, grid = _played_notes(tune)  # times in ticks: a quarter note is ``grid`` of them
     if not played:
         return []
     rng = random.Random(seed)
@@ -592,45 +707,52 @@ def tune_to_performance(tune: Tune, *, straight: bool = False, tempo: float | No
     if tune.meter.compound or tune.meter.denominator not in (2, 4):
         lilt = 0.5
 
-    def warp(onset: Fraction, position: Fraction | None) -> float:
+    def warp(onset: int, position: int | None) -> float:
         """Played time in quarters, with the lilt applied relative to the beat."""
-        value = float(onset)
+        value = onset / grid  # as float(Fraction(onset, grid)): the quotient correctly rounded
         if lilt == 0.5 or position is None:
             return value
-        shift = float(position) - math.floor(float(position))
+        position = position / grid
+        shift = position - math.floor(position)
         base = value - shift
         return base + _lilt_warp(shift, lilt)
 
-    jitter: dict[Fraction, float] = {}  # one onset jitter per distinct onset: chords stay together
+    accents: dict[int | None, float] = {}  # by position: a tune has few
+
+    def accent(position: int | None) -> float:
+        if position not in accents:
+            accents[position] = _accent(None if position is None else Fraction(position, grid), tune.meter)
+        return accents[position]
+
+    jitter: dict[int, float] = {}  # one onset jitter per distinct onset: chords stay together
     notes: list[tuple[float, float, int, int, bool]] = []  # start, end, pitch, velocity, grace
-    graces: dict[Fraction, list[tuple[int, Fraction | None]]] = {}
-    for (note, _), position in zip(played, positions):
-        if note.grace:
-            graces.setdefault(note.onset, []).append((note.pitch, position))
+    graces: dict[int, list[tuple[int, int | None]]] = {}
+    main_starts: dict[int, float] = {}  # by onset: where its first main note starts (s), jitter included
+    for pitch, onset, duration, grace, position in played:
+        if grace:
+            graces.setdefault(onset, []).append((pitch, position))
             continue
-        start = warp(note.onset, position)
-        end_position = None if position is None else position + note.duration
-        end = warp(note.end, end_position)
+        start = warp(onset, position)
+        end_position = None if position is None else position + duration
+        end = warp(onset + duration, end_position)
         start_s, end_s = start * seconds_per_quarter, end * seconds_per_quarter
         if straight:
             velocity = _STRAIGHT_VELOCITY
         else:
-            if note.onset not in jitter:
-                jitter[note.onset] = max(-2.5, min(2.5, rng.gauss(0, 1))) * _ONSET_JITTER
-            start_s += jitter[note.onset]
+            if onset not in jitter:
+                jitter[onset] = max(-2.5, min(2.5, rng.gauss(0, 1))) * _ONSET_JITTER
+            start_s += jitter[onset]
             length = max(end_s - start_s, 0.0)
             end_s = start_s + length - min((1 - style.articulation) * length, _RELEASE_SECONDS)
-            velocity = (_BASE_VELOCITY + style.dynamics * _accent(position, tune.meter)
+            velocity = (_BASE_VELOCITY + style.dynamics * accent(position)
                         + rng.gauss(0, _VELOCITY_JITTER))
             velocity = int(round(min(127, max(1, velocity))))
-        notes.append((start_s, end_s, note.pitch, velocity, False))
+        if onset not in main_starts:
+            main_starts[onset] = start * seconds_per_quarter + jitter.get(onset, 0.0)
+        notes.append((start_s, end_s, pitch, velocity, False))
 
     # Grace notes: short notes just before their beat; the note they interrupt is cut short.
-    main_starts: dict[Fraction, float] = {}
-    for (note, _), position in zip(played, positions):
-        if not note.grace and note.onset not in main_starts:
-            main_starts[note.onset] = warp(note.onset, position) * seconds_per_quarter \
-                + jitter.get(note.onset, 0.0)
+    main_count = len(notes)
     main_notes = sorted((n[0], n[1]) for n in notes)
     main_note_starts = [start for start, _ in main_notes]
     main_onsets = sorted(main_starts)
@@ -652,8 +774,9 @@ def tune_to_performance(tune: Tune, *, straight: bool = False, tempo: float | No
         for k, (pitch, _) in enumerate(group):
             velocity = _STRAIGHT_VELOCITY if straight else int(max(1, _BASE_VELOCITY - 10))
             notes.append((first + k * length, first + (k + 1) * length, pitch, velocity, True))
-        for i, (start_s, end_s, pitch, velocity, grace) in enumerate(notes):
-            if not grace and start_s < first < end_s:
+        for i in range(main_count):
+            start_s, end_s, pitch, velocity, grace = notes[i]
+            if start_s < first < end_s:
                 notes[i] = (start_s, first, pitch, velocity, grace)
 
     # No two notes of one pitch overlap: the earlier one ends where the later one starts.
@@ -668,8 +791,8 @@ def tune_to_performance(tune: Tune, *, straight: bool = False, tempo: float | No
     lead = -min(n[0] for n in notes)
     lead = lead if lead > 0 else 0.0
     if downbeat:  # from the downbeat the first note's bar starts on (whole bars earlier, if need be)
-        first = next(((note, position) for (note, _), position in zip(played, positions) if not note.grace), None)
-        origin = 0.0 if first is None or first[1] is None else float(first[0].onset - first[1])
+        first = next(((onset, position) for _, onset, _, grace, position in played if not grace), None)
+        origin = 0.0 if first is None or first[1] is None else (first[0] - first[1]) / grid
         bar = float(tune.meter.bar_length or 0) * seconds_per_quarter
         lead = -origin * seconds_per_quarter
         while bar > 0 and min(n[0] for n in notes) + lead < -1e-9:
