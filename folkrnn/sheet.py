@@ -755,7 +755,7 @@ def _draw_marks(section: ET.Element, tune: Tune, abc: str, state: _State) -> Non
     apart) belongs to it, a ``)`` to the note before it."""
     from bisect import bisect_left
 
-    from folkrnn.abc.lexer import ANNOT, DECO, SLUR
+    from folkrnn.abc.lexer import ANNOT, DECO, NOTE, SLUR
 
     records, marks = _marks(tune, abc)
     if not marks:
@@ -784,6 +784,11 @@ def _draw_marks(section: ET.Element, tune: Tune, abc: str, state: _State) -> Non
     for index, before, onset in marks:
         record = records[index]
         kind, text = record[0], record[2]
+        if kind is NOTE:  # an accidental as written, a courtesy one too (^F in G), as abcm2ps shows it
+            target = next_target(before, onset)
+            if target is not None and target[0] == onset:  # (not the second note of a tie: none is drawn)
+                _show_written_accidental(target[1], record[3], record[4])
+            continue
         if kind is SLUR and text == ")":  # from the note after its "(" to the note drawn last before it
             start = opened.pop() if opened else None
             k = bisect_left(drawn, before) - 1
@@ -819,6 +824,17 @@ def _draw_marks(section: ET.Element, tune: Tune, abc: str, state: _State) -> Non
                     element.set("artic", " ".join(values + [value]))
             else:
                 control(name, element, value)
+
+
+def _show_written_accidental(element: ET.Element, letter: str, octave: int) -> None:
+    """Show the accidental of the note written as ``letter`` (ABC: C is middle C, c the octave
+    above) ``octave`` octaves up, in ``element`` (a note, or a chord of them), when the key and the
+    bar made it silent: the engraver spells by the sounding pitch, so only a note spelt with the
+    written letter takes it."""
+    written = str(4 + letter.islower() + octave)
+    for note in [element] if element.tag == "note" else element.iter("note"):
+        if note.get("pname") == letter.lower() and note.get("oct") == written and note.get("accid") is None:
+            note.set("accid", note.attrib.pop("accid.ges", "n"))
 
 
 # --- engraving ----------------------------------------------------------------------------------

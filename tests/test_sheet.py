@@ -457,3 +457,18 @@ def test_generated_tunes_keep_their_key_changes_as_abcm2ps_draws_them(tmp_path):
         assert changes(ours) == changes(theirs), svg.name
         for what in ("measures", "accidentals", "graces", "tuplets", "endings"):
             assert sum(s[what] for s in ours) == sum(s[what] for s in theirs), (svg.name, what)
+
+
+def test_accidentals_are_shown_as_written_courtesy_ones_too():
+    """^F in G sounds as F does, but the musician wrote the sign, and abcm2ps draws it: so do we (not
+    on the second note of a tie, which is not drawn)."""
+    abc = "X:1\nT:T\nM:4/4\nL:1/8\nK:G\nG^FGA B^c=cB|[^F^c]2 =F2 ^F2-^F2|]\n"
+    mei = tune_to_mei(parse(abc), abc=abc)
+    def shown(text: str) -> list[tuple[str, str | None]]:
+        return [(re.search(r'pname="(\w)"', a).group(1), (re.search(r' accid="(\w+)"', a) or [None, None])[1])
+                for a in re.findall(r"<note ([^>]*)>", text)]
+
+    assert shown(mei) == [("g", None), ("f", "s"), ("g", None), ("a", None), ("b", None), ("c", "s"), ("c", "n"),
+                          ("b", None), ("f", "s"), ("c", "s"), ("f", "n"), ("f", "s")]
+    plain = tune_to_mei(parse(abc))  # without the text: only the accidentals the key and bar need
+    assert shown(plain)[1] == ("f", None) and shown(plain)[8] == ("f", None)
