@@ -20,14 +20,15 @@ import numpy as np
 from folkrnn.abc.parser import default_tuplet_q
 from folkrnn.abc.tokens import NOTE_TOKEN
 from folkrnn.errors import OptionError
-from folkrnn.music import LETTER_SEMITONES, MODES, key_signature, parse_meter
+from folkrnn.music import LETTER_SEMITONES, MODES, TICKS, key_signature, parse_meter
 
 __all__ = ["AbcGrammar", "Compass", "TokenClass", "Form", "parse_form", "TICKS_PER_UNIT", "classify", "bar_ticks",
            "SPACE"]
 
-# Ticks per unit note length (L:1/8 after normalisation): 2^12 * 3^2 * 5 * 7, so that lengths
-# down to 1/4096 of a unit, tuplets of 2 to 9 and broken rhythm are all whole numbers of ticks.
-TICKS_PER_UNIT = 2 ** 12 * 3 ** 2 * 5 * 7
+# Ticks per unit note length (L:1/8 after normalisation), on the one tick grid of folkrnn.music
+# (TICKS a quarter note) made eight times finer: 2^12 * 3^2 * 5 * 7, so that lengths down to
+# 1/4096 of a unit, tuplets of 2 to 9 and broken rhythm are all whole numbers of ticks.
+TICKS_PER_UNIT = 4 * TICKS
 _R = TICKS_PER_UNIT
 
 
