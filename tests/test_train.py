@@ -323,8 +323,9 @@ def test_chunks_are_few_and_even(positions, bptt):
 
 
 def _midi_vocabulary() -> Vocabulary:
-    events = pytest.importorskip("folkrnn.events")
-    return Vocabulary.from_event_names(events.EventConfig().names())
+    from folkrnn.events import EventConfig
+
+    return Vocabulary.from_event_names(EventConfig().names())
 
 
 def test_transposition_moves_notes_and_keeps_tunes_in_range():
@@ -424,7 +425,6 @@ K:G
 
 
 def test_folkrnn_train_and_info_on_the_command_line(tmp_path, monkeypatch):
-    pytest.importorskip("folkrnn.corpus")
     monkeypatch.setenv("FOLKRNN_CACHE", str(tmp_path / "cache"))
     tunes = tmp_path / "tunes.abc"
     tunes.write_text(ABC_FILE)
@@ -468,7 +468,6 @@ def _batch_losses(out: Path) -> list[float]:
 def test_resume_needs_only_the_run_folder_and_equals_one_run(tmp_path, monkeypatch):
     """The issue's pair: train on a tiny ABC file with --corpus, stop it, then `--resume --out`
     alone, from another folder, continues on that corpus with the same losses as one run."""
-    pytest.importorskip("folkrnn.corpus")
     monkeypatch.setenv("FOLKRNN_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     Path("tiny.abc").write_text(ABC_FILE)
@@ -493,7 +492,6 @@ def test_resume_needs_only_the_run_folder_and_equals_one_run(tmp_path, monkeypat
 
 
 def test_resume_accepts_agreeing_options_and_refuses_contradictions_in_one_line(tmp_path, monkeypatch):
-    pytest.importorskip("folkrnn.corpus")
     monkeypatch.setenv("FOLKRNN_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     Path("tiny.abc").write_text(ABC_FILE)
@@ -531,7 +529,6 @@ def test_resume_accepts_agreeing_options_and_refuses_contradictions_in_one_line(
 
 
 def test_resume_stops_when_the_corpus_files_changed(tmp_path, monkeypatch):
-    pytest.importorskip("folkrnn.corpus")
     monkeypatch.setenv("FOLKRNN_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     Path("tunes").mkdir()
@@ -553,7 +550,6 @@ def test_resume_stops_when_the_corpus_files_changed(tmp_path, monkeypatch):
 
 def test_resume_of_a_run_saved_before_corpora_were_recorded(tmp_path, monkeypatch):
     """A resume point without a corpus record: its first command line's --corpus is used."""
-    pytest.importorskip("folkrnn.corpus")
     from folkrnn.checkpoint import save_training_state
 
     monkeypatch.setenv("FOLKRNN_CACHE", str(tmp_path / "cache"))
