@@ -1,9 +1,17 @@
-"""Do the titles the model writes for itself read as English? With and without its title words.
+"""Do the titles the model writes for itself read as English? Free, of corpus words, in corpus order.
 
 Generates N untitled tunes (default 200, seeds 1..N, the sampler's defaults, as ``folkrnn
-generate`` makes them) with the shipped ABC model, once with the word constraint off
-(``SampleConfig(title_words=False)``: the model spells freely, as before) and once on (each title
-made of the words of the training corpus' titles, ``folkrnn.abc.titles``), and prints for each:
+generate`` makes them) with the shipped ABC model, in each of these modes (``--modes``):
+
+- ``off``: no title constraint (``SampleConfig(title_words=False)``: the model spells freely);
+- ``words``: each title made of the words of the training corpus' titles, in any order (a model
+  folder with only the older ``title_words.txt``);
+- ``order``: the words in the corpus titles' order too, an order-1 chain (``folkrnn.abc.titles``:
+  a first word that begins a corpus title, each next word one that follows the word before it in
+  one, the last one that ends one), a whole corpus title allowed (``title_copies=True``);
+- ``novel``: as ``order``, but never a whole corpus title (the sampler's default);
+
+and prints for each:
 
 - ``english``: the share of titles whose every word is an English word, by a word list
   independent of our corpus (``/usr/share/dict/words``, Debian's ``wamerican``: ``apt-get install
@@ -13,13 +21,20 @@ made of the words of the training corpus' titles, ``folkrnn.abc.titles``), and p
   the ceiling (the real titles hold names: "O'Carolan's Concerto");
 - ``corpus``: the share of titles whose every word is a word of the corpus titles (as written;
   the first word also capitalised);
+- ``chain``: the share of titles whose word order the chain allows (first, each pair, last word);
+- ``copies``: the share of titles that are a whole corpus title (case-folded, word for word);
 - ``distinct``: distinct titles among the N;
-- the sampler's speed, as CPU seconds per 1,000 tokens (one process, one BLAS thread: what a
-  worker of ``generate`` spends), with the constraint off and on;
+- the sampler's speed, as CPU milliseconds per 1,000 tokens (one process, one BLAS thread: what a
+  worker of ``generate`` spends), the modes taking turns, ``--runs`` rounds: ``cold`` is the first
+  run of a mode in the process (its trie made, and the grammar's states learnt, as in a fresh
+  ``generate``: the grammar's learning depends on the tunes made, so this varies by mode more than
+  the title constraint costs), ``warm`` the fastest of the later runs (same tunes, all made
+  before); and the title constraint's own time (``TitleWords.restrict``: microseconds per title
+  row and step, cold and warm);
 - examples.
 
-Usage: ``python benchmarks/title_words.py [--n 200] [--seed 1] [--model DIR] [--words both|on|off]
-[--examples 10]``; the last line is a JSON object.
+Usage: ``python benchmarks/title_words.py [--n 200] [--seed 1] [--model DIR] [--modes off,words,order,novel]
+[--runs 3] [--examples 10]``; the last line is a JSON object.
 """
 
 from __future__ import annotations
@@ -35,6 +50,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 DICTIONARY = Path("/usr/share/dict/words")
+MODES = ("off", "words", "order", "novel")
 _NUMBER = re.compile(r"\d+(?:st|nd|rd|th|d)?")
 _EDGE = "\"'.,;:!?()[]{}-"
 
@@ -65,32 +81,84 @@ def in_corpus(word: str, words: set[str], first: bool) -> bool:
     return word in words or first and word[:1].lower() + word[1:] in words
 
 
-def score(titles: list[str], dictionary: set[str] | None, words: set[str]) -> dict:
-    """The shares of English titles and of titles of corpus words, and the distinct titles."""
+def words_of(title: str) -> list[str]:
+    """A title's words (pieces with a letter or digit), as the chain reads them."""
+    return [word for word in title.split() if any(char.isalnum() for char in word)]
+
+
+class Chain:
+    """The corpus titles' first words, pairs (the first case-folded), last words and whole titles."""
+
+    def __init__(self, titles: list[str]) -> None:
+        sequences = [words for words in map(words_of, titles) if words]
+        self.first = {words[0][0].upper() + words[0][1:] for words in sequences}
+        self.pairs = {(a.lower(), b) for words in sequences for a, b in zip(words, words[1:])}
+        self.last = {words[-1].lower() for words in sequences}
+        self.whole = {tuple(word.lower() for word in words) for words in sequences}
+
+    def allows(self, title: str) -> bool:
+        words = words_of(title)
+        return not words or (words[0] in self.first and words[-1].lower() in self.last
+                             and all((a.lower(), b) in self.pairs for a, b in zip(words, words[1:])))
+
+    def copies(self, title: str) -> bool:
+        return tuple(word.lower() for word in words_of(title)) in self.whole
+
+
+def score(titles: list[str], dictionary: set[str] | None, words: set[str], chain: Chain) -> dict:
+    """The shares of English titles, of titles of corpus words, in the chain's order and copied,
+    and the distinct titles."""
     n = max(len(titles), 1)
     english = None if dictionary is None else \
         sum(all(is_english(w, dictionary) for w in t.split()) for t in titles) / n
     corpus = sum(all(in_corpus(w, words, k == 0) for k, w in enumerate(t.split())) for t in titles) / n
     return {"english": None if english is None else round(english, 4), "corpus": round(corpus, 4),
+            "chain": round(sum(map(chain.allows, titles)) / n, 4),
+            "copies": round(sum(map(chain.copies, titles)) / n, 4),
             "distinct": len(set(titles)), "empty": sum(not t for t in titles)}
 
 
-def generate(checkpoint, seeds: list[int], on: bool) -> tuple[list[str], dict]:
-    """The titles of the tunes of ``seeds``, and what making them cost."""
+class Timer:
+    """Time spent in the title constraint (``TitleWords.restrict``), and the title rows it saw."""
+
+    def __init__(self) -> None:
+        from folkrnn.abc.titles import TitleWords
+
+        self.seconds, self.rows = 0.0, 0
+        restrict = TitleWords.restrict
+
+        def timed(words, masks, at, histories) -> None:
+            start = time.process_time()
+            restrict(words, masks, at, histories)
+            self.seconds += time.process_time() - start
+            self.rows += len(at)
+
+        TitleWords.restrict = timed
+
+
+def generate(checkpoint, seeds: list[int], mode: str, timer: Timer | None = None,
+             max_title: int = 60) -> tuple[list[str], dict]:
+    """The titles of the tunes of ``seeds`` in one mode, and what making them cost."""
     from folkrnn.abc.titles import title_text
     from folkrnn.decode.choice import one_blas_thread
     from folkrnn.sample import SampleConfig, sample_tunes
 
     engine = checkpoint.engine()
-    config = SampleConfig(title_words=on)
+    if mode == "words":
+        engine.titles = None  # the words alone, as a folder with only title_words.txt has them
+    config = SampleConfig(title_words=mode != "off", title_copies=mode == "order", max_title=max_title)
+    seconds, rows = (timer.seconds, timer.rows) if timer else (0.0, 0)
     with one_blas_thread():
         wall, cpu = time.perf_counter(), time.process_time()
         tunes = sample_tunes(engine, checkpoint.vocabulary, seeds, config=config, workers=1)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     tokens = sum(len(t.tokens) for t in tunes)
+    seconds, rows = (timer.seconds - seconds, timer.rows - rows) if timer else (0.0, 0)
     return [title_text(t.tokens) for t in tunes], {
         "tunes_ok": sum(t.ok for t in tunes), "tokens": tokens, "cpu_s": round(cpu, 2), "wall_s": round(wall, 2),
-        "cpu_ms_per_1000_tokens": round(1e6 * cpu / max(tokens, 1), 1)}
+        "cpu_ms_per_1000_tokens": round(1e6 * cpu / max(tokens, 1), 1),
+        "title_us_per_row_step": round(1e6 * seconds / rows, 2) if rows else None,
+        "title_cpu_share": round(seconds / cpu, 4) if cpu else None}
 
 
 def main() -> None:
@@ -98,13 +166,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="untitled tunes to generate")
     parser.add_argument("--seed", type=int, default=1, help="the first seed")
     parser.add_argument("--model", default=None, help="an ABC model folder (default: the shipped one)")
-    parser.add_argument("--words", choices=("both", "on", "off"), default="both",
-                        help="the word constraint off (as before), on, or both")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="rounds of runs of the modes (the first: cold; the rest: warm)")
     parser.add_argument("--examples", type=int, default=10, help="titles shown of each")
     args = parser.parse_args()
+    modes = [mode for mode in args.modes.split(",") if mode]
+    if not modes or set(modes) - set(MODES):
+        parser.error(f"--modes: choose among {', '.join(MODES)}")
 
     from folkrnn.abc import Normalisation
-    from folkrnn.abc.titles import corpus_title_words, title_text
+    from folkrnn.abc.titles import corpus_title_words, corpus_titles, title_text
     from folkrnn.checkpoint import load_model, shipped_model
     from folkrnn.corpus import build_corpus
 
@@ -112,31 +184,57 @@ def main() -> None:
     checkpoint = load_model(folder)
     corpus = build_corpus(None, settings=Normalisation.from_dict(checkpoint.encoding_params))
     words = set(corpus_title_words(corpus.train))
+    chain = Chain(corpus_titles(corpus.train))
     dictionary = english_words()
     if dictionary is None:
         print(f"no {DICTIONARY}: English shares not measured (apt-get install wamerican)")
     real = [title_text(tokens) for tokens in corpus.train]
-    out: dict = {"n": args.n, "seed": args.seed, "model": str(folder),
-                 "model_has_words": checkpoint.title_words is not None, "dictionary": str(DICTIONARY),
-                 "corpus_titles": score(real, dictionary, words)}
-    print(f"model {folder} ({'with' if checkpoint.title_words is not None else 'without'} title words); "
-          f"{args.n} untitled tunes from seed {args.seed}")
+    has = "titles" if checkpoint.titles is not None else "words" if checkpoint.title_words is not None else "none"
+    out: dict = {"n": args.n, "seed": args.seed, "model": str(folder), "model_has": has,
+                 "dictionary": str(DICTIONARY), "corpus_titles": score(real, dictionary, words, chain)}
+    print(f"model {folder} (title file: {has}); {args.n} untitled tunes from seed {args.seed}")
     ceiling = out["corpus_titles"]
-    print(f"corpus training titles ({len(real):,}): english {ceiling['english']}, corpus words {ceiling['corpus']}")
+    print(f"corpus training titles ({len(real):,}, {ceiling['distinct']:,} distinct): english {ceiling['english']}, "
+          f"corpus words {ceiling['corpus']}")
+    usable = [mode for mode in modes if mode == "off" or mode == "words" and has != "none" or has == "titles"]
+    for mode in sorted(set(modes) - set(usable)):
+        print(f"\n{mode}: not measured (the model folder has no {'titles' if has == 'words' else 'title file'})")
     seeds = list(range(args.seed, args.seed + args.n))
-    for name in (("off", "on") if args.words == "both" else (args.words,)):
-        titles, cost = generate(checkpoint, seeds, name == "on")
-        result = {**score(titles, dictionary, words), **cost, "examples": titles[:args.examples]}
-        out[name] = result
-        print(f"\nwords {name}: english {result['english']}, corpus words {result['corpus']}, "
-              f"distinct {result['distinct']}/{args.n}, {cost['tunes_ok']} tunes made, "
-              f"{cost['cpu_ms_per_1000_tokens']} CPU ms per 1000 tokens ({cost['tokens']:,} tokens, "
-              f"{cost['cpu_s']} s CPU)")
+    timer = Timer()
+    # warm the process (NumPy, BLAS) on a grammar of its own (another title length), not measured
+    generate(checkpoint, list(range(10_000, 10_010)), "off", max_title=59)
+    runs: dict[str, list] = {mode: [] for mode in usable}
+    for _ in range(max(args.runs, 1)):
+        for mode in usable:
+            runs[mode].append(generate(checkpoint, seeds, mode, timer))
+    for mode in usable:
+        titles, cold = runs[mode][0]
+        later = [cost for _, cost in runs[mode][1:]]
+        warm = min(later, key=lambda cost: cost["cpu_ms_per_1000_tokens"]) if later else None
+        result = {**score(titles, dictionary, words, chain), "cold": cold, "warm": warm,
+                  "examples": titles[:args.examples]}
+        out[mode] = result
+        print(f"\n{mode}: english {result['english']}, corpus words {result['corpus']}, chain order "
+              f"{result['chain']}, copies {result['copies']}, distinct {result['distinct']}/{args.n}, "
+              f"{cold['tunes_ok']} tunes made ({cold['tokens']:,} tokens)")
+        for name, cost in (("cold", cold), ("warm", warm)):
+            if cost is not None:
+                title = "" if mode == "off" else \
+                    f"; titles {cost['title_us_per_row_step']} us per title row and step " \
+                    f"({cost['title_cpu_share']:.1%} of the CPU time)"
+                print(f"  {name}: {cost['cpu_ms_per_1000_tokens']} CPU ms per 1000 tokens ({cost['cpu_s']} s){title}")
         for title in titles[:args.examples]:
             print(f"  {title}")
-    if "off" in out and "on" in out:
-        out["slowdown"] = round(out["on"]["cpu_ms_per_1000_tokens"] / out["off"]["cpu_ms_per_1000_tokens"] - 1, 4)
-        print(f"\nslowdown per token with the words on: {out['slowdown']:+.1%} (CPU time; one run each)")
+    if "off" in out:
+        for name in ("cold", "warm"):
+            base = out["off"][name]
+            if base is None:
+                continue
+            out[f"slowdown_{name}"] = {mode: round(out[mode][name]["cpu_ms_per_1000_tokens"]
+                                                   / base["cpu_ms_per_1000_tokens"] - 1, 4)
+                                       for mode in usable if mode != "off"}
+            print(f"\nCPU per token against off, {name}: "
+                  + ", ".join(f"{mode} {value:+.1%}" for mode, value in out[f"slowdown_{name}"].items()))
     print(json.dumps(out))
 
 

@@ -5,8 +5,9 @@ A model directory holds everything needed to use the model, and nothing that can
 - ``model.safetensors``: the weights (float32, or float16 to ship small; always loaded as float32);
 - ``config.json``: the format and its version, the model config, the vocabulary in id order, the
   encoding and its parameters, and the training record (the model's card);
-- ``title_words.txt`` (an ABC model's, optional): the words of its corpus' titles, one a line, that
-  a title the model writes is made of (:mod:`folkrnn.abc.titles`; without it, any letters).
+- ``titles.txt`` (an ABC model's, optional): its corpus' titles, one a line, whose words, in their
+  order, a title the model writes is made of (:mod:`folkrnn.abc.titles`); an older folder's
+  ``title_words.txt`` holds the words alone, one a line (any order); without either, any letters.
 
 Training also leaves ``training_state.safetensors``: the float32 weights, the optimiser's tensors
 and the RNG states, with everything else (epoch, step, data-order position, schedule, history) as
@@ -72,15 +73,16 @@ class Checkpoint:
     training: dict  # the training record (corpus, hash, epochs, losses, hardware, command, time)
     weights: dict[str, np.ndarray] = field(repr=False)  # state dict, float32
     config: dict = field(repr=False, default_factory=dict)  # config.json as read
-    title_words: tuple[str, ...] | None = None  # title_words.txt's words (None: the folder has none)
+    title_words: tuple[str, ...] | None = None  # the words of titles.txt, or title_words.txt's (None: neither)
+    titles: tuple[str, ...] | None = None  # titles.txt's titles (None: the folder has none)
 
     def engine(self):
-        """The NumPy LSTM on these weights (no torch), with the model's ``title_words`` (the sampler
-        reads them there, as it reads ``features``)."""
+        """The NumPy LSTM on these weights (no torch), with the model's ``title_words`` and ``titles``
+        (the sampler reads them there, as it reads ``features``)."""
         from folkrnn.infer import NumpyLSTM
 
         engine = NumpyLSTM(self.weights)
-        engine.title_words = self.title_words
+        engine.title_words, engine.titles = self.title_words, self.titles
         return engine
 
     def feature_reader(self):
@@ -404,11 +406,12 @@ def load_model(path: str | os.PathLike) -> Checkpoint:
     for name, value in weights.items():
         if not np.isfinite(value).all():
             raise ModelError(f"{where}: weight {name} holds NaN or infinite values")
-    title_words = None
+    title_words = titles = None
     if encoding_block["name"] == "abc":
-        from folkrnn.abc.titles import read_words
+        from folkrnn.abc.titles import read_titles, read_words, words_of_titles
 
-        title_words = read_words(directory)
+        titles = read_titles(directory)
+        title_words = read_words(directory) if titles is None else tuple(words_of_titles(titles))
     return Checkpoint(
         path=directory,
         model_config=_model_fields(model_config),
@@ -419,6 +422,7 @@ def load_model(path: str | os.PathLike) -> Checkpoint:
         weights=weights,
         config=config,
         title_words=title_words,
+        titles=titles,
     )
 
 

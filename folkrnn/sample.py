@@ -131,8 +131,10 @@ class SampleConfig:
     compass: int = 24  # semitones from a tune's lowest note to its highest, at most (0: any; Compass)
     lookback: float = 1.5  # added to the logit of each token two bars or a part ago offers (0: none)
     max_title: int = 60  # title characters the model may write
-    title_words: bool = True  # a title the model writes is made of its corpus titles' words, where the model
-    # folder lists them (title_words.txt; folkrnn.abc.titles); False: any letters
+    title_words: bool = True  # a title the model writes is made of its corpus titles' words, in their order,
+    # where the model folder lists them (titles.txt; an older title_words.txt: the words alone;
+    # folkrnn.abc.titles); False: any letters
+    title_copies: bool = False  # a title the model writes may be a whole corpus title (False: never one; titles.txt)
     attempts: int = 10  # seeds tried for one tune before it is reported as not made
 
     def check(self) -> SampleConfig:
@@ -236,11 +238,11 @@ class _Plan:
     title: list[int]  # forced after <s>
     prime: list[int]  # forced when the body begins
     warnings: list[str]
-    titles: TitleWords | None = None  # the words a title the model writes is made of (None: any)
+    titles: TitleWords | None = None  # the words (and order) a title the model writes keeps to (None: any)
 
 
 def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: int = 0,
-          title_words: Sequence[str] | None = None) -> _Plan:
+          title_words: Sequence[str] | None = None, titles: Sequence[str] | None = None) -> _Plan:
     from folkrnn.vocab import UnknownTokenError
 
     warnings: list[str] = []
@@ -292,9 +294,11 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
         token: [vocabulary.id(f"M:{m}") for m in dance.meters if f"M:{m}" in vocabulary]
         for token, dance in dances.items()}
     form, rhythm_forms = _forms(conditions, dances)
-    # a title the model writes: of the words of its corpus' titles (the model folder's title_words.txt)
-    trie = trie_for(title_words, vocabulary.tokens) if (
-        title_words and config.title_words and config.constrain and title_length is None and config.max_title) else None
+    # a title the model writes: of the words of its corpus' titles, in their order (the model folder's
+    # titles.txt; an older folder's title_words.txt: the words alone)
+    trie = trie_for(title_words or (), vocabulary.tokens, titles, not config.title_copies) if (
+        (titles or title_words) and config.title_words and config.constrain and title_length is None
+        and config.max_title) else None
     trie = trie if trie is not None and len(trie) else None
     key = (tuple(vocabulary.tokens), config.constrain, tuple(sorted((k, tuple(sorted(v))) for k, v in fixed.items())),
            title_length, config.min_bars, config.max_title, form, tuple(sorted(rhythm_forms.items())),
@@ -558,7 +562,8 @@ def sample_tunes(engine, vocabulary, seeds: Sequence[int], *, config: SampleConf
     """
     config = (config or SampleConfig()).check()
     conditions = conditions or Conditions()
-    plan = _plan(vocabulary, conditions, config, getattr(engine, "features", 0), getattr(engine, "title_words", None))
+    plan = _plan(vocabulary, conditions, config, getattr(engine, "features", 0), getattr(engine, "title_words", None),
+                 getattr(engine, "titles", None))
     if config.strategy == "beam":
         out = []
         for index, seed in enumerate(seeds):
@@ -593,7 +598,7 @@ def beam_search(engine, vocabulary, *, seed: int = 0, config: SampleConfig | Non
     config = (config or SampleConfig(strategy="beam")).check()
     conditions = conditions or Conditions()
     plan = plan or _plan(vocabulary, conditions, config, getattr(engine, "features", 0),
-                         getattr(engine, "title_words", None))
+                         getattr(engine, "title_words", None), getattr(engine, "titles", None))
     best, reason = beam(engine, AbcConstraint(plan, config, vocabulary), index=index, seed=seed,
                         width=config.beam_width, temperature=config.temperature,
                         length_penalty=config.length_penalty, on_step=on_step)

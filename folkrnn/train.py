@@ -911,10 +911,10 @@ def train(corpus: CorpusLike, config: TrainConfig, model: Any = None) -> TrainRe
         trainer = _Trainer(config, model_config, vocabulary, splits, dict(getattr(corpus, "info", None) or {}),
                            encoding, dist)
         trainer.corpus_record = corpus_record
-        if encoding == "abc":  # the words a title the model writes is made of (folkrnn.abc.titles)
-            from folkrnn.abc.titles import corpus_title_words
+        if encoding == "abc":  # the titles whose words and order a title the model writes keeps to (folkrnn.abc.titles)
+            from folkrnn.abc.titles import corpus_titles
 
-            trainer.title_words = corpus_title_words(getattr(corpus, "train", None) or [])
+            trainer.titles = corpus_titles(getattr(corpus, "train", None) or [])
         if meta:
             trainer.restore(tensors, meta)
         result = trainer.run()
@@ -991,7 +991,7 @@ class _Trainer:
         }
         self.commands = [self.base_record["command"]]  # this run's command, after those it resumes
         self.corpus_record: dict | None = None  # how to build the corpus again (folkrnn train --resume)
-        self.title_words: list[str] = []  # the words of the training titles, written beside the model
+        self.titles: list[str] = []  # the training titles, written beside the model
 
     # --- saving and restoring ------------------------------------------------------------
 
@@ -1018,13 +1018,14 @@ class _Trainer:
     def save_model(self, **extra) -> None:
         save_model(self.out, self.weights(), self.model_config.to_dict(), self.vocabulary, self.encoding,
                    self.encoding_params, self.record(**extra), dtype=self.config.weights_dtype)
-        if self.encoding == "abc":  # the words of its titles beside it, or none (a folder used afresh)
-            from folkrnn.abc.titles import WORDS_FILE, write_words
+        if self.encoding == "abc":  # its titles beside it, or none (a folder used afresh); no older word file
+            from folkrnn.abc.titles import TITLES_FILE, WORDS_FILE, write_titles
 
-            if self.title_words:
-                write_words(self.out, self.title_words)
+            if self.titles:
+                write_titles(self.out, self.titles)
             else:
-                (self.out / WORDS_FILE).unlink(missing_ok=True)
+                (self.out / TITLES_FILE).unlink(missing_ok=True)
+            (self.out / WORDS_FILE).unlink(missing_ok=True)
 
     def save_resume_point(self) -> None:
         torch = self.torch

@@ -1,5 +1,6 @@
-"""Title words (folkrnn.abc.titles): the trie of a corpus' title words, and the titles a model writes
-for itself made of them, while a given title, and a model folder without the words, are as before."""
+"""Title words (folkrnn.abc.titles): the trie of a corpus' title words and their order, and the titles a
+model writes for itself made of them, while a given title, and a model folder without the titles (only
+the older word file, or neither), are as before."""
 
 from __future__ import annotations
 
@@ -10,7 +11,20 @@ import shutil
 import numpy as np
 import pytest
 
-from folkrnn.abc.titles import WORDS_FILE, TitleTrie, corpus_title_words, read_words, title_text, trie_for, write_words
+from folkrnn.abc.titles import (
+    TITLES_FILE,
+    WORDS_FILE,
+    TitleTrie,
+    corpus_title_words,
+    corpus_titles,
+    read_titles,
+    read_words,
+    title_text,
+    trie_for,
+    words_of_titles,
+    write_titles,
+    write_words,
+)
 from folkrnn.errors import ModelError
 from folkrnn.sample import AbcConstraint, Conditions, SampleConfig, _plan, sample_one, sample_tunes, title_tokens
 
@@ -26,9 +40,9 @@ def ids(title: str) -> list[int]:
 
 def allowed(trie: TitleTrie, title: str, left: int = 60) -> set[str]:
     """The tokens allowed after ``title`` ("▁" for a space, "END" for the title's end)."""
-    node = trie.node(ids(title))
-    assert node >= 0, title
-    mask = trie.mask(node, left)
+    state = trie.state(ids(title))
+    assert state >= 0, title
+    mask = trie.mask(state, left)
     out = {TOKENS[i] for i in np.flatnonzero(mask) if len(TOKENS[i]) == 1}
     if mask[ID["R:reel"]]:
         assert mask[[ID["R:jig"], ID["M:4/4"], ID["|:"]]].all()  # every token that is not a title character
@@ -40,6 +54,40 @@ def words_of(title: str, words: set[str]) -> bool:
     """Whether every word of a title is one of ``words`` (the first also capitalised)."""
     return all(word in words or k == 0 and word[0].lower() + word[1:] in words
                for k, word in enumerate(title.split()))
+
+
+def pieces(title: str) -> list[str]:
+    return [word for word in title.split() if any(char.isalnum() for char in word)]
+
+
+def in_order(title: str, titles) -> bool:
+    """Whether a title's words come in an order the corpus ``titles`` allow: a first word that begins
+    one (capitalised), each next one that follows the word before it in one (that one case-folded),
+    a last word that ends one."""
+    sequences = [words for words in map(pieces, titles) if words]
+    words = pieces(title)
+    return not words or (
+        words[0] in {s[0][0].upper() + s[0][1:] for s in sequences}
+        and words[-1].lower() in {s[-1].lower() for s in sequences}
+        and all((a.lower(), b) in {(x.lower(), y) for s in sequences for x, y in zip(s, s[1:])}
+                for a, b in zip(words, words[1:])))
+
+
+def copies(title: str, titles) -> bool:
+    """Whether a title is a whole one of ``titles`` (case-folded, word for word)."""
+    return [word.lower() for word in pieces(title)] in [[word.lower() for word in pieces(t)] for t in titles]
+
+
+def walk(trie: TitleTrie, rng: random.Random, limit: int) -> str:
+    """A title made by choosing at random among what the trie allows, checking it never runs dry."""
+    title = ""
+    while True:
+        options = sorted(allowed(trie, title, limit - len(title)))
+        assert options, (title, limit)  # no dead ends
+        choice = rng.choice(options)
+        if choice == "END":
+            return title
+        title += " " if choice == SPACE else choice
 
 
 # --- the words and the trie ------------------------------------------------------------------------
@@ -64,7 +112,7 @@ def test_words_end_only_where_whole():
     assert allowed(trie, "The ") == {"T", "R", "o"}  # later words as written: "of", not "Of"
     assert allowed(trie, "Of") == {SPACE, "END"}
     assert allowed(trie, "The of") == {SPACE, "END"}
-    assert trie.node(ids("The Of")) == -1 and trie.node(ids("the")) == -1  # not words there
+    assert trie.state(ids("The Of")) == -1 and trie.state(ids("the")) == -1  # not words there
 
 
 def test_apostrophes_punctuation_and_digits_follow_the_corpus():
@@ -93,27 +141,103 @@ def test_no_dead_ends_within_the_title_length():
     trie = TitleTrie(words, TOKENS)
     rng = random.Random(0)
     for _ in range(300):
-        limit, title = rng.randrange(1, 30), ""
-        while True:
-            options = sorted(allowed(trie, title, limit - len(title)))
-            assert options, (title, limit)
-            choice = rng.choice(options)
-            if choice == "END":
-                break
-            title += " " if choice == SPACE else choice
+        limit = rng.randrange(1, 30)
+        title = walk(trie, rng, limit)
         assert len(title) <= limit and words_of(title, set(words)), (title, limit)
 
 
-def test_the_trie_has_one_mask_a_node_and_is_made_once():
+# --- the order: an order-1 chain over the corpus titles' words --------------------------------------
+
+ROADS = ["The Kesh", "The Road to Lisdoonvarna", "Over the Moor", "Road to Rio", "Reel of Tulloch",
+         "The Reel - Billy,", "up the Hill", "'Twas on a Morning"]
+
+
+def test_corpus_titles_are_the_distinct_titles_with_a_word():
+    tunes = [["<s>", *"The", SPACE, *"Kesh", "R:jig"], ["<s>", *"The", SPACE, SPACE, *"Kesh", "R:jig"],
+             ["<s>", "-", "R:reel"], ["<s>", "R:reel"], ["<s>", *"Abbey", SPACE, "-", SPACE, *"Reel", "R:reel"]]
+    assert corpus_titles(tunes) == ["Abbey - Reel", "The Kesh"]
+    assert words_of_titles(corpus_titles(tunes)) == ["Abbey", "Kesh", "Reel", "The"]
+
+
+def test_a_title_begins_goes_on_and_ends_as_corpus_titles_do():
+    trie = TitleTrie((), TOKENS, ROADS)
+    assert len(trie) == 19  # the words as written ("the" and "The" two), not "-"
+    assert allowed(trie, "") == {"T", "O", "R", "U"}  # first words, capitalised ("up" -> "Up"), not "'Twas"
+    assert allowed(trie, "The") == {SPACE}  # no title ends with "the"
+    # what follows "The" or "the" in any title, as written there: "Kesh", "Road", "Reel", "Moor", "Hill"
+    assert allowed(trie, "The ") == allowed(trie, "Over the ") == {"K", "R", "M", "H"}
+    assert allowed(trie, "The Road") == {SPACE} and allowed(trie, "The Road ") == {"t"}
+    assert allowed(trie, "The Road to ") == {"L", "R"}
+    assert allowed(trie, "The Road to Rio") == {"END"}  # nothing follows "Rio" in the corpus
+    assert allowed(trie, "Over the Moor") == {"END"}
+    assert allowed(trie, "The Reel") == {SPACE} and allowed(trie, "The Reel ") == {"o", "B"}  # the dash skipped
+    assert allowed(trie, "The Reel Billy") == {","}
+    assert allowed(trie, "Up the Moor") == {"END"}
+    for off in ("The the", "Over The", "The Rio", "Kesh", "The Kesh Road", "The Reel -"):
+        assert trie.state(ids(off)) == -1, off
+
+
+def test_the_order_has_no_dead_ends_within_the_title_length():
+    trie = TitleTrie((), TOKENS, ROADS)
+    assert allowed(trie, "", left=8) == {"T"}  # "The Kesh": 8 characters; nothing else fits
+    assert allowed(trie, "", left=7) == {"END"}  # no title fits: no title
+    assert allowed(trie, "The ", left=4) == {"K", "M", "H"}  # "The Reel Billy," no longer fits
+    assert allowed(trie, "The Road to ", left=11) == {"R"}  # "Lisdoonvarna" is 12
+    assert allowed(trie, "The Reel", left=7) == {SPACE} and allowed(trie, "The Reel", left=6) == set()
+    titles = ["The Kesh", "The Kesh Jig", "Jig of the Kesh", "Kesh of the Moor", "The Moor", "Moor Jig",
+              "O'Neill's Jig", "The Man of Aran", "Man of the Moor", "A Fair", "The Fair Maid", "Maid of Aran",
+              "Billy, the Kid", "The Kid", "X", "Reel"]
+    rng = random.Random(0)
+    for novel in (False, True):
+        trie = TitleTrie((), TOKENS, titles, novel=novel)
+        for _ in range(400):
+            limit = rng.randrange(0, 40)
+            title = walk(trie, rng, limit)
+            assert len(title) <= limit and in_order(title, titles), (title, limit)
+            assert not novel or not copies(title, titles), (title, limit)
+
+
+def test_novel_titles_are_no_whole_corpus_title():
+    titles = ["The Kesh", "Kesh of the Moor", "The Moor"]
+    free, novel = TitleTrie((), TOKENS, titles), TitleTrie((), TOKENS, titles, novel=True)
+    assert allowed(free, "The Kesh") == {SPACE, "END"} and allowed(novel, "The Kesh") == {SPACE}
+    assert allowed(novel, "The Kesh of the Moor") == {"END"}  # past the corpus titles: its own
+    assert allowed(free, "The ") == {"K", "M"} and allowed(novel, "The ") == {"K"}  # "The Moor" ends nowhere else
+    assert allowed(novel, "Kesh of the ") == {"K"} and novel.state(ids("Kesh of the M")) == -1
+    assert allowed(novel, "Kesh of the Kesh") == {SPACE, "END"}
+    # where every title beginning "The" is a corpus title, "T" is never allowed; the count knows the
+    # shortest title left ("Jigs of the Kesh Jig": 20 characters)
+    titles = ["The Kesh", "The Kesh Jig", "Jigs of the Kesh"]
+    free, novel = TitleTrie((), TOKENS, titles), TitleTrie((), TOKENS, titles, novel=True)
+    assert allowed(free, "", left=8) == {"T"} and allowed(free, "", left=7) == {"END"}
+    assert allowed(novel, "") == {"J"} and novel.state(ids("T")) == -1
+    assert allowed(novel, "Jigs of the Kesh") == {SPACE} and allowed(novel, "Jigs of the Kesh Jig") == {"END"}
+    assert allowed(novel, "", left=19) == {"END"} and allowed(novel, "", left=20) == {"J"}
+
+
+def test_the_trie_has_one_mask_a_state_and_is_made_once():
     trie = trie_for(("The", "Reel"), TOKENS)
     assert trie_for(("The", "Reel"), TOKENS) is trie
-    node = trie.node(ids("The"))
-    assert np.shares_memory(trie.mask(node, 60), trie.mask(node, 50))  # the precomputed row of its table
-    assert trie.mask(node, 2) is trie.mask(node, 2)  # near the limit: worked out once
+    state = trie.state(ids("The"))
+    assert trie.mask(state, 60) is trie.mask(state, 50)  # the precomputed row
+    assert trie.mask(state, 2) is trie.mask(state, 2)  # near the limit: worked out once
+    chain = trie_for((), TOKENS, ("The Reel", "The Kesh"))
+    assert chain is trie_for((), TOKENS, ("The Reel", "The Kesh")) and chain is not trie
+    assert trie_for((), TOKENS, ("The Reel", "The Kesh"), novel=True) is not chain
+    state = chain.state(ids("The K"))
+    assert chain.mask(state, 60) is chain.mask(state, 40)
 
 
-def test_the_word_file(tmp_path):
-    assert read_words(tmp_path) is None
+def test_the_title_and_word_files(tmp_path):
+    assert read_titles(tmp_path) is None and read_words(tmp_path) is None
+    write_titles(tmp_path, ["O'Neill's Reel", "The Kesh"])
+    assert (tmp_path / TITLES_FILE).read_text() == "O'Neill's Reel\nThe Kesh\n"
+    (tmp_path / TITLES_FILE).write_text("O'Neill's  Reel \n\nThe Kesh\n")
+    assert read_titles(tmp_path) == ("O'Neill's Reel", "The Kesh")
+    (tmp_path / TITLES_FILE).write_bytes(b"\xff\xfe")
+    with pytest.raises(ModelError, match="UTF-8"):
+        read_titles(tmp_path)
+    # the older word file: one word a line
     write_words(tmp_path, ["O'Neill's", "Reel", "the"])
     assert (tmp_path / WORDS_FILE).read_text() == "O'Neill's\nReel\nthe\n"
     assert read_words(tmp_path) == ("O'Neill's", "Reel", "the")
@@ -128,25 +252,30 @@ def test_the_word_file(tmp_path):
 # --- the titles a model writes ---------------------------------------------------------------------
 
 
-def test_train_writes_the_words_of_its_corpus_titles(tiny_model_dir, tiny_corpus, tiny):
-    words = corpus_title_words(tiny_corpus.train)
-    assert len(words) > 50
-    assert read_words(tiny_model_dir) == tuple(words)
-    assert tiny.engine.title_words == tuple(words)  # the engine carries them to the sampler
+def test_train_writes_the_titles_of_its_corpus(tiny_model_dir, tiny_corpus, tiny):
+    titles = corpus_titles(tiny_corpus.train)
+    assert len(titles) > 50
+    assert read_titles(tiny_model_dir) == tuple(titles) and not (tiny_model_dir / WORDS_FILE).exists()
+    assert tiny.engine.titles == tuple(titles)  # the engine carries them to the sampler, with their words
+    assert tiny.engine.title_words == tuple(corpus_title_words(tiny_corpus.train))
 
 
-def test_untitled_tunes_write_titles_of_corpus_words(tiny):
-    words = set(tiny.engine.title_words)
+def test_untitled_tunes_write_titles_in_corpus_order(tiny):
+    titles, words = tiny.engine.titles, set(tiny.engine.title_words)
     tunes = sample_tunes(tiny.engine, tiny.vocabulary, list(range(24)))
-    titles = [title_text(tune.tokens) for tune in tunes]
+    made = [title_text(tune.tokens) for tune in tunes]
     assert all(tune.ok for tune in tunes)
-    assert all(title and words_of(title, words) for title in titles), titles
+    assert all(title and words_of(title, words) and in_order(title, titles) for title in made), made
+    assert not any(copies(title, titles) for title in made), made  # never a whole corpus title
+    # copies allowed: the order still kept
+    copied = sample_tunes(tiny.engine, tiny.vocabulary, list(range(24)), config=SampleConfig(title_copies=True))
+    assert all(in_order(title_text(tune.tokens), titles) for tune in copied)
     # without the words, the same model spells freely
     free = sample_tunes(tiny.engine, tiny.vocabulary, list(range(24)), config=SampleConfig(title_words=False))
     assert not all(words_of(title_text(tune.tokens), words) for tune in free)
-    # beam search keeps to the words too
+    # beam search keeps to the order too
     beam = sample_one(tiny.engine, tiny.vocabulary, 0, config=SampleConfig(strategy="beam", beam_width=2))
-    assert words_of(title_text(beam.tokens), words)
+    assert in_order(title_text(beam.tokens), titles) and not copies(title_text(beam.tokens), titles)
 
 
 def test_titles_from_words_are_reproducible(tiny):
@@ -167,14 +296,33 @@ def test_a_given_title_is_untouched(tiny):
     assert off.tokens == tune.tokens
 
 
-def test_a_model_without_the_words_is_as_before(tiny_model_dir, tiny, tmp_path):
+def test_a_model_with_the_older_word_file_keeps_to_the_words(tiny_model_dir, tiny, tmp_path):
+    from folkrnn.checkpoint import load_model
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_model_dir, old)
+    (old / TITLES_FILE).unlink()
+    write_words(old, tiny.engine.title_words)
+    model = load_model(old)
+    assert model.titles is None and model.title_words == tiny.engine.title_words
+    seeds = list(range(16))
+    made = sample_tunes(model.engine(), model.vocabulary, seeds)
+    words = set(model.title_words)
+    assert all(tune.ok and words_of(title_text(tune.tokens), words) for tune in made)
+    assert not all(in_order(title_text(tune.tokens), tiny.engine.titles) for tune in made)  # any order
+    engine = load_model(tiny_model_dir).engine()
+    engine.titles = None  # the words alone: the same tunes
+    assert [t.tokens for t in made] == [t.tokens for t in sample_tunes(engine, model.vocabulary, seeds)]
+
+
+def test_a_model_without_the_titles_is_as_before(tiny_model_dir, tiny, tmp_path):
     from folkrnn.checkpoint import load_model
 
     bare = tmp_path / "bare"
     shutil.copytree(tiny_model_dir, bare)
-    (bare / WORDS_FILE).unlink()
+    (bare / TITLES_FILE).unlink()
     model = load_model(bare)
-    assert model.title_words is None and model.engine().title_words is None
+    assert model.title_words is None and model.titles is None and model.engine().titles is None
     seeds = list(range(8))
     before = sample_tunes(model.engine(), model.vocabulary, seeds)
     assert [t.tokens for t in before] == [t.tokens for t in sample_tunes(
@@ -184,22 +332,30 @@ def test_a_model_without_the_words_is_as_before(tiny_model_dir, tiny, tmp_path):
 def test_requests_with_and_without_words_are_not_of_one_kin(tiny):
     """A loop shared by requests (folkrnn.decode.shared) calls one constraint for all rows of one kin."""
     config = SampleConfig()
-    words = _plan(tiny.vocabulary, Conditions(), config, title_words=tiny.engine.title_words)
-    plain = _plan(tiny.vocabulary, Conditions(), dataclasses.replace(config, title_words=False),
-                  title_words=tiny.engine.title_words)
+    engine = tiny.engine
+
+    def kin(conditions=None, titles=engine.titles, **options):
+        plan = _plan(tiny.vocabulary, conditions or Conditions(), dataclasses.replace(config, **options),
+                     title_words=engine.title_words, titles=titles)
+        return plan, AbcConstraint(plan, config, tiny.vocabulary).kin()
+
+    (words, novel), (plain, free) = kin(), kin(title_words=False)
+    (_, copied), (_, alone) = kin(title_copies=True), kin(titles=None)
     assert words.titles is not None and plain.titles is None
-    assert AbcConstraint(words, config, tiny.vocabulary).kin() != AbcConstraint(plain, config, tiny.vocabulary).kin()
-    titled = _plan(tiny.vocabulary, Conditions(title="The Kesh"), config, title_words=tiny.engine.title_words)
-    assert titled.titles is None
+    assert len({novel, free, copied, alone}) == 4  # no constraint, the words alone, in order, never a copy
+    assert kin()[1] == novel
+    assert kin(Conditions(title="The Kesh"))[0].titles is None
 
 
-def test_the_shipped_model_writes_titles_of_its_words():
+def test_the_shipped_model_writes_titles_in_its_corpus_order():
     from folkrnn.checkpoint import SHIPPED, load_model
 
-    if not (SHIPPED / "abc" / WORDS_FILE).is_file():
-        pytest.skip("the shipped ABC model has no title words")
+    if not (SHIPPED / "abc" / TITLES_FILE).is_file():
+        pytest.skip("the shipped ABC model has no titles")
     model = load_model(SHIPPED / "abc")
-    words = set(model.title_words)
-    assert 1000 < len(words) < 20000
+    titles, words = model.titles, set(model.title_words)
+    assert 1000 < len(titles) < 20000 and 1000 < len(words) < 20000
     tunes = sample_tunes(model.engine(), model.vocabulary, list(range(1, 13)))
-    assert all(tune.ok and words_of(title_text(tune.tokens), words) for tune in tunes)
+    made = [title_text(tune.tokens) for tune in tunes]
+    assert all(tune.ok for tune in tunes)
+    assert all(words_of(title, words) and in_order(title, titles) and not copies(title, titles) for title in made)

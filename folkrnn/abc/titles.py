@@ -1,30 +1,47 @@
-"""Title words: a tune's own title made only of words its model's corpus titles use.
+"""Title words: a tune's own title made of the words of its model's corpus titles, in their order.
 
 A model that writes a title writes it a character at a time (:mod:`folkrnn.abc.tokens`: one token
 per character, ``▁`` for a space), and left to itself spells words no one has heard of ("Lounan's
-Jick"). Its training corpus' titles give the words it may use: :func:`corpus_title_words` lists
-them (split at spaces, as written after the corpus's title cleaning, so "O'Neill's", "Reel" and
-"Billy," are words; a piece with no letter or digit is not), a model folder keeps them in
-:data:`WORDS_FILE` (one a line), and :class:`TitleTrie` holds them as a trie over the model's
-tokens: while a tune writes its own title, each character must continue a word of the list, and
-a word ends (``▁``, or the title's end: the first header token) only where its letters so far
-make a whole word.
+Jick"), or puts real words in no order ("The the Push of Old Mass Listed"). Its training corpus'
+titles give the words it may use and the order they may come in: a model folder keeps the titles,
+one a line (:data:`TITLES_FILE`, :func:`corpus_titles`: as written after the corpus's title
+cleaning), and :class:`TitleTrie` lets a title the model writes through them as an order-1 chain
+over their words, a character at a time:
 
-Case follows the corpus: a word is taken as written ("of" in a title's middle, "The" and "Of" at
-its start: the first word of a title is capitalised, as title cleaning does), and the first word
-begins with a letter or digit, as the grammar asks. No dead ends: a character is allowed only if a
-word through it ends within the title characters left (``max_title``), and a space only if a word
-still fits after it.
+- a word is a piece of a title between spaces, as written, that holds a letter or digit
+  ("O'Neill's", "Reel", "Billy,"; a dash is no word, and the words either side of it are
+  neighbours);
+- the first word is one that begins some corpus title (capitalised, as title cleaning does, and
+  beginning with a letter or digit, as the grammar asks);
+- each next word is one that follows the word before it in some corpus title: the successors of a
+  word are looked up case-folded ("The" at a title's start and "the" in its middle have one set:
+  the words as written after either), and written as the corpus writes them after it;
+- the title ends (the first header token) only after a word that ends some corpus title;
+- with ``novel``, a title may not be a whole corpus title (case-folded, word for word): the model
+  writes its own. A title that begins as a corpus title leaves it, or goes on past it.
+
+The model chooses among what is allowed, and nothing allowed is a dead end: a character is
+allowed only if a whole admissible title through it ends within the title characters left
+(``max_title``). Each corpus word knows the fewest characters that end a title after it (a
+shortest path over the chain, to the words that end titles); a word may end with ``▁`` only where
+one of its successors, and what must follow that, fits after it; with ``novel``, the same count
+is kept for each beginning of a corpus title, where ending is forbidden at its whole.
+
+An older model folder holds only the words (:data:`WORDS_FILE`, one a line: words, in any order,
+each of which may end the title); the trie then keeps to the words alone, and a folder with
+neither file leaves titles free.
 
 :class:`TitleWords` applies a trie to a batch: the rows whose grammar state is in the title (the
-title's states are those of the grammar's start) get the mask of the trie node their history
-reaches, one lookup a row: each node's mask is worked out once, when a title first reaches it
-(and once for each count of characters left near the length limit).
+title's states are those of the grammar's start) get the mask of the state their title reaches,
+one lookup a row: the states (a node of the trie of a word's possible successors, and with
+``novel`` the corpus titles the title so far begins) and their masks are worked out once, when a
+title first reaches them (and once for each count of characters left near the length limit).
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
 import os
 import re
 import threading
@@ -36,14 +53,18 @@ import numpy as np
 
 from folkrnn.errors import ModelError
 
-__all__ = ["WORDS_FILE", "MAX_WORDS_BYTES", "title_text", "corpus_title_words", "format_words", "read_words",
-           "write_words", "TitleTrie", "TitleWords", "trie_for"]
+__all__ = ["TITLES_FILE", "WORDS_FILE", "MAX_WORDS_BYTES", "title_text", "corpus_title_words", "corpus_titles",
+           "words_of_titles", "format_words", "read_words", "write_words", "read_titles", "write_titles",
+           "TitleTrie", "TitleWords", "trie_for"]
 
-WORDS_FILE = "title_words.txt"  # in a model folder: the words of its corpus' titles, one a line
-MAX_WORDS_BYTES = 4 * 2**20  # the largest word file a model folder may hold
+TITLES_FILE = "titles.txt"  # in a model folder: its corpus' titles, one a line (their words and order)
+WORDS_FILE = "title_words.txt"  # in an older model folder: the words of its corpus' titles, one a line
+MAX_WORDS_BYTES = 4 * 2**20  # the largest title or word file a model folder may hold
 SPACE = "\u2581"  # a space inside a title (folkrnn.abc.tokens.SPACE)
 _BARE = re.compile(r"^[^\w\n]+$", re.MULTILINE)  # a word of no letter or digit (a dash)
+_ALNUM = re.compile(r"[^\W_]")  # a letter or digit (str.isalnum)
 _ALNUM_FIRST = re.compile(r"^[^\W_].*$", re.MULTILINE)  # a word that begins with a letter or digit
+_FAR = 1 << 30  # characters to a title's end where there is no end
 
 
 def title_text(tokens: Sequence[str]) -> str:
@@ -56,34 +77,56 @@ def title_text(tokens: Sequence[str]) -> str:
     return "".join(chars)
 
 
+def _is_word(piece: str) -> bool:
+    return _ALNUM.search(piece) is not None
+
+
 def corpus_title_words(tunes: Iterable[Sequence[str]]) -> list[str]:
     """The words of the titles of ``tunes`` (token sequences, as a corpus holds them), sorted: each
     piece between spaces, as written, that holds a letter or digit."""
+    return words_of_titles(title_text(tokens) for tokens in tunes)
+
+
+def words_of_titles(titles: Iterable[str]) -> list[str]:
+    """The words of ``titles`` (as :func:`corpus_title_words` takes them), sorted."""
     words = set()
-    for tokens in tunes:
-        words.update(word for word in title_text(tokens).split() if any(char.isalnum() for char in word))
+    for title in titles:
+        words.update(word for word in title.split() if _is_word(word))
     return sorted(words)
 
 
+def corpus_titles(tunes: Iterable[Sequence[str]]) -> list[str]:
+    """The distinct titles of ``tunes`` that hold a word, sorted (single spaces)."""
+    return sorted({title for title in (" ".join(title_text(tokens).split()) for tokens in tunes)
+                   if any(map(_is_word, title.split()))})
+
+
 def format_words(words: Iterable[str]) -> str:
-    """The text of a word file: one word a line."""
+    """The text of a word or title file: one a line."""
     return "".join(f"{word}\n" for word in words)
+
+
+def _write(folder: str | os.PathLike, name: str, lines: Iterable[str]) -> Path:
+    from folkrnn.files import write_atomic
+
+    path = Path(folder) / name
+    write_atomic(path, format_words(lines).encode("utf-8"), error=ModelError)
+    return path
 
 
 def write_words(folder: str | os.PathLike, words: Iterable[str]) -> Path:
     """Write :data:`WORDS_FILE` into a model folder (atomically); returns its path."""
-    from folkrnn.files import write_atomic
-
-    path = Path(folder) / WORDS_FILE
-    write_atomic(path, format_words(words).encode("utf-8"), error=ModelError)
-    return path
+    return _write(folder, WORDS_FILE, words)
 
 
-def read_words(folder: str | os.PathLike) -> tuple[str, ...] | None:
-    """The words of a model folder's :data:`WORDS_FILE`, or None when it has none.
+def write_titles(folder: str | os.PathLike, titles: Iterable[str]) -> Path:
+    """Write :data:`TITLES_FILE` into a model folder (atomically); returns its path."""
+    return _write(folder, TITLES_FILE, titles)
 
-    Raises ModelError for a file that is too large, not UTF-8, or holds a word with a space."""
-    path = Path(folder) / WORDS_FILE
+
+def _read(folder: str | os.PathLike, name: str) -> tuple[str, ...] | None:
+    """The non-empty lines of a model folder's file (spaces made single), or None when it has none."""
+    path = Path(folder) / name
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -91,45 +134,73 @@ def read_words(folder: str | os.PathLike) -> tuple[str, ...] | None:
     except OSError as error:
         raise ModelError(f"cannot read {path}: {error.strerror or error}") from None
     if size > MAX_WORDS_BYTES:
-        raise ModelError(f"{path} is {size:,} bytes; a title word file holds at most {MAX_WORDS_BYTES:,}")
+        raise ModelError(f"{path} is {size:,} bytes; a title file holds at most {MAX_WORDS_BYTES:,}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ModelError(f"{path} is not UTF-8 text") from None
     except OSError as error:
         raise ModelError(f"cannot read {path}: {error.strerror or error}") from None
-    words = tuple(line.strip() for line in text.splitlines() if line.strip())
-    bad = next((word for word in words if len(word.split()) != 1), None)
+    return tuple(line for line in (" ".join(line.split()) for line in text.splitlines()) if line)
+
+
+def read_words(folder: str | os.PathLike) -> tuple[str, ...] | None:
+    """The words of a model folder's :data:`WORDS_FILE`, or None when it has none.
+
+    Raises ModelError for a file that is too large, not UTF-8, or holds a word with a space."""
+    words = _read(folder, WORDS_FILE)
+    bad = next((word for word in words or () if " " in word), None)
     if bad is not None:
-        raise ModelError(f"{path}: a title word holds a space: {bad!r}")
+        raise ModelError(f"{Path(folder) / WORDS_FILE}: a title word holds a space: {bad!r}")
     return words
 
 
+def read_titles(folder: str | os.PathLike) -> tuple[str, ...] | None:
+    """The titles of a model folder's :data:`TITLES_FILE`, or None when it has none.
+
+    Raises ModelError for a file that is too large or not UTF-8."""
+    return _read(folder, TITLES_FILE)
+
+
 class TitleTrie:
-    """The title words as a trie over a vocabulary's tokens, with each node's allowed tokens.
+    """The title words and their order as an automaton over a vocabulary's tokens, with each state's
+    allowed tokens.
 
-    Node 0 is the first word's root (the words capitalised, beginning with a letter or digit),
-    node 1 the root of every later word (the words as written). ``mask(node, left)`` is the
-    ``(V,)`` bool row of the tokens allowed at ``node`` with ``left`` title characters still to
-    write: the characters that continue a word that ends within ``left``; where the node ends a
-    word, ``▁`` (when a word fits after it) and every token that is not a title character (the
-    title's end). A word with a character the vocabulary lacks (or ``%``, ``\\``) is left out.
+    The words are kept in tries: one of the words a title may begin with (capitalised, beginning
+    with a letter or digit), and one for each word of the words that may follow it (as written).
+    A state is a node of one of these tries (the characters of the word being written) and, with
+    ``novel``, the corpus titles the title so far begins (-1: none). ``state(ids)`` is the state a
+    title so far reaches; ``mask(state, left)`` the ``(V,)`` bool row of the tokens allowed there
+    with ``left`` title characters still to write: the characters that continue a word through
+    which a title ends within ``left``; where the node ends a word, ``▁`` (when one of its
+    successors, and what must follow it, fits after it) and, when the word may end the title, every
+    token that is not a title character (the title's end). A title with a character the vocabulary
+    lacks (or ``%``, ``\\``) is left out.
 
-    The nodes grow as titles reach them: a node is a range of the sorted words (those its letters
-    begin), and its children and its mask are worked out the first time a title gets there (a
-    few words' work; thousands of words cost nothing until a title reads them), then kept.
+    With ``titles`` None the trie keeps to ``words`` alone: any word may follow any, and end the
+    title (a model folder of :data:`WORDS_FILE`).
+
+    The states grow as titles reach them: a node is a range of its trie's sorted words (those its
+    letters begin), and its children and its mask are worked out the first time a title gets
+    there (a few words' work; thousands of words cost nothing until a title reads them), then kept.
 
     Parameters
     ----------
     words
-        The words (as :func:`corpus_title_words` gives them).
+        The words (as :func:`corpus_title_words` gives them); read only when ``titles`` is None.
     tokens
         The vocabulary's tokens in id order.
+    titles
+        The corpus titles (as :func:`corpus_titles` gives them), or None: words alone.
+    novel
+        Forbid a title that is a whole corpus title (with ``titles`` only).
     """
 
-    FIRST, LATER = 0, 1
+    START = 0  # the state of a title not yet begun
+    FIRST = 0  # the root of the first words (a node)
 
-    def __init__(self, words: Iterable[str], tokens: Sequence[str]) -> None:
+    def __init__(self, words: Iterable[str], tokens: Sequence[str], titles: Iterable[str] | None = None,
+                 novel: bool = False) -> None:
         ids = {token: index for index, token in enumerate(tokens)
                if len(token) == 1 and token not in "\n\t%\\" and not token.isspace()}
         self._ids = ids
@@ -137,6 +208,39 @@ class TitleTrie:
         self.space = next((index for index, token in enumerate(tokens) if token == SPACE), None)
         # tokens that are not title characters: the title ends with one of them
         self.other = np.array([not (len(token) == 1 or token == SPACE) for token in tokens], bool)
+        self.novel = bool(novel) and titles is not None
+        if titles is None:
+            self._words_alone(words)
+        else:
+            self._chain(titles)
+        # per node: its root (which word list), the range of the words it begins there, its depth,
+        # the word it ends (a fold id, -1: none), its children (None until a title reaches it)
+        roots = len(self._lists)
+        self._root, self._lo = list(range(roots)), [0] * roots
+        self._hi, self._depth = [len(words) for words in self._lists], [0] * roots
+        self._ends_word = [-1] * roots
+        self._children: list[dict[int, int] | None] = [None] * roots
+        # per state: its node, its corpus title (-1: none), its transitions (token -> state; None
+        # until a title reaches it), the tokens it may allow with the fewest characters left that
+        # allow each, whether it may end the title, its mask with room to spare, and that room
+        self._key: dict[tuple[int, int], int] = {}
+        self._node: list[int] = []
+        self._title: list[int] = []
+        self._trans: list[dict[int, int] | None] = []
+        self._limits: list[tuple[np.ndarray, np.ndarray, bool] | None] = []
+        self._full: list[np.ndarray | None] = []
+        self._need: list[int] = []
+        self._near: dict[tuple[int, int], np.ndarray] = {}
+        self._costs: dict[int, np.ndarray] = {}  # a corpus title -> the costs of the words after it
+        self._rest: dict[int, int] = {}  # a corpus title -> the fewest characters that end a title after it
+        self._starts: dict[tuple[int, ...], int] = {}  # a title up to a space -> the state it reaches
+        self._lock = threading.RLock()  # a server's threads may reach a new state together
+        self._state(self.FIRST, 0 if self.novel else -1)
+
+    def _words_alone(self, words: Iterable[str]) -> None:
+        """Words in any order: one class of word (fold id 0), after which every word may come, and
+        the title may end."""
+        ids = self._ids
         # the words as written (a sorted list stays in order, and sorts in one pass): each of title
         # characters only, and with a letter or digit
         pieces = "\n".join(words).split()
@@ -152,108 +256,290 @@ class TitleTrie:
         capital = [word[0].upper() + word[1:] for word in small if word[0].upper() in ids]
         first = list(dict.fromkeys(sorted([word for word in starts if not word[0].islower()] + capital)
                                    if small else starts))
+        self._lists = [first, later]
         self.words = len(later)
-        self._lists = (first, later)
-        # per node: its root (which list), the range of the words it begins there, its depth,
-        # the fewest characters that end a word from it (0: it ends one), its children and mask
-        # (None until a title reaches it)
-        self._root, self._lo, self._hi, self._depth = [0, 1], [0, 0], [len(first), len(later)], [0, 0]
-        self.shortest = [min(map(len, first), default=1 << 20), min(map(len, later), default=1 << 20)]
-        self.children: list[dict[int, int] | None] = [None, None]
-        self._masks: list[np.ndarray | None] = [None, None]
-        self._spaced = self.space is not None and bool(later)
-        # past this many characters left, a node's mask no longer depends on how many
-        self.reach = max(map(len, later), default=0) + 2
-        self._near: dict[tuple[int, int], np.ndarray] = {}
-        self._lock = threading.Lock()  # a server's threads may reach a new node together
+        self._fids = [[0] * len(first), [0] * len(later)]
+        self._after = [1 if later and self.space is not None else -1]  # per fold id: its successors' root
+        self._can_end = [True]
+        self._tail = [0]  # per fold id: the fewest characters that end a title after it
+        self._finish_roots()
+
+    def _chain(self, titles: Iterable[str]) -> None:
+        """The order-1 chain over the words of ``titles``."""
+        ids = self._ids
+        titles = [title.split() for title in titles]
+        # each distinct piece: its fold id, or None (no word: a dash; or a character the vocabulary lacks)
+        fold: dict[str, int] = {}
+        piece: dict[str, int | None] = {}
+        for word in {word for words in titles for word in words}:
+            piece[word] = fold.setdefault(word.lower(), len(fold)) \
+                if _is_word(word) and ids.keys() >= set(word) else None
+        sequences = []
+        for title in titles:
+            fids = [piece[word] for word in title]
+            if None in fids:
+                title = [word for word in title if _is_word(word)]
+                fids = [piece[word] for word in title]
+                if None in fids:
+                    continue  # a word the model cannot write
+            if title:
+                sequences.append((title, fids))
+        folds = len(fold)
+        self.words = len({word for word, f in piece.items() if f is not None})
+        starts: set[str] = set()
+        after: list[set[str]] = [set() for _ in range(folds)]
+        can_end = [False] * folds
+        spaced = self.space is not None
+        for words, fids in sequences:
+            first = words[0]
+            if first[0].isalnum():
+                if first[0].islower():
+                    first = first[0].upper() + first[1:]
+                if first[0] in ids and first.lower() in fold:
+                    starts.add(first)
+            if spaced:
+                for k in range(1, len(words)):
+                    after[fids[k - 1]].add(words[k])
+            else:
+                words, fids = words[:1], fids[:1]  # no space: titles of one word
+            can_end[fids[-1]] = True
+        # the fewest characters that end a title after each word: shortest paths back from the ends
+        fid = fold.__getitem__
+        before: list[list[tuple[int, int]]] = [[] for _ in range(folds)]
+        for previous, nexts in enumerate(after):
+            for word in nexts:
+                before[fid(word.lower())].append((previous, 1 + len(word)))
+        tail = [0 if end else _FAR for end in can_end]
+        heap = [(0, f) for f in range(folds) if can_end[f]]
+        while heap:
+            distance, f = heapq.heappop(heap)
+            if distance > tail[f]:
+                continue
+            for previous, step in before[f]:
+                if distance + step < tail[previous]:
+                    tail[previous] = distance + step
+                    heapq.heappush(heap, (distance + step, previous))
+        # the roots: the first words, then the successors of each word that has any that end
+        ending = max(tail, default=0) < _FAR or (lambda word: tail[fid(word.lower())] < _FAR)
+        self._lists = [sorted(starts if ending is True else filter(ending, starts))]
+        self._after = [-1] * folds
+        for f, nexts in enumerate(after):
+            ends = sorted(nexts if ending is True else filter(ending, nexts))
+            if ends:
+                self._after[f] = len(self._lists)
+                self._lists.append(ends)
+        self._fids = [[fid(word.lower()) for word in words] for words in self._lists]
+        self._can_end, self._tail = can_end, tail
+        # the corpus titles as a trie of fold ids (with novel): each one's next words, and whether
+        # it is a whole title
+        self._next: list[dict[int, int]] = [{}]
+        self._whole = [False]
+        self._last = [-1]
+        if self.novel:
+            for _, fids in sequences:
+                at = 0
+                for f in fids:
+                    nxt = self._next[at].get(f)
+                    if nxt is None:
+                        nxt = self._next[at][f] = len(self._next)
+                        self._next.append({})
+                        self._whole.append(False)
+                        self._last.append(f)
+                    at = nxt
+                self._whole[at] = True
+        self._finish_roots()
+
+    def _finish_roots(self) -> None:
+        """Per root: the costs of its words (their length and the fewest characters after them), and
+        where each fold id sits in it."""
+        self._cost = [np.array([len(word) + self._tail[f] for word, f in zip(words, fids)], np.int32)
+                      for words, fids in zip(self._lists, self._fids)]
+        self._where: list[dict[int, list[int]] | None] = [None] * len(self._lists)
 
     def __len__(self) -> int:
         return self.words
 
-    def _expand(self, node: int) -> dict[int, int]:
-        """A node's children (token -> node), made now if they were not, with its mask."""
+    # --- the corpus titles a title so far begins (novel) ------------------------------------------
+
+    def _root_of(self, title: int) -> int:
+        """The root of the words after a corpus title's beginning (-1: none)."""
+        return self.FIRST if title == 0 else self._after[self._last[title]]
+
+    def _costs_after(self, title: int) -> np.ndarray:
+        """The costs of the words of the root after ``title`` (-1: no corpus title, or the root's own
+        costs), with the words that go on along a corpus title costing what ends it afresh."""
+        if title < 0:
+            raise ValueError(title)
+        cost = self._costs.get(title)
+        if cost is not None:
+            return cost
+        root = self._root_of(title)
+        cost = base = self._cost[root]
+        where = self._where[root]
+        if where is None:
+            where = self._where[root] = {}
+            for k, f in enumerate(self._fids[root]):
+                where.setdefault(f, []).append(k)
+        words = self._lists[root]
+        for f, nxt in self._next[title].items():
+            rest = self._end_after(nxt)
+            for k in where.get(f, ()):
+                value = min(len(words[k]) + rest, _FAR)
+                if value != base[k]:
+                    if cost is base:
+                        cost = base.copy()
+                    cost[k] = value
+        self._costs[title] = cost
+        return cost
+
+    def _end_after(self, title: int) -> int:
+        """The fewest characters that end an admissible title after a corpus title's beginning (its
+        words written, not the space after them)."""
+        rest = self._rest.get(title)
+        if rest is None:
+            f = self._last[title]
+            rest = 0 if self._can_end[f] and not self._whole[title] else _FAR
+            root = self._after[f]
+            if rest and root >= 0:
+                rest = min(1 + int(self._costs_after(title).min()), _FAR)
+            self._rest[title] = rest
+        return rest
+
+    # --- the states -------------------------------------------------------------------------------
+
+    def _state(self, node: int, title: int) -> int:
+        key = (node, title)
+        state = self._key.get(key)
+        if state is None:
+            state = self._key[key] = len(self._node)
+            self._node.append(node)
+            self._title.append(title)
+            self._limits.append(None)
+            self._full.append(None)
+            self._need.append(0)
+            self._trans.append(None)  # last: a reader without the lock sees the state whole
+        return state
+
+    def _kids(self, node: int) -> dict[int, int]:
+        """A node's children (token -> node), made now if they were not."""
+        out = self._children[node]
+        if out is not None:
+            return out
+        out = {}
+        root = self._root[node]
+        words, lo, hi, depth = self._lists[root], self._lo[node], self._hi[node], self._depth[node]
+        k = lo + (self._ends_word[node] >= 0)  # the word the node ends sorts first
+        while k < hi:
+            prefix = words[k][:depth + 1]
+            end = bisect.bisect_left(words, prefix + "\U0010ffff", k, hi)  # the words of this child
+            out[self._ids[prefix[-1]]] = len(self._root)
+            self._root.append(root)
+            self._lo.append(k)
+            self._hi.append(end)
+            self._depth.append(depth + 1)
+            self._ends_word.append(self._fids[root][k] if len(words[k]) == depth + 1 else -1)
+            self._children.append(None)
+            k = end
+        self._children[node] = out
+        return out
+
+    def _expand(self, state: int) -> dict[int, int]:
+        """A state's transitions (token -> state), made now if they were not, with what it allows."""
         with self._lock:
-            out = self.children[node]
+            out = self._trans[state]
             if out is not None:
                 return out
-            out = {}
-            words, lo, hi, depth = self._lists[self._root[node]], self._lo[node], self._hi[node], self._depth[node]
-            k = lo + (self.shortest[node] == 0)  # the word the node ends sorts first
-            while k < hi:
-                prefix = words[k][:depth + 1]
-                end = bisect.bisect_left(words, prefix + "\U0010ffff", k, hi)  # the words of this child
-                out[self._ids[prefix[-1]]] = len(self._root)
-                self._root.append(self._root[node])
-                self._lo.append(k)
-                self._hi.append(end)
-                self._depth.append(depth + 1)
-                self.shortest.append(min(map(len, words[k:end])) - depth - 1)
-                self.children.append(None)
-                self._masks.append(None)
-                k = end
-            mask = self._mask(node, self.reach, out)
-            self._masks[node] = mask
-            self.children[node] = out  # last: a reader without the lock sees the node whole
+            node, title = self._node[state], self._title[state]
+            costs = self._cost[self._root[node]] if title < 0 else self._costs_after(title)
+            out, tokens, limits = {}, [], []
+            lo, hi = self._lo, self._hi
+            for token, child in self._kids(node).items():
+                fewest = int(costs[lo[child]:hi[child]].min()) - self._depth[child]
+                if fewest < _FAR // 2:
+                    out[token] = self._state(child, title)
+                    tokens.append(token)
+                    limits.append(1 + fewest)
+            f = self._ends_word[node]
+            end = False
+            if f >= 0:
+                nxt = -1 if title < 0 else self._next[title].get(f, -1)
+                end = self._can_end[f] and not (nxt >= 0 and self._whole[nxt])
+                root = self._after[f]
+                if root >= 0:
+                    fewest = int((self._cost[root] if nxt < 0 else self._costs_after(nxt)).min())
+                    if fewest < _FAR // 2:
+                        out[self.space] = self._state(root, nxt)
+                        tokens.append(self.space)
+                        limits.append(1 + fewest)
+            self._limits[state] = (np.array(tokens, np.intp), np.array(limits, np.int64), end)
+            self._need[state] = max(limits, default=0)
+            self._full[state] = self._mask(state, self._need[state])
+            self._trans[state] = out  # last: a reader without the lock sees the state whole
             return out
 
-    def _mask(self, node: int, left: int, children: dict[int, int]) -> np.ndarray:
+    def _mask(self, state: int, left: int) -> np.ndarray:
+        tokens, limits, end = self._limits[state]
         mask = np.zeros(self.size, bool)
-        shortest = self.shortest
-        for token, child in children.items():
-            if 1 + shortest[child] <= left:
-                mask[token] = True
-        if shortest[node] == 0:
-            mask |= self.other
-            if self._spaced and 1 + shortest[self.LATER] <= left:
-                mask[self.space] = True
-        elif node == self.FIRST and not mask.any():
-            mask |= self.other  # no word fits: no title, as the grammar allows
+        mask[tokens[limits <= left]] = True
+        if end or state == self.START and not mask.any():
+            mask |= self.other  # the title's end (at the start, where no word fits: no title, as the grammar allows)
         mask.flags.writeable = False
         return mask
 
-    def mask(self, node: int, left: int) -> np.ndarray:
-        """The tokens allowed at ``node`` with ``left`` title characters still to write (read only)."""
-        if left >= self.reach:
-            mask = self._masks[node]
-            if mask is None:
-                self._expand(node)
-                mask = self._masks[node]
-            return mask
-        key = (node, left)
+    def mask(self, state: int, left: int) -> np.ndarray:
+        """The tokens allowed at ``state`` with ``left`` title characters still to write (read only)."""
+        if self._trans[state] is None:
+            self._expand(state)
+        if left >= self._need[state]:
+            return self._full[state]
+        key = (state, left)
         mask = self._near.get(key)
         if mask is None:
-            children = self.children[node]
-            mask = self._near[key] = self._mask(node, max(left, 0), children if children is not None
-                                                 else self._expand(node))
+            mask = self._near[key] = self._mask(state, max(left, 0))
         return mask
 
-    def node(self, ids: Sequence[int]) -> int:
-        """The node a title so far reaches (``ids``: ``<s>`` then the title's tokens); -1 when it
-        leaves the trie."""
+    def state(self, ids: Sequence[int]) -> int:
+        """The state a title so far reaches (``ids``: ``<s>`` then the title's tokens); -1 when it
+        leaves the automaton. The state at the start of the word being written is looked up (the
+        title so far worked out once), and the word's characters walked from there."""
         start, space = len(ids), self.space
         while start > 1 and ids[start - 1] != space:
             start -= 1
-        node = self.FIRST if start == 1 else self.LATER
-        children = self.children
-        for k in range(start, len(ids)):
-            out = children[node]
-            node = (out if out is not None else self._expand(node)).get(ids[k], -1)
-            if node < 0:
-                return -1
-        return node
+        state = self.START
+        if start > 1:
+            key = tuple(ids[1:start])
+            state = self._starts.get(key, -2)
+            if state == -2:
+                state = self._walk(ids, 1, start, self.START)
+                if len(self._starts) >= 1 << 14:  # a server's: memory stays bounded
+                    self._starts.clear()
+                self._starts[key] = state
+        return self._walk(ids, start, len(ids), state)
+
+    def _walk(self, ids: Sequence[int], begin: int, end: int, state: int) -> int:
+        trans = self._trans
+        for k in range(begin, end):
+            if state < 0:
+                break
+            out = trans[state]
+            state = (out if out is not None else self._expand(state)).get(ids[k], -1)
+        return state
 
 
 _TRIES: dict[tuple, TitleTrie] = {}
 
 
-def trie_for(words: Sequence[str], tokens: Sequence[str]) -> TitleTrie:
-    """The trie of ``words`` over ``tokens``, made once per process (a few are kept)."""
-    key = (tuple(tokens), tuple(words))
+def trie_for(words: Sequence[str], tokens: Sequence[str], titles: Sequence[str] | None = None,
+             novel: bool = False) -> TitleTrie:
+    """The trie of ``titles`` (or, with none, of ``words``) over ``tokens``, made once per process
+    (a few are kept)."""
+    key = (tuple(tokens), tuple(words) if titles is None else None,
+           None if titles is None else tuple(titles), bool(novel) and titles is not None)
     trie = _TRIES.get(key)
     if trie is None:
         if len(_TRIES) >= 4:
             _TRIES.pop(next(iter(_TRIES)))
-        trie = _TRIES[key] = TitleTrie(words, tokens)
+        trie = _TRIES[key] = TitleTrie(words, tokens, titles, novel)
     return trie
 
 
@@ -290,9 +576,9 @@ class TitleWords:
 
     def restrict(self, masks: np.ndarray, at: np.ndarray, histories: Sequence[list[int]]) -> None:
         """In place: rows ``at`` of ``masks`` (each writing its title; ``histories`` their tokens, ``<s>``
-        first) keep only what continues or ends a title word."""
+        first) keep only what continues or ends a title as the trie allows."""
         trie, limit = self.trie, self.max_title
         for row, ids in zip(at.tolist(), histories):
-            node = trie.node(ids)
-            if node >= 0:
-                masks[row] &= trie.mask(node, limit + 1 - len(ids))
+            state = trie.state(ids)
+            if state >= 0:
+                masks[row] &= trie.mask(state, limit + 1 - len(ids))
