@@ -47,7 +47,7 @@ __all__ = [
     "build_corpus", "corpus_stats", "export_text", "export_split", "write_manifest",
     "resolve_sources", "source_files", "read_tunes", "looks_like_folkrnn", "folkrnn_to_abc",
     "split_of", "body_of", "music21_corpus_dir", "default_cache_dir", "Rendering",
-    "source_keys", "corpus_files", "file_hashes", "rebuild_corpus",
+    "source_keys", "corpus_files", "file_hashes", "rebuild_corpus", "CorpusSpec",
 ]
 
 SPLITS = ("train", "valid", "test")
@@ -156,12 +156,80 @@ class Rendering:
 
 
 @dataclass(frozen=True)
-class _Render:
-    """What a worker needs to tokenise ABC tunes and play them into event ids."""
+class CorpusSpec:
+    """What decides a corpus: its sources, encoding, tokenizer settings, split rule and rendering.
 
-    normalisation: Any  # folkrnn.abc.Normalisation: the tokens that decide the split
-    events: Any  # folkrnn.events.EventConfig
-    rendering: Rendering
+    The same spec over unchanged files makes the same corpus, so the spec (with the files' sizes and
+    times and the tokenizer's code) is what the cache key covers. :meth:`of` makes one from
+    :func:`build_corpus`'s arguments, checked and with the defaults filled in: ``settings`` is then
+    always a ``Normalisation`` (ABC) or an ``EventConfig`` (MIDI), and ``rendering`` is set for a
+    MIDI corpus only.
+    """
+
+    sources: tuple[str | os.PathLike, ...] | None  # as given (see resolve_sources); None: the default corpus
+    encoding: str  # "abc" (ABC tokens) or "midi" (performance events)
+    settings: Any  # folkrnn.abc.Normalisation for ABC, folkrnn.events.EventConfig for MIDI
+    seed: int = 0  # the split rule (see split_of)
+    valid_fraction: float = 0.05
+    test_fraction: float = 0.05
+    rendering: Rendering | None = None  # how a MIDI corpus plays its ABC tunes (None for ABC)
+
+    @classmethod
+    def of(cls, sources: Sequence[str | os.PathLike] | None = None, *, encoding: str = "abc",
+           settings: Any = None, seed: int = 0, valid_fraction: float = 0.05, test_fraction: float = 0.05,
+           rendering: Rendering | None = None) -> CorpusSpec:
+        """:func:`build_corpus`'s arguments as a spec. Raises OptionError for an unknown encoding,
+        split fractions out of range or a rendering out of range."""
+        if encoding not in _SUFFIXES:
+            raise OptionError(f"unknown encoding {encoding!r}; choose abc or midi")
+        if not (0 <= valid_fraction < 1 and 0 <= test_fraction < 1
+                and valid_fraction + test_fraction < 1):
+            raise OptionError("valid and test fractions must be in [0, 1) and add up to less than 1")
+        if encoding == "midi":
+            from folkrnn.events import EventConfig
+
+            if settings is None:
+                settings = EventConfig(controls=True)  # performances open with their controls (folkrnn.events)
+            rendering = (rendering or Rendering()).check()
+        else:
+            from folkrnn.abc import Normalisation
+
+            if settings is None:
+                settings = Normalisation()
+            rendering = None
+        return cls(tuple(sources) if sources else None, encoding, settings, seed, valid_fraction,
+                   test_fraction, rendering)
+
+    def split_rule(self) -> dict:
+        """The split rule as recorded in the corpus info and the cache key."""
+        return {"seed": self.seed, "valid_fraction": self.valid_fraction, "test_fraction": self.test_fraction,
+                "rule": "sha1(f'{seed}:' + body tokens joined by U+001F), first 8 bytes / 2**64:"
+                        " test below test_fraction, valid below test+valid, else train"}
+
+    def recipe(self, resolved: Sequence[Source]) -> dict:
+        """What :func:`rebuild_corpus` needs to make this corpus again, from any folder."""
+        return {"sources": [_source_key(source) for source in resolved],
+                "given": [os.fspath(item) for item in self.sources] if self.sources else None,
+                "encoding": self.encoding, "settings": _settings_dict(self.settings), "seed": self.seed,
+                "valid_fraction": self.valid_fraction, "test_fraction": self.test_fraction,
+                "rendering": self.rendering.to_dict() if self.rendering is not None else None}
+
+    def reader(self, played: bool = False) -> _Reader:
+        """How a file of this corpus is read: tokenised as ABC, played (an ABC source of a MIDI
+        corpus, ``played``), or encoded as events (a MIDI file)."""
+        if self.encoding == "abc":
+            return _AbcReader(self.settings)
+        if played:
+            return _PlayedReader(_played_normalisation(), self.settings, self.rendering)
+        return _MidiReader(self.settings)
+
+
+def _played_normalisation() -> Any:
+    """The normalisation of the ABC tokens that decide a played tune's duplicates and split: the
+    default one, so that a tune keeps the split it has in the default ABC corpus."""
+    from folkrnn.abc import Normalisation
+
+    return Normalisation()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,78 +545,142 @@ def _rejection(source: str, file: str, number: str | None, title: str | None, er
             "reason": _reason(message), "message": where}
 
 
-def _performances(tune, tokens: Sequence[str], render: _Render) -> list[bytes]:
+@dataclass(frozen=True)
+class _FileJob:
+    """One file for a worker to read, and how."""
+
+    source: str  # the name of the source it belongs to
+    path: str  # the file, as found
+    relative: str  # its path inside the source's folder; "" for a file named as a source itself
+    size: int  # bytes: files are shared out among the workers by size
+    reader: _Reader  # how it is read (see CorpusSpec.reader)
+
+    @property
+    def named(self) -> bool:
+        """Whether the user named this file itself (it must then be readable)."""
+        return self.relative == ""
+
+    @property
+    def label(self) -> str:
+        """The file as origins and rejections name it: ``source/relative``, or the source."""
+        return f"{self.source}/{self.relative}" if self.relative else self.source
+
+
+@dataclass(frozen=True)
+class _ReadTune:
+    """One tune a worker read."""
+
+    tokens: list[str]  # its tokens (ABC, or for a MIDI file the event names framed by <s> </s>)
+    origin: str  # "source/file#X" ("source/file" for a MIDI file)
+    performances: list[bytes] | None = None  # an ABC tune played for a MIDI corpus: its renderings (_pack)
+
+
+@dataclass
+class _FileResult:
+    """What a worker made of one file: its tunes and rejected tunes, or why it was skipped whole."""
+
+    tunes: list[_ReadTune] = field(default_factory=list)
+    rejections: list[dict] = field(default_factory=list)  # see _rejection
+    file_error: dict | None = None  # a rejection for the whole file (unreadable, no tunes), else None
+
+
+def _skipped(job: _FileJob, error: Exception) -> _FileResult:
+    return _FileResult(file_error=_rejection(job.source, job.label, None, None, error))
+
+
+def _read_tunebook(job: _FileJob, tune_tokens) -> _FileResult:
+    """Tokenise every tune of one ABC or folk-rnn file with ``tune_tokens(text) -> (tokens,
+    performances)``; a tune that raises is a rejection, and the rest go on."""
+    try:
+        tunes = read_tunes(job.path)
+    except FolkError as error:
+        return _skipped(job, error)
+    if not tunes:
+        return _skipped(job, CorpusError("no tunes in this file", file=job.path))
+    result = _FileResult()
+    for tune in tunes:
+        try:
+            tokens, performances = tune_tokens(tune.text)
+        except Exception as error:  # noqa: BLE001 - FolkError is expected; anything else is a bug
+            if isinstance(error, FolkError):
+                error.located(file=job.path, tune=f"X:{tune.number} {tune.title!r}", line_offset=tune.line - 1)
+            result.rejections.append(_rejection(job.source, job.label, tune.number, tune.title, error, tune.line))
+            continue
+        result.tunes.append(_ReadTune(tokens, f"{job.label}#{tune.number}", performances))
+    return result
+
+
+@dataclass(frozen=True)
+class _AbcReader:
+    """Reads an ABC or folk-rnn file into ABC tokens, tune by tune (an ABC corpus)."""
+
+    normalisation: Any  # folkrnn.abc.Normalisation
+
+    def read(self, job: _FileJob) -> _FileResult:
+        from folkrnn.abc import tokenize
+
+        return _read_tunebook(job, lambda text: (tokenize(text, self.normalisation), None))
+
+
+@dataclass(frozen=True)
+class _PlayedReader:
+    """Reads an ABC or folk-rnn file for a MIDI corpus: each tune is tokenised (its tokens decide
+    its duplicates and its split) and played into performances."""
+
+    normalisation: Any  # folkrnn.abc.Normalisation: the tokens that decide the split
+    events: Any  # folkrnn.events.EventConfig
+    rendering: Rendering
+
+    def read(self, job: _FileJob) -> _FileResult:
+        from folkrnn.abc import tokenize_and_parse
+
+        def played(text: str) -> tuple[list[str], list[bytes]]:
+            tokens, parsed = tokenize_and_parse(text, self.normalisation)
+            return tokens, _performances(parsed, tokens, self)
+
+        return _read_tunebook(job, played)
+
+
+@dataclass(frozen=True)
+class _MidiReader:
+    """Reads a MIDI file as one tune of event names (a MIDI corpus)."""
+
+    events: Any  # folkrnn.events.EventConfig
+
+    def read(self, job: _FileJob) -> _FileResult:
+        midi = importlib.import_module("folkrnn.midi")
+        try:
+            ids = midi.encode_midi(job.path, self.events)
+            if not ids:
+                raise CorpusError("the file has no notes in the event range", file=job.path)
+        except Exception as error:  # noqa: BLE001 - MidiError expected; anything else is a bug
+            return _skipped(job, error)
+        names = self.events.names()
+        return _FileResult(tunes=[_ReadTune(["<s>", *(names[i] for i in ids), "</s>"], job.label)])
+
+
+_Reader = _AbcReader | _PlayedReader | _MidiReader
+
+
+def _read_file(job: _FileJob) -> _FileResult:
+    """Worker: read one file as its job's reader says."""
+    return job.reader.read(job)
+
+
+def _performances(tune, tokens: Sequence[str], played: _PlayedReader) -> list[bytes]:
     """A parsed tune's expressive renderings as packed event ids (see :func:`_pack`), seeded by
     the rendering seed and the tune's normalised body (the same tune plays the same anywhere)."""
     from folkrnn.midi import tune_performances
 
-    rendering = render.rendering
+    rendering = played.rendering
     digest = hashlib.sha1(f"{rendering.seed}:".encode() + _body_digest(body_of(tokens))).digest()
     seed = int.from_bytes(digest[:6], "big")
-    performances = [_pack(ids, render.events.vocab_size) for ids in tune_performances(
-        [tune], render.events, tempo_factors=rendering.tempo_factors,
+    performances = [_pack(ids, played.events.vocab_size) for ids in tune_performances(
+        [tune], played.events, tempo_factors=rendering.tempo_factors,
         instruments=rendering.instruments, renderings=rendering.renderings, seed=seed)]
     if not performances:
         raise CorpusError("the tune has no notes to play")
     return performances
-
-
-def _read_abc_file(job: tuple) -> dict:
-    """Worker: tokenise every tune of one file (and, for a MIDI corpus, play it: each tune then
-    comes with its performances). Returns its tunes and rejections."""
-    from folkrnn.abc import tokenize, tokenize_and_parse
-
-    source, path, relative, settings = job
-    render = settings if isinstance(settings, _Render) else None
-    label_file = f"{source}/{relative}" if relative else source
-    try:
-        tunes = read_tunes(path)
-    except FolkError as error:
-        return {"tunes": [], "rejections": [], "file_error": _rejection(source, label_file, None,
-                                                                         None, error)}
-    out, rejections = [], []
-    for tune in tunes:
-        try:
-            if render is None:
-                tokens = tokenize(tune.text, settings)
-            else:
-                tokens, parsed = tokenize_and_parse(tune.text, render.normalisation)
-                performances = _performances(parsed, tokens, render)
-        except Exception as error:  # noqa: BLE001 - FolkError is expected; anything else is a bug
-            if isinstance(error, FolkError):
-                error.located(file=path, tune=f"X:{tune.number} {tune.title!r}",
-                              line_offset=tune.line - 1)
-            rejections.append(_rejection(source, label_file, tune.number, tune.title, error,
-                                         tune.line))
-            continue
-        if render is None:
-            out.append((tokens, f"{label_file}#{tune.number}"))
-        else:
-            out.append((tokens, f"{label_file}#{tune.number}", performances))
-    if not tunes:
-        error = CorpusError("no tunes in this file", file=path)
-        return {"tunes": [], "rejections": [], "file_error": _rejection(source, label_file, None,
-                                                                         None, error)}
-    return {"tunes": out, "rejections": rejections, "file_error": None}
-
-
-def _read_midi_file(job: tuple) -> dict:
-    """Worker: encode one MIDI file as event names (an ABC file of a MIDI corpus is played)."""
-    source, path, relative, config = job
-    if isinstance(config, _Render):
-        return _read_abc_file(job)
-    midi = importlib.import_module("folkrnn.midi")
-    label_file = f"{source}/{relative}" if relative else source
-    try:
-        ids = midi.encode_midi(path, config)
-        if not ids:
-            raise CorpusError("the file has no notes in the event range", file=path)
-    except Exception as error:  # noqa: BLE001 - MidiError expected; anything else is a bug
-        return {"tunes": [], "rejections": [], "file_error": _rejection(source, label_file, None,
-                                                                         None, error)}
-    names = config.names()
-    return {"tunes": [(["<s>", *(names[i] for i in ids), "</s>"], label_file)], "rejections": [],
-            "file_error": None}
 
 
 def _pack(ids: Sequence[int], vocab_size: int) -> bytes:
@@ -732,22 +864,23 @@ def _prune_cache(folder: Path, keep: int = _KEEP_CACHES) -> None:
             pass
 
 
-def _read_many(function, jobs: list[tuple]) -> list[dict]:
-    """Worker: run one reader over a batch of jobs."""
-    return [function(job) for job in jobs]
+def _read_batch(jobs: list[_FileJob]) -> list[_FileResult]:
+    """Worker: read a batch of files."""
+    return [_read_file(job) for job in jobs]
 
 
-def _run_jobs(function, jobs: list[tuple], sizes: list[int], workers: int) -> list[dict]:
-    """Run the per-file jobs in ``workers`` processes (inline when 1); results in job order.
+def _read_files(jobs: list[_FileJob], workers: int) -> list[_FileResult]:
+    """Step 3: read every file, in ``workers`` processes (inline when 1); results in job order.
 
     Files are packed, in order, into batches of about 1/(6 * workers) of all the bytes (a big
     file alone), and the biggest batches start first, so the workers finish together.
     """
     if workers <= 1 or len(jobs) < 2:
-        return [function(job) for job in jobs]
+        return [_read_file(job) for job in jobs]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    sizes = [job.size for job in jobs]
     target = max(1, sum(sizes) // (6 * workers))
     batches: list[list[int]] = [[]]
     weight = 0
@@ -761,15 +894,14 @@ def _run_jobs(function, jobs: list[tuple], sizes: list[int], workers: int) -> li
     # fork is fastest; a process that has imported torch gets spawn, which is safe with threads
     method = "spawn" if "torch" in sys.modules or sys.platform != "linux" else "fork"
     context = multiprocessing.get_context(method)
-    results: list[dict | None] = [None] * len(jobs)
+    results: list[_FileResult | None] = [None] * len(jobs)
     from folkrnn.processes import worker_started
 
     # the readers ignore Ctrl-C and die with this process (kill -9, timeout: none is left reading)
     pool = ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=context,
                                initializer=worker_started, initargs=(os.getpid(),))
     try:
-        futures = [(batch, pool.submit(_read_many, function, [jobs[i] for i in batch]))
-                   for batch in batches]
+        futures = [(batch, pool.submit(_read_batch, [jobs[i] for i in batch])) for batch in batches]
         for batch, future in futures:
             for index, result in zip(batch, future.result()):
                 results[index] = result
@@ -781,6 +913,224 @@ def _run_jobs(function, jobs: list[tuple], sizes: list[int], workers: int) -> li
         raise
     pool.shutdown()
     return results  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Step 1: the sources resolved and their files listed, each file a job with its reader."""
+
+    sources: list[Source]
+    jobs: list[_FileJob]  # in reading order
+    files: list[list]  # [source, absolute path, size, mtime_ns] of each job: the files in the cache key
+    rendered: int  # files of ABC sources that a MIDI corpus plays
+
+    @property
+    def paths(self) -> list[str]:
+        """The files read, absolute paths in reading order (:attr:`Corpus.files`)."""
+        return [entry[1] for entry in self.files]
+
+
+def _plan(spec: CorpusSpec) -> _Plan:
+    """Step 1: resolve the sources and list their files. Raises CorpusError for a source that does
+    not exist or a folder with no tunes."""
+    resolved = resolve_sources(spec.sources)
+    jobs, files, rendered = [], [], 0
+    for source in resolved:
+        played = spec.encoding == "midi" and _is_abc_source(source)  # a MIDI corpus plays ABC sources
+        reader = spec.reader(played)
+        for path in source_files(source, "abc" if played else spec.encoding):
+            relative = "" if path == source.path else path.relative_to(source.path).as_posix()
+            stat = path.stat()
+            jobs.append(_FileJob(source.name, str(path), relative, stat.st_size, reader))
+            files.append([source.name, str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+            rendered += played
+    return _Plan(resolved, jobs, files, rendered)
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """Step 2: what names a build: its recipe, its records of settings and code, its cache key."""
+
+    recipe: dict  # see CorpusSpec.recipe
+    settings: dict  # the settings as a dict
+    split: dict  # see CorpusSpec.split_rule
+    code: dict  # see _code_fingerprint
+    rendering: dict | None  # how ABC tunes were played (None when none was)
+    key: str  # sha256 of all of these and the files' paths, sizes and times
+
+    def cache_path(self, encoding: str, cache_dir: str | os.PathLike | None) -> Path:
+        folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        return folder / f"corpus-{encoding}-{self.key[:20]}.json"
+
+
+def _identify(spec: CorpusSpec, plan: _Plan) -> _Identity:
+    """Step 2: the build's recipe, records and cache key."""
+    settings = _settings_dict(spec.settings)
+    split = spec.split_rule()
+    code = _code_fingerprint(spec.encoding, played=bool(plan.rendered))
+    rendering = None
+    if plan.rendered:
+        rendering = {**spec.rendering.to_dict(), "normalisation": _settings_dict(_played_normalisation()),
+                     "how": "folkrnn.midi.tune_performances of each ABC tune as written (its own "
+                            "key), seeded by sha1(f'{seed}:' + sha1 of its normalised body)"}
+    payload = {"format": CACHE_FORMAT, "encoding": spec.encoding, "code": code, "settings": settings,
+               "split": split, "files": plan.files, "rendering": rendering}
+    key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return _Identity(spec.recipe(plan.sources), settings, split, code, rendering, key)
+
+
+def _cached(spec: CorpusSpec, plan: _Plan, identity: _Identity, path: Path) -> Corpus | None:
+    """The corpus as cached at ``path`` under this key, or None (no entry, another key, unreadable)."""
+    data = _load_cache(path, identity.key)
+    if data is None:
+        return None
+    if data.get("packed"):
+        names = spec.settings.names()
+        data["splits"] = {name: [_unpack(base64.b64decode(text), names) for text in data["splits"][name]]
+                          for name in SPLITS}
+    return Corpus(**{name: data["splits"][name] for name in SPLITS}, encoding=spec.encoding,
+                  info=data["info"], origins=data["origins"], cache_path=path, from_cache=True,
+                  recipe=identity.recipe, files=plan.paths)
+
+
+@dataclass
+class _Merged:
+    """Step 4: the files' tunes in reading order, duplicates dropped and each kept tune in its split."""
+
+    counts: dict[str, dict]  # per source name: its files, tunes, rejections, ... (info["sources"])
+    splits: dict[str, list]  # split -> tunes: token lists, or a played tune's performances (packed bytes)
+    origins: dict[str, list[str]]  # split -> "source/file#X" of each tune ("...@n" for a performance)
+    rejections: list[dict] = field(default_factory=list)
+    duplicates: list[dict] = field(default_factory=list)  # {"tune": origin, "duplicate_of": origin}
+    performances: dict[str, int] = field(default_factory=lambda: {name: 0 for name in SPLITS})
+    seen: dict[bytes, str] = field(default_factory=dict)  # body digest -> origin of the tune kept
+
+    @classmethod
+    def empty(cls, sources: Sequence[Source]) -> _Merged:
+        counts = {source.name: {"name": source.name, "origin": source.origin, "path": _display_path(source),
+                                "licence": source.licence, "files": 0, "files_skipped": 0, "tunes": 0,
+                                "rejected": 0, "duplicates": 0, "kept": 0, **{name: 0 for name in SPLITS}}
+                  for source in sources}
+        return cls(counts, {name: [] for name in SPLITS}, {name: [] for name in SPLITS})
+
+    def add_file(self, job: _FileJob, result: _FileResult, spec: CorpusSpec) -> None:
+        """One file's result. Raises CorpusError for a file the user named that cannot be read."""
+        counts = self.counts[job.source]
+        if result.file_error is not None:
+            if job.named:  # a file the user named must be readable
+                raise CorpusError(result.file_error["message"])
+            counts["files_skipped"] += 1
+            self.rejections.append(result.file_error)
+            return
+        counts["files"] += 1
+        counts["tunes"] += len(result.tunes) + len(result.rejections)
+        counts["rejected"] += len(result.rejections)
+        self.rejections.extend(result.rejections)
+        for tune in result.tunes:
+            self.add_tune(job.source, tune, spec)
+
+    def add_tune(self, source: str, tune: _ReadTune, spec: CorpusSpec) -> None:
+        """One tune: rejected with no notes, dropped as a duplicate, or kept in its body's split."""
+        counts = self.counts[source]
+        body = body_of(tune.tokens)
+        if not body:
+            counts["rejected"] += 1
+            file, number = tune.origin.rsplit("#", 1)[0], tune.origin.rsplit("#", 1)[-1]
+            self.rejections.append({"source": source, "file": file, "tune": number, "title": None, "line": None,
+                                    "reason": "the tune has no notes",
+                                    "message": f"{tune.origin}: the tune has no notes"})
+            return
+        digest = _body_digest(body)
+        if digest in self.seen:
+            counts["duplicates"] += 1
+            self.duplicates.append({"tune": tune.origin, "duplicate_of": self.seen[digest]})
+            return
+        self.seen[digest] = tune.origin
+        name = split_of(body, seed=spec.seed, valid_fraction=spec.valid_fraction,
+                        test_fraction=spec.test_fraction)
+        if tune.performances is not None:  # a tune played for a MIDI corpus: its performances, all in its split
+            for number, packed in enumerate(tune.performances, 1):
+                self.splits[name].append(packed)
+                self.origins[name].append(f"{tune.origin}@{number}")
+            self.performances[name] += len(tune.performances)
+        else:
+            self.splits[name].append(tune.tokens)
+            self.origins[name].append(tune.origin)
+        counts["kept"] += 1
+        counts[name] += 1
+
+
+def _merge(spec: CorpusSpec, plan: _Plan, results: list[_FileResult]) -> _Merged:
+    """Step 4: merge the files' tunes in reading order, drop duplicates and split the rest.
+    Raises CorpusError for an unreadable file the user named, or when no tune is left."""
+    merged = _Merged.empty(plan.sources)
+    for job, result in zip(plan.jobs, results):
+        merged.add_file(job, result, spec)
+    if not any(merged.splits.values()):
+        first = f" (first: {merged.rejections[0]['message']})" if merged.rejections else ""
+        where = ", ".join(source.name for source in plan.sources)
+        raise CorpusError(f"no valid tunes in {where}: {len(merged.rejections)} rejected{first}")
+    return merged
+
+
+@dataclass(frozen=True)
+class _Splits:
+    """Step 5: the split tunes as the corpus holds them and as its cache file stores them."""
+
+    tunes: dict[str, list[list[str]]]  # split -> token lists (a MIDI corpus: event names)
+    stored: dict[str, list]  # split -> what the cache stores: the token lists, or packed ids in base64
+    packed: bool  # whether ``stored`` holds packed ids
+
+
+def _final_splits(spec: CorpusSpec, merged: _Merged) -> _Splits:
+    """Step 5: a MIDI corpus's tunes as event names, and as packed ids (base64) for the cache."""
+    if spec.encoding != "midi":
+        return _Splits(merged.splits, merged.splits, False)
+    names = spec.settings.names()
+    index = {token: number for number, token in enumerate(names)}
+    tunes, stored = {}, {}
+    for name in SPLITS:
+        stored[name] = [base64.b64encode(item if isinstance(item, bytes) else _pack(
+            [index[token] for token in item[1:-1]], len(names))).decode("ascii") for item in merged.splits[name]]
+        tunes[name] = [_unpack(item, names) if isinstance(item, bytes) else item for item in merged.splits[name]]
+    return _Splits(tunes, stored, True)
+
+
+def _info(spec: CorpusSpec, plan: _Plan, identity: _Identity, merged: _Merged, splits: _Splits) -> dict:
+    """Step 6: the corpus info: sources with counts, rejections, settings, split rule, code, hashes."""
+    return {
+        "encoding": spec.encoding,
+        "sources": list(merged.counts.values()),
+        "tunes": {name: len(splits.tunes[name]) for name in SPLITS},
+        "duplicates": len(merged.duplicates),
+        "duplicate_examples": merged.duplicates[:20],
+        "rejected": len(merged.rejections),
+        "rejections": merged.rejections,
+        "settings": identity.settings,
+        **({"rendering": {**identity.rendering, "files": plan.rendered, "performances": merged.performances}}
+           if identity.rendering else {}),
+        "split": identity.split,
+        "code": identity.code,
+        "music21_version": _music21_version(),
+        "content_hash": _content_hash(splits.tunes),
+        "cache_key": identity.key,
+    }
+
+
+def _store(corpus: Corpus, path: Path, key: str, splits: _Splits) -> None:
+    """Step 7: cache the corpus at ``path`` and prune old entries. A cache that cannot be written
+    only costs time next run: recorded in ``corpus.cache_error``, not raised."""
+    payload = {"format": CACHE_FORMAT, "key": key, "info": corpus.info, "splits": splits.stored,
+               "packed": splits.packed, "origins": corpus.origins}
+    try:
+        _write_atomic(path, json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+        _prune_cache(path.parent)
+        corpus.cache_path = path
+    except (OSError, CorpusError) as failure:
+        corpus.cache_path = None
+        reason = failure.message if isinstance(failure, CorpusError) else (failure.strerror or str(failure))
+        corpus.cache_error = (f"built without a cache: {path.parent} cannot hold one "
+                              f"({' '.join(str(reason).split())})")
 
 
 def build_corpus(
@@ -822,6 +1172,11 @@ def build_corpus(
     workers
         Processes that tokenise (default: up to 2, one per CPU).
 
+    The arguments up to the split rule are a :class:`CorpusSpec`; the build is its steps in turn:
+    list the files (:func:`_plan`), name the build (:func:`_identify`), read the cache, read the
+    files (:func:`_read_files`), merge, de-duplicate and split (:func:`_merge`), make the final
+    splits (:func:`_final_splits`), describe them (:func:`_info`) and cache them (:func:`_store`).
+
     Raises
     ------
     CorpusError
@@ -829,182 +1184,23 @@ def build_corpus(
         or a corpus with no valid tunes.
     """
     started = time.perf_counter()
-    if encoding not in _SUFFIXES:
-        raise OptionError(f"unknown encoding {encoding!r}; choose abc or midi")
-    if not (0 <= valid_fraction < 1 and 0 <= test_fraction < 1
-            and valid_fraction + test_fraction < 1):
-        raise OptionError("valid and test fractions must be in [0, 1) and add up to less than 1")
-    from folkrnn.abc import Normalisation
-    from folkrnn.events import EventConfig
-
-    if encoding == "midi":
-        if settings is None:
-            settings = EventConfig(controls=True)  # performances open with their controls (folkrnn.events)
-        reader = _read_midi_file
-    else:
-        if settings is None:
-            settings = Normalisation()
-        reader = _read_abc_file
-
-    resolved = resolve_sources(sources)
-    render = None
-    if encoding == "midi":
-        rendering = (rendering or Rendering()).check()
-        render = _Render(Normalisation(), settings, rendering)
-    jobs, sizes, explicit = [], [], set()
-    file_list = []
-    rendered = 0  # files of ABC sources a MIDI corpus plays
-    for source in resolved:
-        played = render is not None and _is_abc_source(source)
-        for path in source_files(source, "abc" if played else encoding):
-            relative = "" if path == source.path else path.relative_to(source.path).as_posix()
-            if relative == "":
-                explicit.add(len(jobs))
-            jobs.append((source.name, str(path), relative, render if played else settings))
-            rendered += played
-            stat = path.stat()
-            sizes.append(stat.st_size)
-            file_list.append([source.name, str(path.resolve()), stat.st_size, stat.st_mtime_ns])
-
-    # what rebuild_corpus needs to make this corpus again, from any folder
-    recipe = {"sources": [_source_key(source) for source in resolved],
-              "given": [os.fspath(item) for item in sources] if sources else None,
-              "encoding": encoding, "settings": _settings_dict(settings), "seed": seed,
-              "valid_fraction": valid_fraction, "test_fraction": test_fraction,
-              "rendering": rendering.to_dict() if encoding == "midi" else None}
-    files_read = [entry[1] for entry in file_list]
-    split_rule = {"seed": seed, "valid_fraction": valid_fraction, "test_fraction": test_fraction,
-                  "rule": "sha1(f'{seed}:' + body tokens joined by U+001F), first 8 bytes / 2**64:"
-                          " test below test_fraction, valid below test+valid, else train"}
-    settings_dict = _settings_dict(settings)
-    fingerprint = _code_fingerprint(encoding, played=bool(rendered))
-    rendering_dict = None
-    if rendered:
-        rendering_dict = {**render.rendering.to_dict(), "normalisation": _settings_dict(render.normalisation),
-                          "how": "folkrnn.midi.tune_performances of each ABC tune as written (its own "
-                                 "key), seeded by sha1(f'{seed}:' + sha1 of its normalised body)"}
-    key_payload = {"format": CACHE_FORMAT, "encoding": encoding, "code": fingerprint,
-                   "settings": settings_dict, "split": split_rule, "files": file_list,
-                   "rendering": rendering_dict}
-    key = hashlib.sha256(json.dumps(key_payload, sort_keys=True).encode()).hexdigest()
-
-    cache_path = None
-    if use_cache:
-        folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-        cache_path = folder / f"corpus-{encoding}-{key[:20]}.json"
-        if not rebuild and cache_path.is_file():
-            data = _load_cache(cache_path, key)
-            if data is not None:
-                if data.get("packed"):
-                    names = settings.names()
-                    data["splits"] = {name: [_unpack(base64.b64decode(text), names)
-                                             for text in data["splits"][name]] for name in SPLITS}
-                return Corpus(**{name: data["splits"][name] for name in SPLITS},
-                              encoding=encoding, info=data["info"], origins=data["origins"],
-                              cache_path=cache_path, from_cache=True,
-                              seconds=time.perf_counter() - started, recipe=recipe, files=files_read)
-
-    if workers is None:
-        workers = min(2, os.cpu_count() or 1)
-    results = _run_jobs(reader, jobs, sizes, workers)
-
-    per_source = {source.name: {"name": source.name, "origin": source.origin,
-                                "path": _display_path(source), "licence": source.licence,
-                                "files": 0, "files_skipped": 0, "tunes": 0, "rejected": 0,
-                                "duplicates": 0, "kept": 0, **{name: 0 for name in SPLITS}}
-                  for source in resolved}
-    splits: dict[str, list[list[str]]] = {name: [] for name in SPLITS}
-    origins: dict[str, list[str]] = {name: [] for name in SPLITS}
-    rejections: list[dict] = []
-    duplicates: list[dict] = []
-    seen: dict[bytes, str] = {}
-    performances = {name: 0 for name in SPLITS}  # event sequences of played ABC tunes
-    for index, (job, result) in enumerate(zip(jobs, results)):
-        counts = per_source[job[0]]
-        if result["file_error"] is not None:
-            if index in explicit:  # a file the user named must be readable
-                raise CorpusError(result["file_error"]["message"])
-            counts["files_skipped"] += 1
-            rejections.append(result["file_error"])
-            continue
-        counts["files"] += 1
-        counts["tunes"] += len(result["tunes"]) + len(result["rejections"])
-        counts["rejected"] += len(result["rejections"])
-        rejections.extend(result["rejections"])
-        for tokens, origin, *played in result["tunes"]:
-            body = body_of(tokens)
-            if not body:
-                counts["rejected"] += 1
-                rejections.append({"source": job[0], "file": origin.rsplit("#", 1)[0],
-                                   "tune": origin.rsplit("#", 1)[-1], "title": None, "line": None,
-                                   "reason": "the tune has no notes", "message":
-                                   f"{origin}: the tune has no notes"})
-                continue
-            digest = _body_digest(body)
-            if digest in seen:
-                counts["duplicates"] += 1
-                duplicates.append({"tune": origin, "duplicate_of": seen[digest]})
-                continue
-            seen[digest] = origin
-            name = split_of(body, seed=seed, valid_fraction=valid_fraction,
-                            test_fraction=test_fraction)
-            if played:  # a tune played for a MIDI corpus: its performances, all in its split
-                for number, packed in enumerate(played[0], 1):
-                    splits[name].append(packed)
-                    origins[name].append(f"{origin}@{number}")
-                performances[name] += len(played[0])
-            else:
-                splits[name].append(tokens)
-                origins[name].append(origin)
-            counts["kept"] += 1
-            counts[name] += 1
-    if not any(splits.values()):
-        first = f" (first: {rejections[0]['message']})" if rejections else ""
-        where = ", ".join(source.name for source in resolved)
-        raise CorpusError(f"no valid tunes in {where}: {len(rejections)} rejected{first}")
-    packed: dict[str, list] = {}
-    if encoding == "midi":  # the cache keeps events as packed ids (base64), the Corpus as names
-        names = settings.names()
-        index = {token: number for number, token in enumerate(names)}
-        for name in SPLITS:
-            packed[name] = [base64.b64encode(item if isinstance(item, bytes) else _pack(
-                [index[token] for token in item[1:-1]], len(names))).decode("ascii")
-                for item in splits[name]]
-            splits[name] = [_unpack(item, names) if isinstance(item, bytes) else item
-                            for item in splits[name]]
-
-    info = {
-        "encoding": encoding,
-        "sources": list(per_source.values()),
-        "tunes": {name: len(splits[name]) for name in SPLITS},
-        "duplicates": len(duplicates),
-        "duplicate_examples": duplicates[:20],
-        "rejected": len(rejections),
-        "rejections": rejections,
-        "settings": settings_dict,
-        **({"rendering": {**rendering_dict, "files": rendered, "performances": performances}}
-           if rendering_dict else {}),
-        "split": split_rule,
-        "code": fingerprint,
-        "music21_version": _music21_version(),
-        "content_hash": _content_hash(splits),
-        "cache_key": key,
-    }
-    corpus = Corpus(splits["train"], splits["valid"], splits["test"], encoding, info, origins,
-                    recipe=recipe, files=files_read)
-    if cache_path is not None:
-        payload = {"format": CACHE_FORMAT, "key": key, "info": info,
-                   "splits": packed or splits, "packed": bool(packed), "origins": origins}
-        try:
-            _write_atomic(cache_path, json.dumps(payload, ensure_ascii=False,
-                                                 separators=(",", ":")))
-            _prune_cache(cache_path.parent)
-            corpus.cache_path = cache_path
-        except (OSError, CorpusError) as failure:
-            corpus.cache_path = None  # an unwritable cache only costs time next run: said, not fatal
-            reason = failure.message if isinstance(failure, CorpusError) else (failure.strerror or str(failure))
-            corpus.cache_error = (f"built without a cache: {cache_path.parent} cannot hold one "
-                                  f"({' '.join(str(reason).split())})")
+    spec = CorpusSpec.of(sources, encoding=encoding, settings=settings, seed=seed, valid_fraction=valid_fraction,
+                         test_fraction=test_fraction, rendering=rendering)
+    plan = _plan(spec)
+    identity = _identify(spec, plan)
+    cache_path = identity.cache_path(spec.encoding, cache_dir) if use_cache else None
+    corpus = None
+    if cache_path is not None and not rebuild and cache_path.is_file():
+        corpus = _cached(spec, plan, identity, cache_path)
+    if corpus is None:
+        results = _read_files(plan.jobs, workers if workers is not None else min(2, os.cpu_count() or 1))
+        merged = _merge(spec, plan, results)
+        splits = _final_splits(spec, merged)
+        corpus = Corpus(splits.tunes["train"], splits.tunes["valid"], splits.tunes["test"], spec.encoding,
+                        _info(spec, plan, identity, merged, splits), merged.origins, recipe=identity.recipe,
+                        files=plan.paths)
+        if cache_path is not None:
+            _store(corpus, cache_path, identity.key, splits)
     corpus.seconds = time.perf_counter() - started
     return corpus
 
