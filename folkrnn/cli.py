@@ -1,5 +1,7 @@
 """The ``folkrnn`` command: parses options, calls one library function, prints, and turns FolkError
-into a one-line message with a non-zero exit code. Heavy imports happen inside the commands."""
+into a one-line message with a non-zero exit code. Every command imports what it runs inside its own
+function, folkrnn's modules too, so that a command pays only for its own imports (``folkrnn compose``
+never loads torch or music21)."""
 
 from __future__ import annotations
 

@@ -51,14 +51,21 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from folkrnn import tables
+from folkrnn import __version__, tables
+from folkrnn.abc import Normalisation, detokenize, parse, tokenize
 from folkrnn.abc.grammar import parse_form
-from folkrnn.abc.tokens import NOTE_TOKEN, title_rhythm
+from folkrnn.abc.lexer import parse_key
+from folkrnn.abc.tokens import NOTE_TOKEN, Transposer, shift_to_c, title_rhythm
+from folkrnn.checkpoint import MODEL_FILE, load_model, shipped_model
 from folkrnn.errors import AbcError, FolkError, ModelError, OptionError
 from folkrnn.files import EXISTS, exists, folder_lock, prepare_folder, publish, write_atomic
 from folkrnn.limits import check_count
+from folkrnn.midi import q_field
+from folkrnn.music import LETTER_SEMITONES, Key, Tune, parse_meter
+from folkrnn.render import check_paper, find_soundfont, render, slug, tunes_to_pdf
 from folkrnn.sample import Conditions, SampleConfig, Sampled, default_workers, sample_tunes
 from folkrnn.tables import DANCES, INSTRUMENTS, MAX_SEED, MODES, find_format, find_instrument, usual_tonic
+from folkrnn.validate import COPY_THRESHOLD, NoveltyIndex, validate_tune
 
 __all__ = [
     "USUAL_TONICS", "MODE_CODES", "FORMATS", "ComposeOptions", "Composer",
@@ -172,8 +179,6 @@ class ComposeOptions:
                     raise OptionError(f"--key {self.key} and --mode {self.mode} disagree")
                 self.mode = mode
         if self.meter is not None:
-            from folkrnn.music import parse_meter
-
             try:
                 meter = parse_meter(self.meter)
             except ValueError as error:
@@ -191,8 +196,6 @@ class ComposeOptions:
         elif self.part_bars is not None and not 1 <= self.part_bars <= 64:
             raise OptionError(f"--part-bars must be between 1 and 64, not {self.part_bars}")
         self.formats = parse_formats(self.formats)
-        from folkrnn.render import check_paper, find_soundfont
-
         self.paper = check_paper(self.paper)
         if find_instrument(self.instrument) is None:
             raise OptionError(f"--instrument {self.instrument!r}: choose one of {', '.join(INSTRUMENTS)}")
@@ -236,8 +239,6 @@ def load_composer(model: str | os.PathLike | None = None) -> Composer:
     ModelError
         No default model installed, an unknown path, a damaged model, or a model of another kind.
     """
-    from folkrnn.checkpoint import MODEL_FILE, load_model, shipped_model
-
     if model is None:
         path, label = shipped_model("abc"), "default"
     else:
@@ -281,8 +282,6 @@ def prime_tokens(text: str, vocabulary, *, key: str | None = None,
     OptionError
         A token the model does not know (with the nearest it does), or a bad header field.
     """
-    from folkrnn.abc import Normalisation, tokenize
-
     pieces = text.split()
     header: dict[str, str] = {}
     tokens_given = pieces and all(piece in vocabulary for piece in pieces)
@@ -339,8 +338,6 @@ def prime_tokens(text: str, vocabulary, *, key: str | None = None,
         header["M"] = next(t for t in tokens if t.startswith("M:"))[2:]
     if fields.get("K"):
         header["K"] = tokens[position][3:]
-        from folkrnn.abc.lexer import parse_key
-
         try:
             tonic = parse_key(fields["K"])[0].tonic
         except (ValueError, FolkError):
@@ -387,9 +384,6 @@ def _step_of(token: str) -> tuple[int | None, int] | None:
 def transpose_tokens(tokens: list[str], tonic: str, *, octave: int = 0) -> list[str]:
     """Move a tune's tokens from C to ``tonic`` (the mode kept), by the smallest interval, then
     ``octave`` octaves. Spellings follow the key: the tokenizer's own transposer, run backwards."""
-    from folkrnn.abc.tokens import Transposer, shift_to_c
-    from folkrnn.music import Key
-
     steps, semitones = shift_to_c(tonic)
     transposer = Transposer(-steps + 7 * octave, -semitones + 12 * octave)
     body = _body_start(tokens)
@@ -423,8 +417,6 @@ def _body_start(tokens: list[str]) -> int:
 
 def _pitches(tokens: list[str]) -> list[int]:
     """Rough pitches of the note tokens (the written accidental, else natural): for the range."""
-    from folkrnn.music import LETTER_SEMITONES
-
     out = []
     for token in tokens[_body_start(tokens):]:
         parsed = _step_of(token)
@@ -437,8 +429,6 @@ def _pitches(tokens: list[str]) -> list[int]:
 
 def _octave_for(tokens: list[str], tonic: str) -> int:
     """Which octave of the tonic keeps the tune most inside the fiddle's range (then: moves least)."""
-    from folkrnn.abc.tokens import shift_to_c
-
     _, semitones = shift_to_c(tonic)
     pitches = _pitches(tokens)
     low, high = INSTRUMENTS["fiddle"].lowest, INSTRUMENTS["fiddle"].highest
@@ -482,8 +472,6 @@ def provenance(options: ComposeOptions, seed: int, composer: Composer) -> list[s
     enough that abcjs, which prints N:, does not run it off the page; then a comment, which no
     ABC program prints, with the whole command that makes the tune again (``% folkrnn compose
     --seed 7 ...``: :func:`command_of` reads it back)."""
-    from folkrnn import __version__
-
     # (no % in the N: line: abc2midi and abcm2ps would read the rest of it as a comment)
     # the model by its folder's name (the command below has its path) and the digest of its weights
     name = composer.label if composer.label == "default" else Path(composer.label).name or composer.label
@@ -495,9 +483,6 @@ def provenance(options: ComposeOptions, seed: int, composer: Composer) -> list[s
 def tempo_field(rhythm: str, meter: str, tempo: float | None = None) -> str:
     """The Q: line of a tune of this R: and M:: ``tempo`` beats per minute, else its dance's
     (``folkrnn.midi.tune_tempo``), so that abc2midi plays it at the tempo of our own MIDI."""
-    from folkrnn.midi import q_field
-    from folkrnn.music import Tune, parse_meter
-
     try:
         parsed = parse_meter(meter) if meter else parse_meter("4/4")
     except ValueError:
@@ -588,10 +573,6 @@ def _finish(sampled: Sampled, options: ComposeOptions, composer: Composer, *, nu
             novelty=None, from_title: tuple[str, ...] = ()) -> tuple[Composed | None, str]:
     """Sampled tokens -> the tune in its key, checked. Returns (tune, "") or (None, why not).
     ``from_title``: the header letters the title's dance set (said in a note)."""
-    from folkrnn.abc import detokenize, parse
-    from folkrnn.render import slug
-    from folkrnn.validate import validate_tune
-
     tokens = sampled.tokens
     mode = _header_value(tokens, "K:C") or "maj"
     rhythm = _header_value(tokens, "R:")
@@ -715,8 +696,6 @@ def write_formats(composed: Composed, folder: Path, stem: str, formats: list[str
     """Write one tune in each format; each file atomically, and none at all if one fails or the
     run is interrupted (those written are removed). ``overwrite``: replace files that exist (else
     one that exists, or appears meanwhile, is refused: OptionError). Returns the paths written."""
-    from folkrnn.render import render
-
     written: list[Path] = []
     try:
         for name in formats:
@@ -898,9 +877,7 @@ def _novelty_for(composer: Composer):
     if not sources:
         return None, "not checked: the model's card names no training corpus"
     try:
-        from folkrnn.corpus import DEFAULT_COLLECTIONS, build_corpus
-        from folkrnn.validate import NoveltyIndex
-
+        from folkrnn.corpus import DEFAULT_COLLECTIONS, build_corpus  # lazily: start-up (novelty only)
         names = [source.get("name") for source in sources]
         default = {collection.name for collection in DEFAULT_COLLECTIONS}
         if set(names) == default:
@@ -1085,18 +1062,12 @@ def _write_book(result: GenerateResult, finished: _Finished, folder: Path, tuneb
                 started: float) -> None:
     """The tunebook and summary.json of the finished tunes, read back from ``finished`` in the
     order of their numbers; each file is made under a temporary name and then given its own."""
-    from folkrnn import __version__
-    from folkrnn.validate import COPY_THRESHOLD
-
     written = len(finished)
     if written:
         book = (b"\n" + abc if number else abc for number, (_, abc, _, _) in enumerate(finished.tunes()))
         write_atomic(tunebook, book, error=OptionError, overwrite=options.force)  # a blank line between tunes
         result.tunebook_path = tunebook
         if "pdf" in options.formats:
-            from folkrnn.abc import parse
-            from folkrnn.render import tunes_to_pdf
-
             texts = [abc.decode("utf-8") for _, abc, _, _ in finished.tunes()]
             parsed = [tune.tune for tune in result.tunes] if result.tunes else [parse(text) for text in texts]
             write_atomic(folder / "tunes.pdf", tunes_to_pdf(parsed, paper=options.paper, abcs=texts),

@@ -54,9 +54,27 @@ from typing import Any
 
 import numpy as np
 
+from folkrnn.abc import detokenize, map_rhythm, parse, tokenize
 from folkrnn.abc.features import classes, pad_inputs, with_features
+from folkrnn.checkpoint import load_model, shipped_model
+from folkrnn.corpus import body_of, build_corpus, rebuild_corpus
 from folkrnn.errors import FolkError, ModelError, OptionError
+from folkrnn.events import EventConfig
+from folkrnn.files import EXISTS, exists, prepare_folder, write_atomic
+from folkrnn.form import FEATURE_NAMES, STATISTICS, form_features, form_of, form_statistics, two_sample_accuracy
+from folkrnn.ngram import fit_ngram
+from folkrnn.perform import PerformConfig, load_performer, sample_performances
+from folkrnn.performance_quality import (
+    control_counts,
+    crop,
+    performance_table,
+    plot_piano_rolls,
+    real_performances,
+    table_lines,
+)
+from folkrnn.sample import SampleConfig, one_blas_thread, sample_headers, sample_tunes, title_tokens
 from folkrnn.tables import DANCES
+from folkrnn.validate import Bars, NoveltyIndex, bar_count, validate_tune
 
 __all__ = [
     "EvaluateConfig", "evaluate", "model_loss", "pitch_range", "pitch_classes_used",
@@ -135,8 +153,6 @@ def pitch_class_entropy(tune) -> float:
 def length_in_bars(tune) -> int:
     """Written bars, in whole bars: full bars count one, a pickup and its complement one together,
     a multi-bar rest its bars (free-meter bars count one each)."""
-    from folkrnn.validate import Bars, bar_count
-
     measures = Bars(tune).measures
     if measures and measures[0].short:
         measures = measures[1:]
@@ -214,8 +230,6 @@ def form_comparison(real_forms: Sequence, generated_forms: Sequence, seed: int =
     :func:`folkrnn.form.form_features` (5 folds, the larger side subsampled; 0.5 means the
     classifier cannot tell them apart; None with fewer than 2 tunes on a side).
     """
-    from folkrnn.form import FEATURE_NAMES, STATISTICS, form_features, form_statistics, two_sample_accuracy
-
     accuracy = two_sample_accuracy(form_features(generated_forms), form_features(real_forms), seed=seed)
     return {
         "real": form_statistics(real_forms), "generated": form_statistics(generated_forms),
@@ -280,9 +294,6 @@ def _generate(checkpoint, config: EvaluateConfig) -> tuple[list[tuple[list[str] 
     """n generated tunes as (tokens or None, ABC text or None), and the sampler's name: the
     composer's sampler, ``folkrnn.sample.sample_tunes``, tune i from seed ``seed + i`` (as
     ``folkrnn generate`` numbers them)."""
-    from folkrnn.abc import detokenize
-    from folkrnn.sample import SampleConfig, sample_tunes
-
     sample_config = SampleConfig(temperature=config.temperature, constrain=config.constrain,
                                  max_tokens=config.max_tokens)
     drawn = sample_tunes(checkpoint.engine(), checkpoint.vocabulary, [config.seed + i for i in range(config.n)],
@@ -325,8 +336,6 @@ def _title_conditioning(checkpoint, config: EvaluateConfig) -> dict:
             extra = f" No. {index // len(_TITLE_WORDS) + 1}" if index >= len(_TITLE_WORDS) else ""
             titles.append(f"The {word}{extra} {kind}")
             kinds.append(kind)
-    from folkrnn.sample import SampleConfig, sample_headers, title_tokens
-
     vocabulary = checkpoint.vocabulary
     spelled = [title_tokens(title, vocabulary) for title in titles]  # (tokens, characters it lacks)
     usable = [not missing for _, missing in spelled]
@@ -371,8 +380,6 @@ def _corpus_for(checkpoint, corpus):
     """The corpus to evaluate on: the one given, else the one the model's card names, rebuilt."""
     if corpus is not None:
         return corpus, None
-    from folkrnn.corpus import build_corpus
-
     record = checkpoint.training or {}
     sources = [source.get("name") for source in (record.get("corpus") or {}).get("sources", [])
                if isinstance(source, dict) and source.get("name")]
@@ -442,9 +449,6 @@ def evaluate(model: str | os.PathLike | None = None, out: str | os.PathLike = "o
         A missing or damaged model, or one whose corpus cannot be rebuilt; OptionError for bad
         settings.
     """
-    from folkrnn.files import EXISTS, exists
-    from folkrnn.sample import one_blas_thread
-
     if not force:  # minutes of work are not done to be thrown away, nor a report lost to them
         for name in REPORT_FILES:
             if exists(Path(out) / name):
@@ -457,12 +461,6 @@ REPORT_FILES = ("report.md", "report.json")  # what an existing report is recogn
 
 
 def _evaluate(model, out, config, corpus, progress) -> dict:
-    from folkrnn.abc import parse
-    from folkrnn.checkpoint import load_model, shipped_model
-    from folkrnn.files import prepare_folder, write_atomic
-    from folkrnn.ngram import fit_ngram
-    from folkrnn.validate import NoveltyIndex, validate_tune
-
     config = config or EvaluateConfig()
     say = progress or (lambda message: None)
     started = time.perf_counter()
@@ -507,8 +505,6 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
 
     say("validating and measuring")
     mark = time.perf_counter()
-    from folkrnn.corpus import body_of
-
     index = NoveltyIndex.from_corpus(corpus)
     generated_reports, generated_tunes = [], []
     for tokens_or_none, text in generated:
@@ -516,8 +512,6 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
             generated_reports.append(None)
             continue
         if tokens_or_none is None:
-            from folkrnn.abc import tokenize
-
             try:
                 tokens_or_none = tokenize(text)
             except FolkError:
@@ -531,8 +525,6 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
     similarities = [report.nearest.similarity for report in generated_reports
                     if report is not None and report.nearest is not None]
     copies = sum(1 for value in similarities if value >= 0.85)
-
-    from folkrnn.abc import detokenize
 
     real = []
     test_similarities = []
@@ -550,8 +542,6 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
         if nearest is not None:
             test_similarities.append(nearest.similarity)
     timings["measure_s"] = time.perf_counter() - mark
-
-    from folkrnn.abc import map_rhythm
 
     metrics = {}
     numeric = {"pitch_range": ("integer", pitch_range), "pitch_classes": ("integer", pitch_classes_used),
@@ -579,8 +569,6 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
 
     say("measuring the form")
     mark = time.perf_counter()
-    from folkrnn.form import form_of
-
     real_forms = [form_of(tune) for tune, _, _ in real]
     generated_forms = [form_of(tune) for tune, _, _ in generated_tunes]
     form = form_comparison(real_forms, generated_forms, seed=config.seed)
@@ -889,9 +877,6 @@ def _midi_corpus_for(checkpoint, corpus):
     and the default rendering. With none, the corpus the model's card names is rebuilt: its
     sources, split, event settings and rendering.
     """
-    from folkrnn.corpus import rebuild_corpus
-    from folkrnn.events import EventConfig
-
     if corpus is not None and getattr(corpus, "encoding", "midi") == "midi":
         return corpus, None
     settings = EventConfig.from_dict(dict(checkpoint.encoding_params)).to_dict()
@@ -968,17 +953,6 @@ def _evaluate_midi(checkpoint, out: Path, config: EvaluateConfig, corpus, say, *
     (:func:`folkrnn.performance_quality.performance_table`). Pieces with controls, on either side,
     are transcribed at their controls' tempo, meter and key, time 0 a downbeat, as their MIDI files
     would be."""
-    from folkrnn.files import write_atomic
-    from folkrnn.ngram import fit_ngram
-    from folkrnn.perform import PerformConfig, load_performer, sample_performances
-    from folkrnn.performance_quality import (
-        control_counts,
-        crop,
-        performance_table,
-        plot_piano_rolls,
-        real_performances,
-    )
-
     started = time.perf_counter()
     timings: dict[str, float] = {}
     say("loading the corpus")
@@ -1067,8 +1041,6 @@ def _evaluate_midi(checkpoint, out: Path, config: EvaluateConfig, corpus, say, *
 
 def _midi_markdown(result: dict) -> str:
     """report.md of a MIDI-event model: the loss table, the performance table, the plots."""
-    from folkrnn.performance_quality import table_lines
-
     table = result["performance"]
     lines = _head_lines(result, "MIDI-event model: ", "performances", "event", "performance",
                         ", on the same event ids")

@@ -60,8 +60,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from folkrnn.abc import parse
 from folkrnn.abc.lexer import parse_key_cached
+from folkrnn.abc.tokens import map_rhythm
 from folkrnn.music import FAST_FRACTIONS, TICKS, Tune, parse_meter
+from folkrnn.tables import DANCES
 
 __all__ = [
     "Part", "Form", "form_of", "form_statistics", "form_features", "FEATURE_NAMES", "STATISTICS",
@@ -180,9 +183,6 @@ def in_dance_form(form: Form) -> bool | None:
 
     None when the tune's R: names no dance with a fixed meter (an air, a song, none).
     """
-    from folkrnn.abc.tokens import map_rhythm
-    from folkrnn.tables import DANCES
-
     dance = DANCES.get(map_rhythm(form.rhythm))
     if dance is None or not dance.meters:
         return None
@@ -543,8 +543,6 @@ def parts(tune: Tune | str) -> tuple[Part, ...]:
 
 def _as_tune(tune: Tune | str) -> Tune:
     if isinstance(tune, str):
-        from folkrnn.abc import parse
-
         return parse(tune)
     return tune
 

@@ -53,8 +53,9 @@ from folkrnn.events import (
     events_to_notes,
     notes_to_events,
 )
-from folkrnn.files import write_atomic
-from folkrnn.music import TICKS, Key, Meter, Tune
+from folkrnn.files import read_input, write_atomic
+from folkrnn.limits import MAX_INPUT_BYTES
+from folkrnn.music import TICKS, Key, Meter, Tune, unfold_segments
 from folkrnn.tables import Instrument, find_instrument
 
 __all__ = [
@@ -86,9 +87,6 @@ def _check_head(first: bytes, name: str) -> None:
 def _load_score(path: str | PathLike):
     """Read a MIDI file with symusic, turning every failure into one MidiError naming the file."""
     from symusic import Score
-
-    from folkrnn.files import read_input
-    from folkrnn.limits import MAX_INPUT_BYTES
 
     name = str(path)
     # no FIFO, device or file over the limit; not a MIDI file is said from the first bytes
@@ -599,8 +597,6 @@ def _played_notes(tune: Tune) -> tuple[list[_Played], int]:
         positions = [None] * len(notes)
     else:
         try:
-            from folkrnn.music import unfold_segments
-
             segments = unfold_segments(tune.notes, tune.bars)[0]
             if [note for note, _ in segments] == notes:
                 written = [ticks(note.onset) for note in tune.notes]

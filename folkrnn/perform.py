@@ -42,12 +42,19 @@ from pathlib import Path
 
 import numpy as np
 
+from folkrnn import __version__
+from folkrnn.checkpoint import SHIPPED, load_model
+from folkrnn.compose import parse_key_option
 from folkrnn.decode.loop import DONE, Constraint, Row, decode
-from folkrnn.errors import FolkError, ModelError, OptionError
-from folkrnn.events import EventConfig, PerformanceNote, events_to_notes
+from folkrnn.errors import FolkError, MidiError, ModelError, OptionError
+from folkrnn.events import CONTROLS, KEYS, METERS, TEMPO_GRID, TEMPOS, EventConfig, PerformanceNote, events_to_notes
+from folkrnn.files import EXISTS, exists, folder_lock, prepare_folder, staged, write_atomic
 from folkrnn.limits import check_count
+from folkrnn.midi import beat_quarters, encode_midi, key_from_fifths, write_performance
+from folkrnn.music import key_signature, parse_meter
 from folkrnn.sample import SampleConfig
-from folkrnn.tables import INSTRUMENTS, MAX_SEED, Instrument, find_instrument
+from folkrnn.schemes import scheme
+from folkrnn.tables import DANCES, INSTRUMENTS, MAX_SEED, Instrument, find_instrument
 
 __all__ = [
     "PerformConfig", "Controls", "Performance", "Performer", "PerformResult", "EventGrammar", "load_performer",
@@ -126,11 +133,6 @@ class Controls:
     def allowed(self, config: EventConfig) -> list[list[int]]:
         """The control ids each of the four (TEMPO, METER, KEY, DENSITY) may take, in order.
         Raises OptionError for a value out of range or unknown."""
-        from folkrnn.compose import parse_key_option
-        from folkrnn.events import CONTROLS, KEYS, METERS, TEMPO_GRID, TEMPOS
-        from folkrnn.music import key_signature, parse_meter
-        from folkrnn.tables import DANCES
-
         dance = None
         if self.rhythm is not None:
             dance = DANCES.get(str(self.rhythm).strip().lower())
@@ -235,8 +237,6 @@ class Performer:
         """A factory of the feature trackers its rows need (one per performance), or None."""
         if not self.features:
             return None
-        from folkrnn.schemes import scheme
-
         module = scheme(self.features, "midi")
         shared = module.classes(self.vocabulary.tokens, self.events.to_dict())
         return lambda: module.Pulse(shared)
@@ -250,8 +250,6 @@ def load_performer(model: str | os.PathLike | None = None) -> Performer:
     ModelError
         No default model installed, a missing or damaged model, or an ABC model.
     """
-    from folkrnn.checkpoint import SHIPPED, load_model
-
     if model is None:
         path, label = SHIPPED / "midi", "default"
         if not (path / "config.json").is_file():
@@ -275,9 +273,6 @@ def load_performer(model: str | os.PathLike | None = None) -> Performer:
 def prime_events(path: str | os.PathLike, config: EventConfig | None = None) -> list[int]:
     """The events of a MIDI file, to start performances with. Raises MidiError for a file that
     cannot be read or has no notes."""
-    from folkrnn.errors import MidiError
-    from folkrnn.midi import encode_midi
-
     config = config or EventConfig()
     ids = [event for event in encode_midi(path, config) if event < config.control_offset]  # its controls: ours
     if not any(event < config.num_pitches for event in ids):
@@ -632,9 +627,6 @@ def _remake(options: PerformConfig, seed: int, model: str | None, prime: str | N
 
 def file_signatures(controls: dict) -> dict:
     """A piece's controls as a MIDI file's tempo (quarters a minute), time and key signatures."""
-    from folkrnn.midi import beat_quarters, key_from_fifths
-    from folkrnn.music import parse_meter
-
     out: dict = {}
     meter = parse_meter(controls["meter"]) if controls.get("meter") else None
     if meter is not None:
@@ -710,10 +702,6 @@ def perform(model: str | os.PathLike | Performer | None, count: int = 1, *,
         Bad options, a missing or foreign model, an unreadable prime, files that exist without
         ``force``; all before anything is written.
     """
-    from folkrnn import __version__
-    from folkrnn.files import EXISTS, exists, folder_lock, prepare_folder, staged, write_atomic
-    from folkrnn.midi import write_performance
-
     started = time.perf_counter()
     options = options or PerformConfig()
     if instrument is not None:

@@ -46,7 +46,13 @@ from pathlib import Path
 
 import numpy as np
 
+from folkrnn.abc.writer import tune_to_abc
 from folkrnn.errors import FolkError
+from folkrnn.events import CONTROLS, EventConfig, PerformanceNote, events_to_notes
+from folkrnn.perform import file_signatures
+from folkrnn.reference import abc2midi_available, abc2midi_check
+from folkrnn.transcribe import transcribe
+from folkrnn.validate import validate_tune
 
 __all__ = [
     "note_array", "crop", "polyphony", "long_notes", "notes_per_second", "pitch_range",
@@ -293,17 +299,10 @@ def check_transcription(notes, *, hints: dict | None = None, abc2midi: bool = Tr
     ``abc2midi_clean`` stays None). Never raises for a bad performance: a transcriber that fails
     on one, even by a bug, makes it a failure, named in ``problems``.
     """
-    from folkrnn.abc.writer import tune_to_abc
-    from folkrnn.events import PerformanceNote
-    from folkrnn.transcribe import transcribe
-    from folkrnn.validate import validate_tune
-
     array = note_array(notes)
     result = Transcription()
     given: dict = {}
     if hints and hints.get("tempo") and hints.get("meter"):
-        from folkrnn.perform import file_signatures
-
         given = {"downbeat": 0.0, **file_signatures(hints)}  # qpm, meter and (where known) key
         result.hinted = True
     try:
@@ -326,8 +325,6 @@ def check_transcription(notes, *, hints: dict | None = None, abc2midi: bool = Tr
     result.steady_meter = not tune.meter.free and not any(
         issue.code.startswith("bar-") for issue in report.errors)
     if abc2midi:
-        from folkrnn.reference import abc2midi_available, abc2midi_check
-
         if abc2midi_available():
             try:
                 faults = [line for line in abc2midi_check(result.abc) if _ABC2MIDI_FAULT.search(line)]
@@ -545,8 +542,6 @@ def names_to_controls(names: Sequence[str]) -> dict:
     >>> names_to_controls(["<s>", "TEMPO_100", "METER_UNKNOWN", "KEY_-1", "DENSITY_4", "NOTE_ON_60"])
     {'tempo': 100, 'key': -1, 'density': 4}
     """
-    from folkrnn.events import CONTROLS
-
     blocks = {kind: {str(value): value for value in values if value is not None} for kind, values in CONTROLS}
     out: dict = {}
     for name in names:
@@ -584,8 +579,6 @@ def real_performances(corpus, count: int | None = None, *, split: str = "test", 
     ``(arrays, controls)``, each piece's controls as :func:`names_to_controls` reads them
     (``{}`` for a corpus without).
     """
-    from folkrnn.events import EventConfig, events_to_notes
-
     config = EventConfig.from_dict(dict(corpus.info.get("settings") or {}))
     index = {name: number for number, name in enumerate(config.names())}
     pieces = list(corpus.split(split)) if hasattr(corpus, "split") else list(getattr(corpus, split))

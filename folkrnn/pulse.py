@@ -35,6 +35,8 @@ from fractions import Fraction
 import numpy as np
 
 from folkrnn.events import CONTROLS, EventConfig
+from folkrnn.midi import beat_quarters
+from folkrnn.music import parse_meter
 
 __all__ = ["SCHEME", "FEATURE_NAMES", "feature_sizes", "Pulse", "classes", "with_features"]
 
@@ -52,9 +54,6 @@ def feature_sizes(vocab_size: int = 0) -> tuple[int, ...]:
 
 def _beats_per_bar(meter: str) -> int:
     """Beats in a bar of ``meter`` (0 when the beat does not divide the bar)."""
-    from folkrnn.midi import beat_quarters
-    from folkrnn.music import parse_meter
-
     parsed = parse_meter(meter)
     beats = Fraction(parsed.bar_length) / beat_quarters(parsed)
     return int(beats) if beats.denominator == 1 and 1 <= beats <= _BEATS else 0

@@ -28,26 +28,26 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
+from folkrnn import __version__
+from folkrnn.abc.writer import spell_pitch, tune_to_abc
 from folkrnn.errors import OptionError
 from folkrnn.files import EXISTS, exists, staged, write_atomic
+from folkrnn.limits import MAX_NOTES_PER_BAR, MAX_RENDER_NOTES
+from folkrnn.midi import beat_quarters, tune_tempo, tune_to_performance, write_tune_midi
 from folkrnn.music import Tune
-from folkrnn.tables import FORMATS, find_instrument
+from folkrnn.tables import FORMATS, PAPERS, find_instrument
 
 __all__ = ["RENDERERS", "render", "renderer_for", "check_size", "slug", "formats", "tune_to_svg", "tunes_to_pdf",
            "tune_to_score", "tune_to_musicxml", "tune_to_wav", "find_soundfont", "SOUNDFONTS"]
 
 
 def _render_abc(tune: Tune, path: Path, **options) -> Path:
-    from folkrnn.abc.writer import tune_to_abc
-
     _no_options("abc", options)
     return write_atomic(path, tune_to_abc(tune).encode("utf-8"), error=OptionError)
 
 
 def _render_midi(tune: Tune, path: Path, *, straight: bool = False, tempo: float | None = None,
                  instrument: str = "fiddle", seed: int = 0, **options) -> Path:
-    from folkrnn.midi import write_tune_midi
-
     _no_options("mid", options)
     return write_tune_midi(tune, path, straight=straight, tempo=tempo, instrument=instrument,
                            seed=seed)
@@ -124,15 +124,13 @@ def tune_to_svg(tune: Tune, *, abc: str | None = None) -> str:
         The tune's ABC text, when the caller has it: its slurs, decorations and chord symbols,
         which the Tune does not keep, are drawn too.
     """
-    from folkrnn.sheet import engrave
+    from folkrnn.sheet import engrave  # lazily: start-up (only engraving needs sheet)
 
     return engrave(tune, scale=45, abc=abc)[0]
 
 
 def check_paper(paper: str) -> str:
     """The paper's name as ``folkrnn.tables.PAPERS`` spells it; OptionError for one it lacks."""
-    from folkrnn.tables import PAPERS
-
     name = str(paper).lower()
     if name not in PAPERS:
         raise OptionError(f"--paper {paper!r}: choose one of {', '.join(PAPERS)}")
@@ -145,7 +143,7 @@ def tunes_to_pdf(tunes: list[Tune], *, paper: str = "a4", title: str = "",
     tunes on a page as fit, a tune longer than a page on pages of its own (``folkrnn.sheet``,
     ``folkrnn.pdf``). ``abcs``: each tune's ABC text (or None), for its slurs, decorations and
     chord symbols."""
-    from folkrnn.sheet import tunes_to_pdf as engrave_pdf
+    from folkrnn.sheet import tunes_to_pdf as engrave_pdf  # lazily: start-up (only engraving needs sheet)
 
     paper = check_paper(paper)
     for tune in tunes:  # a tunebook's PDF (generate) comes here without render(): the same limits
@@ -202,8 +200,6 @@ def _measure_numbers(lengths: list, full, opens_part: list[bool] | None = None) 
 def _m21_pitch(pitch: int, signature: dict):
     from music21 import pitch as m21pitch
 
-    from folkrnn.abc.writer import spell_pitch
-
     letter, alter = spell_pitch(pitch, signature)
     octave = (pitch - alter - {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}[letter]) // 12 - 1
     out = m21pitch.Pitch(letter)
@@ -230,12 +226,10 @@ def tune_to_score(tune: Tune, *, instrument: str = "fiddle", tempo: float | None
     from music21 import instrument as m21instrument
     from music21 import tempo as m21tempo
 
-    from folkrnn.midi import beat_quarters, tune_tempo
-
     player = find_instrument(instrument)
     if player is None:
         raise OptionError(f"unknown instrument {instrument!r}")
-    from folkrnn.sheet import key_changes
+    from folkrnn.sheet import key_changes  # lazily: start-up (only engraving needs sheet)
 
     changes = key_changes(tune)
     change_onsets = [onset for onset, _ in changes]
@@ -387,8 +381,6 @@ def tune_to_musicxml(tune: Tune, *, instrument: str = "fiddle", tempo: float | N
 
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
-    from folkrnn import __version__
-
     score = tune_to_score(tune, instrument=instrument, tempo=tempo)
     score.makeNotation(inPlace=True)  # beams, as the exporter would make them
     # a length no single note value writes (f2-f/2: five sixteenths) as tied notes that do
@@ -497,8 +489,6 @@ def tune_to_wav(tune: Tune, *, instrument: str = "fiddle", tempo: float | None =
     """
     import numpy as np
 
-    from folkrnn.midi import tune_to_performance
-
     notes = tune_to_performance(tune, straight=straight, tempo=tempo, instrument=instrument, seed=seed)
     font = find_soundfont(soundfont)
     if font is not None:
@@ -537,8 +527,6 @@ def _fluidsynth(tune: Tune, soundfont: str, rate: int, end: float, **performance
     import wave
 
     import numpy as np
-
-    from folkrnn.midi import write_tune_midi
 
     with tempfile.TemporaryDirectory(prefix="folkrnn-wav-") as folder:
         midi, wav = Path(folder) / "tune.mid", Path(folder) / "tune.wav"
@@ -679,8 +667,6 @@ def check_size(tune: Tune, suffix: str) -> None:
     or audio (music21 and verovio take minutes over a bar of 10,000 notes). Raises OptionError."""
     from bisect import bisect_right
     from collections import Counter
-
-    from folkrnn.limits import MAX_NOTES_PER_BAR, MAX_RENDER_NOTES
 
     if suffix.lower() in _ENGRAVED and len(tune.notes) > MAX_RENDER_NOTES:
         raise OptionError(f"the tune has {len(tune.notes):,} notes; {suffix.lower()} files are rendered for "

@@ -37,8 +37,12 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from folkrnn.abc.lexer import ANNOT, DECO, NOTE, SLUR, lex, parse_key
+from folkrnn.abc.parser import tune_from_lexed
 from folkrnn.abc.writer import TUPLET_RATIOS, is_binary, tuplet_plans
-from folkrnn.music import LETTER_SEMITONES, MODE_NAMES, BarLine, Key, Meter, Note, Tune, signature_items
+from folkrnn.errors import FolkError, OptionError
+from folkrnn.music import LETTER_SEMITONES, MODE_NAMES, BarLine, Key, Meter, Note, Tune, parse_meter, signature_items
+from folkrnn.pdf import MM, Placement, svgs_to_pdf
 from folkrnn.tables import PAPERS
 
 __all__ = ["tune_to_mei", "engrave", "key_changes", "tunes_to_pdf", "page_size", "svg_size", "subtitle",
@@ -274,8 +278,6 @@ def _beam_span(meter: Meter) -> Fraction:
 def key_changes(tune: Tune) -> list[tuple[Fraction, Key]]:
     """The tune's key changes in the body (``[K:D]``, a ``K:`` line) as (onset, Key), in order;
     a key that cannot be read is left out (the parser has warned about it). MusicXML reads them too."""
-    from folkrnn.abc.lexer import parse_key
-
     out = []
     for change in tune.changes:
         if change.field != "K":
@@ -299,8 +301,6 @@ def _key_at(tune: Tune) -> list[tuple[Fraction, Key]]:
 
 
 def _meters_at(tune: Tune) -> list[tuple[Fraction, Meter]]:
-    from folkrnn.music import parse_meter
-
     out = []
     for change in tune.changes:
         if change.field == "M" and change.onset > 0:
@@ -730,10 +730,6 @@ _ON_RESTS = {"fermata", "harm", "dir"}  # what a rest can carry
 def _marks(tune: Tune, abc: str) -> tuple[list, list[tuple]]:
     """The lexer's records of ``abc`` and its marks (``tune_from_lexed``'s ``marks``): none when
     the text cannot be read or its notes are not the tune's (not in the same order and time)."""
-    from folkrnn.abc.lexer import lex
-    from folkrnn.abc.parser import tune_from_lexed
-    from folkrnn.errors import FolkError
-
     marks: list[tuple] = []
     try:
         lexed = lex(abc)
@@ -754,8 +750,6 @@ def _draw_marks(section: ET.Element, tune: Tune, abc: str, state: _State) -> Non
     a mark before a note (or chord, or rest, or the second of two tied notes where it is drawn
     apart) belongs to it, a ``)`` to the note before it."""
     from bisect import bisect_left
-
-    from folkrnn.abc.lexer import ANNOT, DECO, NOTE, SLUR
 
     records, marks = _marks(tune, abc)
     if not marks:
@@ -882,8 +876,6 @@ def engrave(tune: Tune, *, width: int = 2100, height: int | None = None, scale: 
         "svgAdditionalAttribute": ["note@grace"],  # grace notes say so (data-grace), for pages and tests
     })
     if not toolkit.loadData(tune_to_mei(tune, abc=abc)):
-        from folkrnn.errors import OptionError
-
         raise OptionError("verovio could not engrave this tune")
     return [toolkit.renderToSVG(page) for page in range(1, toolkit.getPageCount() + 1)]
 
@@ -904,8 +896,6 @@ def tunes_to_pdf(tunes: list[Tune], *, paper: str = "a4", title: str = "",
     """Tunes engraved on pages of ``paper`` as one PDF: one under another while they fit on the
     page, a tune longer than a page on pages of its own. ``abcs``: each tune's ABC text (or None),
     for its slurs, decorations and chord symbols."""
-    from folkrnn.pdf import MM, Placement, svgs_to_pdf
-
     width, height = page_size(paper)
     side = 150  # left and right margins: 15 mm
     gap = 50  # each tune's own margin above and below it: 5 mm

@@ -41,9 +41,12 @@ from os import PathLike
 
 import numpy as np
 
+from folkrnn.abc.lexer import parse_key
+from folkrnn.abc.writer import tune_to_abc
 from folkrnn.errors import MidiError, OptionError
 from folkrnn.events import PerformanceNote
 from folkrnn.limits import MAX_TRANSCRIBE_NOTES
+from folkrnn.midi import read_midi_info, read_performance
 from folkrnn.music import BarLine, Key, Meter, Note, Tune, key_signature, parse_meter, pitch_class_name
 
 __all__ = [
@@ -85,8 +88,6 @@ def _as_meter(meter: Meter | str | None) -> Meter | None:
 def _as_key(key: Key | str | None) -> Key | None:
     if key is None or isinstance(key, Key):
         return key
-    from folkrnn.abc.lexer import parse_key
-
     try:
         return parse_key(key)[0]
     except ValueError as error:
@@ -639,8 +640,6 @@ def transcribe_midi(path: str | PathLike, *, program: int | None = None,
     """
     from pathlib import Path
 
-    from folkrnn.midi import read_midi_info, read_performance
-
     notes = read_performance(path, program=program, instrument=instrument)
     info = read_midi_info(path)
     options.setdefault("title", Path(path).stem)
@@ -676,6 +675,4 @@ def same_notes(expected: Sequence[Note], got: Sequence[Note]) -> bool:
 
 def performance_to_abc(notes: Sequence[PerformanceNote], **options) -> str:
     """``transcribe`` then ``tune_to_abc``: a performance as ABC text."""
-    from folkrnn.abc.writer import tune_to_abc
-
     return tune_to_abc(transcribe(notes, **options))

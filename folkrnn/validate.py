@@ -46,6 +46,9 @@ from operator import attrgetter
 
 import numpy as np
 
+from folkrnn.abc import BOS, SPACE, TuneText, read_text, split_tunebook, tokenize
+from folkrnn.abc.lexer import BAR, CHORD_END, ENDING, MREST, NOTE, REST
+from folkrnn.abc.parser import parse_lexed
 from folkrnn.errors import AbcError, FolkError, OptionError
 from folkrnn.music import Tune, parse_meter
 from folkrnn.tables import INSTRUMENTS, Instrument, find_instrument
@@ -161,7 +164,7 @@ class Report:
         """The tune's form (:meth:`folkrnn.form.Form.to_dict`: parts, label such as ``AABB``,
         repeated bars), measured when first asked for; ``{}`` for a tune that could not be read."""
         if self._form is None:
-            from folkrnn.form import form_of
+            from folkrnn.form import form_of  # lazily: start-up (only Report.form needs form)
 
             self._form = form_of(self.tune).to_dict() if self.tune is not None else {}
         return self._form
@@ -385,8 +388,6 @@ class Bars:
 def _bar_positions(lexed) -> list[tuple[int, int]]:
     """(line, column) within the lexed text of each of the parser's BarLines (the parser makes one
     BarLine per written bar line, and one for an ending written with no bar line before it)."""
-    from folkrnn.abc.lexer import BAR, CHORD_END, ENDING, MREST, NOTE, REST
-
     positions: list[tuple[int, int]] = []
     last_has_ending = True  # no bar yet: an ending makes its own
     music_since = False
@@ -410,8 +411,6 @@ def _unreadable_lengths(lexed, report: Report, line_offset: int) -> None:
     """Flag note lengths whose divisor is not a power of 2 (``A/3``, ``A3/5``): abc2midi ("3 b is not
     a power of 2") and abcm2ps ("Bad length divisor") refuse them, and music21 cannot time them.
     A third of a beat is written as a tuplet, ``(3ABC``. The first is an error, with a count of the rest."""
-    from folkrnn.abc.lexer import CHORD_END, NOTE, REST
-
     found = []
     for index, record in enumerate(lexed.records):
         kind = record[0]
@@ -1035,7 +1034,7 @@ class NoveltyIndex:
     @classmethod
     def from_corpus(cls, corpus, splits: Sequence[str] = ("train",), **options) -> NoveltyIndex:
         """The index of some splits of a ``folkrnn.corpus.Corpus`` (default: its training split)."""
-        from folkrnn.corpus import body_of
+        from folkrnn.corpus import body_of  # lazily: corpus is a layer above validate
 
         bodies, names, titles = [], [], []
         for split in splits:
@@ -1093,8 +1092,6 @@ class NoveltyIndex:
 
 
 def _title_of(tokens: Sequence[str]) -> str:
-    from folkrnn.abc import BOS, SPACE
-
     out = []
     for token in tokens[1:] if tokens and tokens[0] == BOS else tokens:
         if len(token) > 2 and token[1] == ":" and token[0] in "RMKL":
@@ -1107,7 +1104,7 @@ def _title_of(tokens: Sequence[str]) -> str:
 def default_novelty_index(sources: tuple[str, ...] | None = None) -> NoveltyIndex:
     """The novelty index of the default corpus's training split (built once per process), or of
     every tune of the corpus that ``sources`` names (paths or music21 collection names)."""
-    from folkrnn.corpus import SPLITS, build_corpus
+    from folkrnn.corpus import SPLITS, build_corpus  # lazily: corpus is a layer above validate
 
     if sources is None:
         return NoveltyIndex.from_corpus(build_corpus())
@@ -1152,11 +1149,7 @@ def validate_tune(tune_or_text: Tune | str, *, options: ValidateOptions | None =
     offset = line - 1 if file else 0
     lexed = None
     if text is not None:
-        from folkrnn.abc.parser import parse_lexed
-
         if not report.label:
-            from folkrnn.abc import TuneText
-
             report.label = TuneText(text).label
         try:
             tune, lexed = parse_lexed(text)
@@ -1188,14 +1181,12 @@ def validate_tune(tune_or_text: Tune | str, *, options: ValidateOptions | None =
     report.tune = tune  # its form is measured when asked for (Report.form)
     if novelty is not None:
         if tokens is None and text is not None:
-            from folkrnn.abc import tokenize
-
             try:
                 tokens = tokenize(text)
             except FolkError:
                 tokens = None
         if tokens is not None:
-            from folkrnn.corpus import body_of
+            from folkrnn.corpus import body_of  # lazily: corpus is a layer above validate
 
             report.nearest = novelty.nearest(body_of(tokens))
             if report.nearest is not None and report.nearest.similarity >= options.copy_threshold:
@@ -1217,8 +1208,6 @@ def validate_text(text: str, *, file: str | None = None, options: ValidateOption
                   novelty: NoveltyIndex | None = None) -> list[Report]:
     """Validate every tune of a tunebook's text; a tune that cannot be read is reported, and the
     rest are still checked. Raises AbcError when the text holds no tune at all."""
-    from folkrnn.abc import split_tunebook
-
     tunes = split_tunebook(text, file)
     if not tunes:
         raise AbcError("no tunes in this file", file=file)
@@ -1229,6 +1218,4 @@ def validate_text(text: str, *, file: str | None = None, options: ValidateOption
 def validate_file(path, *, options: ValidateOptions | None = None,
                   novelty: NoveltyIndex | None = None) -> list[Report]:
     """Validate every tune of an ABC file. Raises AbcError when the file cannot be read."""
-    from folkrnn.abc import read_text
-
     return validate_text(read_text(path), file=str(path), options=options, novelty=novelty)

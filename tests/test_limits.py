@@ -447,10 +447,10 @@ def test_perform_names_the_shipped_model_not_its_path(tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_names_the_shipped_model_not_its_path(tiny_model_dir, tiny_corpus, tmp_path, monkeypatch):
-    import folkrnn.checkpoint
+    import folkrnn.evaluate
     from folkrnn.evaluate import EvaluateConfig, evaluate
 
-    monkeypatch.setattr(folkrnn.checkpoint, "shipped_model", lambda encoding="abc": Path(tiny_model_dir))
+    monkeypatch.setattr(folkrnn.evaluate, "shipped_model", lambda encoding="abc": Path(tiny_model_dir))
     result = evaluate(None, tmp_path / "report", EvaluateConfig(n=4, titles_per_type=0), corpus=tiny_corpus)
     report = (tmp_path / "report" / "report.md").read_text()
     assert result["model"] == "default" and report.startswith("# Evaluation of default")

@@ -188,10 +188,10 @@ def test_nothing_to_transcribe_is_a_failure_not_an_error():
 
 
 def test_an_abc2midi_fault_fails_the_check(monkeypatch):
-    import folkrnn.reference as reference
+    import folkrnn.performance_quality as quality  # patched where check_transcription looks them up
 
-    monkeypatch.setattr(reference, "abc2midi_available", lambda: True)
-    monkeypatch.setattr(reference, "abc2midi_check",
+    monkeypatch.setattr(quality, "abc2midi_available", lambda: True)
+    monkeypatch.setattr(quality, "abc2midi_check",
                         lambda text: ["line 6, col 3: warning: Track 0 Bar 1 has 5 time units while "
                                       "the time signature has 6", "line 7, col 1: warning: Grace "
                                       "sequence exceeds host note. Grace sequence cut off."])

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from folkrnn.errors import AbcError
+from folkrnn.files import read_input
+from folkrnn.limits import MAX_INPUT_BYTES
 
 __all__ = ["TuneText", "decode_bytes", "read_text", "refuse_binary", "split_tunes", "split_tunebook"]
 
@@ -79,9 +81,6 @@ def read_text(path: str | Path, limit: int | None = None) -> str:
     At most ``limit`` bytes (default :data:`folkrnn.limits.MAX_INPUT_BYTES`); a FIFO, a device or a
     larger file is refused before it is read, and binary data from its first block. Raises AbcError.
     """
-    from folkrnn.files import read_input
-    from folkrnn.limits import MAX_INPUT_BYTES
-
     name = "<stdin>" if str(path) == "-" else str(path)
     data = read_input(path, limit=MAX_INPUT_BYTES if limit is None else limit, error=AbcError,
                       what="an ABC file", check=lambda first: refuse_binary(first, name))

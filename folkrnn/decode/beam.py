@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from folkrnn.decode.loop import DONE, Constraint, Row, inputs
+from folkrnn.infer import select_state
 
 __all__ = ["beam_search"]
 
@@ -22,8 +23,6 @@ def beam_search(engine, constraint: Constraint, *, index: int = 0, seed: int = 0
                 temperature: float = 1.0, length_penalty: float = 0.7,
                 on_step: Callable[[], None] | None = None) -> tuple[Row | None, str]:
     """The best ended row, or (None, why none ended). Deterministic: ``seed`` is only recorded."""
-    from folkrnn.infer import select_state
-
     features = getattr(engine, "features", 0)
     beams = [constraint.start(index, seed)]
     state = engine.init_state(1)

@@ -32,7 +32,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from folkrnn.decode import workers as pool
 from folkrnn.decode.choice import choose_tokens, one_blas_thread, rounding_noise
+from folkrnn.infer import select_state
 
 __all__ = ["DONE", "Row", "Constraint", "decode", "run_batch", "inputs"]
 
@@ -165,8 +167,6 @@ def decode(engine, constraint: Constraint, choice, seeds: Sequence[int], *, atte
         Keep the results and return them (False: each goes to ``on_finish`` only and nothing is
         returned, so that a request of a million tunes holds only the tunes being made).
     """
-    from folkrnn.decode import workers as pool
-
     if not isinstance(seeds, range):  # a range stays one: a million seeds need no list
         seeds = list(seeds)
     workers = min(int(workers), len(seeds) // pool.MIN_PER_WORKER)
@@ -310,8 +310,6 @@ def _run_rows(engine, constraint: Constraint, choice, jobs: list[Job], exact: bo
               settle: Callable[[Row], None], on_step: Callable[[], None] | None,
               more: Callable[[int], list[Job]] | None, capacity: int,
               on_fragile: Callable[[Job], None] | None = None) -> list[Job]:
-    from folkrnn.infer import select_state
-
     features = getattr(engine, "features", 0)
     eos = constraint.eos
     rows = [constraint.start(index, seed) for index, seed in jobs]

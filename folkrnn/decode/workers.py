@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 
 from folkrnn.decode.choice import one_blas_thread
+from folkrnn.errors import FolkError
+from folkrnn.processes import worker_started
 
 __all__ = ["MIN_PER_WORKER", "default_workers", "can_fork", "in_workers"]
 
@@ -47,8 +49,6 @@ def can_fork() -> bool:
 
 def _worker(run: Run, count: int, claimed, queue, parent: int) -> None:
     """A worker process: decode the jobs it claims, sending each result (and the steps, now and then) back."""
-    from folkrnn.processes import worker_started
-
     worker_started(parent)  # Ctrl-C and SIGTERM are the parent's to handle; die with the parent
     # no cyclic garbage collection in a worker: decoding makes no cycles, the process ends with its
     # jobs, and a collection would walk every state its constraint has learnt (see decode_claimed)
@@ -89,8 +89,6 @@ def in_workers(run: Run, count: int, workers: int, on_finish: Callable[[object],
     """
     import multiprocessing
     import queue as queues
-
-    from folkrnn.errors import FolkError
 
     context = multiprocessing.get_context("fork")  # the model and the constraint's states come along
     messages = context.Queue()
