@@ -23,9 +23,10 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -34,10 +35,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from folkrnn import __version__
+from folkrnn.compose import ComposeOptions, prime_tokens
 from folkrnn.errors import FolkError
 from folkrnn.serve.fields import FIELDS, LIMITS, FieldError, canonical_query, parse_query
 from folkrnn.serve.studio import DOWNLOADS, Draft, Studio, Watch
 from folkrnn.serve.tunebook import Tunebook, TunebookError
+from folkrnn.tables import FORMS, INSTRUMENTS, MAX_SEED, MODES
 
 __all__ = ["create_app", "STATIC", "SECURITY_HEADERS", "Settings"]
 
@@ -170,10 +173,6 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
     # -- the API
 
     async def options(request: Request) -> Response:
-        from folkrnn.compose import ComposeOptions
-        from folkrnn.serve.studio import DOWNLOADS as formats
-        from folkrnn.tables import FORMS, INSTRUMENTS, MODES
-
         vocabulary = studio.composer.vocabulary
         known = set(vocabulary)
         defaults = ComposeOptions()
@@ -187,10 +186,10 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
             "forms": list(FORMS), "strategies": ["sample", "greedy", "beam"],
             "instruments": [{"name": name, "program": instrument.program}
                             for name, instrument in INSTRUMENTS.items()],
-            "formats": list(formats),
+            "formats": list(DOWNLOADS),
             "fields": list(FIELDS),
             "limits": {**LIMITS, "top_k": studio.vocabulary_size, "tempo": [20, 400], "part_bars": [1, 64],
-                       "seed": [0, 2 ** 63 - 1]},
+                       "seed": ["0", str(MAX_SEED)]},  # text: JavaScript's numbers hold 53 bits
             "defaults": {"temperature": defaults.temperature, "top_k": defaults.top_k, "top_p": defaults.top_p,
                          "strategy": defaults.strategy, "beam_width": defaults.beam_width,
                          "instrument": defaults.instrument},
@@ -207,8 +206,6 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
         if not params.get("prime", "").strip():
             return JSONResponse({"ok": True, "tokens": 0})
         await run(studio.options, params)
-        from folkrnn.compose import prime_tokens
-
         body, _ = prime_tokens(params["prime"].replace("\\n", "\n"), studio.composer.vocabulary,
                                key=params.get("key") or None, mode=None)
         return JSONResponse({"ok": True, "tokens": len(body)})
@@ -255,7 +252,9 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
                 except FolkError as error:
                     yield _event("error", {"message": str(error).splitlines()[0]})
                     return
-                summary = composed.summary()
+                summary = composed.summary()  # its seeds as text, as everywhere in the API (53-bit numbers)
+                summary["seed"] = str(summary["seed"])
+                summary["retried"] = [{**retry, "seed": str(retry["seed"])} for retry in summary["retried"]]
                 yield _event("tune", {"abc": composed.abc, "title": composed.title, "seed": str(composed.seed),
                                       "query": query, "summary": summary, "warnings": composed.warnings})
             finally:
@@ -298,8 +297,6 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
         text = data["query"].lstrip("?")
         if len(text) > LIMITS["query"]:
             return _error(413, "query", f"the query is over {LIMITS['query']} characters")
-        from urllib.parse import parse_qsl
-
         try:
             pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=len(FIELDS))
         except ValueError as error:
@@ -354,8 +351,6 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
         def chunks():
             for text in tunebook.export_abc():
                 yield text.encode("utf-8")
-
-        from starlette.concurrency import iterate_in_threadpool
 
         return StreamingResponse(iterate_in_threadpool(chunks()), media_type="text/vnd.abc; charset=utf-8",
                                  headers={"content-disposition": 'attachment; filename="tunebook.abc"'})
