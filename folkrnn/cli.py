@@ -678,7 +678,8 @@ def validate_command(
     """
     import json
 
-    from folkrnn.validate import ValidateOptions, default_novelty_index, instrument_range, validate_file
+    from folkrnn.corpus import default_novelty_index
+    from folkrnn.validate import ValidateOptions, instrument_range, validate_file
 
     try:
         if instrument:

@@ -35,10 +35,12 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from folkrnn import __version__
+from folkrnn.abc.tokens import body_of
 from folkrnn.errors import CorpusError, FolkError, OptionError
 from folkrnn.files import EXISTS, exists, write_atomic
 
@@ -46,7 +48,7 @@ __all__ = [
     "Corpus", "Collection", "Source", "COLLECTIONS", "DEFAULT_COLLECTIONS", "SPLITS",
     "build_corpus", "corpus_stats", "export_text", "export_split", "write_manifest",
     "resolve_sources", "source_files", "read_tunes", "looks_like_folkrnn", "folkrnn_to_abc",
-    "split_of", "body_of", "music21_corpus_dir", "default_cache_dir", "Rendering",
+    "split_of", "body_of", "default_novelty_index", "music21_corpus_dir", "default_cache_dir", "Rendering",
     "source_keys", "corpus_files", "file_hashes", "rebuild_corpus", "CorpusSpec",
 ]
 
@@ -702,16 +704,6 @@ def _unpack(data: bytes, names: Sequence[str]) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------
 # Split and duplicates
-
-
-def body_of(tokens: Sequence[str]) -> list[str]:
-    """The normalised body of a tune: its tokens after the header's K: token, without ``</s>``
-    (title, rhythm, meter and mode left out). For MIDI events, every event."""
-    start = next((i + 1 for i, token in enumerate(tokens) if token.startswith("K:")), None)
-    if start is None:
-        start = 1 if tokens and tokens[0] == "<s>" else 0
-    end = len(tokens) - 1 if tokens and tokens[-1] == "</s>" else len(tokens)
-    return list(tokens[start:end])
 
 
 def _body_digest(body: Sequence[str]) -> bytes:
@@ -1477,3 +1469,22 @@ def write_manifest(corpus: Corpus, folder: str | os.PathLike | None = None) -> t
     _write_atomic(manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     _write_atomic(readme_path, _readme(manifest))
     return manifest_path, readme_path
+
+
+# ---------------------------------------------------------------------------------------------
+# The novelty check's reference: a corpus
+
+
+@lru_cache(maxsize=2)
+def default_novelty_index(sources: tuple[str, ...] | None = None):
+    """The novelty index of the default corpus's training split (built once per process), or of
+    every tune of the corpus that ``sources`` names (paths or music21 collection names): a
+    :class:`folkrnn.validate.NoveltyIndex`."""
+    from folkrnn.validate import NoveltyIndex  # lazily: validate is only needed here
+
+    if sources is None:
+        return NoveltyIndex.from_corpus(build_corpus())
+    corpus = build_corpus(list(sources))
+    if not len(corpus):
+        raise OptionError("the corpus to compare against has no tunes")
+    return NoveltyIndex.from_corpus(corpus, splits=SPLITS)

@@ -56,8 +56,9 @@ import numpy as np
 
 from folkrnn.abc import detokenize, map_rhythm, parse, tokenize
 from folkrnn.abc.features import classes, pad_inputs, with_features
+from folkrnn.abc.tokens import body_of
 from folkrnn.checkpoint import load_model, shipped_model
-from folkrnn.corpus import body_of, build_corpus, rebuild_corpus
+from folkrnn.corpus import build_corpus, rebuild_corpus
 from folkrnn.errors import FolkError, ModelError, OptionError
 from folkrnn.events import EventConfig
 from folkrnn.files import EXISTS, exists, prepare_folder, write_atomic

@@ -41,7 +41,6 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import lru_cache
 from operator import attrgetter
 
 import numpy as np
@@ -49,6 +48,7 @@ import numpy as np
 from folkrnn.abc import BOS, SPACE, TuneText, read_text, split_tunebook, tokenize
 from folkrnn.abc.lexer import BAR, CHORD_END, ENDING, MREST, NOTE, REST
 from folkrnn.abc.parser import parse_lexed
+from folkrnn.abc.tokens import body_of
 from folkrnn.errors import AbcError, FolkError, OptionError
 from folkrnn.music import Tune, parse_meter
 from folkrnn.tables import INSTRUMENTS, Instrument, find_instrument
@@ -56,7 +56,7 @@ from folkrnn.tables import INSTRUMENTS, Instrument, find_instrument
 __all__ = [
     "Issue", "Report", "ValidateOptions", "Instrument", "INSTRUMENTS", "NoveltyIndex", "Nearest",
     "validate_tune", "validate_text", "validate_file", "instrument_range", "levenshtein",
-    "similarity", "default_novelty_index", "pitch_name", "COPY_THRESHOLD",
+    "similarity", "pitch_name", "COPY_THRESHOLD",
 ]
 
 _PITCH = attrgetter("pitch")
@@ -962,7 +962,7 @@ class NoveltyIndex:
     Parameters
     ----------
     bodies
-        Normalised body tokens of each reference tune (``folkrnn.corpus.body_of``).
+        Normalised body tokens of each reference tune (``folkrnn.abc.tokens.body_of``).
     names, titles
         Where each tune comes from and its title, for reports (default: its index, no title).
     order
@@ -1034,8 +1034,6 @@ class NoveltyIndex:
     @classmethod
     def from_corpus(cls, corpus, splits: Sequence[str] = ("train",), **options) -> NoveltyIndex:
         """The index of some splits of a ``folkrnn.corpus.Corpus`` (default: its training split)."""
-        from folkrnn.corpus import body_of  # lazily: corpus is a layer above validate
-
         bodies, names, titles = [], [], []
         for split in splits:
             tunes = getattr(corpus, split)
@@ -1100,20 +1098,6 @@ def _title_of(tokens: Sequence[str]) -> str:
     return "".join(out).strip()
 
 
-@lru_cache(maxsize=2)
-def default_novelty_index(sources: tuple[str, ...] | None = None) -> NoveltyIndex:
-    """The novelty index of the default corpus's training split (built once per process), or of
-    every tune of the corpus that ``sources`` names (paths or music21 collection names)."""
-    from folkrnn.corpus import SPLITS, build_corpus  # lazily: corpus is a layer above validate
-
-    if sources is None:
-        return NoveltyIndex.from_corpus(build_corpus())
-    corpus = build_corpus(list(sources))
-    if not len(corpus):
-        raise OptionError("the corpus to compare against has no tunes")
-    return NoveltyIndex.from_corpus(corpus, splits=SPLITS)
-
-
 # ---------------------------------------------------------------------------------------------
 # The entry points
 
@@ -1131,7 +1115,7 @@ def validate_tune(tune_or_text: Tune | str, *, options: ValidateOptions | None =
     options
         Instrument, strictness, closing bar (see :class:`ValidateOptions`).
     novelty
-        The reference index for the novelty check (:func:`default_novelty_index`); None skips it.
+        The reference index for the novelty check (:func:`folkrnn.corpus.default_novelty_index`); None skips it.
     tokens
         The tune's model tokens, if the caller has them (saves tokenising the text again).
     label, file, line
@@ -1186,8 +1170,6 @@ def validate_tune(tune_or_text: Tune | str, *, options: ValidateOptions | None =
             except FolkError:
                 tokens = None
         if tokens is not None:
-            from folkrnn.corpus import body_of  # lazily: corpus is a layer above validate
-
             report.nearest = novelty.nearest(body_of(tokens))
             if report.nearest is not None and report.nearest.similarity >= options.copy_threshold:
                 issue = Issue("probable-copy", f"{report.nearest.similarity:.0%} similar to "

@@ -270,7 +270,7 @@ def test_decode_without_keep_hands_each_tune_on_and_returns_none(model):
 
 
 def test_generate_with_a_novelty_index_flags_copies(model, tmp_path):
-    from folkrnn.corpus import body_of
+    from folkrnn.abc.tokens import body_of
     from folkrnn.validate import NoveltyIndex
 
     first = compose(ComposeOptions(seed=300, model=model), write=False)

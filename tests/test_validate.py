@@ -305,7 +305,7 @@ def test_novelty_nearest_is_close_to_brute_force():
 
 def test_probable_copy_is_a_warning_or_with_strict_an_error():
     from folkrnn.abc import tokenize
-    from folkrnn.corpus import body_of
+    from folkrnn.abc.tokens import body_of
 
     text = HEAD + REEL
     index = NoveltyIndex([body_of(tokenize(text))], ["reels.abc#1"], ["Test"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -61,7 +62,7 @@ from folkrnn.music import (
 )
 from folkrnn.tables import DANCES, RHYTHMS
 
-__all__ = ["Normalisation", "NOTE_TOKEN", "title_rhythm", "tokenize", "tokenize_and_parse", "tokenize_lexed",
+__all__ = ["Normalisation", "NOTE_TOKEN", "body_of", "title_rhythm", "tokenize", "tokenize_and_parse", "tokenize_lexed",
            "detokenize",
            "map_rhythm", "RHYTHMS", "TOKENIZER_VERSION", "BOS", "EOS", "SPACE"]
 
@@ -863,3 +864,13 @@ def _chord_first_units(line: list[str]) -> Fraction:
             num, den = match.groups()
             return Fraction(int(num or 1), int(den or 1))
     return Fraction(1)
+
+
+def body_of(tokens: Sequence[str]) -> list[str]:
+    """The normalised body of a tune: its tokens after the header's K: token, without ``</s>``
+    (title, rhythm, meter and mode left out). For MIDI events, every event."""
+    start = next((i + 1 for i, token in enumerate(tokens) if token.startswith("K:")), None)
+    if start is None:
+        start = 1 if tokens and tokens[0] == "<s>" else 0
+    end = len(tokens) - 1 if tokens and tokens[-1] == "</s>" else len(tokens)
+    return list(tokens[start:end])
