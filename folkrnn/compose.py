@@ -692,11 +692,13 @@ def random_seed() -> int:
 
 
 def write_formats(composed: Composed, folder: Path, stem: str, formats: list[str],
-                   options: ComposeOptions, *, overwrite: bool = True) -> list[Path]:
+                   options: ComposeOptions, *, overwrite: bool = True, made: list[Path] | None = None) -> list[Path]:
     """Write one tune in each format; each file atomically, and none at all if one fails or the
     run is interrupted (those written are removed). ``overwrite``: replace files that exist (else
-    one that exists, or appears meanwhile, is refused: OptionError). Returns the paths written."""
-    written: list[Path] = []
+    one that exists, or appears meanwhile, is refused: OptionError). Returns the paths written;
+    ``made``, a list, holds them as they are written (the caller knows them even when an interruption
+    lands as this returns)."""
+    written: list[Path] = made if made is not None else []
     try:
         for name in formats:
             path = folder / f"{stem}.{name}"
@@ -998,22 +1000,24 @@ def generate(options: ComposeOptions, count: int, *, composer: Composer | None =
                 return
             composed.failures = list(history[index])
             stem = f"{index + 1:0{width}d}-{composed.slug}"
+            made: list[Path] = []  # the tune's files as they are written
             try:
                 if per_tune:  # all of the tune's files or none (an interruption removes what was written)
-                    composed.files = write_formats(composed, folder, stem, per_tune, options,
-                                                    overwrite=options.force)
-            except FolkError as failure:
-                error = failure
-                return
-            except OSError as failure:
-                error = OptionError(f"cannot write: {failure.strerror or failure}", file=str(folder))
-                return
-            try:
-                finished_tunes.add(composed)
-            except OSError as failure:  # a full disk: its files go too, so that what is kept agrees
-                for path in composed.files:
-                    path.unlink(missing_ok=True)
-                error = OptionError(f"cannot write: {failure.strerror or failure}", file=str(folder))
+                    write_formats(composed, folder, stem, per_tune, options, overwrite=options.force, made=made)
+                composed.files = made
+                finished_tunes.add(composed)  # the tune is kept once this has put it in the spool
+            except BaseException as failure:
+                # a full disk, or Ctrl-C or SIGTERM between the files and the spool: the files go
+                # too, so that what is kept (tunebook, summary, files) agrees
+                if composed.index not in finished_tunes.where:
+                    for path in made:
+                        path.unlink(missing_ok=True)
+                if isinstance(failure, FolkError):
+                    error = failure
+                elif isinstance(failure, OSError):
+                    error = OptionError(f"cannot write: {failure.strerror or failure}", file=str(folder))
+                else:
+                    raise
                 return
             if keep:
                 done[index] = composed

@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import re
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -172,8 +173,7 @@ class Tunebook:
         if backend == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
         try:
-            with engine.connect():
-                pass
+            _while_racing(lambda: engine.connect().close())  # WAL: a new file's first connections race too
             missing = _create_schema(engine)
         except exc.SQLAlchemyError as error:
             engine.dispose()
@@ -380,22 +380,41 @@ def _create_schema(engine: Engine) -> list[str]:
     """Make the table and its indexes where missing; the tunebook's columns that a ``tunes`` table
     already there lacks (none: it is a tunebook). Several processes opening a new tunebook at once race
     to make it (the check and the CREATE are two steps): the losers try again and find it made."""
-    attempts = 5
+
+    def make() -> list[str]:
+        with engine.begin() as connection:
+            _metadata.create_all(connection)
+            columns = {column["name"] for column in inspect(connection).get_columns("tunes")}
+            missing = [column.name for column in tunes.c if column.name not in columns]
+            if missing:
+                return missing
+            for index in tunes.indexes:  # an index missing from a table made by another process
+                connection.execute(CreateIndex(index, if_not_exists=True))
+        return []
+
+    return _while_racing(make)
+
+
+def _while_racing(step: Callable[[], Any]) -> Any:
+    """``step()``, done again while another process opening the same new tunebook gets in its way.
+
+    SQLite answers "database is locked" at once, without waiting out the busy timeout, to a
+    transaction that read the schema and then writes it while another one writes (waiting could
+    deadlock), and both refuse the second CREATE of one table. The loser waits a little, longer
+    each time and with some randomness, and tries again, for up to about 20 s. Any other error (no
+    server, a wrong password) is raised at once."""
+    attempts = 40
     for attempt in range(attempts):
         try:
-            with engine.begin() as connection:
-                _metadata.create_all(connection)
-                columns = {column["name"] for column in inspect(connection).get_columns("tunes")}
-                missing = [column.name for column in tunes.c if column.name not in columns]
-                if missing:
-                    return missing
-                for index in tunes.indexes:  # an index missing from a table made by another process
-                    connection.execute(CreateIndex(index, if_not_exists=True))
-            return []
-        except (exc.OperationalError, exc.ProgrammingError, exc.IntegrityError):
-            if attempt == attempts - 1:
+            return step()
+        except (exc.OperationalError, exc.ProgrammingError, exc.IntegrityError) as error:
+            said = str(error)
+            racing = not isinstance(error, exc.OperationalError) or any(
+                words in said for words in ("locked", "busy", "already exists"))
+            if attempt == attempts - 1 or not racing:
                 raise
-            time.sleep(0.05 * (attempt + 1))
+            time.sleep(min(1.0, 0.02 * (attempt + 1)) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
 
 
 def _tune_values(tune: Mapping[str, Any]) -> dict[str, Any]:
