@@ -466,3 +466,19 @@ def test_two_servers_share_one_tunebook(db_url, tmp_path):
         for server in servers:
             server.terminate()
             server.wait(timeout=30)
+
+
+def test_a_failure_inside_the_server_reaches_the_page_as_an_error_event(tmp_path, monkeypatch):
+    """A bug while composing (here: the studio raising) is an `error` event on the stream, not a cut connection."""
+    app = create_app(Settings(db=str(tmp_path / "t.sqlite")))
+    studio = app.state.studio
+
+    def broken(options, watch=None):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(studio, "compose", broken)
+    with TestClient(app, raise_server_exceptions=False) as broken_client:
+        names = events(broken_client.get("/api/compose?seed=1").text)
+        assert [name for name, _ in names] == ["start", "error"]
+        assert "failed" in names[-1][1]["message"] and "a bug" not in names[-1][1]["message"]
+        assert broken_client.get("/api/health").json()["composing"] == 0  # its place was given back

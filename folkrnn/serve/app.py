@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import os
 import threading
 import time
@@ -251,6 +252,10 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
                     composed = future.result()
                 except FolkError as error:
                     yield _event("error", {"message": str(error).splitlines()[0]})
+                    return
+                except Exception:  # a bug: the page hears of it, the log gets the traceback
+                    logging.getLogger("folkrnn.serve").exception("composing %s failed", query)
+                    yield _event("error", {"message": "the server failed on this tune; it has been logged"})
                     return
                 summary = composed.summary()  # its seeds as text, as everywhere in the API (53-bit numbers)
                 summary["seed"] = str(summary["seed"])
