@@ -177,6 +177,14 @@ def test_a_title_begins_goes_on_and_ends_as_corpus_titles_do():
         assert trie.state(ids(off)) == -1, off
 
 
+def test_a_word_does_not_follow_itself():
+    """"Row dow dow" must not teach the chain dow -> dow: that step writes "dow" until the title is full."""
+    trie = TitleTrie((), TOKENS, ["Row dow dow", "Row the Boat", "Boat of the Reel"])
+    assert allowed(trie, "Row dow") == {"END"}  # "dow" ends a title; nothing else follows it there
+    assert trie.state(ids("Row dow dow")) == -1
+    assert trie.state(ids("Row the Boat of the Reel")) >= 0  # a word may still come back later in a title
+
+
 def test_the_order_has_no_dead_ends_within_the_title_length():
     trie = TitleTrie((), TOKENS, ROADS)
     assert allowed(trie, "", left=8) == {"T"}  # "The Kesh": 8 characters; nothing else fits

@@ -298,8 +298,11 @@ class TitleTrie:
                 if first[0] in ids and first.lower() in fold:
                     starts.add(first)
             if spaced:
+                # a word does not follow itself: an order-1 chain with that step ("Row dow dow") can
+                # write the word over and over ("Row dow dow dow dow ...") until the title is full
                 for k in range(1, len(words)):
-                    after[fids[k - 1]].add(words[k])
+                    if fids[k] != fids[k - 1]:
+                        after[fids[k - 1]].add(words[k])
             else:
                 words, fids = words[:1], fids[:1]  # no space: titles of one word
             can_end[fids[-1]] = True
