@@ -27,11 +27,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from serve_load import free_port, start_server  # noqa: E402
 
 from serve_fuzz_cases import cases  # noqa: E402
+from serving import start_serve, stop  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
@@ -68,13 +66,13 @@ def main() -> None:
     figures: dict = {}
     with tempfile.TemporaryDirectory() as folder:
         # 1 and 2: a server with a large budget
-        port = free_port()
-        server = start_server(port, 1, Path(folder) / "fuzz.sqlite")
+        server, base = start_serve(Path(folder), Path(folder) / "fuzz.sqlite")
+        port = int(base.rsplit(":", 1)[1])
         try:
             before = rss_mib(server.pid)
             statuses: collections.Counter = collections.Counter()
             started = time.perf_counter()
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+            with httpx.Client(base_url=base, timeout=120) as client:
                 for method, path, query, body, headers in cases(args.count, seed=args.seed):
                     try:
                         response = client.request(method, path, params=query, content=body, headers=headers)
@@ -88,8 +86,7 @@ def main() -> None:
             figures["fuzz_seconds"] = round(time.perf_counter() - started, 1)
             figures["rss_mib_before"], figures["rss_mib_after_fuzz"] = round(before, 1), round(rss_mib(server.pid), 1)
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            stop(server)
         tried = sum(statuses.values())
         figures.update({
             "tried": tried,
@@ -102,25 +99,11 @@ def main() -> None:
             "still_answers": alive,
         })
         # 3: a flood against the default budget
-        port = free_port()
-        import os
-        import subprocess
-
-        env = {key: value for key, value in os.environ.items() if not key.startswith("FOLKRNN_SERVE_")}
-        flood_server = subprocess.Popen([sys.executable, "-m", "folkrnn", "serve", "--port", str(port), "--db",
-                                         str(Path(folder) / "flood.sqlite")], env=env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        flood_server, base = start_serve(Path(folder), Path(folder) / "flood.sqlite", budget=True)
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
             before = rss_mib(flood_server.pid)
             flood: collections.Counter = collections.Counter()
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            with httpx.Client(base_url=base, timeout=60) as client:
                 for i in range(args.flood):
                     path = "/api/compose" if i % 3 == 0 else "/api/tunebook"
                     flood[client.get(path, params={"seed": i}).status_code] += 1
@@ -128,8 +111,7 @@ def main() -> None:
                                 "rss_mib_before": round(before, 1),
                                 "rss_mib_after": round(rss_mib(flood_server.pid), 1)}
         finally:
-            flood_server.terminate()
-            flood_server.wait(timeout=30)
+            stop(flood_server)
     print(f"fuzz: {figures['tried']} requests: {figures['2xx']} 2xx, {figures['4xx']} 4xx, {figures['5xx']} 5xx "
           f"(target 0), {figures['no_answer']} without an answer; {len(RAW)} malformed raw requests; "
           f"still answers: {figures['still_answers']}")

@@ -20,38 +20,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(port: int, workers: int, db: Path) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "folkrnn", "serve", "--port", str(port), "--db", str(db), "--workers", str(workers)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "FOLKRNN_SERVE_RATE": "1000",
-                                                                 "FOLKRNN_SERVE_BURST": "10000"})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.1)
-        if server.poll() is not None:
-            raise SystemExit(f"the server did not start: {server.stderr.read().decode()[-500:]}")
-    server.kill()
-    raise SystemExit("the server did not answer within 60 s")
+from serving import start_serve, stop  # noqa: E402
 
 
 class Connection:
@@ -162,16 +138,15 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=400, help="tunes composed first (by the clients at once), "
                         "not measured")
     args = parser.parse_args()
-    import tempfile
-
     with tempfile.TemporaryDirectory() as folder:
-        port = free_port()
-        server = start_server(port, args.workers, Path(folder) / "tunebook.sqlite")
         try:
-            figures = asyncio.run(run(port, args.clients, args.each, args.single, args.warm))
+            server, base = start_serve(Path(folder), workers=args.workers)
+        except RuntimeError as error:
+            raise SystemExit(str(error)) from None
+        try:
+            figures = asyncio.run(run(int(base.rsplit(":", 1)[1]), args.clients, args.each, args.single, args.warm))
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            stop(server)
     figures["workers"] = args.workers
     print(f"one at a time: {figures['single_tunes_per_s']} tunes/s; {args.clients} clients: "
           f"{figures['concurrent_tunes_per_s']} tunes/s ({figures['throughput_ratio']}x; target >= 10x)")

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import socket
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -25,6 +23,7 @@ from folkrnn.sample import AbcConstraint, Conditions, SampleConfig, check_reques
 from folkrnn.serve.app import SECURITY_HEADERS, Settings, create_app
 from folkrnn.serve.fields import FieldError, canonical_query, parse_query
 from folkrnn.serve.studio import Draft
+from serving import start_serve, stop
 
 
 def events(text: str) -> list[tuple[str, dict]]:
@@ -338,50 +337,23 @@ def test_random_and_hostile_requests_get_4xx_never_5xx(client):
 # the command
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(url: str, process: subprocess.Popen, seconds: float = 60) -> None:
-    import httpx
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(process.stderr.read())
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_folkrnn_serve_starts_answers_and_stops(tmp_path, workers):
     import httpx
 
-    port = _free_port()
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "-m", "folkrnn", "serve", "--port", str(port), "--db",
-                                str(tmp_path / "book.sqlite"), "--workers", str(workers)],
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=tmp_path)
+    process, base = start_serve(tmp_path, tmp_path / "book.sqlite", workers=workers)
     try:
-        _wait_for(f"http://127.0.0.1:{port}/api/health", process)
-        took = time.monotonic() - started
-        assert took < 30
-        first = process.stderr.readline()
-        assert f"http://127.0.0.1:{port}/" in first
-        tune = events(httpx.get(f"http://127.0.0.1:{port}/api/compose?seed=4&rhythm=jig", timeout=60).text)[-1][1]
+        assert time.monotonic() - started < 30
+        log, = tmp_path.glob("serve-*.log")
+        assert f"{base}/" in log.read_text().splitlines()[0]
+        tune = events(httpx.get(f"{base}/api/compose?seed=4&rhythm=jig", timeout=60).text)[-1][1]
         assert tune["abc"] == compose(ComposeOptions(seed=4, rhythm="jig"), write=False).abc
-        saved = httpx.post(f"http://127.0.0.1:{port}/api/tunebook", json={"query": tune["query"]}, timeout=60)
+        saved = httpx.post(f"{base}/api/tunebook", json={"query": tune["query"]}, timeout=60)
         assert saved.status_code == 201
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop(process)
     assert (tmp_path / "book.sqlite").exists()
 
 
@@ -405,14 +377,6 @@ def test_serve_refuses_a_port_in_use_in_one_line(tmp_path):
 # the tunebook behind real servers: kill -9, and two servers sharing one database
 
 
-def _serve(port: int, db: str, folder: Path) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "folkrnn", "serve", "--port", str(port), "--db", db],
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=folder,
-                               env={**os.environ, "FOLKRNN_SERVE_RATE": "1000", "FOLKRNN_SERVE_BURST": "10000"})
-    _wait_for(f"http://127.0.0.1:{port}/api/health", process)
-    return process
-
-
 @pytest.mark.slow
 def test_nothing_saved_is_lost_when_the_server_is_killed(db_url, tmp_path):
     """kill -9 right after the saves were answered: every tune is there when a server opens the tunebook again."""
@@ -420,28 +384,24 @@ def test_nothing_saved_is_lost_when_the_server_is_killed(db_url, tmp_path):
 
     import httpx
 
-    port = _free_port()
-    process = _serve(port, db_url, tmp_path)
+    process, base = start_serve(tmp_path, db_url)
     saved = {}
     try:
         for seed in range(40, 52):
-            answer = httpx.post(f"http://127.0.0.1:{port}/api/tunebook", json={"query": f"rhythm=jig&seed={seed}"},
-                                timeout=60)
+            answer = httpx.post(f"{base}/api/tunebook", json={"query": f"rhythm=jig&seed={seed}"}, timeout=60)
             assert answer.status_code == 201
             saved[answer.json()["id"]] = seed
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-    port = _free_port()
-    process = _serve(port, db_url, tmp_path)
+    process, base = start_serve(tmp_path, db_url)
     try:
         for tune_id, seed in saved.items():
-            tune = httpx.get(f"http://127.0.0.1:{port}/api/tunebook/{tune_id}", timeout=30).json()
+            tune = httpx.get(f"{base}/api/tunebook/{tune_id}", timeout=30).json()
             assert tune["seed"] == str(seed) and tune["abc"].startswith("X:")
-        assert httpx.get(f"http://127.0.0.1:{port}/api/tunebook", timeout=30).json()["total"] == len(saved)
+        assert httpx.get(f"{base}/api/tunebook", timeout=30).json()["total"] == len(saved)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop(process)
 
 
 @pytest.mark.slow
@@ -450,22 +410,18 @@ def test_two_servers_share_one_tunebook(db_url, tmp_path):
     other lists; the same tune saved through both is kept once."""
     import httpx
 
-    ports = [_free_port(), _free_port()]
-    servers = [_serve(port, db_url, tmp_path) for port in ports]
+    (one, first_base), (two, second_base) = start_serve(tmp_path, db_url), start_serve(tmp_path, db_url)
     try:
-        first = httpx.post(f"http://127.0.0.1:{ports[0]}/api/tunebook", json={"query": "rhythm=reel&seed=61"},
-                           timeout=60)
-        second = httpx.post(f"http://127.0.0.1:{ports[1]}/api/tunebook", json={"query": "seed=61&rhythm=reel"},
-                            timeout=60)
+        first = httpx.post(f"{first_base}/api/tunebook", json={"query": "rhythm=reel&seed=61"}, timeout=60)
+        second = httpx.post(f"{second_base}/api/tunebook", json={"query": "seed=61&rhythm=reel"}, timeout=60)
         assert first.status_code == 201 and second.status_code == 200
         assert first.json()["id"] == second.json()["id"]
-        httpx.post(f"http://127.0.0.1:{ports[1]}/api/tunebook", json={"query": "rhythm=hornpipe&seed=62"}, timeout=60)
-        listed = httpx.get(f"http://127.0.0.1:{ports[0]}/api/tunebook", timeout=30).json()
+        httpx.post(f"{second_base}/api/tunebook", json={"query": "rhythm=hornpipe&seed=62"}, timeout=60)
+        listed = httpx.get(f"{first_base}/api/tunebook", timeout=30).json()
         assert listed["total"] == 2 and {tune["rhythm"] for tune in listed["tunes"]} == {"reel", "hornpipe"}
     finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=30)
+        stop(one)
+        stop(two)
 
 
 def test_a_failure_inside_the_server_reaches_the_page_as_an_error_event(tmp_path, monkeypatch):

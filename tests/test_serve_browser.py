@@ -19,16 +19,16 @@ import io
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from serving import start_serve, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -109,46 +109,17 @@ def test_ci_cannot_skip_the_browser(monkeypatch):
 # the server, the browser, and what the browser did
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``folkrnn serve`` on a free port with a fresh tunebook: its base URL (stopped at the end)."""
-    folder = tmp_path_factory.mktemp("serve-browser")
-    port = _free_port()
-    env = {**os.environ, "FOLKRNN_SERVE_RATE": "1000", "FOLKRNN_SERVE_BURST": "10000"}
-    log_path = folder / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "folkrnn", "serve", "--port", str(port), "--db", str(folder / "tunebook.sqlite")],
-            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"folkrnn serve exited ({process.returncode}): {log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(base + "/api/health", timeout=2) as response:
-                    if json.load(response).get("ok"):
-                        break
-            except (OSError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"folkrnn serve did not answer /api/health in 120 s: {log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
+        process, base = start_serve(tmp_path_factory.mktemp("serve-browser"))
+    except RuntimeError as error:
+        pytest.fail(str(error))
+    try:
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def _viewport(driver, width: int, height: int, mobile: bool = False) -> None:

@@ -46,6 +46,7 @@ class Request:
         self.base = base  # the loop's index of job 0
         kin = constraint.kin()  # requests of one kin share the constraint's batched calls
         self.kin = ("request", id(self)) if kin is None else kin
+        self.way = (choice.strategy, choice.temperature, choice.top_k, choice.top_p)  # ... and of one way, a choice
         self.on_finish = on_finish
         self.results: list = [None] * len(self.seeds)
         self.failures: dict[int, list[tuple[int, str]]] = {}
@@ -81,17 +82,14 @@ class _Mux(Constraint):
     def _owner(self, row: Row) -> tuple[Request, int]:
         return self.loop._owners[row.index]
 
-    def _groups(self, rows: list[Row]) -> list[tuple[Request, np.ndarray | None]]:
-        """The rows by kin (:meth:`Constraint.kin`): one request of each group stands for all its rows."""
+    def _groups(self, rows: list[Row], by: str = "kin") -> list[tuple[Request, np.ndarray | None]]:
+        """The rows by their request's ``kin`` (:meth:`Constraint.kin`) or ``way`` of choosing: one
+        request of each group stands for all its rows (positions None: every row is in it)."""
         owners = self.loop._owners
         groups: dict[object, tuple[Request, list[int]]] = {}
         for position, row in enumerate(rows):
             request = owners[row.index][0]
-            group = groups.get(request.kin)
-            if group is None:
-                groups[request.kin] = (request, [position])
-            else:
-                group[1].append(position)
+            groups.setdefault(getattr(request, by), (request, []))[1].append(position)
         if len(groups) == 1:
             return [(next(iter(groups.values()))[0], None)]
         return [(request, np.asarray(at)) for request, at in groups.values()]
@@ -129,15 +127,7 @@ class _Mux(Constraint):
     def choices(self, rows: list[Row], choice):
         # by the way of choosing, not by request: most requests choose alike, and one call for all
         # their rows is far cheaper than one per request
-        owners = self.loop._owners
-        ways: dict[tuple, tuple[object, list[int]]] = {}
-        for position, row in enumerate(rows):
-            how = owners[row.index][0].choice
-            key = (how.strategy, how.temperature, how.top_k, how.top_p)
-            ways.setdefault(key, (how, []))[1].append(position)
-        if len(ways) == 1:
-            return [(next(iter(ways.values()))[0], None)]
-        return [(how, np.asarray(at)) for how, at in ways.values()]
+        return [(request.choice, at) for request, at in self._groups(rows, "way")]
 
     def misfit(self, row: Row, token: int) -> str:
         with self.loop._lock:

@@ -36,7 +36,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from folkrnn import __version__
-from folkrnn.compose import ComposeOptions, prime_tokens
+from folkrnn.compose import ComposeOptions
 from folkrnn.errors import FolkError
 from folkrnn.serve.fields import FIELDS, LIMITS, FieldError, canonical_query, parse_query
 from folkrnn.serve.studio import DOWNLOADS, Draft, Studio, Watch
@@ -206,10 +206,8 @@ def create_app(settings: Settings | None = None, *, studio: Studio | None = None
             return _error(400, unknown[0][:40], f"unknown field {unknown[0][:40]!r}")
         if not params.get("prime", "").strip():
             return JSONResponse({"ok": True, "tokens": 0})
-        await run(studio.options, params)
-        body, _ = prime_tokens(params["prime"].replace("\\n", "\n"), studio.composer.vocabulary,
-                               key=params.get("key") or None, mode=None)
-        return JSONResponse({"ok": True, "tokens": len(body)})
+        _, conditions = await run(studio.resolve, params)
+        return JSONResponse({"ok": True, "tokens": len(conditions.prime)})
 
     async def compose_stream(request: Request) -> Response:
         options = await run(studio.options, request.query_params)

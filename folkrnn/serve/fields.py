@@ -108,8 +108,6 @@ def parse_query(params: Mapping[str, str] | list[tuple[str, str]], *, need_seed:
     options = ComposeOptions(formats=["abc"], **values)
     try:
         options.check()
-    except FieldError:
-        raise
     except FolkError as error:
         raise FieldError(field_of(str(error), values), str(error)) from None
     return options

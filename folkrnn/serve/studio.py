@@ -18,10 +18,11 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from folkrnn.abc.grammar import SPACE, TokenClass, classify
 from folkrnn.compose import Composed, ComposeOptions, compose, conditions_of, load_composer, random_seed, write_formats
 from folkrnn.decode.shared import Request, SharedLoop
 from folkrnn.errors import FolkError
-from folkrnn.sample import check_request
+from folkrnn.sample import Conditions, check_request
 from folkrnn.serve.fields import FieldError, canonical_query, field_of, parse_query
 
 __all__ = ["Studio", "Watch", "Draft", "DOWNLOADS"]
@@ -65,8 +66,6 @@ class Draft:
     break after every fourth bar. Each token is read once, so that many pages watching many tunes
     cost little."""
 
-    BARS = ("|", "||", "|:", ":|", "::", "|]", "[|", "|1", "|2", ":|1", ":|2", "[1", "[2")
-
     def __init__(self) -> None:
         self.title: list[str] = []
         self.header: list[str] = []
@@ -77,14 +76,14 @@ class Draft:
     def add(self, tokens: list[str]) -> None:
         for token in tokens:
             self.tokens += 1
-            if token in ("<s>", "</s>"):
+            kind = classify(token)[0]  # the grammar's own classes: what a header, a bar line, an ending is
+            if kind in (TokenClass.SPECIAL, TokenClass.EOS):
                 continue
-            if not self.header and not self.body and (len(token) == 1 or token == "\u2581") and \
-                    not token.startswith(("R:", "M:", "K:")):
-                self.title.append(" " if token == "\u2581" else token)
-            elif not self.body and len(token) > 2 and token[1] == ":" and token[0] in "RMK":
+            if kind == TokenClass.HEAD and not self.body:
                 self.header.append(token)
-            elif token in self.BARS:
+            elif not self.header and not self.body:  # the title, a character a token
+                self.title.append(" " if token == SPACE else token)
+            elif kind in (TokenClass.BAR, TokenClass.ENDING):
                 self.bars += 1
                 self.body.append(f" {token}" + ("\n" if self.bars % 4 == 0 else " "))
             else:
@@ -140,20 +139,22 @@ class Studio:
     def options(self, params, *, need_seed: bool = False) -> ComposeOptions:
         """A request's options, checked against the CLI's rules and this model (FieldError names
         the field); a missing seed is drawn."""
+        return self.resolve(params, need_seed=need_seed)[0]
+
+    def resolve(self, params, *, need_seed: bool = False) -> tuple[ComposeOptions, Conditions]:
+        """:meth:`options`, and what the sampler is to force for them (the prime's tokens ...)."""
         options = parse_query(params, need_seed=need_seed, vocabulary_size=self.vocabulary_size)
         try:  # on a copy: compose resolves its own (a prime's key must not reach the N: line twice)
             conditions, _ = conditions_of(dataclasses.replace(options), self.composer)
             check_request(self.composer.vocabulary, conditions, options.sample_config(),
                           getattr(self.composer.engine, "features", 0))
-        except FieldError:
-            raise
         except FolkError as error:
             field = "prime" if options.prime and not str(error).startswith("--") else \
                 field_of(str(error), {name: 1 for name in ("rhythm", "meter", "mode", "form")})
             raise FieldError(field, str(error).splitlines()[0]) from None
         if options.seed is None:
             options.seed = random_seed()
-        return options
+        return options, conditions
 
     def claim(self) -> bool:
         """Take one of the places for a tune being composed (False: all are taken)."""
