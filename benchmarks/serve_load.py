@@ -11,6 +11,11 @@ both, their ratio, the p95 time from request to the first streamed token, the p9
 tune against one client's, and the JSON line last. Targets (the web-composer issue): throughput
 >= 10x, p95 first token < 300 ms, p95 whole tune <= 3x one client's.
 
+It also prints the ceiling this machine puts on the ratio: the shipped model's arithmetic alone (the
+NumPy engine stepping ``--clients`` rows at once for a tune's mean length, with every core BLAS
+wants; no grammar, no token choice, no HTTP) in tunes per second, against the one-at-a-time rate.
+Whatever the server does, 50 musicians at once cannot get more than that.
+
     python benchmarks/serve_load.py                # 50 clients x 4 tunes, 40 alone
     python benchmarks/serve_load.py --workers 2    # two server processes
 """
@@ -129,6 +134,34 @@ async def run(port: int, clients: int, each: int, single: int, warm: int) -> dic
     }
 
 
+def ceiling(rows: int) -> dict:
+    """The shipped model's arithmetic alone for ``rows`` tunes at once, and for one: tunes per second."""
+    import numpy as np
+
+    from folkrnn.checkpoint import load_model, shipped_model
+    from folkrnn.sample import sample_tunes
+
+    model = load_model(shipped_model("abc"))
+    engine = model.engine()
+    tokens = float(np.mean([len(r.tokens) for r in sample_tunes(engine, model.vocabulary, list(range(40)))]))
+    steps = round(tokens)
+    width = 1 + (engine.features or 0)
+
+    def rate(batch: int) -> float:
+        best = float("inf")
+        for _ in range(3):
+            state = engine.init_state(batch)
+            ids = np.zeros((batch, width) if engine.features else batch, np.int64)
+            start = time.perf_counter()
+            for _ in range(steps):
+                _, state = engine.step(ids, state)
+            best = min(best, time.perf_counter() - start)
+        return batch / best
+
+    return {"mean_tokens": round(tokens, 1), "model_alone_batch_tunes_per_s": round(rate(rows), 1),
+            "model_alone_one_tunes_per_s": round(rate(1), 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
@@ -148,6 +181,8 @@ def main() -> None:
         finally:
             stop(server)
     figures["workers"] = args.workers
+    figures.update(ceiling(args.clients))
+    figures["ceiling_ratio"] = round(figures["model_alone_batch_tunes_per_s"] / figures["single_tunes_per_s"], 2)
     print(f"one at a time: {figures['single_tunes_per_s']} tunes/s; {args.clients} clients: "
           f"{figures['concurrent_tunes_per_s']} tunes/s ({figures['throughput_ratio']}x; target >= 10x)")
     print(f"p95 first token: {figures['p95_first_token_ms']} ms (target < 300); one client's: "
@@ -155,6 +190,9 @@ def main() -> None:
     print(f"p95 whole tune: {figures['p95_whole_tune_s']} s against one client's "
           f"{figures['single_p95_whole_tune_s']} s "
           f"({figures['whole_tune_ratio']}x; target <= 3x); failed: {figures['failed']}")
+    print(f"ceiling: the model's arithmetic alone, {args.clients} rows at once, makes "
+          f"{figures['model_alone_batch_tunes_per_s']} tunes/s ({figures['mean_tokens']} tokens a tune; one row: "
+          f"{figures['model_alone_one_tunes_per_s']}): {figures['ceiling_ratio']}x the one-at-a-time rate")
     print(json.dumps(figures))
 
 

@@ -63,7 +63,7 @@ import numpy as np
 from folkrnn.abc import parse
 from folkrnn.abc.lexer import parse_key_cached
 from folkrnn.abc.tokens import map_rhythm
-from folkrnn.music import FAST_FRACTIONS, TICKS, Tune, parse_meter
+from folkrnn.music import FAST_FRACTIONS, TICKS, Tune, count_bars, parse_meter
 from folkrnn.tables import DANCES
 
 __all__ = [
@@ -317,18 +317,9 @@ def _bars(tune: Tune) -> _Bars:
 def _bar_count(measures: Iterable[_Measure]) -> int:
     """Bars in some measures: full ones 1 each (a whole-bar rest its bars), short ones by length,
     their sum rounded half down (a pickup and its closing short bar make one; a lone pickup none)."""
-    full, short = 0, 0.0
-    for m in measures:
-        if not m.expected:
-            full += 1
-        elif m.length >= m.expected:
-            if m.first == m.last and m.length % m.expected == 0:
-                full += m.length // m.expected  # Z4
-            else:
-                full += 1
-        else:
-            short += m.length / m.expected
-    return full + int(short + 0.5 - 1e-9)
+    return count_bars((m.length, m.expected, m.length // m.expected if m.expected and m.length > m.expected
+                       and m.first == m.last and not m.length % m.expected else 0)  # Z4
+                      for m in measures)
 
 
 def _is_full(m: _Measure) -> bool:

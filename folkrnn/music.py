@@ -11,7 +11,7 @@ from collections import namedtuple
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
-from math import gcd
+from math import ceil, gcd
 
 from folkrnn.tables import MODES as _MODE_TABLE
 
@@ -19,7 +19,7 @@ __all__ = [
     "Note", "BarLine", "FieldChange", "Tune", "Meter", "Key",
     "MODES", "MODE_NAMES", "LETTERS", "LETTER_SEMITONES",
     "key_signature", "signature_items", "parse_meter", "pitch_class_name", "expand_parts", "unfold_segments",
-    "TICKS", "quarters_from_ticks", "ticks_from_quarters",
+    "TICKS", "quarters_from_ticks", "ticks_from_quarters", "complement", "completes", "count_bars",
 ]
 
 # Letter names in order, their semitones above C, and their place on the line of fifths.
@@ -204,6 +204,46 @@ def parse_meter(text: str) -> Meter:
     if numerator <= 0 or denominator <= 0 or numerator > 64 or denominator > 64:
         raise ValueError(f"meter {text!r} is out of range")
     return Meter(numerator, denominator)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pickup rule and the counting of bars: the one statement of both. The sampler's grammar
+# (folkrnn.abc.grammar, bar by bar as a tune is written), the validator and the form scanner
+# (folkrnn.validate, folkrnn.form, over a whole tune) read them here; the position features
+# (folkrnn.abc.features) count a part's bars by the same rule (a short first bar not counted).
+# tests/test_form_grammar.py checks that the parts the grammar closes have the bars the form
+# scanner counts, and tests/test_music.py the rule itself.
+
+
+def completes(lengths, whole) -> bool:
+    """Whether short bars of these lengths, played one after another, make exactly one whole bar of
+    length ``whole`` (any unit): a pickup and the short bar that closes its section or the tune
+    (or the two short bars either side of a section line) count as one bar between them."""
+    lengths = tuple(lengths)
+    return whole > 0 and len(lengths) > 1 and all(0 < n < whole for n in lengths) and sum(lengths) == whole
+
+
+def complement(pickup, whole):
+    """The length of the bar that closes a section begun with a pickup of length ``pickup`` (a whole
+    bar when there is no pickup): the two together make one bar (:func:`completes`)."""
+    return whole - pickup if pickup else whole
+
+
+def count_bars(measures) -> int:
+    """How many bars some measures make, each given as ``(length, whole, rest_bars)`` in one unit:
+    a full bar (or a longer one: one bar as written, and an error of its own) counts one, a
+    whole-bar rest (``Z4``) its ``rest_bars``, a free-meter measure (``whole`` 0) one, and short
+    bars their share of a bar, the sum rounded half down: a pickup and the short bar completing it
+    make one, a lone pickup none."""
+    full, short = 0, Fraction(0)
+    for length, whole, rest_bars in measures:
+        if rest_bars:
+            full += rest_bars
+        elif not whole or length >= whole:
+            full += 1
+        else:
+            short += Fraction(length, whole)
+    return full + ceil(short - Fraction(1, 2))
 
 
 class Note(namedtuple("Note", "pitch onset duration grace", defaults=(False,))):

@@ -50,7 +50,7 @@ from folkrnn.abc.lexer import BAR, CHORD_END, ENDING, MREST, NOTE, REST
 from folkrnn.abc.parser import parse_lexed
 from folkrnn.abc.tokens import body_of
 from folkrnn.errors import AbcError, FolkError, OptionError
-from folkrnn.music import Tune, parse_meter
+from folkrnn.music import Tune, completes, count_bars, parse_meter
 from folkrnn.tables import INSTRUMENTS, Instrument, find_instrument
 
 __all__ = [
@@ -336,8 +336,8 @@ class Bars:
             previous = measures[position - 1] if position else None
             if position == 0 and 0 < length < expected:
                 measure.number = 0  # a pickup is bar 0
-            elif previous is not None and length < expected == previous.expected \
-                    and previous.length + length == expected and boundaries[measure.before].section:
+            elif previous is not None and expected == previous.expected \
+                    and completes((previous.length, length), expected) and boundaries[measure.before].section:
                 measure.number = number  # a pickup that completes the bar before a section line
             else:
                 number += 1
@@ -618,7 +618,7 @@ class _Checker:
 
         def pair(i: int, j: int) -> bool:
             a, b = measures[i], measures[j]
-            return a.short and b.short and a.length + b.length == a.expected == b.expected
+            return a.short and b.short and a.expected == b.expected and completes((a.length, b.length), a.expected)
 
         def pickup_of(opened: int) -> list[int]:
             """The measures that may lead into the repeat opened at ``opened``."""
@@ -679,7 +679,7 @@ class _Checker:
         def whole(chain) -> bool:
             expected = measures[chain[0]].expected
             return all(measures[k].short and measures[k].expected == expected for k in chain) \
-                and sum(measures[k].length for k in chain) == expected
+                and completes((measures[k].length for k in chain), expected)
 
         # the last section may start with a pickup and end with the bar that completes it (a
         # section before others may not: its short last bar would lose time going into the next)
@@ -828,18 +828,11 @@ class _Checker:
 
 
 def bar_count(measures: Sequence[_Measure]) -> int:
-    """How many bars some measures make: full bars count one, short ones their fraction (a short
-    bar and its complement make one), whole-bar rests their bars; free-meter measures one each.
-    A bar that is too long counts one (it is one bar as written, and an error of its own)."""
-    total = 0.0
-    for measure in measures:
-        if measure.rest_bars:
-            total += measure.rest_bars
-        elif measure.expected:
-            total += min(measure.length / measure.expected, 1)
-        else:
-            total += 1
-    return int(total + 0.5 + 1e-9)
+    """How many bars some measures make (:func:`folkrnn.music.count_bars`): full bars count one, short
+    ones their fraction rounded half down (a short bar and its complement make one, a lone pickup
+    none), whole-bar rests their bars; free-meter measures one each. A bar that is too long counts
+    one (it is one bar as written, and an error of its own)."""
+    return count_bars((measure.length, measure.expected, measure.rest_bars) for measure in measures)
 
 
 def _numbers(numbers: tuple[int, ...]) -> str:

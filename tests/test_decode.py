@@ -20,14 +20,17 @@ from test_perform import random_performer
 from test_sample import VOCABULARY
 
 # sha1 of [[seed, ok, tokens or events, failures], ...], taken with the samplers as they were before
-# sample.py and perform.py shared one loop (and, for the event grammar, when it was written)
+# sample.py and perform.py shared one loop (and, for the event grammar, when it was written); random_abc
+# and abc taken again when the lookback bonus stopped favouring bar lines, random_abc once more when the
+# grammar stopped reaching dead ends in a tuplet of the last bar (session 8: a change of the
+# music, on purpose; the other ABC pins, whose tunes met no bar line offered, stayed)
 PINS = {
-    "random_abc": "80e3ac2ec8a1fbc6",
+    "random_abc": "64f737d9d491aad0",
     "random_abc_free": "d8ea024ff8d62cad",
     "random_perf_0_False": "69718dca2eb3d532",
     "random_perf_1_False": "3de3b81a8c958196",
     # the shipped models (pinned for the weights below; skipped once they are retrained)
-    "abc": "8be8e3789a3ced88",
+    "abc": "39c5d4314bd2ba56",
     "abc_one": "32a40f11d4e3872c",
     "abc_cond": "d915a07e87701911",
     "abc_greedy": "14a7fb7afa8b36b6",

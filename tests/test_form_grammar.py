@@ -133,3 +133,30 @@ def test_the_lookback_bonus_brings_bars_back(shipped):
 
     none, some = share(0.0), share(4.0)
     assert some > none + 0.1
+
+
+def test_the_lookback_bonus_favours_music_never_structure(shipped):
+    # a bar line (or an ending, or the end) offered two bars or a part ago gets no bonus: favouring the
+    # plain bar line two bars before a part's last bar kept --form free parts from ending
+    import numpy as np
+
+    from folkrnn.sample import _lookback, copyable
+
+    engine, vocabulary = shipped
+    table = copyable(vocabulary.tokens)
+    note, bar, ending, rest = (vocabulary.id(t) for t in ("c", "|", "[1", "z"))
+
+    class Offering:  # a row whose tracker offers these tokens (1 + id) two bars and a part ago
+        tracker = object()
+
+        def __init__(self, back2, backpart):
+            self.feature = (0, 0, 0, 0, 1 + back2, 1 + backpart, 0)
+
+    rows = [Offering(bar, note), Offering(ending, rest), Offering(note, note)]
+    logits = np.zeros((3, len(vocabulary)), np.float32)
+    favoured = _lookback(logits, rows, 1.5, table)
+    assert logits.max() == 0  # a new array
+    assert favoured[0, note] == 1.5 and favoured[0, bar] == 0
+    assert favoured[1, rest] == 1.5 and favoured[1, ending] == 0
+    assert favoured[2, note] == 1.5 and np.count_nonzero(favoured[2]) == 1  # once, when both offer it
+    assert not table[0] and table[1 + note] and not table[1 + vocabulary.eos_id]

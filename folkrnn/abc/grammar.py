@@ -20,7 +20,7 @@ import numpy as np
 from folkrnn.abc.parser import default_tuplet_q
 from folkrnn.abc.tokens import NOTE_TOKEN
 from folkrnn.errors import OptionError
-from folkrnn.music import LETTER_SEMITONES, MODES, TICKS, key_signature, parse_meter
+from folkrnn.music import LETTER_SEMITONES, MODES, TICKS, complement, completes, key_signature, parse_meter
 
 __all__ = ["AbcGrammar", "Compass", "TokenClass", "Form", "parse_form", "TICKS_PER_UNIT", "classify", "bar_ticks",
            "SPACE"]
@@ -771,7 +771,7 @@ class AbcGrammar:
         elif full:
             if kind == ":|" and s.rep_pickup:
                 return None  # a repeat that began with the pickup ends with the bar completing it
-        elif s.pickup and measure == s.bar - s.pickup:
+        elif completes((s.pickup, measure), s.bar):
             # the bar that complements the pickup, at a section end: a repeat that began with the
             # pickup (abc2midi plays the pickup after it on the way back), or a section line with
             # the pickup written again after it. Played on, the short bar needs a pickup after it
@@ -804,7 +804,7 @@ class AbcGrammar:
             if kind != "|" and not (pickup_measure and kind == "|:"):
                 if part_bars % target or pickup_measure:
                     return None  # a section line only where a part of whole phrases ends
-                if s.pickup and measure != s.bar - s.pickup:
+                if s.pickup and not completes((s.pickup, measure), s.bar):
                     return None  # a tune with a pickup closes each part with the bar that completes it
             elif part_bars >= LOOSE_PHRASES * target and not pickup_measure:
                 return None  # the longest part ends here
@@ -818,7 +818,7 @@ class AbcGrammar:
                     return None  # inside a part: plain bar lines
             elif part_bars > target:
                 return None
-            elif s.pickup and measure != s.bar - s.pickup:
+            elif s.pickup and not completes((s.pickup, measure), s.bar):
                 return None  # a tune with a pickup closes each part with the bar that completes it
             elif s.ending == 1 or (form[part] and s.ending != 2):
                 if kind != ":|":
@@ -917,8 +917,17 @@ class AbcGrammar:
             return False
         if left:
             q, p = factor
-            return any(not (length * q) % p and self._fits(s, pos + left * (length * q // p), 0, (1, 1), 0)
-                       for length in ((alike,) if alike else self.lengths))
+            end = self._final_end(s)
+            for length in ((alike,) if alike else self.lengths):
+                if (length * q) % p:
+                    continue
+                each = length * q // p
+                after = pos + left * each
+                if end >= 0 and (0 < end - after < _R or after == end and each < _R):
+                    continue  # the tune's last note (the tuplet's, or one after it) an eighth or longer
+                if self._fits(s, after, 0, (1, 1), 0):
+                    return True
+            return False
         if s.first:
             return True
         if s.need_pickup:
@@ -927,19 +936,23 @@ class AbcGrammar:
             bars = self._forms[s.form].bars
             if (s.part_bars + 1) % bars:
                 return self._reachable(s.bar - pos)  # inside a part: full bars only
-            complement = bool(s.pickup) and self._reachable(s.bar - s.pickup - pos)
+            closes = bool(s.pickup) and self._reachable(complement(s.pickup, s.bar) - pos)
             if s.part_bars + 1 >= LOOSE_PHRASES * bars:  # the part must end: with the complement, if any
-                return complement if s.pickup else self._reachable(s.bar - pos)
-            return self._reachable(s.bar - pos) or complement
+                return closes if s.pickup else self._reachable(s.bar - pos)
+            return self._reachable(s.bar - pos) or closes
         if s.form >= 0:
             form = self._forms[s.form]
+            if s.pickup and not s.rep_pickup and (s.ending == 1 or (
+                    s.part < len(form.parts) and form.parts[s.part] and s.ending != 2)):
+                return False  # the part must close with :| on the bar completing the pickup, and the
+                # repeat did not begin with the pickup (written before |:, abc2midi leaves it out)
             if s.part_bars + 1 < form.bars:
                 return self._reachable(s.bar - pos)  # inside a part: full bars only
             if s.pickup:  # the part's last bar completes the pickup
-                return self._reachable(s.bar - s.pickup - pos)
+                return self._reachable(complement(s.pickup, s.bar) - pos)
         if self._reachable(s.bar - pos):
             return True
-        return bool(s.pickup) and self._reachable(s.bar - s.pickup - pos)
+        return bool(s.pickup) and self._reachable(complement(s.pickup, s.bar) - pos)
 
     def _is_feasible(self, s: _State) -> bool:
         if s.phase != _BODY:
@@ -951,7 +964,7 @@ class AbcGrammar:
                 # fit depends on these fields alone (_compute_feasible's event branch, _event_fits
                 # with tuplet notes to come, _fits), which many states share
                 key = (s.bar, s.factor, s.tuplet, s.force, s.graced, s.tuplet_len, s.pos, s.first,
-                       s.need_pickup, s.pickup, s.form, s.part_bars)
+                       s.need_pickup, s.pickup, s.form, s.part_bars, s.part, s.ending)
                 known = self._tuplet_feasible.get(key)
                 if known is None:
                     known = self._tuplet_feasible[key] = self._compute_feasible(s)
@@ -975,6 +988,11 @@ class AbcGrammar:
         plain, rest = divmod(written * p, q)
         if rest or (s.tuplet_len and plain != s.tuplet_len):
             return False
+        if s.tuplet == 1:  # the tuplet's last note: it may be the tune's last
+            end = self._final_end(s)
+            if end >= 0 and (0 < end - s.pos - written < _R or s.pos + written == end and not (
+                    s.ev == _NOTE_EV and s.ev_tonic and written >= _R)):
+                return False
         return self._fits(s, s.pos + written, s.tuplet - 1, s.factor, plain)
 
     def _compute_feasible(self, s: _State) -> bool:
@@ -1016,7 +1034,7 @@ class AbcGrammar:
         form = self._forms[s.form]
         if not form.parts or s.part != len(form.parts) - 1 or s.part_bars + 1 != form.bars:
             return -1
-        return s.bar - s.pickup if s.pickup else s.bar
+        return complement(s.pickup, s.bar)
 
 
 # ---------------------------------------------------------------------------------------------
