@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from folkrnn.errors import MidiError, OptionError
+from folkrnn.moved import moved_names
 
 __all__ = [
     "EventConfig", "PerformanceNote", "notes_to_events", "events_to_notes",
@@ -395,3 +396,9 @@ def names_to_ids(names: Iterable[str], config: EventConfig | None = None) -> lis
     """Readable names -> ids; raises OptionError for a name outside the vocabulary."""
     config = config or EventConfig()
     return [config.name_to_id(name) for name in names]
+
+
+# Names that moved to their owners: ``encode_midi`` and ``decode_to_midi`` read and write MIDI files,
+# so they live in folkrnn.midi (events imports nothing of midi: no import cycle). Old code that
+# asks this module for them still gets them, with a DeprecationWarning; folkrnn itself never does.
+__getattr__ = moved_names(__name__, {"encode_midi": "folkrnn.midi", "decode_to_midi": "folkrnn.midi"})

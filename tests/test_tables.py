@@ -182,3 +182,20 @@ def test_the_n_line_names_the_mode_as_the_cli_takes_it():
     composed = compose.compose(ComposeOptions(seed=3, mode="aeolian"), write=False)
     assert "--mode minor" in composed.abc
     assert cli.Mode("minor")
+
+
+def test_moved_names_are_still_found_where_they_were_with_a_warning():
+    import folkrnn.corpus
+    import folkrnn.events
+    import folkrnn.midi
+    import folkrnn.validate
+
+    for module, name, owner in ((folkrnn.events, "encode_midi", folkrnn.midi),
+                                (folkrnn.events, "decode_to_midi", folkrnn.midi),
+                                (folkrnn.validate, "default_novelty_index", folkrnn.corpus)):
+        with pytest.warns(DeprecationWarning, match=f"moved to {owner.__name__}.{name}"):
+            assert getattr(module, name) is getattr(owner, name)
+    with pytest.raises(AttributeError):
+        folkrnn.events.no_such_name  # noqa: B018
+    with pytest.warns(DeprecationWarning):
+        from folkrnn.events import encode_midi  # noqa: F401  (the old import still works)
