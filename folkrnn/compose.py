@@ -428,15 +428,17 @@ def _pitches(tokens: list[str]) -> list[int]:
 
 
 def _octave_for(tokens: list[str], tonic: str) -> int:
-    """Which octave of the tonic keeps the tune most inside the fiddle's range (then: moves least)."""
+    """Which octave of the tonic keeps the tune most inside the fiddle's range, then most below the
+    highest note its tunes usually reach (E6, third position), then moves it least."""
     _, semitones = shift_to_c(tonic)
     pitches = _pitches(tokens)
-    low, high = INSTRUMENTS["fiddle"].lowest, INSTRUMENTS["fiddle"].highest
+    fiddle = INSTRUMENTS["fiddle"]
+    low, high, usual = fiddle.lowest, fiddle.highest, fiddle.usual_highest or fiddle.highest
     best = None
     for octave in (0, 1, -1):
         shift = -semitones + 12 * octave
         outside = sum(not low <= p + shift <= high for p in pitches)
-        rank = (outside, abs(shift), -shift)
+        rank = (outside, sum(p + shift > usual for p in pitches), abs(shift), -shift)
         if best is None or rank < best[0]:
             best = (rank, octave)
     return best[1]

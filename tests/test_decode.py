@@ -20,22 +20,22 @@ from test_perform import random_performer
 from test_sample import VOCABULARY
 
 # sha1 of [[seed, ok, tokens or events, failures], ...], taken with the samplers as they were before
-# sample.py and perform.py shared one loop (and, for the event grammar, when it was written); random_abc
-# and abc taken again when the lookback bonus stopped favouring bar lines, random_abc once more when the
-# grammar stopped reaching dead ends in a tuplet of the last bar (session 8: a change of the
-# music, on purpose; the other ABC pins, whose tunes met no bar line offered, stayed)
+# sample.py and perform.py shared one loop (and, for the event grammar, when it was written). The ABC
+# pins were taken again in session 8, on purpose: the lookback bonus stopped favouring bar lines and
+# its default went from 1.5 to 1.25, and the grammar stopped reaching dead ends in a tuplet of the
+# last bar (the greedy and length-guard pins came out the same)
 PINS = {
-    "random_abc": "64f737d9d491aad0",
+    "random_abc": "18635c96892c1606",
     "random_abc_free": "d8ea024ff8d62cad",
     "random_perf_0_False": "69718dca2eb3d532",
     "random_perf_1_False": "3de3b81a8c958196",
     # the shipped models (pinned for the weights below; skipped once they are retrained)
-    "abc": "39c5d4314bd2ba56",
-    "abc_one": "32a40f11d4e3872c",
-    "abc_cond": "d915a07e87701911",
+    "abc": "40f9e591ec07def0",
+    "abc_one": "ea6edfe5deb8b082",
+    "abc_cond": "28570dc254c48429",
     "abc_greedy": "14a7fb7afa8b36b6",
-    "abc_topk": "5b02582ae1b35755",
-    "abc_beam": "68ad1678fd311630",
+    "abc_topk": "a1f871d21955a3e0",
+    "abc_beam": "cda377f3bb325460",
     "abc_fail": "a4dc8d57d7828878",
     "perf_False": "fdbc924504a6e8af",
     "perf_one_False": "927c99e5c0f33846",
