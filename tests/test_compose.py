@@ -526,3 +526,16 @@ def test_generate_in_worker_processes_is_the_same_batch_and_ctrl_c_keeps_what_fi
     assert not multiprocessing.active_children()
     no_partial_files(out)
     assert run("generate", "-n", "3", "--workers", "0", "--model", model, "--out", str(tmp_path / "z")).exit_code != 0
+
+
+def test_a_tune_is_placed_in_the_octave_a_fiddler_plays_it_in():
+    # from C to D, up a tone would take this reel to f'' (above E6, the top of third position, where
+    # 99% of the dance collections' notes stay); down a seventh keeps it between D4 and F5
+    from folkrnn.compose import _octave_for, transpose_tokens
+
+    tokens = "<s> R:reel M:2/2 K:Cmaj c' b a g e' d' c' a | b a g e c d e g |".split()
+    octave = _octave_for(tokens, "D")
+    assert octave == -1
+    assert transpose_tokens(tokens, "D", octave=octave)[4:8] == ["d", "c", "B", "A"]
+    low = "<s> R:reel M:2/2 K:Cmaj C D E G A c B G | C E G c e g e c |".split()
+    assert _octave_for(low, "D") == 0  # already low: up the tone, as before
