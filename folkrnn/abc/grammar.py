@@ -20,7 +20,16 @@ import numpy as np
 from folkrnn.abc.parser import default_tuplet_q
 from folkrnn.abc.tokens import NOTE_TOKEN
 from folkrnn.errors import OptionError
-from folkrnn.music import LETTER_SEMITONES, MODES, TICKS, complement, completes, key_signature, parse_meter
+from folkrnn.music import (
+    LETTER_SEMITONES,
+    MODES,
+    TICKS,
+    complement,
+    completes,
+    key_signature,
+    parse_meter,
+    usual_pickup,
+)
 
 __all__ = ["AbcGrammar", "Compass", "TokenClass", "Form", "parse_form", "TICKS_PER_UNIT", "classify", "bar_ticks",
            "SPACE"]
@@ -761,8 +770,8 @@ class AbcGrammar:
             if measure > s.bar:
                 return None
             if not full:
-                if kind not in ("|", "|:"):
-                    return None
+                if kind not in ("|", "|:") or not usual_pickup(measure, s.bar):
+                    return None  # a pickup is closed by | or |:, and is at most half a bar
                 pickup_measure, pickup = True, measure
         elif s.need_pickup:
             if measure != s.pickup or kind not in ("|", "|:"):
@@ -928,8 +937,8 @@ class AbcGrammar:
                 if self._fits(s, after, 0, (1, 1), 0):
                     return True
             return False
-        if s.first:
-            return True
+        if s.first:  # a pickup closes here, or the bar goes on to be full
+            return usual_pickup(pos, s.bar) or self._reachable(s.bar - pos)
         if s.need_pickup:
             return self._reachable(s.pickup - pos)
         if s.form >= 0 and not self._forms[s.form].parts:
