@@ -141,7 +141,8 @@ class SampleConfig:
     closing_tokens: int = 64  # steer to an end this many tokens before max_tokens
     min_bars: int = 4  # a tune may not end before this many bars
     compass: int = 24  # semitones from a tune's lowest note to its highest, at most (0: any; Compass)
-    lookback: float = 1.25  # added to the logit of each note, rest or length two bars or a part ago offers (0: none)
+    lookback: float = 1.25  # added to the logit of each token (not a bar line, ending or field) two bars or a
+    # part ago offers (0: none)
     max_title: int = 60  # title characters the model may write
     title_words: bool = True  # a title the model writes is made of its corpus titles' words, in their order,
     # where the model folder lists them (titles.txt; an older title_words.txt: the words alone;
@@ -426,11 +427,11 @@ def _restrict(plan: _Plan, masks: np.ndarray, rows: list[_Row], sids: np.ndarray
 # Not back1, the bar just before: favouring it makes a bar come back over and over (3 or more times
 # in a row in 11.7% of 300 tunes, against 2.3% without it and none of the real validation tunes).
 _BACK2, _BACKPART = 4, 5
-# What the bonus never favours: the tune's structure (bar lines, endings, its end), which is the
-# model's and the form's to choose. Favoured, the plain bar line two bars before a part's last bar
-# kept parts from ending: with --form free, 19% of 500 tunes ran as one part of up to 154 bars, and
-# parts a multiple of 4 bars were 86.0% (92.5% with the structure left out; the music unchanged).
-_STRUCTURE = frozenset({int(TokenClass.BAR), int(TokenClass.ENDING), int(TokenClass.EOS)})
+# What the bonus never favours: the tune's structure (bar lines, endings, inline key and meter
+# fields, its end), which is the model's and the form's to choose. Favoured, the plain bar line two
+# bars before a part's last bar kept parts from ending: with --form free, 19% of 500 tunes ran as one
+# part of up to 154 bars, and parts a multiple of 4 bars were 86.0% (92.5% with the structure left out).
+_STRUCTURE = frozenset(int(TokenClass[name]) for name in ("BAR", "ENDING", "EOS", "FIELD_K", "FIELD_M"))
 _COPYABLE: dict[tuple, np.ndarray] = {}
 
 
@@ -444,17 +445,18 @@ def copyable(tokens: Sequence[str]) -> np.ndarray:
     return table
 
 
-def _lookback(logits: np.ndarray, rows: list[_Row], bonus: float, copyable: np.ndarray) -> np.ndarray:
-    """The logits with ``bonus`` added to each note, rest or length the tune offers to repeat here
-    (what was written at this point of the bar two bars ago, and at this bar of the part before): a
-    copy prior, as the Lookback RNN's "repeat" labels give its melody model; ``copyable`` (indexed by
-    offer) leaves bar lines and endings out. A new array; the model's own when bonus is 0."""
+def _lookback(logits: np.ndarray, rows: list[_Row], bonus: float, favoured: np.ndarray) -> np.ndarray:
+    """The logits with ``bonus`` added to each token the tune offers to repeat here (what was written
+    at this point of the bar two bars ago, and at this bar of the part before): a copy prior, as the
+    Lookback RNN's "repeat" labels give its melody model. ``favoured`` (indexed by offer,
+    :func:`copyable`) leaves the structure out: bar lines, endings, inline fields, the end. A new
+    array; the model's own when bonus is 0."""
     if not bonus or not rows or rows[0].tracker is None:
         return logits
     logits = logits.copy()
     offers = np.array([row.feature for row in rows], np.int64)  # (B, F): an offer is 1 + its token id, 0 none
     back2, backpart = offers[:, _BACK2], offers[:, _BACKPART]
-    back2, backpart = np.where(copyable[back2], back2, 0), np.where(copyable[backpart], backpart, 0)
+    back2, backpart = np.where(favoured[back2], back2, 0), np.where(favoured[backpart], backpart, 0)
     # each token offered gets the bonus once (the two may offer the same)
     for offered in (back2, np.where(backpart != back2, backpart, 0)):
         at = np.flatnonzero(offered)
@@ -494,8 +496,12 @@ class AbcConstraint(Constraint):
         return (AbcConstraint, id(self.grammar), id(self.plan.compass), self.config.lookback)
 
     def misfit(self, row: _Row, token: int) -> str:
-        hint = " (the tune's form may not allow it there: --form free lifts it)" \
-            if self.grammar.state(row.sid).form >= 0 else ""
+        if self.grammar.long_pickup(row.sid, token):
+            hint = " (a first bar this long is no pickup: a pickup is at most half a bar)"
+        elif self.grammar.state(row.sid).form >= 0:
+            hint = " (the tune's form may not allow it there: --form free lifts it)"
+        else:
+            hint = ""
         return (f"the prime does not fit here: {self.grammar.tokens[token]!r} after "
                 f"{' '.join(self.vocabulary.decode(row.ids[-8:]))}{hint}")
 

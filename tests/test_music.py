@@ -40,8 +40,9 @@ def test_count_bars(measures, bars):
 
 
 def test_the_validator_and_the_form_scanner_count_alike():
-    # a half-bar pickup alone counts none in both
-    text = "X:1\nT:t\nM:4/4\nL:1/8\nK:G\nGABc|B2c2 d2e2|f2g2 a2b2|g8|]\n"
+    # a closing half bar with no pickup to complete: the validator counted it as a bar (rounding half
+    # up) and the form scanner not (half down); both read folkrnn.music.count_bars now: 3
+    text = "X:1\nT:t\nM:4/4\nL:1/8\nK:G\nB2c2 d2e2|f2g2 a2b2|g8|g4|]\n"
     form = form_of(parse(text))
     report = validate_tune(text)
     assert [p.bars for p in form.parts] == [3]

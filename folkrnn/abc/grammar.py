@@ -491,6 +491,16 @@ class AbcGrammar:
             self._closing[sid] = out
         return out
 
+    def long_pickup(self, sid: int, token: int) -> bool:
+        """Whether ``token``, a bar line, is refused in state ``sid`` for closing a first bar longer
+        than a pickup may be (:func:`folkrnn.music.usual_pickup`): for a message that says so."""
+        s = self._states[sid]
+        if s.phase != _BODY or not s.first or self._cls[token] != _BAR:
+            return False
+        if s.ev:
+            s = self._commit(s, _R) or s
+        return 0 < s.pos < s.bar and not usual_pickup(s.pos, s.bar)
+
     def eos_fix(self, sid: int) -> tuple[str, str] | None:
         """What ``</s>`` in state ``sid`` adds to the tune: ("append", bar), ("replace", bar) or None."""
         if sid not in self._fix:
@@ -941,6 +951,11 @@ class AbcGrammar:
             return usual_pickup(pos, s.bar) or self._reachable(s.bar - pos)
         if s.need_pickup:
             return self._reachable(s.pickup - pos)
+        if s.form >= 0 and s.pickup and not s.rep_pickup and s.repeat == 1:
+            # a repeat is open, so the part closes with :| on the bar completing the pickup (a form
+            # closes each part so), and that needs the repeat to have begun with the pickup: one
+            # written before |: abc2midi leaves out on the way back
+            return False
         if s.form >= 0 and not self._forms[s.form].parts:
             bars = self._forms[s.form].bars
             if (s.part_bars + 1) % bars:
@@ -951,10 +966,6 @@ class AbcGrammar:
             return self._reachable(s.bar - pos) or closes
         if s.form >= 0:
             form = self._forms[s.form]
-            if s.pickup and not s.rep_pickup and (s.ending == 1 or (
-                    s.part < len(form.parts) and form.parts[s.part] and s.ending != 2)):
-                return False  # the part must close with :| on the bar completing the pickup, and the
-                # repeat did not begin with the pickup (written before |:, abc2midi leaves it out)
             if s.part_bars + 1 < form.bars:
                 return self._reachable(s.bar - pos)  # inside a part: full bars only
             if s.pickup:  # the part's last bar completes the pickup
@@ -973,7 +984,8 @@ class AbcGrammar:
                 # fit depends on these fields alone (_compute_feasible's event branch, _event_fits
                 # with tuplet notes to come, _fits), which many states share
                 key = (s.bar, s.factor, s.tuplet, s.force, s.graced, s.tuplet_len, s.pos, s.first,
-                       s.need_pickup, s.pickup, s.form, s.part_bars, s.part, s.ending)
+                       s.need_pickup, s.pickup, s.form, s.part_bars, s.part, s.ending, s.rep_pickup,
+                       s.repeat)
                 known = self._tuplet_feasible.get(key)
                 if known is None:
                     known = self._tuplet_feasible[key] = self._compute_feasible(s)
