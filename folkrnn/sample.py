@@ -316,7 +316,8 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
     key = (tuple(vocabulary.tokens), config.constrain, tuple(sorted((k, tuple(sorted(v))) for k, v in fixed.items())),
            title_length, config.min_bars, config.max_title, form, tuple(sorted(rhythm_forms.items())),
            tuple(sorted((k, tuple(v)) for k, v in rhythm_meters.items())),
-           id(trie))  # a grammar per word list: requests of one kin (AbcConstraint.kin) share their words
+           id(trie),  # a grammar per word list: requests of one kin (AbcConstraint.kin) share their words
+           not prime_ids)  # a prime's first bar is kept as written, a pickup of any length
     grammar = _GRAMMARS.get(key)
     if grammar is not None and grammar.learnt > MAX_GRAMMAR_STATES:  # a server's: memory stays bounded
         del _GRAMMARS[key]
@@ -325,7 +326,7 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
         grammar = AbcGrammar(vocabulary.tokens, constrain=config.constrain, fixed=fixed,
                              title_length=title_length, min_bars=config.min_bars,
                              max_title=config.max_title, form=form, rhythm_forms=rhythm_forms,
-                             rhythm_meters=rhythm_meters)
+                             rhythm_meters=rhythm_meters, short_pickups=not prime_ids)
         if len(_GRAMMARS) >= 32:  # a server sees many titles (a title length is a grammar)
             _GRAMMARS.pop(next(iter(_GRAMMARS)))
         _GRAMMARS[key] = grammar
@@ -496,12 +497,8 @@ class AbcConstraint(Constraint):
         return (AbcConstraint, id(self.grammar), id(self.plan.compass), self.config.lookback)
 
     def misfit(self, row: _Row, token: int) -> str:
-        if self.grammar.long_pickup(row.sid, token):
-            hint = " (a first bar this long is no pickup: a pickup is at most half a bar)"
-        elif self.grammar.state(row.sid).form >= 0:
-            hint = " (the tune's form may not allow it there: --form free lifts it)"
-        else:
-            hint = ""
+        hint = " (the tune's form may not allow it there: --form free lifts it)" \
+            if self.grammar.state(row.sid).form >= 0 else ""
         return (f"the prime does not fit here: {self.grammar.tokens[token]!r} after "
                 f"{' '.join(self.vocabulary.decode(row.ids[-8:]))}{hint}")
 

@@ -130,6 +130,18 @@ def test_grammar_writes_a_pickup_of_at_most_half_a_bar():
     assert "|" not in allowed(g, longer) and "|:" not in allowed(g, longer)
     assert "c" in allowed(g, longer)  # it goes on to a full bar
     assert "|" in allowed(g, walk(g, HEAD + ["c", "4", "c", "2"]))
+    # a musician's first phrase is kept as written: with a prime, any short first bar is a pickup
+    primed = grammar(short_pickups=False)
+    assert "|" in allowed(primed, walk(primed, HEAD + ["c", "4"]))
+
+
+def test_a_prime_with_a_long_pickup_is_kept(tiny):
+    results = sample_tunes(tiny.engine, tiny.vocabulary, [1, 2], conditions=Conditions(
+        rhythm="jig", prime=("c", "4", "|")))
+    assert all(r.ok for r in results)
+    for r in results:
+        body = r.tokens[r.tokens.index(next(t for t in r.tokens if t.startswith("K:"))) + 1:]
+        assert body[:3] == ["c", "4", "|"]
 
 
 def test_grammar_first_and_second_endings_in_a_tune_with_a_pickup():

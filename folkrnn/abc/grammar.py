@@ -295,12 +295,17 @@ class AbcGrammar:
     rhythm_meters
         ``R:`` token id -> the ``M:`` token ids a tune with that rhythm may take (a dance's
         meters), whether R: is fixed or the model's; the other rhythms take any meter.
+    short_pickups
+        A pickup is at most half a bar (:func:`folkrnn.music.usual_pickup`), as folk tunes write
+        one. False: any short first bar is a pickup (a musician's first phrase, a prime, is kept
+        as written).
     """
 
     def __init__(self, tokens: Sequence[str], *, constrain: bool = True, fixed: dict | None = None,
                  title_length: int | None = None, min_bars: int = 4, max_title: int = 60,
                  form: Form | None = None, rhythm_forms: dict | None = None,
-                 rhythm_meters: dict | None = None) -> None:
+                 rhythm_meters: dict | None = None, short_pickups: bool = True) -> None:
+        self.short_pickups = short_pickups
         self.tokens = list(tokens)
         self.size = len(self.tokens)
         self.constrain = constrain
@@ -490,16 +495,6 @@ class AbcGrammar:
             out = sid if state.closing or state.phase == _DONE else self._intern(_set(state, closing=True))
             self._closing[sid] = out
         return out
-
-    def long_pickup(self, sid: int, token: int) -> bool:
-        """Whether ``token``, a bar line, is refused in state ``sid`` for closing a first bar longer
-        than a pickup may be (:func:`folkrnn.music.usual_pickup`): for a message that says so."""
-        s = self._states[sid]
-        if s.phase != _BODY or not s.first or self._cls[token] != _BAR:
-            return False
-        if s.ev:
-            s = self._commit(s, _R) or s
-        return 0 < s.pos < s.bar and not usual_pickup(s.pos, s.bar)
 
     def eos_fix(self, sid: int) -> tuple[str, str] | None:
         """What ``</s>`` in state ``sid`` adds to the tune: ("append", bar), ("replace", bar) or None."""
@@ -780,7 +775,7 @@ class AbcGrammar:
             if measure > s.bar:
                 return None
             if not full:
-                if kind not in ("|", "|:") or not usual_pickup(measure, s.bar):
+                if kind not in ("|", "|:") or (self.short_pickups and not usual_pickup(measure, s.bar)):
                     return None  # a pickup is closed by | or |:, and is at most half a bar
                 pickup_measure, pickup = True, measure
         elif s.need_pickup:
@@ -948,7 +943,7 @@ class AbcGrammar:
                     return True
             return False
         if s.first:  # a pickup closes here, or the bar goes on to be full
-            return usual_pickup(pos, s.bar) or self._reachable(s.bar - pos)
+            return not self.short_pickups or usual_pickup(pos, s.bar) or self._reachable(s.bar - pos)
         if s.need_pickup:
             return self._reachable(s.pickup - pos)
         if s.form >= 0 and s.pickup and not s.rep_pickup and s.repeat == 1:
