@@ -830,9 +830,9 @@ CompassOption = Annotated[int, typer.Option(
     min=0, max=60, help="Semitones from a tune's lowest note to its highest, at most: 24 (two octaves) "
     "is a whistle's or flute's compass (0: any).")]
 LookbackOption = Annotated[float | None, typer.Option(
-    min=0.0, max=10.0, help="Added to the logit of each token that two bars or a part ago offers "
-    "at this point of the bar: bars and motifs come back more often (0: the model alone). "
-    "Default: the value calibrated on real tunes (folkrnn.sample.SampleConfig).")]
+    min=0.0, max=10.0, help="Added to the logit of each token (never a bar line or ending) that two "
+    "bars or a part ago offers at this point of the bar: bars and motifs come back more often (0: the "
+    "model alone). Default: the value calibrated on real tunes (folkrnn.sample.SampleConfig).")]
 ModelOption = Annotated[Path | None, typer.Option(
     help="A model directory (default: the model shipped with folkrnn).")]
 InstrumentOption = Annotated[str, typer.Option(help=f"MIDI, WAV and MusicXML instrument: {_INSTRUMENT_NAMES}.")]
