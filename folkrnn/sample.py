@@ -97,6 +97,7 @@ from folkrnn.abc.grammar import (
 )
 from folkrnn.abc.grammar import SPACE as _SPACE
 from folkrnn.abc.titles import TitleWords, trie_for
+from folkrnn.abc.tokens import title_rhythm
 from folkrnn.decode.beam import beam_search as beam
 from folkrnn.decode.choice import choose_tokens, one_blas_thread, rounding_noise, uniforms
 from folkrnn.decode.loop import DONE, Constraint, Row, decode
@@ -412,7 +413,7 @@ class _Row(Row):
 
 def _restrict(plan: _Plan, masks: np.ndarray, rows: list[_Row], sids: np.ndarray | None = None) -> None:
     """In place: what the grammar's masks leave to each row's own history (a tie's pitch, the compass,
-    the words of a title the model writes)."""
+    the words of a title the model writes, the dance its title names)."""
     if sids is None:
         sids = np.fromiter((row.sid for row in rows), np.intp, len(rows))
     plan.grammar.restrict_ties(masks, sids, [row.ids for row in rows])
@@ -422,6 +423,31 @@ def _restrict(plan: _Plan, masks: np.ndarray, rows: list[_Row], sids: np.ndarray
         at = plan.titles.rows(sids)
         if len(at):
             plan.titles.restrict(masks, at, [rows[i].ids for i in at.tolist()])
+    _title_dance(plan.grammar.tokens, masks, rows)
+
+
+_DANCE_TOKENS: dict[tuple, tuple[np.ndarray, dict[str, int]]] = {}
+
+
+def _title_dance(tokens: Sequence[str], masks: np.ndarray, rows: list[_Row]) -> None:
+    """In place: a tune whose title ends with a dance's name ("O'Reilly's Reel", :func:`title_rhythm`)
+    writes that dance in R:, where its masks allow it, as a title given on the command line sets it.
+    In the corpus 508 of the 527 titles that end with a dance's name are of that dance; of 500
+    tunes that wrote their own title, 24 named another dance than the one they were written in."""
+    key = tuple(tokens)
+    known = _DANCE_TOKENS.get(key)
+    if known is None:
+        ids = [i for i, token in enumerate(key) if token.startswith("R:")]
+        known = _DANCE_TOKENS[key] = (np.array(ids, np.intp), {key[i][2:]: i for i in ids})
+    rhythms, by_rhythm = known
+    if not len(rhythms) or not len(rows):
+        return
+    for i in np.flatnonzero(masks[:, rhythms].any(axis=1)).tolist():  # rows where R: comes next
+        title = "".join(" " if key[t] == _SPACE else key[t] for t in rows[i].ids[1:])
+        token = by_rhythm.get(title_rhythm(title))
+        if token is not None and masks[i, token]:
+            masks[i, rhythms] = False
+            masks[i, token] = True
 
 
 # The features whose offers the lookback bonus favours: back2 and backpart (folkrnn.abc.features).
