@@ -309,7 +309,11 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
         for token, dance in dances.items()}
     form, rhythm_forms = _forms(conditions, dances)
     # a title the model writes: of the words of its corpus' titles, in their order (the model folder's
-    # titles.txt; an older folder's title_words.txt: the words alone)
+    # titles.txt; an older folder's title_words.txt: the words alone); when R: is held to some dances,
+    # of the titles that name no other dance at their end (a jig is not "Mrs Baird's Strathspey")
+    if titles and "R" in fixed:
+        held = {vocabulary.tokens[token][2:] for token in fixed["R"]}
+        titles = [title for title in titles if title_rhythm(title) in held or title_rhythm(title) == "other"]
     trie = trie_for(title_words or (), vocabulary.tokens, titles, not config.title_copies) if (
         (titles or title_words) and config.title_words and config.constrain and title_length is None
         and config.max_title) else None

@@ -539,3 +539,20 @@ def test_a_tune_is_placed_in_the_octave_a_fiddler_plays_it_in():
     assert transpose_tokens(tokens, "D", octave=octave)[4:8] == ["d", "c", "B", "A"]
     low = "<s> R:reel M:2/2 K:Cmaj C D E G A c B G | C E G c e g e c |".split()
     assert _octave_for(low, "D") == 0  # already low: up the tone, as before
+
+
+@pytest.mark.slow
+def test_a_title_the_shipped_model_writes_names_no_other_dance(tmp_path):
+    # untitled tunes write their own titles from the corpus's words; a jig is not "Mrs Baird's
+    # Strathspey" (with --rhythm jig, 29 of 300 titles named another dance before), and a title that
+    # names a dance the rhythm allows is of that dance ("O'Reilly's Reel" is a reel)
+    from folkrnn.abc.tokens import title_rhythm
+    from folkrnn.compose import generate
+
+    for rhythm, count in (("jig", 60), (None, 60)):
+        out = tmp_path / f"gen-{rhythm}"
+        result = generate(ComposeOptions(seed=5, rhythm=rhythm, out=str(out), formats=["abc"]), count,
+                          novelty=None)
+        named = [(t.tune.title, t.tune.rhythm) for t in result.tunes if title_rhythm(t.tune.title) != "other"]
+        assert named  # the test sees some
+        assert all(title_rhythm(title) == rhythm_of.replace(" ", "") for title, rhythm_of in named), named
