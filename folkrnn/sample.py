@@ -321,7 +321,8 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
     key = (tuple(vocabulary.tokens), config.constrain, tuple(sorted((k, tuple(sorted(v))) for k, v in fixed.items())),
            title_length, config.min_bars, config.max_title, form, tuple(sorted(rhythm_forms.items())),
            tuple(sorted((k, tuple(v)) for k, v in rhythm_meters.items())),
-           id(trie),  # a grammar per word list: requests of one kin (AbcConstraint.kin) share their words
+           trie.ident if trie is not None else None,  # a grammar per word list: requests of one kin
+           # (AbcConstraint.kin) share their words
            not prime_ids)  # a prime's first bar is kept as written, a pickup of any length
     grammar = _GRAMMARS.get(key)
     if grammar is not None and grammar.learnt > MAX_GRAMMAR_STATES:  # a server's: memory stays bounded

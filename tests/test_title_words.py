@@ -355,6 +355,23 @@ def test_requests_with_and_without_words_are_not_of_one_kin(tiny):
     assert kin(Conditions(title="The Kesh"))[0].titles is None
 
 
+def test_a_trie_made_again_finds_its_grammar_again(tiny):
+    # a server holds R: to one dance or another, a trie each, more than the few kept: a trie made again
+    # after it was pushed out names the same words, so the grammar (and the states it learnt) is found
+    from folkrnn.abc import titles as titles_module
+
+    engine = tiny.engine
+
+    def plan(rhythm=None):
+        return _plan(tiny.vocabulary, Conditions(rhythm=rhythm), SampleConfig(), title_words=engine.title_words,
+                     titles=engine.titles)
+
+    first = plan()
+    titles_module._TRIES.clear()
+    again = plan()
+    assert again.titles.trie is not first.titles.trie and again.grammar is first.grammar
+
+
 def test_the_shipped_model_writes_titles_in_its_corpus_order():
     from folkrnn.checkpoint import SHIPPED, load_model
 

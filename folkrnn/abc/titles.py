@@ -201,6 +201,7 @@ class TitleTrie:
 
     def __init__(self, words: Iterable[str], tokens: Sequence[str], titles: Iterable[str] | None = None,
                  novel: bool = False) -> None:
+        self.ident = id(self)  # what it was made of, where trie_for made it (a grammar's key holds it)
         ids = {token: index for index, token in enumerate(tokens)
                if len(token) == 1 and token not in "\n\t%\\" and not token.isspace()}
         self._ids = ids
@@ -530,19 +531,22 @@ class TitleTrie:
 
 
 _TRIES: dict[tuple, TitleTrie] = {}
+_MAX_TRIES = 16  # a server's requests hold R: to a dance or another: a trie each (about 4 MB), made in 20 ms
 
 
 def trie_for(words: Sequence[str], tokens: Sequence[str], titles: Sequence[str] | None = None,
              novel: bool = False) -> TitleTrie:
     """The trie of ``titles`` (or, with none, of ``words``) over ``tokens``, made once per process
-    (a few are kept)."""
+    (some are kept). Its ``ident`` names what it was made of: a trie made again, after others pushed
+    it out, has the same one (a grammar keyed by it is found again, with the states it has learnt)."""
     key = (tuple(tokens), tuple(words) if titles is None else None,
            None if titles is None else tuple(titles), bool(novel) and titles is not None)
     trie = _TRIES.get(key)
     if trie is None:
-        if len(_TRIES) >= 4:
+        if len(_TRIES) >= _MAX_TRIES:
             _TRIES.pop(next(iter(_TRIES)))
         trie = _TRIES[key] = TitleTrie(words, tokens, titles, novel)
+        trie.ident = hash(key)
     return trie
 
 
