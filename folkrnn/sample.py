@@ -253,6 +253,8 @@ class _Plan:
     prime: list[int]  # forced when the body begins
     warnings: list[str]
     titles: TitleWords | None = None  # the words (and order) a title the model writes keeps to (None: any)
+    rhythms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))  # the R: token ids
+    title_dances: dict[str, int] = field(default_factory=dict)  # a dance a title may name -> its R: id
 
 
 def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: int = 0,
@@ -311,13 +313,14 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
     # a title the model writes: of the words of its corpus' titles, in their order (the model folder's
     # titles.txt; an older folder's title_words.txt: the words alone); when R: is held to some dances,
     # of the titles that name no other dance at their end (a jig is not "Mrs Baird's Strathspey")
-    if titles and "R" in fixed:
-        held = {vocabulary.tokens[token][2:] for token in fixed["R"]}
-        titles = [title for title in titles if title_rhythm(title) in held or title_rhythm(title) == "other"]
-    trie = trie_for(title_words or (), vocabulary.tokens, titles, not config.title_copies) if (
-        (titles or title_words) and config.title_words and config.constrain and title_length is None
-        and config.max_title) else None
-    trie = trie if trie is not None and len(trie) else None
+    trie = None
+    if (titles or title_words) and config.title_words and config.constrain and title_length is None \
+            and config.max_title:
+        if titles and "R" in fixed:
+            named = {vocabulary.tokens[token][2:] for token in fixed["R"]} | {"other"}
+            titles = [title for title in titles if title_rhythm(title) in named]
+        trie = trie_for(title_words or (), vocabulary.tokens, titles, not config.title_copies)
+        trie = trie if len(trie) else None
     key = (tuple(vocabulary.tokens), config.constrain, tuple(sorted((k, tuple(sorted(v))) for k, v in fixed.items())),
            title_length, config.min_bars, config.max_title, form, tuple(sorted(rhythm_forms.items())),
            tuple(sorted((k, tuple(v)) for k, v in rhythm_meters.items())),
@@ -342,7 +345,9 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
         compass = _COMPASSES.get(key) or _COMPASSES.setdefault(key, Compass(vocabulary.tokens, config.compass))
     follow = features or (config.lookback and config.constrain)
     return _Plan(grammar, classes(vocabulary.tokens) if follow else None, bool(features), compass, title_ids,
-                 prime_ids, warnings, TitleWords(trie, grammar) if trie is not None else None)
+                 prime_ids, warnings, TitleWords(trie, grammar) if trie is not None else None,
+                 np.array([i for i, token in enumerate(vocabulary.tokens) if token.startswith("R:")], np.intp),
+                 {vocabulary.tokens[token][2:]: token for token in dances})
 
 
 _COMPASSES: dict[tuple, Compass] = {}
@@ -428,28 +433,21 @@ def _restrict(plan: _Plan, masks: np.ndarray, rows: list[_Row], sids: np.ndarray
         at = plan.titles.rows(sids)
         if len(at):
             plan.titles.restrict(masks, at, [rows[i].ids for i in at.tolist()])
-    _title_dance(plan.grammar.tokens, masks, rows)
+    _title_dance(plan, masks, rows)
 
 
-_DANCE_TOKENS: dict[tuple, tuple[np.ndarray, dict[str, int]]] = {}
-
-
-def _title_dance(tokens: Sequence[str], masks: np.ndarray, rows: list[_Row]) -> None:
+def _title_dance(plan: _Plan, masks: np.ndarray, rows: list[_Row]) -> None:
     """In place: a tune whose title ends with a dance's name ("O'Reilly's Reel", :func:`title_rhythm`)
     writes that dance in R:, where its masks allow it, as a title given on the command line sets it.
     In the corpus 508 of the 527 titles that end with a dance's name are of that dance; of 500
     tunes that wrote their own title, 24 named another dance than the one they were written in."""
-    key = tuple(tokens)
-    known = _DANCE_TOKENS.get(key)
-    if known is None:
-        ids = [i for i, token in enumerate(key) if token.startswith("R:")]
-        known = _DANCE_TOKENS[key] = (np.array(ids, np.intp), {key[i][2:]: i for i in ids})
-    rhythms, by_rhythm = known
+    rhythms = plan.rhythms
     if not len(rhythms) or not len(rows):
         return
+    tokens = plan.grammar.tokens
     for i in np.flatnonzero(masks[:, rhythms].any(axis=1)).tolist():  # rows where R: comes next
-        title = "".join(" " if key[t] == _SPACE else key[t] for t in rows[i].ids[1:])
-        token = by_rhythm.get(title_rhythm(title))
+        title = "".join(" " if tokens[t] == _SPACE else tokens[t] for t in rows[i].ids[1:])
+        token = plan.title_dances.get(title_rhythm(title))
         if token is not None and masks[i, token]:
             masks[i, rhythms] = False
             masks[i, token] = True

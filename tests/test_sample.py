@@ -493,7 +493,7 @@ def test_random_logits_seldom_meet_a_dead_end():
 def test_a_title_the_model_writes_sets_the_dance_it_names():
     # "The Jig" goes on with R:jig, not the reel or hornpipe the model would rather write; a title
     # naming no dance leaves R: to the model (in the corpus 508 of 527 titles ending in a dance are one)
-    from folkrnn.sample import _title_dance
+    from folkrnn.sample import _plan, _title_dance
 
     class Titled:
         def __init__(self, title):
@@ -504,7 +504,8 @@ def test_a_title_the_model_writes_sets_the_dance_it_names():
     masks[:, rhythms] = True
     masks[2, VOCABULARY.id("e")] = True  # still in the title: no R: offered here
     masks[2, rhythms] = False
-    _title_dance(VOCABULARY.tokens, masks, [Titled("The Jig"), Titled("The Bay"), Titled("The Reel")])
+    plan = _plan(VOCABULARY, Conditions(), SampleConfig())
+    _title_dance(plan, masks, [Titled("The Jig"), Titled("The Bay"), Titled("The Reel")])
     assert {VOCABULARY.token(i) for i in np.flatnonzero(masks[0])} == {"R:jig"}
     assert masks[1, rhythms].all()  # no dance named: the model's choice
     assert not masks[2, rhythms].any() and masks[2, VOCABULARY.id("e")]
