@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import os
 import secrets
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from os import PathLike
@@ -41,8 +40,8 @@ _NO_LINKS = {errno.EPERM, errno.EACCES, errno.EXDEV, errno.EMLINK, errno.ENOSYS,
 def default_permissions(path: str | PathLike) -> Path:
     """Give ``path`` the permissions a plain ``open(path, "w")`` would (0666 less the umask).
 
-    ``tempfile.mkstemp`` makes its files 0600, and a rename keeps them, so files written through
-    a temporary name get the usual permissions back with this.
+    Temporary files are made 0600 (as ``tempfile.mkstemp`` makes them), and a rename keeps that, so
+    files written through a temporary name get the usual permissions back with this.
     """
     mask = os.umask(0)
     os.umask(mask)
@@ -69,11 +68,20 @@ def write_atomic(path: str | PathLike, data: bytes | str | Iterable[bytes], erro
     if isinstance(data, str):
         data = data.encode("utf-8")
     folder = path.parent if str(path.parent) else Path(".")
+    temporary: Path | None = None
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
-    except OSError as failure:
-        raise error(f"cannot write here: {failure.strerror or failure}", file=str(path)) from None
-    try:
+        # the name is chosen before the file is made, inside this try: Ctrl-C or SIGTERM at any
+        # moment, even as the file appears, finds the name to remove (mkstemp would hand it back
+        # only after making the file, and an interruption in between left it behind)
+        while temporary is None:
+            temporary = folder / f".{path.name}.{secrets.token_hex(4)}.part"
+            try:
+                handle = _create(temporary)
+            except FileExistsError:  # another writer's: leave it, take another name
+                temporary = None
+            except OSError as failure:
+                temporary = None
+                raise error(f"cannot write here: {failure.strerror or failure}", file=str(path)) from None
         with os.fdopen(handle, "wb") as stream:
             for piece in (data,) if isinstance(data, bytes | bytearray) else data:
                 stream.write(piece)
@@ -82,10 +90,8 @@ def write_atomic(path: str | PathLike, data: bytes | str | Iterable[bytes], erro
         default_permissions(temporary)
         publish(temporary, path, overwrite=overwrite, error=error)
     except BaseException as failure:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
+        if temporary is not None:
+            _remove(temporary)
         if isinstance(failure, OSError):
             raise error(f"cannot write: {failure.strerror or failure}", file=str(path)) from None
         raise
@@ -181,6 +187,12 @@ def folder_lock(folder: str | PathLike, error: type[FolkError] = OptionError) ->
         yield
     finally:
         os.close(descriptor)
+
+
+def _create(path: Path) -> int:
+    """Make ``path``, which must not exist, for writing, readable by its owner alone (as mkstemp
+    does; :func:`default_permissions` widens it once written)."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
 
 
 def _remove(path: Path) -> None:

@@ -439,12 +439,12 @@ def test_cli_out_is_a_file_and_no_permission(model, tmp_path, monkeypatch):
     a_file.write_text("x")
     line = one_line_error(run("compose", "--model", model, "--out", str(a_file)), 2)
     assert "is a file" in line
-    import tempfile
+    from folkrnn import files
 
     def refused(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    monkeypatch.setattr(files, "_create", refused)
     out = tmp_path / "locked"
     line = one_line_error(run("compose", "--model", model, "--out", str(out), "--seed", "1"))
     assert "Permission denied" in line

@@ -81,6 +81,32 @@ def test_create_if_absent_without_hard_links(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mid"]
 
 
+@pytest.mark.parametrize("where", ["as the file appears", "as it is opened"])
+def test_an_interruption_as_the_temporary_file_appears_leaves_nothing(tmp_path, monkeypatch, where):
+    """Ctrl-C or SIGTERM (KeyboardInterrupt) landing the moment the temporary file is made, before
+    its name is back in the writer's hands, leaves no file behind (CI once found a
+    ``.name.xxxx.part`` left by generate under SIGTERM)."""
+    from folkrnn import files
+
+    made = files._create
+
+    def interrupted_create(path):
+        handle = made(path)
+        if where == "as the file appears":
+            raise KeyboardInterrupt
+        return handle
+
+    def interrupted_open(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files, "_create", interrupted_create)
+    if where == "as it is opened":
+        monkeypatch.setattr(files.os, "fdopen", interrupted_open)
+    with pytest.raises(KeyboardInterrupt):
+        files.write_atomic(tmp_path / "tune.mid", b"MThd")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_only_one_of_many_racing_writers_wins(tmp_path):
     """Threads racing to create one file: exactly one succeeds, and its bytes are the file's."""
     from concurrent.futures import ThreadPoolExecutor
