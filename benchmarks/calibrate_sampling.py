@@ -1,7 +1,7 @@
-"""Calibrate the sampler's defaults against real tunes: which lookback bonus and nucleus cut make
-generated tunes hardest to tell from real ones?
+"""Calibrate the sampler's defaults against real tunes: which lookback bonus, nucleus cut and
+first-rest penalty make generated tunes hardest to tell from real ones?
 
-For each setting of a grid (``--lookback`` bonus x ``--top-p``), it samples N tunes (default 200)
+For each setting of a grid (``--lookback`` bonus x ``--top-p`` x ``--first-rest``), it samples N tunes (default 200)
 with the shipped model (or ``--model``) in their dances' default forms, measures them with
 :mod:`folkrnn.form`, and compares them with the default corpus's **validation** split (the test
 split is left for :mod:`benchmarks.form_quality`): the classifier two-sample accuracy (50%:
@@ -9,7 +9,8 @@ indistinguishable) and the figures of issue 10's table. The setting with the low
 the one ``SampleConfig`` should default to.
 
 Usage: ``python benchmarks/calibrate_sampling.py [-n 200] [--model DIR] [--lookback 0,1,2,3]
-[--top-p 1,0.95]``. The last line is a JSON object.
+[--top-p 1,0.95] [--first-rest 0,1,2] [--seeds 1]`` (``--seeds``: runs of N tunes a setting, from
+seeds N apart, their accuracies averaged). The last line is a JSON object.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     parser.add_argument("--lookback", default="0,1,2,2.5,3,4", help="lookback bonuses to try")
     parser.add_argument("--top-p", default="1,0.95", help="nucleus cuts to try")
+    parser.add_argument("--first-rest", default=str(SampleConfig.first_rest), help="first-rest penalties to try")
+    parser.add_argument("--seeds", type=int, default=1, help="runs of N tunes a setting (accuracy averaged)")
     args = parser.parse_args()
 
     model = load_model(args.model or shipped_model("abc"))
@@ -58,26 +61,33 @@ def main() -> None:
     real_features = form_features(real)
     real_stats = form_statistics(real)
     print(f"real: {len(real)} tunes of the validation split")
-    print(f"{'lookback':>8} {'top-p':>6} {'accuracy':>9} " + " ".join(f"{name[:14]:>14}" for name in SHOWN)
+    print(f"{'lookback':>8} {'top-p':>6} {'rest':>5} {'accuracy':>9} " + " ".join(f"{name[:14]:>14}" for name in SHOWN)
           + "   seconds")
-    print(f"{'real':>8} {'':>6} {'':>9} " + " ".join(f"{real_stats[name]:>14.1%}" for name in SHOWN))
+    print(f"{'real':>8} {'':>6} {'':>5} {'':>9} " + " ".join(f"{real_stats[name]:>14.1%}" for name in SHOWN))
     rows = []
-    for bonus in (float(b) for b in args.lookback.split(",")):
-        for top_p in (float(p) for p in args.top_p.split(",")):
-            config = SampleConfig(lookback=bonus, top_p=top_p)
-            start = time.perf_counter()
-            results = sample_tunes(engine, vocabulary, list(range(args.seed, args.seed + args.n)),
+    grid = [(float(b), float(p), float(r)) for b in args.lookback.split(",") for p in args.top_p.split(",")
+            for r in args.first_rest.split(",")]
+    for bonus, top_p, first_rest in grid:
+        config = SampleConfig(lookback=bonus, top_p=top_p, first_rest=first_rest)
+        start = time.perf_counter()
+        forms, accuracies = [], []
+        for run in range(args.seeds):
+            first = args.seed + run * args.n
+            results = sample_tunes(engine, vocabulary, list(range(first, first + args.n)),
                                    config=config, conditions=Conditions(), workers=default_workers())
-            seconds = time.perf_counter() - start
-            forms = forms_of(r.tokens for r in results if r.ok)
-            stats = form_statistics(forms)
-            accuracy = two_sample_accuracy(form_features(forms), real_features)
-            rows.append({"lookback": bonus, "top_p": top_p, "accuracy": round(accuracy, 4),
-                         **{name: round(stats[name], 4) for name in SHOWN}, "tunes": len(forms)})
-            print(f"{bonus:>8g} {top_p:>6g} {accuracy:>9.1%} " + " ".join(f"{stats[name]:>14.1%}" for name in SHOWN)
-                  + f"   {seconds:7.1f}", flush=True)
+            made = forms_of(r.tokens for r in results if r.ok)
+            accuracies.append(two_sample_accuracy(form_features(made), real_features, seed=run))
+            forms += made
+        seconds = time.perf_counter() - start
+        stats = form_statistics(forms)
+        accuracy = sum(accuracies) / len(accuracies)
+        rows.append({"lookback": bonus, "top_p": top_p, "first_rest": first_rest, "accuracy": round(accuracy, 4),
+                     **{name: round(stats[name], 4) for name in SHOWN}, "tunes": len(forms)})
+        print(f"{bonus:>8g} {top_p:>6g} {first_rest:>5g} {accuracy:>9.1%} "
+              + " ".join(f"{stats[name]:>14.1%}" for name in SHOWN) + f"   {seconds:7.1f}", flush=True)
     best = min(rows, key=lambda row: row["accuracy"])
-    print(f"lowest accuracy: lookback {best['lookback']:g}, top-p {best['top_p']:g} ({best['accuracy']:.1%})")
+    print(f"lowest accuracy: lookback {best['lookback']:g}, top-p {best['top_p']:g}, first rest "
+          f"{best['first_rest']:g} ({best['accuracy']:.1%})")
     print(json.dumps({"n": args.n, "model": args.model or "shipped", "real": {name: round(real_stats[name], 4)
                                                                               for name in SHOWN},
                       "settings": rows, "best": best}))

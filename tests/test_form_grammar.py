@@ -3,6 +3,7 @@ scanner (folkrnn.form), the validator and abc2midi -c."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from conftest import abc2midi_problems
@@ -160,3 +161,88 @@ def test_the_lookback_bonus_favours_music_never_structure(shipped):
     assert favoured[1, rest] == 1.5 and favoured[1, ending] == 0
     assert favoured[2, note] == 1.5 and np.count_nonzero(favoured[2]) == 1  # once, when both offer it
     assert not table[0] and table[1 + note] and not table[1 + vocabulary.eos_id]
+
+
+def test_endings_begin_only_at_the_bar_before_a_parts_last():
+    from folkrnn.abc.grammar import AbcGrammar
+
+    tokens = ["<s>", "</s>", "R:reel", "M:4/4", "L:1/8", "K:Cmaj", "C", "2", "8", "|", ":|", "|:", "[1", "[2", "||"]
+    grammar = AbcGrammar(tokens, form=Form((True, True), 8))
+    sid = grammar.start
+    places = []
+    for token in ["R:reel", "M:4/4", "L:1/8", "K:Cmaj"] + ["C", "8", "|"] * 7:
+        sid = grammar.next(sid, tokens.index(token))
+        assert sid >= 0, token
+        places.append(grammar.before_last_bar(sid))
+    assert places[-1] and not any(places[:-1])  # after the 7th bar line of the 8-bar part, and only there
+    assert grammar.mask(sid)[tokens.index("[1")]
+    assert not grammar.before_last_bar(grammar.next(sid, tokens.index("[1")))
+
+
+def _first_parts_with_endings(results) -> tuple[int, int]:
+    forms = [form_of(detokenize(result.tokens)) for result in results if result.ok]
+    firsts = [next(part for part in form.parts if part.repeated) for form in forms]
+    return sum(part.has_endings for part in firsts), len(firsts)
+
+
+def test_a_form_closes_parts_with_endings_as_often_as_the_dance_does(tmp_path):
+    """The model alone all but never writes first and second endings (random logits: rarely); held to
+    a form, a reel's first part takes them as often as the corpus's reels (Dance.endings, 11%), the
+    draw made from the tune's seed (the same tunes again), and the tunes stay whole for abc2midi."""
+    from conftest import RandomEngine
+    from folkrnn.sample import SampleConfig
+    from test_sample import VOCABULARY
+
+    engine, seeds = RandomEngine(len(VOCABULARY), 3.0, 7), list(range(300))
+    conditions = Conditions(rhythm="reel", form="AABB")
+    held = sample_tunes(engine, VOCABULARY, seeds, conditions=conditions)
+    alone = sample_tunes(engine, VOCABULARY, seeds, conditions=conditions, config=SampleConfig(endings=False))
+    taken, count = _first_parts_with_endings(held)
+    share = DANCES["reel"].endings
+    assert count >= 250
+    assert abs(taken / count - share) < 4 * (share * (1 - share) / count) ** 0.5, (taken, count)
+    assert _first_parts_with_endings(alone)[0] < taken
+    assert [r.tokens for r in sample_tunes(engine, VOCABULARY, seeds[:20], conditions=conditions)] == \
+        [r.tokens for r in held[:20]]
+    texts = [detokenize(r.tokens) for r in held if r.ok and "[1" in r.tokens][:30]
+    assert texts and all(validate_tune(text).valid for text in texts)
+    assert abc2midi_problems(texts, tmp_path) == []
+
+
+def test_the_first_rest_penalty_leaves_rests_to_the_tunes_that_rest():
+    """SampleConfig.first_rest: taken from a rest's logit until the tune has one, so fewer tunes rest
+    at all, while those that do rest as freely as before (the penalty is gone after the first)."""
+    from conftest import RandomEngine
+    from folkrnn.sample import AbcConstraint, SampleConfig, _first_rest, _plan
+    from test_sample import VOCABULARY
+
+    engine, seeds = RandomEngine(len(VOCABULARY), 3.0, 11), list(range(150))
+    conditions = Conditions(rhythm="reel", form="AABB")
+
+    def rests(config):
+        tunes = [detokenize(r.tokens) for r in sample_tunes(engine, VOCABULARY, seeds, config=config,
+                                                             conditions=conditions) if r.ok]
+        return sum(form_of(text).rest_inside for text in tunes) / len(tunes)
+
+    assert rests(SampleConfig(first_rest=3.0)) < rests(SampleConfig()) - 0.1
+    # a tune that rests, replayed: one row up to its first rest in the body, one just after it
+    config = SampleConfig(first_rest=3.0)
+    constraint = AbcConstraint(_plan(VOCABULARY, conditions, config), config, VOCABULARY)
+    tune = next(r for r in sample_tunes(engine, VOCABULARY, seeds, conditions=conditions)
+                if r.ok and form_of(detokenize(r.tokens)).rest_inside)
+    before, after = constraint.start(0, 0), constraint.start(1, 0)
+    before.forced = after.forced = []
+    rest = None
+    for token in VOCABULARY.encode(tune.tokens[1:]):
+        assert constraint.advance(after, token, True) == ""
+        if after.rested:
+            rest = token
+            break
+        assert constraint.advance(before, token, True) == ""
+    assert rest is not None and not before.rested and VOCABULARY.tokens[rest] in ("z", "x")
+    rows = [before, after]
+    logits = np.zeros((2, len(VOCABULARY)), np.float32)
+    adjusted = _first_rest(logits, rows, 3.0, constraint._rests, constraint.grammar)
+    assert adjusted[0, rest] == -3.0 and adjusted[1, rest] == 0.0 and logits[0, rest] == 0.0
+    with pytest.raises(OptionError, match="first_rest"):
+        SampleConfig(first_rest=-1).check()

@@ -425,6 +425,15 @@ class AbcGrammar:
     def in_body(self, sid: int) -> bool:
         return self._states[sid].phase == _BODY
 
+    def before_last_bar(self, sid: int) -> bool:
+        """Whether state ``sid`` stands at the bar line before its part's last bar, in a tune held
+        to a form of parts (where first and second endings of one bar may begin)."""
+        s = self._states[sid]
+        if s.form < 0 or s.phase != _BODY or s.pos or s.ending:
+            return False
+        form = self._forms[s.form]
+        return bool(form.parts) and form.bars - s.part_bars == 1
+
     # --- the public steps
 
     def mask(self, sid: int) -> np.ndarray:
