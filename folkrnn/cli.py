@@ -833,6 +833,10 @@ LookbackOption = Annotated[float | None, typer.Option(
     min=0.0, max=10.0, help="Added to the logit of each token (never a bar line or ending) that two "
     "bars or a part ago offers at this point of the bar: bars and motifs come back more often (0: the "
     "model alone). Default: the value calibrated on real tunes (folkrnn.sample.SampleConfig).")]
+FirstRestOption = Annotated[float | None, typer.Option(
+    min=0.0, max=10.0, help="Taken from the logit of a rest until the tune has one: fewer tunes rest "
+    "at all, as few real dance tunes do, and those that do rest as they like (0: the model alone). "
+    "Default: the value calibrated on real tunes (folkrnn.sample.SampleConfig).")]
 ModelOption = Annotated[Path | None, typer.Option(
     help="A model directory (default: the model shipped with folkrnn).")]
 InstrumentOption = Annotated[str, typer.Option(help=f"MIDI, WAV and MusicXML instrument: {_INSTRUMENT_NAMES}.")]
@@ -850,7 +854,7 @@ def _compose_options(**values):
             values[name] = values[name].value
     values["model"] = str(values["model"]) if values.get("model") is not None else None
     values["soundfont"] = str(values["soundfont"]) if values.get("soundfont") is not None else None
-    for name in ("lookback", "top_p"):
+    for name in ("lookback", "first_rest", "top_p"):
         if values.get(name) is None:
             values.pop(name, None)  # the sampler's calibrated default
     values["out"] = str(values["out"])
@@ -881,6 +885,7 @@ def compose_command(
     constrain: ConstrainOption = True,
     compass: CompassOption = 24,
     lookback: LookbackOption = None,
+    first_rest: FirstRestOption = None,
     model: ModelOption = None,
     instrument: InstrumentOption = "fiddle",
     tempo: TempoOption = None,
@@ -904,7 +909,7 @@ def compose_command(
             prime=prime, seed=seed,
             temperature=temperature, top_k=top_k, top_p=top_p, strategy=strategy,
             beam_width=beam_width, constrain=constrain, compass=compass, lookback=lookback,
-            model=model, instrument=instrument, tempo=tempo, soundfont=soundfont,
+            first_rest=first_rest, model=model, instrument=instrument, tempo=tempo, soundfont=soundfont,
             formats=format, paper=paper, out=out, force=force)
         random_seed = seed is None
         composed = compose(options)
@@ -955,6 +960,7 @@ def generate_command(
     constrain: ConstrainOption = True,
     compass: CompassOption = 24,
     lookback: LookbackOption = None,
+    first_rest: FirstRestOption = None,
     model: ModelOption = None,
     instrument: InstrumentOption = "fiddle",
     tempo: TempoOption = None,
@@ -986,7 +992,7 @@ def generate_command(
             prime=prime, seed=seed,
             temperature=temperature, top_k=top_k, top_p=top_p, strategy=strategy,
             beam_width=beam_width, constrain=constrain, compass=compass, lookback=lookback,
-            model=model, instrument=instrument, tempo=tempo, soundfont=soundfont,
+            first_rest=first_rest, model=model, instrument=instrument, tempo=tempo, soundfont=soundfont,
             formats=format, paper=paper, out=out, force=force)
         random_seed = seed is None
         check_count(count, "tunes")  # before the progress bar: the error is the one line

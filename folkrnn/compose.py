@@ -147,6 +147,7 @@ class ComposeOptions:
     constrain: bool = True  # full bars, balanced repeats, closing bar
     compass: int = 24  # semitones from the lowest note to the highest, at most (0: any)
     lookback: float = SampleConfig.lookback  # the copy prior on what a bar, two bars or a part ago offers
+    first_rest: float = SampleConfig.first_rest  # taken from a rest's logit until the tune has one
     model: str | None = None  # model directory; None: the shipped default
     instrument: str = "fiddle"  # MIDI (and WAV) instrument
     tempo: float | None = None  # beats per minute (a dotted quarter in 6/8, 9/8, 12/8, else a quarter): Q:
@@ -159,7 +160,7 @@ class ComposeOptions:
     def sample_config(self) -> SampleConfig:
         return SampleConfig(strategy=self.strategy, temperature=self.temperature, top_k=self.top_k,
                             top_p=self.top_p, beam_width=self.beam_width, constrain=self.constrain,
-                            compass=self.compass, lookback=self.lookback)
+                            compass=self.compass, lookback=self.lookback, first_rest=self.first_rest)
 
     def check(self) -> ComposeOptions:
         """Raise OptionError for any option out of its range; return self (normalised)."""
@@ -429,16 +430,20 @@ def _pitches(tokens: list[str]) -> list[int]:
 
 def _octave_for(tokens: list[str], tonic: str) -> int:
     """Which octave of the tonic keeps the tune most inside the fiddle's range, then most below the
-    highest note its tunes usually reach (E6, third position), then moves it least."""
+    highest note its tunes usually reach (E6, third position), then with its median nearest the
+    middle of the fiddle tunes' register (C5: a tune the model wrote high, B4 to E6 in E minor,
+    is read an octave down, as a fiddler would play it), then moves it least."""
     _, semitones = shift_to_c(tonic)
     pitches = _pitches(tokens)
     fiddle = INSTRUMENTS["fiddle"]
     low, high, usual = fiddle.lowest, fiddle.highest, fiddle.usual_highest or fiddle.highest
+    middle = sorted(pitches)[len(pitches) // 2] if pitches and fiddle.usual_middle else None
     best = None
     for octave in (0, 1, -1):
         shift = -semitones + 12 * octave
         outside = sum(not low <= p + shift <= high for p in pitches)
-        rank = (outside, sum(p + shift > usual for p in pitches), abs(shift), -shift)
+        off = abs(middle + shift - fiddle.usual_middle) if middle is not None else 0
+        rank = (outside, sum(p + shift > usual for p in pitches), off, abs(shift), -shift)
         if best is None or rank < best[0]:
             best = (rank, octave)
     return best[1]
@@ -520,6 +525,8 @@ def remake_command(options: ComposeOptions, seed: int) -> str:
         parts += ["--compass", str(config.compass)]
     if config.lookback != SampleConfig.lookback:
         parts += ["--lookback", f"{config.lookback:g}"]
+    if config.first_rest != SampleConfig.first_rest:
+        parts += ["--first-rest", f"{config.first_rest:g}"]
     for flag, value in (("--title", options.title), ("--rhythm", options.rhythm),
                         ("--meter", options.meter),
                         ("--mode", MODES[options.mode].name if options.mode in MODES else options.mode),

@@ -219,6 +219,8 @@ class Instrument:
     note: str = ""  # what the range is, in words
     usual_highest: int = 0  # the highest written pitch tunes usually reach (0: ``highest``): composing
     # places a tune in the octave that keeps it below this where it can
+    usual_middle: int = 0  # the median written pitch of its tunes (0: none known): composing then
+    # places a tune in the octave whose median is nearest this
 
 
 # Written ranges, as folk tunes are written (a D whistle sounds an octave above what is written,
@@ -230,7 +232,8 @@ INSTRUMENTS: dict[str, Instrument] = {instrument.name: instrument for instrument
     # but a dance tune on them is one line: monophonic, as a performance of one plays it
     Instrument("fiddle", 40, 55, 95, 0.95, 1.0, "bowed", True, ("violin",),
                "G3 (open G) to B6: no tune of the dance collections goes above A6, and 99% stay "
-               "at or below E6 (third position); the violin itself reaches E7 and beyond", 88),
+               "at or below E6 (third position); the violin itself reaches E7 and beyond", 88,
+               72),  # a tune's median pitch, O'Neill's and Ryan's (2,303 tunes): C5; 10-90%: A4-E5
     Instrument("viola", 41, 48, 88, 0.95, 1.0, "bowed", False, (), "C3 to E6"),
     Instrument("cello", 42, 36, 76, 0.95, 1.0, "bowed", False, (), "C2 to E5"),
     Instrument("whistle", 78, 62, 86, 0.85, 0.6, "wind", True, ("tin-whistle", "tinwhistle", "penny-whistle"),

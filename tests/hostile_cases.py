@@ -770,7 +770,7 @@ _OPTION_VALUES = ["-1", "0", "nan", "inf", "-inf", "1e309", "abc", "", "99999999
                   "0x10", "--", "-0"]
 _OPTIONS = [
     (["compose", "--seed", "1", "-f", "abc", "--out", "o"],
-     ["--temperature", "--top-k", "--top-p", "--beam-width", "--compass", "--lookback", "--part-bars",
+     ["--temperature", "--top-k", "--top-p", "--beam-width", "--compass", "--lookback", "--first-rest", "--part-bars",
       "--seed", "--meter", "--key", "--form", "--mode", "--rhythm", "--instrument", "--format", "--prime",
       "--model", "--out"]),
     (["generate", "-n", "2", "--seed", "1", "-f", "abc", "--out", "o"],

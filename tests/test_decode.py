@@ -24,26 +24,29 @@ from test_sample import VOCABULARY
 # pins were taken again in session 8, on purpose: the lookback bonus stopped favouring bar lines and
 # its default went from 1.5 to 1.25, the grammar stopped reaching dead ends in a tuplet of the
 # last bar, and a pickup became at most half a bar unless a prime is given (the greedy and length-guard
-# pins came out the same)
+# pins came out the same). Taken again in session 9, on purpose: a part held to a form closes with
+# first and second endings as often as its dance's do, a first rest is penalised (first_rest 1), the
+# sampling defaults became top-p 1 and lookback 1.75, a hornpipe breaks its rhythm only on a pair of
+# eighths (as abc2midi plays it), and the shipped ABC model was retrained (50 epochs)
 PINS = {
-    "random_abc": "791538db60884b3e",
-    "random_abc_free": "d8ea024ff8d62cad",
+    "random_abc": "2d1950fb57f5e07c",
+    "random_abc_free": "9ea6546ca336cdf3",
     "random_perf_0_False": "69718dca2eb3d532",
     "random_perf_1_False": "3de3b81a8c958196",
     # the shipped models (pinned for the weights below; skipped once they are retrained)
-    "abc": "285427dda84ae200",
-    "abc_one": "ea6edfe5deb8b082",
-    "abc_cond": "28570dc254c48429",
-    "abc_greedy": "14a7fb7afa8b36b6",
-    "abc_topk": "a1f871d21955a3e0",
-    "abc_beam": "cda377f3bb325460",
+    "abc": "6c4cc601b8752bde",
+    "abc_one": "a04bd119632b8a90",
+    "abc_cond": "0a1f6cc7a2ec0c6e",
+    "abc_greedy": "f9d5275ec6fe36e9",
+    "abc_topk": "3a591c09821a31ad",
+    "abc_beam": "52e73c94434a16e7",
     "abc_fail": "a4dc8d57d7828878",
-    "perf_False": "fdbc924504a6e8af",
-    "perf_one_False": "927c99e5c0f33846",
-    "perf_prime_False": "74e8409c7f0743ce",
-    "perf_greedy_False": "8cbd94740a71dde7",
+    "perf_False": "66828377779c9263",
+    "perf_one_False": "be33c2a5223001f2",
+    "perf_prime_False": "2ad3e6e4fde190f7",
+    "perf_greedy_False": "482064c9c23518f3",
 }
-SHIPPED_WEIGHTS = {"abc": "f701f1110f65a0d5", "midi": "54de14b248d478f8"}  # sha256 of model.safetensors
+SHIPPED_WEIGHTS = {"abc": "630b31bd31b70a86", "midi": "dc0211d2aec7afab"}  # sha256 of model.safetensors
 
 
 def digest(results, field: str) -> str:
