@@ -360,14 +360,19 @@ def _fifths(tonic: str) -> int:
     return _FIFTHS[tonic[0].upper()] + 7 * (tonic.count("#") - tonic.count("b"))
 
 
-def _spell(pitch: int, signature: dict[str, int], tonic: int) -> tuple[str, int, int]:
+def _spell(pitch: int, signature: dict[str, int], tonic: int, written: str | None = None) -> tuple[str, int, int]:
     """(letter, alteration, octave) of a MIDI pitch in a key; middle C is C4.
 
-    A note of the key's scale takes the signature's letter. Any other takes the spelling nearest
+    A note written with a letter (``written``, from the ABC text: ``^d`` is D sharp, not E flat, in
+    G) keeps it. A note of the key's scale takes the signature's letter. Any other takes the spelling nearest
     the middle of that scale on the line of fifths, then nearest the tonic (``tonic``, on the
     line of fifths): F sharp, not G flat, in G minor (the leading note); B flat in D major.
     """
     pitch_class = pitch % 12
+    if written is not None:
+        alter = (pitch_class - LETTER_SEMITONES[written] + 6) % 12 - 6
+        if alter in _ACCID:
+            return written, alter, (pitch - alter - LETTER_SEMITONES[written]) // 12 - 1
     for letter in "CDEFGAB":
         if (LETTER_SEMITONES[letter] + signature[letter]) % 12 == pitch_class:
             alter = signature[letter]
@@ -461,6 +466,8 @@ def tune_to_mei(tune: Tune, *, bars_per_line: int = BARS_PER_LINE, abc: str | No
 
     endings = _ending_spans(measures)
     state = _State(keys[0][1], list(keys[1:]))
+    if abc is not None:
+        state.letters = _written_letters(tune, abc)
     container, closes_at = section, -1
     for index, measure in enumerate(measures):
         if index in endings:
@@ -516,6 +523,8 @@ class _State:
     # Tune.notes index -> (onset, element) of each note or chord that draws it (more than one when tied)
     drawn: dict[int, list[tuple[Fraction, ET.Element]]] = field(default_factory=dict)
     rests: dict[Fraction, ET.Element] = field(default_factory=dict)  # onset -> the rest written there
+    # Tune.notes index -> (its pitch, the letter it is written with in the ABC text)
+    letters: dict[int, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def signature(self) -> dict[str, int]:
@@ -600,6 +609,7 @@ def _fill_layer(layer: ET.Element, events: list[_Event], measure: _Measure, stat
     items, tuplets = _items(events, measure)
     groups = _beams(items, _beam_span(measure.meter))
     accidentals: dict[tuple[str, int], int] = {}  # (letter, octave) -> alteration, as written so far
+    spelt: dict[int, str] = {}  # pitch -> the letter the text wrote it with, in this measure so far
     tuplet_element, tuplet_index = None, -1
     for group in groups:
         # a key change inside the measure goes before the first note at or after it
@@ -634,10 +644,12 @@ def _fill_layer(layer: ET.Element, events: list[_Event], measure: _Measure, stat
             holder = parent
             if len(item.pitches) > 1:
                 holder = ET.SubElement(parent, "chord", _dur(item, ids("c")))
+            # a written accidental holds to the bar's end, and so does the letter it was written on
+            spelt.update(state.letters[source] for source in item.sources if source in state.letters)
             for pitch in item.pitches:
                 note = ET.SubElement(holder, "note", _dur(item, None) if len(item.pitches) == 1 else {})
                 note.set(_XML_ID, ids("n"))
-                letter, alter, octave = _spell(pitch, state.signature, state.tonic)
+                letter, alter, octave = _spell(pitch, state.signature, state.tonic, spelt.get(pitch))
                 note.set("pname", letter.lower())
                 note.set("oct", str(octave))
                 note.set("data-pitch", str(pitch))
@@ -739,6 +751,27 @@ def _marks(tune: Tune, abc: str) -> tuple[list, list[tuple]]:
     if list(map(_timing, written.notes)) != list(map(_timing, tune.notes)):
         return [], []
     return lexed.records, marks
+
+
+def _written_letters(tune: Tune, abc: str) -> dict[int, tuple[int, str]]:
+    """Tune.notes index -> (pitch, the letter its note is written with in ``abc``, upper case), for
+    the notes written with an accidental (the text's marks; none when it is not the tune's). A
+    chord's marks share the index of its first note: each takes the note of its pitch."""
+    records, marks = _marks(tune, abc)
+    out: dict[int, tuple[int, str]] = {}
+    notes = tune.notes
+    for index, before, onset in marks:
+        record = records[index]
+        if record[0] is not NOTE or record[2] is None:
+            continue
+        letter = record[3].upper()
+        k = before
+        while k < len(notes) and notes[k].onset == onset:
+            if not notes[k].grace and (notes[k].pitch - LETTER_SEMITONES[letter] - record[2]) % 12 == 0:
+                out.setdefault(k, (notes[k].pitch, letter))
+                break
+            k += 1
+    return out
 
 
 def _timing(note: Note) -> tuple:

@@ -455,8 +455,32 @@ def test_generated_tunes_keep_their_key_changes_as_abcm2ps_draws_them(tmp_path):
     for text, svg in zip(texts, svgs):
         ours, theirs = svg_systems(svg.read_text()), abcm2ps_systems(text.text)
         assert changes(ours) == changes(theirs), svg.name
+        # the sheet engraves the parsed tune: a tuplet written with an explicit ratio whose notes
+        # sound as plain values ("(3:2:3E3/2F3/2D3/2", three eighths) is drawn as those plain
+        # notes, where abcm2ps draws the sign as written; elsewhere the counts agree
+        ratio = re.search(r"\(\d:\d", text.text) is not None
         for what in ("measures", "accidentals", "graces", "tuplets", "endings"):
-            assert sum(s[what] for s in ours) == sum(s[what] for s in theirs), (svg.name, what)
+            drawn, reference = sum(s[what] for s in ours), sum(s[what] for s in theirs)
+            if what == "tuplets" and ratio:
+                assert drawn <= reference, (svg.name, what)
+            else:
+                assert drawn == reference, (svg.name, what)
+
+
+def test_a_note_keeps_the_letter_it_is_written_with():
+    """^d in G is D sharp on the sheet, as abcm2ps draws it (the sounding pitch alone spelt it E flat,
+    and the e after it took a natural it does not need); without the text, the spelling is the
+    engraver's own."""
+    abc = "X:1\nT:T\nM:4/4\nL:1/8\nK:G\nc2ed ^d>ec2|[^D_B]4 _e2e2|]\n"
+
+    def shown(text: str) -> list[tuple[str, str | None]]:
+        return [(re.search(r'pname="(\w)"', a).group(1), (re.search(r' accid="(\w+)"', a) or [None, None])[1])
+                for a in re.findall(r"<note ([^>]*)>", text)]
+
+    assert shown(tune_to_mei(parse(abc), abc=abc)) == [
+        ("c", None), ("e", None), ("d", None), ("d", "s"), ("e", None), ("c", None),
+        ("d", "s"), ("b", "f"), ("e", "f"), ("e", None)]
+    assert shown(tune_to_mei(parse(abc)))[3] == ("e", "f")
 
 
 def test_accidentals_are_shown_as_written_courtesy_ones_too():

@@ -39,8 +39,11 @@ def phrase_breaks(measures: Sequence[Measure], bar_length: Fraction | None) -> s
     """The indices of the measures after whose closing bar a line ends (the last one excluded).
 
     ``bar_length`` is a full bar in the unit of :attr:`Measure.length` (None or 0 for free meter:
-    every measure counts as a bar). A ``|:`` that closes a measure where a line breaks is written
-    at the start of the next line by the caller; so is an ending's number (``[2``).
+    every measure counts as a bar). A ``|:`` that closes an empty measure (after ``:|``) where a
+    line breaks is written at the start of the next line by the caller; so is an ending's number
+    (``[2``). One that closes a measure of music (a second ending's, with the next part's repeat
+    opening on it) ends its line: abcm2ps then closes the line with a bar line and opens the next
+    with the repeat sign, where at the start of the next line it left the bar unclosed.
     """
     # parts: runs of measures, each ending after a section bar (not one followed by an ending:
     # ":|2" keeps the second ending in the part) or a |: that opens the next part

@@ -840,7 +840,7 @@ def _body_text(body: list[str], beat: Fraction, first: int = 0, *,
     for index, (text, bar, ending, _) in enumerate(measures):
         pieces.append(text)
         if index in breaks:
-            if bar == "|:":  # a repeat that opens the next part starts its line
+            if bar == "|:" and not text:  # a repeat that opens the next part starts its line
                 lines.append(" ".join(piece for piece in pieces if piece))
                 pieces = [bar + (ending and "[" + ending)]
                 continue

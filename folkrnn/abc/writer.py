@@ -352,7 +352,8 @@ def tune_to_abc(tune: Tune) -> str:
                 line.append(_bar_text(bar))
                 continue
             # a line ends here: a |: opening the next part, and an ending's number, start the next
-            opens = bar.kind == "|:"
+            # (a |: that closes a bar of music, the second ending's, ends its line: see layout)
+            opens = bar.kind == "|:" and bar.onset == (bars[bar_index - 2].onset if bar_index > 1 else 0)
             if not opens:
                 line.append(bar.kind)
             out.append("".join(line).strip())
