@@ -19,8 +19,10 @@ the title and R:, wrote the usual meter for only 74% of jigs, 70% of hornpipes a
 **Keys.** The model writes in C (keeping the mode). The output is moved to ``key`` or, without
 one, to the usual tonic of the tune's mode and rhythm (:func:`folkrnn.tables.usual_tonic`): the
 keys that the session repertoire mostly uses, D and G major, E minor, A dorian, D mixolydian. Of
-the two octaves the tonic can move to, the one that keeps more notes inside the fiddle's range
-(:data:`folkrnn.tables.INSTRUMENTS`, G3-B6) wins, then the smaller move.
+the octaves the tonic can move to, the one that keeps more notes inside the fiddle's range
+(:data:`folkrnn.tables.INSTRUMENTS`, G3-B6) wins, then the one with fewer notes above E6, then
+the one whose median is nearest C5 (the middle of the fiddle tunes' register), then the smaller
+move (:func:`_octave_for`).
 
 **Reproducible.** Every ABC file carries the command that makes the tune again (model, seed,
 temperature and options) on a ``% folkrnn compose ...`` comment line, below a short N: line naming
@@ -523,10 +525,8 @@ def remake_command(options: ComposeOptions, seed: int) -> str:
         parts.append("--no-constrain")
     elif config.compass != SampleConfig.compass:
         parts += ["--compass", str(config.compass)]
-    if config.lookback != SampleConfig.lookback:
-        parts += ["--lookback", f"{config.lookback:g}"]
-    if config.first_rest != SampleConfig.first_rest:
-        parts += ["--first-rest", f"{config.first_rest:g}"]
+    if config.constrain:  # the calibrated priors too: a later default must not change the tune
+        parts += ["--lookback", f"{config.lookback:g}", "--first-rest", f"{config.first_rest:g}"]
     for flag, value in (("--title", options.title), ("--rhythm", options.rhythm),
                         ("--meter", options.meter),
                         ("--mode", MODES[options.mode].name if options.mode in MODES else options.mode),

@@ -69,6 +69,7 @@ def write_atomic(path: str | PathLike, data: bytes | str | Iterable[bytes], erro
         data = data.encode("utf-8")
     folder = path.parent if str(path.parent) else Path(".")
     temporary: Path | None = None
+    handle = -1  # the temporary file's descriptor until a stream owns it
     try:
         # the name is chosen before the file is made, inside this try: Ctrl-C or SIGTERM at any
         # moment, even as the file appears, finds the name to remove (mkstemp would hand it back
@@ -82,7 +83,9 @@ def write_atomic(path: str | PathLike, data: bytes | str | Iterable[bytes], erro
             except OSError as failure:
                 temporary = None
                 raise error(f"cannot write here: {failure.strerror or failure}", file=str(path)) from None
-        with os.fdopen(handle, "wb") as stream:
+        stream = os.fdopen(handle, "wb")
+        handle = -1
+        with stream:
             for piece in (data,) if isinstance(data, bytes | bytearray) else data:
                 stream.write(piece)
             stream.flush()
@@ -90,6 +93,11 @@ def write_atomic(path: str | PathLike, data: bytes | str | Iterable[bytes], erro
         default_permissions(temporary)
         publish(temporary, path, overwrite=overwrite, error=error)
     except BaseException as failure:
+        if handle >= 0:
+            try:
+                os.close(handle)
+            except OSError:
+                pass
         if temporary is not None:
             _remove(temporary)
         if isinstance(failure, OSError):

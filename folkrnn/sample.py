@@ -5,7 +5,8 @@
 - ``sample``: temperature sampling (the logits are divided by T), optionally cut to the k most
   probable tokens (top-k) and then to the smallest set whose probability reaches p (nucleus,
   top-p), in that order;
-- ``greedy``: the most probable token every step;
+- ``greedy``: the most probable token every step (the endings a form's parts take are still drawn
+  from the seed: see below);
 - ``beam``: beam search with W hypotheses, scored by total log-probability (of the tempered,
   masked distribution). Finished tunes are ranked by ``log_prob / tokens ** length_penalty``
   (``tokens`` counts every token after ``<s>``; ``length_penalty`` 0 ranks by the raw total,
@@ -21,12 +22,16 @@ meters (:data:`folkrnn.tables.DANCES`).
 
 **Form** (:class:`folkrnn.abc.grammar.Form`): ``Conditions.form`` ("AABB", "AB", ..., "free")
 holds for every tune; without it each tune takes the usual form of the dance its R: names, and the
-grammar keeps its parts, repeats and endings and ends it with its last part, on its tonic.
+grammar keeps its parts, repeats and endings and ends it with its last part, on its tonic. A
+repeated part closes with first and second endings as often as its dance's parts do in the corpus
+(:attr:`folkrnn.tables.Dance.endings`), drawn from the tune's seed: the model alone all but never
+writes them.
 
 **The tune's own past**: a model with position features reads them with every token
 (:class:`folkrnn.abc.features.Positions`, one per tune); ``SampleConfig.lookback`` adds a copy
-prior to the tokens two bars and a part ago offer, and ``SampleConfig.compass`` keeps each tune
-within a compass (:class:`folkrnn.abc.grammar.Compass`).
+prior to the tokens two bars and a part ago offer, ``SampleConfig.first_rest`` a penalty on rests
+until the tune has one, and ``SampleConfig.compass`` keeps each tune within a compass
+(:class:`folkrnn.abc.grammar.Compass`).
 
 **Constrained decoding** (on by default): :class:`AbcGrammar` follows the tune token by token, a
 state machine over the ABC tokens that tracks the position in the bar in exact integer ticks (the
@@ -164,7 +169,7 @@ class SampleConfig:
         if not 0 <= self.lookback <= 10 or not np.isfinite(self.lookback):
             raise OptionError(f"--lookback must be between 0 and 10, not {self.lookback}")
         if not 0 <= self.first_rest <= 10 or not np.isfinite(self.first_rest):
-            raise OptionError(f"first_rest must be between 0 and 10, not {self.first_rest}")
+            raise OptionError(f"--first-rest must be between 0 and 10, not {self.first_rest}")
         if self.compass and not 12 <= self.compass <= 60:
             raise OptionError(f"--compass must be 0 (none) or 12-60 semitones, not {self.compass}")
         if self.temperature > 100:
@@ -436,7 +441,8 @@ class _Row(Row):
 
 def _restrict(plan: _Plan, masks: np.ndarray, rows: list[_Row], sids: np.ndarray | None = None) -> None:
     """In place: what the grammar's masks leave to each row's own history (a tie's pitch, the compass,
-    the words of a title the model writes, the dance its title names)."""
+    the words of a title the model writes, the dance its title names, the endings its form's parts
+    take)."""
     if sids is None:
         sids = np.fromiter((row.sid for row in rows), np.intp, len(rows))
     plan.grammar.restrict_ties(masks, sids, [row.ids for row in rows])

@@ -20,7 +20,8 @@ what a tunebook engraver such as abcm2ps draws:
   (a bar line closes a bar once a whole bar's time has passed since the last one that did, and
   a second ending takes the number of the first);
 - pitches spelled in the key: a note of its scale by the signature, any other by the spelling
-  nearest the key on the line of fifths (F sharp, the leading note, in G minor);
+  nearest the key on the line of fifths (F sharp, the leading note, in G minor); given the ABC
+  text, every note keeps the letter it is written with (``^d`` in G is D sharp);
 - the title, a subtitle naming the rhythm and the key, and C: as the composer;
 - given the tune's ABC text, what the Tune does not keep: slurs, chord symbols (above the staff),
   text annotations (``"^text"``), and decorations as abcm2ps draws them: staccato, accents,
@@ -609,7 +610,6 @@ def _fill_layer(layer: ET.Element, events: list[_Event], measure: _Measure, stat
     items, tuplets = _items(events, measure)
     groups = _beams(items, _beam_span(measure.meter))
     accidentals: dict[tuple[str, int], int] = {}  # (letter, octave) -> alteration, as written so far
-    spelt: dict[int, str] = {}  # pitch -> the letter the text wrote it with, in this measure so far
     tuplet_element, tuplet_index = None, -1
     for group in groups:
         # a key change inside the measure goes before the first note at or after it
@@ -644,12 +644,11 @@ def _fill_layer(layer: ET.Element, events: list[_Event], measure: _Measure, stat
             holder = parent
             if len(item.pitches) > 1:
                 holder = ET.SubElement(parent, "chord", _dur(item, ids("c")))
-            # a written accidental holds to the bar's end, and so does the letter it was written on
-            spelt.update(state.letters[source] for source in item.sources if source in state.letters)
+            written = dict(state.letters[source] for source in item.sources if source in state.letters)
             for pitch in item.pitches:
                 note = ET.SubElement(holder, "note", _dur(item, None) if len(item.pitches) == 1 else {})
                 note.set(_XML_ID, ids("n"))
-                letter, alter, octave = _spell(pitch, state.signature, state.tonic, spelt.get(pitch))
+                letter, alter, octave = _spell(pitch, state.signature, state.tonic, written.get(pitch))
                 note.set("pname", letter.lower())
                 note.set("oct", str(octave))
                 note.set("data-pitch", str(pitch))
@@ -754,23 +753,21 @@ def _marks(tune: Tune, abc: str) -> tuple[list, list[tuple]]:
 
 
 def _written_letters(tune: Tune, abc: str) -> dict[int, tuple[int, str]]:
-    """Tune.notes index -> (pitch, the letter its note is written with in ``abc``, upper case), for
-    the notes written with an accidental (the text's marks; none when it is not the tune's). A
-    chord's marks share the index of its first note: each takes the note of its pitch."""
+    """Tune.notes index -> (pitch, the letter its note is written with in ``abc``, upper case), from
+    the text's marks (none when it is not the tune's). A chord's notes share the count of notes
+    before it: the first takes that index, the next the one after, as the Tune keeps them."""
     records, marks = _marks(tune, abc)
     out: dict[int, tuple[int, str]] = {}
     notes = tune.notes
+    last = None  # (before, onset) of the last note mark, and the index it took
     for index, before, onset in marks:
         record = records[index]
-        if record[0] is not NOTE or record[2] is None:
+        if record[0] is not NOTE:
             continue
-        letter = record[3].upper()
-        k = before
-        while k < len(notes) and notes[k].onset == onset:
-            if not notes[k].grace and (notes[k].pitch - LETTER_SEMITONES[letter] - record[2]) % 12 == 0:
-                out.setdefault(k, (notes[k].pitch, letter))
-                break
-            k += 1
+        k = last[1] + 1 if last is not None and last[0] == (before, onset) else before
+        last = ((before, onset), k)
+        if k < len(notes) and notes[k].onset == onset and not notes[k].grace:
+            out[k] = (notes[k].pitch, record[3].upper())
     return out
 
 
@@ -812,6 +809,8 @@ def _draw_marks(section: ET.Element, tune: Tune, abc: str, state: _State) -> Non
         record = records[index]
         kind, text = record[0], record[2]
         if kind is NOTE:  # an accidental as written, a courtesy one too (^F in G), as abcm2ps shows it
+            if record[2] is None:
+                continue  # (a note's letter: see _written_letters)
             target = next_target(before, onset)
             if target is not None and target[0] == onset:  # (not the second note of a tie: none is drawn)
                 _show_written_accidental(target[1], record[3], record[4])

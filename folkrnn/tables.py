@@ -21,8 +21,10 @@ tunes with notes, once each), reading each R: field as the tokenizer does:
   holds more than half of its tunes in its meters, over at least 20 tunes; otherwise ``"free"``.
   The shares are written next to each dance.
 - **Endings**: how often a repeated part is closed by first and second endings (``|1 ... :|2``)
-  rather than a plain ``:|``, in every meter; the sampler keeps a tune in a form to these shares,
-  which the model alone all but never writes (folkrnn.sample).
+  rather than a plain ``:|``, in every meter; the sampler keeps a tune held to a form of parts
+  (the dance's usual one, or ``--form``: a slip jig or march, whose usual form is free, takes its
+  share under ``--form AABB``) to these shares, which the model alone all but never writes
+  (folkrnn.sample).
 - **Tempos** are beats per minute at a moderate session pace, the beat a dotted quarter in
   compound meters and a quarter otherwise (a reel at 200 is 100 half notes). Kinds of a dance
   that R: names on their own ("double jig", "clog") keep their own tempo (:class:`Variant`).

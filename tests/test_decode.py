@@ -76,7 +76,7 @@ def test_random_logits_make_the_pinned_tunes():
 
 @pytest.mark.parametrize("salt", [0, 1])
 def test_random_logits_make_the_pinned_raw_performances(salt):
-    # top_p=1.0: the raw sampling the pins were taken with (perform's default is now 0.95)
+    # top_p=1.0: the raw sampling the pins were taken with (perform's default is now 0.9)
     pieces = sample_performances(random_performer(salt=salt), list(range(6)),
                                  options=PerformConfig(seconds=4, max_events=400, guards=False, top_p=1.0))
     assert digest(pieces, "events") == PINS[f"random_perf_{salt}_False"]

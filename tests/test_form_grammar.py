@@ -244,7 +244,7 @@ def test_the_first_rest_penalty_leaves_rests_to_the_tunes_that_rest():
     logits = np.zeros((2, len(VOCABULARY)), np.float32)
     adjusted = _first_rest(logits, rows, 3.0, constraint._rests, constraint.grammar)
     assert adjusted[0, rest] == -3.0 and adjusted[1, rest] == 0.0 and logits[0, rest] == 0.0
-    with pytest.raises(OptionError, match="first_rest"):
+    with pytest.raises(OptionError, match="first-rest"):
         SampleConfig(first_rest=-1).check()
 
 
@@ -254,12 +254,12 @@ def test_a_hornpipe_breaks_its_rhythm_only_on_a_pair_of_eighths():
     hornpipe's ``gg>ge``): the grammar lets a broken rhythm follow an eighth only on the beat there."""
     from folkrnn.abc.grammar import AbcGrammar
 
-    tokens = ["<s>", "</s>", "R:hornpipe", "R:reel", "M:4/4", "K:Cmaj", "C", "2", ">", "|"]
+    tokens = ["<s>", "</s>", "R:hornpipe", "R:reel", "M:4/4", "M:2/4", "K:Cmaj", "C", "2", "/2", ">", "|"]
 
-    def allowed(rhythm: str, before: list[str]) -> bool:
+    def allowed(rhythm: str, before: list[str], meter: str = "M:4/4") -> bool:
         grammar = AbcGrammar(tokens)
         sid = grammar.start
-        for token in [rhythm, "M:4/4", "K:Cmaj"] + before:
+        for token in [rhythm, meter, "K:Cmaj"] + before:
             sid = grammar.next(sid, tokens.index(token))
             assert sid >= 0, token
         return bool(grammar.mask(sid)[tokens.index(">")])
@@ -268,6 +268,8 @@ def test_a_hornpipe_breaks_its_rhythm_only_on_a_pair_of_eighths():
     assert not allowed("R:hornpipe", ["C", "C"]) and not allowed("R:hornpipe", ["C", "2", "C", "C"])
     assert allowed("R:hornpipe", ["C", "C", "2"])  # a quarter: no pair to break
     assert allowed("R:reel", ["C", "C"])
+    # in 2/4 abc2midi pairs sixteenths (an eighth of the bar): an eighth may break off the beat
+    assert allowed("R:hornpipe", ["C", "C"], "M:2/4") and not allowed("R:hornpipe", ["C", "/2", "C", "/2"], "M:2/4")
 
 
 @pytest.mark.slow

@@ -481,6 +481,13 @@ def test_a_note_keeps_the_letter_it_is_written_with():
         ("c", None), ("e", None), ("d", None), ("d", "s"), ("e", None), ("c", None),
         ("d", "s"), ("b", "f"), ("e", "f"), ("e", None)]
     assert shown(tune_to_mei(parse(abc)))[3] == ("e", "f")
+    # an accidental carries to the bar's end on its letter, and only there: B after ^A in F is B flat,
+    # and d after _e is still D sharp
+    for text, drawn in (("K:F\n^A B c2 A B c2|]", [("a", "s"), ("b", None), ("c", None), ("a", None), ("b", None),
+                                                   ("c", None)]),
+                        ("K:G\n^d d _e d e4|]", [("d", "s"), ("d", None), ("e", "f"), ("d", None), ("e", None)])):
+        abc = "X:1\nT:T\nM:4/4\nL:1/8\n" + text + "\n"
+        assert shown(tune_to_mei(parse(abc), abc=abc)) == drawn, text
 
 
 def test_accidentals_are_shown_as_written_courtesy_ones_too():

@@ -246,7 +246,7 @@ class _State(NamedTuple):
     need_open: bool = False  # with a form: the next part is repeated and must open with |:
     form: int = -1  # the tune's form (an index into the grammar's forms; -1: free)
     rhythm: int = -1  # the R: token written (its meters limit M:)
-    hornpipe: bool = False  # R:hornpipe: abc2midi pairs its eighths, so > and < join a pair (_BROKEN)
+    hornpipe: bool = False  # R:hornpipe: abc2midi pairs its eighths (4/4), so > and < join a pair (_BROKEN)
     ev_tonic: bool = False  # the open event is a tonic note
     tonic: bool = False  # the last event was a tonic note (a tune with a form ends on one)
     closing: bool = False  # the length guard asks for an end
@@ -694,9 +694,11 @@ class AbcGrammar:
             if (s.closing or s.last != _EVENT or s.last_kind == _REST_EV or s.tied or s.tuplet
                     or s.last_tuplet or s.paired or s.force):
                 return None
-            if s.hornpipe and s.last_len and s.last_len == self._eighth(s) and (s.pos - s.last_len) % (2 * s.last_len):
-                # abc2midi plays a hornpipe's eighths in pairs from each beat: > or < after an
-                # eighth off the beat joins two pairs ("Cannot apply broken rhythm")
+            if s.hornpipe and s.last_len and not s.bar % 8 and s.last_len == s.bar // 8 \
+                    and (s.pos - s.last_len) % (2 * s.last_len):
+                # abc2midi plays a hornpipe's notes of an eighth of the bar (eighths in 4/4,
+                # sixteenths in 2/4) in pairs from each beat: > or < after one off the beat joins
+                # two pairs ("Cannot apply broken rhythm")
                 return None
             return _set(s, force=s.last_len, last=_BROKEN_LAST)
         if cls == _TUPLET:
@@ -753,12 +755,6 @@ class AbcGrammar:
             # (nor the R: token: its form is kept in `form`), so that tunes share more states
             return _set(s, slot=slot, phase=_BODY, title=0, rhythm=-1)
         return _set(s, slot=slot)
-
-    @staticmethod
-    def _eighth(s: _State) -> int:
-        """An eighth note's ticks under the tune's L: (0 where no whole number of ticks)."""
-        numerator, denominator = s.unit
-        return _R * denominator // (8 * numerator) if not (_R * denominator) % (8 * numerator) else 0
 
     def _event(self, s: _State, kind: int, tonic: bool = False) -> _State | None:
         if s.last in (_GRACE_LAST, _TIE_LAST, _BROKEN_LAST) and kind == _REST_EV:

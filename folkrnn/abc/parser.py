@@ -98,8 +98,9 @@ def tune_from_lexed(lexed: Lexed, *, propagate: str | None = None, marks: list |
     """Interpret lexed items as notes and bar lines (see :func:`parse`).
 
     ``marks``, a list, receives ``(record index, notes before it, onset)`` for each decoration,
-    chord symbol, slur sign and note written with an accidental outside grace groups (which the
-    Tune does not keep: a courtesy accidental sounds no different): the index into
+    chord symbol, slur sign and note outside grace groups (what the Tune does not keep: a courtesy
+    accidental, the letter a note is written with; a chord's notes share the count of notes
+    before the chord): the index into
     ``lexed.records``, how many of the tune's notes come before it, and the time it is written at
     in quarter notes. ``folkrnn.sheet`` draws them from this.
     """
@@ -419,7 +420,7 @@ class _BodyReader:
         bar_lines, bar_ticks = self.bars.lines, self.bars.ticks
         bar_accidentals, by_octave = spelling.bar, spelling.by_octave
         handlers = _HANDLERS if self.marks is None else _HANDLERS_AND_MARKS
-        accidentals_marked = self.marks is not None  # a note written with an accidental is a mark too
+        notes_marked = self.marks is not None  # a note is a mark too (its letter, its accidental)
         # The two common cases, a plain note and a bar line, are done here rather than by
         # self.note and self.bar_line, and only while nothing waits for the next note (`simple`):
         # no chord or grace group is open, no tuplet, broken rhythm, tie or grace note is pending.
@@ -430,7 +431,7 @@ class _BodyReader:
         for index, item in enumerate(self.lexed.records):
             kind = item[0]
             if kind is NOTE:
-                if accidentals_marked and item[2] is not None:
+                if notes_marked:
                     self.mark(item, index)
                 if simple:
                     plain = spelling.plain.get(item)
@@ -607,8 +608,8 @@ class _BodyReader:
             raise self.error(f"bad inline {name}: field: {error}", index) from None
 
     def mark(self, item, index: int) -> None:
-        """A decoration, chord symbol, slur sign or note written with an accidental, for the caller
-        that asked (see tune_from_lexed)."""
+        """A decoration, chord symbol, slur sign or note, for the caller that asked (see
+        tune_from_lexed)."""
         if not self.in_grace:
             self.marks.append((index, len(self.timeline.spelled), Fraction(self.timeline.t, TICKS)))
 
