@@ -268,7 +268,6 @@ class _Plan:
     title_dances: dict[str, int] = field(default_factory=dict)  # a dance a title may name -> its R: id
     ending: int = -1  # the token of a first ending ([1); -1: the model has none, or endings are the model's
     endings: dict[int, float] = field(default_factory=dict)  # R: id -> its dance's share of parts with endings
-    _ending_places: dict[int, bool] = field(default_factory=dict)  # by state: whether endings may begin there
 
 
 def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: int = 0,
@@ -476,11 +475,7 @@ def _endings(plan: _Plan, masks: np.ndarray, rows: list[_Row], sids: np.ndarray)
         row = rows[i]
         if row.forced:  # a prime's own tokens
             continue
-        sid = int(sids[i])
-        here = plan._ending_places.get(sid)
-        if here is None:
-            here = plan._ending_places[sid] = plan.grammar.before_last_bar(sid)
-        if not here:
+        if not plan.grammar.before_last_bar(int(sids[i])):
             continue
         share = next((plan.endings[token] for token in row.ids if token in plan.endings), None)  # by its R:
         if share is not None:
