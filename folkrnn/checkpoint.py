@@ -33,7 +33,9 @@ import numpy as np
 from folkrnn import __version__
 from folkrnn.errors import ModelError, OptionError
 from folkrnn.files import write_atomic
+from folkrnn.infer import NumpyLSTM
 from folkrnn.limits import check_model_size
+from folkrnn.schemes import scheme
 from folkrnn.vocab import Vocabulary
 
 __all__ = [
@@ -79,8 +81,6 @@ class Checkpoint:
     def engine(self):
         """The NumPy LSTM on these weights (no torch), with the model's ``title_words`` and ``titles``
         (the sampler reads them there, as it reads ``features``)."""
-        from folkrnn.infer import NumpyLSTM
-
         engine = NumpyLSTM(self.weights)
         engine.title_words, engine.titles = self.title_words, self.titles
         return engine
@@ -88,13 +88,9 @@ class Checkpoint:
     def feature_reader(self):
         """``ids -> model input`` for this model: the ids themselves, or ``(T, 1 + F)`` with the
         features of its scheme (:mod:`folkrnn.schemes`) for a model that reads them."""
-        import numpy as np
-
         name = self.model_config.get("features")
         if not name:
             return lambda ids: np.asarray(ids, np.int64)
-        from folkrnn.schemes import scheme
-
         module = scheme(name, self.encoding)
         shared = module.classes(self.vocabulary.tokens, self.encoding_params)
         return lambda ids: module.with_features(np.asarray(ids, np.int64), shared)
@@ -348,8 +344,6 @@ def _check_model(model_config: Mapping, vocabulary: Vocabulary, encoding: str, w
         raise ModelError(f"{where}: unknown encoding {encoding!r} (expected one of {', '.join(ENCODINGS)})")
     features, sizes = model_config.get("features"), model_config.get("feature_sizes")
     if features:
-        from folkrnn.schemes import scheme
-
         try:
             module = scheme(features, encoding)
         except OptionError as error:
@@ -408,6 +402,7 @@ def load_model(path: str | os.PathLike) -> Checkpoint:
             raise ModelError(f"{where}: weight {name} holds NaN or infinite values")
     title_words = titles = None
     if encoding_block["name"] == "abc":
+        # lazily: the abc package (about 50 ms to import), which loading a MIDI model does not need
         from folkrnn.abc.titles import read_titles, read_words, words_of_titles
 
         titles = read_titles(directory)

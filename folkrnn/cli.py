@@ -14,7 +14,19 @@ import typer
 
 from folkrnn import __version__
 from folkrnn.errors import FolkError, OptionError
-from folkrnn.tables import DANCES, FORMATS, FORMS, INSTRUMENTS, MODES, PAPERS, RHYTHMS
+from folkrnn.tables import (
+    COLLECTIONS,
+    COMPOSE_FORMATS,
+    DANCES,
+    DEFAULT_COLLECTIONS,
+    FORMATS,
+    FORMS,
+    GENERATE_FORMATS,
+    INSTRUMENTS,
+    MODES,
+    PAPERS,
+    RHYTHMS,
+)
 
 app = typer.Typer(
     name="folkrnn",
@@ -69,9 +81,9 @@ class CorpusEncoding(str, Enum):
 
 
 SourceOption = Annotated[list[str] | None, typer.Option(
-    "--source", "-s", help="A music21 collection (essenFolksong, oneills1850, airdsAirs, "
-    "ryansMammoth, miscFolk), 'default' for all five, or an ABC file, folk-rnn data file or folder "
-    "(*.abc, recursively). Repeat to combine. Without it: the default corpus.")]
+    "--source", "-s", help=f"A music21 collection ({', '.join(c.name for c in COLLECTIONS)}), 'default' "
+    f"for the default corpus ({', '.join(c.name for c in DEFAULT_COLLECTIONS)}), or an ABC file, folk-rnn "
+    "data file or folder (*.abc, recursively). Repeat to combine. Without it: the default corpus.")]
 EncodingOption = Annotated[CorpusEncoding, typer.Option(
     help="abc: ABC tokens; midi: performance events (MIDI files read, ABC tunes played: without "
     "--source, expressive renderings of the default corpus).")]
@@ -108,9 +120,9 @@ def corpus_build(
 ) -> None:
     """Read, tokenise, de-duplicate and split the corpus (90/5/5 by a hash of each tune), and cache it.
 
-    Sources are music21's five folk collections unless --source names others; --source default
-    --source my_tunes/ adds a folder of .abc files to them. Tunes that cannot be read are skipped
-    and counted (see `folkrnn corpus stats`).
+    Sources are the default corpus, music21's dance collections (see --source), unless --source names
+    others; --source default --source my_tunes/ adds a folder of .abc files to them. Tunes that
+    cannot be read are skipped and counted (see `folkrnn corpus stats`).
     """
     from rich.console import Console
     from rich.table import Table
@@ -818,7 +830,6 @@ ComposeSeedOption = Annotated[int | None, typer.Option(
     help="Random seed: the same seed, the same tune. Default: a random one, printed.")]
 TemperatureOption = Annotated[float, typer.Option(help="Divides the logits: < 1 safer, > 1 wilder (> 0).")]
 TopKOption = Annotated[int, typer.Option(help="Sample among the k most probable tokens (0: all).")]
-TopPOption = Annotated[float, typer.Option(help="Then among the fewest tokens reaching this probability, in (0, 1].")]
 ComposeTopPOption = Annotated[float | None, typer.Option(
     help="Then among the fewest tokens reaching this probability, in (0, 1]. Default: the value "
     "calibrated on real tunes (folkrnn.sample.SampleConfig).")]
@@ -891,7 +902,7 @@ def compose_command(
     tempo: TempoOption = None,
     soundfont: SoundfontOption = None,
     format: Annotated[str, typer.Option(
-        "--format", "-f", help=f"Files to write, comma-separated: {_FORMAT_HELP}.")] = "abc,mid,svg,musicxml",
+        "--format", "-f", help=f"Files to write, comma-separated: {_FORMAT_HELP}.")] = ",".join(COMPOSE_FORMATS),
     paper: PaperOption = "a4",
     out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("outputs"),
     force: ForceOption = False,
@@ -968,7 +979,7 @@ def generate_command(
     format: Annotated[str, typer.Option(
         "--format", "-f", help="abc: the tunebook (always written); pdf: the tunebook as sheet music, "
         f"tunes.pdf; {', '.join(name for name in FORMATS if name not in ('abc', 'pdf'))}: one file per "
-        "tune.")] = "abc,mid",
+        "tune.")] = ",".join(GENERATE_FORMATS),
     paper: PaperOption = "a4",
     out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("outputs/generated"),
     force: ForceOption = False,

@@ -66,7 +66,16 @@ from folkrnn.midi import q_field
 from folkrnn.music import LETTER_SEMITONES, Key, Tune, parse_meter
 from folkrnn.render import check_paper, find_soundfont, render, slug, tunes_to_pdf
 from folkrnn.sample import Conditions, SampleConfig, Sampled, default_workers, sample_tunes
-from folkrnn.tables import DANCES, INSTRUMENTS, MAX_SEED, MODES, find_format, find_instrument, usual_tonic
+from folkrnn.tables import (
+    COMPOSE_FORMATS,
+    DANCES,
+    INSTRUMENTS,
+    MAX_SEED,
+    MODES,
+    find_format,
+    find_instrument,
+    usual_tonic,
+)
 from folkrnn.validate import COPY_THRESHOLD, NoveltyIndex, validate_tune
 
 __all__ = [
@@ -154,7 +163,7 @@ class ComposeOptions:
     instrument: str = "fiddle"  # MIDI (and WAV) instrument
     tempo: float | None = None  # beats per minute (a dotted quarter in 6/8, 9/8, 12/8, else a quarter): Q:
     soundfont: str | None = None  # a General MIDI SoundFont the WAV is played with (None: found, else built in)
-    formats: list[str] = field(default_factory=lambda: ["abc", "mid", "svg", "musicxml"])
+    formats: list[str] = field(default_factory=lambda: list(COMPOSE_FORMATS))
     paper: str = "a4"  # the PDF's page size (folkrnn.tables.PAPERS)
     out: str = "outputs"  # the folder written into
     force: bool = False  # overwrite files that exist

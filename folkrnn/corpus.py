@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib
 import importlib.util
 import json
 import os
@@ -39,10 +38,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import folkrnn.abc
 from folkrnn import __version__
+from folkrnn.abc import Normalisation, read_text, split_tunebook, tokenize, tokenize_and_parse
+from folkrnn.abc.lexer import KEY_MODE_WORDS
 from folkrnn.abc.tokens import body_of
 from folkrnn.errors import CorpusError, FolkError, OptionError
 from folkrnn.files import EXISTS, exists, write_atomic
+from folkrnn.limits import MAX_CORPUS_FILE_BYTES
+from folkrnn.processes import worker_started
+from folkrnn.tables import COLLECTIONS, DEFAULT_COLLECTIONS, INSTRUMENTS, MUSIC21_TERMS, Collection, find_instrument
+
+# folkrnn.events and folkrnn.midi are imported inside the functions of a MIDI corpus: they bring
+# numpy, which reading an ABC corpus (and importing this module) does not need.
 
 __all__ = [
     "Corpus", "Collection", "Source", "COLLECTIONS", "DEFAULT_COLLECTIONS", "SPLITS",
@@ -56,71 +64,7 @@ SPLITS = ("train", "valid", "test")
 CACHE_FORMAT = 1  # bump when the cache file's layout changes
 _KEEP_CACHES = 4  # corpus caches kept per cache folder, most recently used first
 
-
-@dataclass(frozen=True)
-class Collection:
-    """One of music21's shipped ABC collections, with where it comes from and on what terms."""
-
-    name: str  # the folder under music21/corpus/
-    title: str  # what it is, in a few words
-    licence: str  # its own licence note, from its licence file and the tunes' own headers
-    licence_files: tuple[str, ...]  # the licence files the note was read from (relative to music21/)
-    default: bool = False  # in the default corpus (``None`` or ``"default"``)
-
-
-_MUSIC21_TERMS = (
-    "music21 corpus terms (music21/corpus/license.txt): distributed with music21 with the "
-    "permission of the encoders, believed out of copyright in the United States or licensed for "
-    "use; some encodings may not be used commercially; use within the licence of each repertory."
-)
-
-# Every collection folkrnn knows by name, the default corpus in its order first (the order decides
-# which of two duplicate tunes is kept). The default corpus is dance music: Essen (mostly German
-# and Chinese songs, and non-commercial only) is there by name, `--source essenFolksong`.
-COLLECTIONS: tuple[Collection, ...] = (
-    Collection(
-        "oneills1850",
-        "O'Neill's Music of Ireland (1903): airs, reels, jigs, hornpipes; ABC by Norbert Paap",
-        "Tunes from a 1903 book (public domain); transcriptions by Norbert Paap and others as "
-        "named in each tune's Z: field.",
-        ("corpus/license.txt",),
-        default=True,
-    ),
-    Collection(
-        "ryansMammoth",
-        "Ryan's Mammoth Collection (1883) / Cole's 1000 Fiddle Tunes, one tune per file",
-        "Tunes from an 1883 book (public domain); transcriptions contributed by Ray Davies, "
-        "John Chambers and others as named in each tune's Z: field.",
-        ("corpus/license.txt",),
-        default=True,
-    ),
-    Collection(
-        "airdsAirs",
-        "Aird's Selection of Scotch, English, Irish and Foreign Airs (1778-1803); ABC by Jack Campin",
-        "Tunes from books printed 1778-1803 (public domain); transcriptions by Jack Campin, 2009 "
-        "(Z: field of every tune).",
-        ("corpus/license.txt",),
-        default=True,
-    ),
-    Collection(
-        "miscFolk",
-        "Miscellaneous: Colonial and Civil War American fife music, Northumbrian Minstrelsy",
-        "Old tunes (public domain); ABC tidied by its encoders as described in each file's "
-        "comments.",
-        ("corpus/license.txt",),
-        default=True,
-    ),
-    Collection(
-        "essenFolksong",
-        "Essen Folksong Collection: European and Chinese folk songs (EsAC), ABC by Seymour Schlien",
-        "Non-commercial only. Legal status unclear (many encoders); encoded under Helmut "
-        "Schaffrath, taken over by Ewa Dahlig-Turek, who permits non-commercial distribution and "
-        "use with music21; ABC encodings by Seymour Schlien, distributed with music21 by his "
-        "permission (music21/corpus/essenFolksong/license.txt).",
-        ("corpus/license.txt", "corpus/essenFolksong/license.txt"),
-    ),
-)
-DEFAULT_COLLECTIONS: tuple[Collection, ...] = tuple(c for c in COLLECTIONS if c.default)
+# the music21 collections by name (folkrnn.tables.COLLECTIONS, the default corpus marked there)
 _COLLECTIONS_BY_NAME = {collection.name: collection for collection in COLLECTIONS}
 _USER_LICENCE = "supplied by the user: its licence is the user's to check"
 
@@ -145,9 +89,7 @@ class Rendering:
             raise OptionError("tempo factors must be given, each in 0.25..4")
         if not self.instruments:
             raise OptionError("name at least one instrument to render with")
-        from folkrnn.midi import INSTRUMENTS
-
-        unknown = [name for name in self.instruments if name.strip().lower() not in INSTRUMENTS]
+        unknown = [name for name in self.instruments if find_instrument(name) is None]
         if unknown:
             raise OptionError(f"unknown instrument {unknown[0]!r}; choose from {', '.join(INSTRUMENTS)}")
         return self
@@ -188,14 +130,12 @@ class CorpusSpec:
                 and valid_fraction + test_fraction < 1):
             raise OptionError("valid and test fractions must be in [0, 1) and add up to less than 1")
         if encoding == "midi":
-            from folkrnn.events import EventConfig
+            from folkrnn.events import EventConfig  # lazily: numpy (see the imports)
 
             if settings is None:
                 settings = EventConfig(controls=True)  # performances open with their controls (folkrnn.events)
             rendering = (rendering or Rendering()).check()
         else:
-            from folkrnn.abc import Normalisation
-
             if settings is None:
                 settings = Normalisation()
             rendering = None
@@ -229,8 +169,6 @@ class CorpusSpec:
 def _played_normalisation() -> Any:
     """The normalisation of the ABC tokens that decide a played tune's duplicates and split: the
     default one, so that a tune keeps the split it has in the default ABC corpus."""
-    from folkrnn.abc import Normalisation
-
     return Normalisation()
 
 
@@ -274,7 +212,7 @@ def _collection_source(name: str) -> Source:
     if not folder.is_dir():
         raise CorpusError(f"music21's corpus has no folder {name!r} (a music21 installed without "
                           "its corpus?)", file=str(folder))
-    return Source(name, folder, "music21", f"{collection.licence} {_MUSIC21_TERMS}")
+    return Source(name, folder, "music21", f"{collection.licence} {MUSIC21_TERMS}")
 
 
 def resolve_sources(sources: Sequence[str | os.PathLike] | None) -> list[Source]:
@@ -487,8 +425,7 @@ def folkrnn_to_abc(tune: _FolkrnnTune | str, number: int = 1) -> str:
         lines.append(f"M:{tune.header['M']}")
     lines.append(f"L:{tune.header.get('L', '1/8')}")
     key = tune.header.get("K", "C")
-    if key[:1].lower() in ("m", "d", "l", "p", "i", "a") and key[:3].lower() in (
-            "maj", "min", "dor", "mix", "lyd", "phr", "loc", "ion", "aeo"):
+    if len(key) >= 3 and key[:3].lower() in KEY_MODE_WORDS:  # a mode with no tonic
         key = "C" + key
     lines.append(f"K:{key}")
     body = []
@@ -513,9 +450,6 @@ class _RawTune:
 def read_tunes(path: str | os.PathLike) -> list[_RawTune]:
     """The tunes of one file, as ABC texts: an ABC tunebook split at X:, or a folk-rnn data file
     converted tune by tune. Raises a FolkError for a file that is empty, binary or not text."""
-    from folkrnn.abc import read_text, split_tunebook
-    from folkrnn.limits import MAX_CORPUS_FILE_BYTES
-
     text = read_text(path, limit=MAX_CORPUS_FILE_BYTES)
     if looks_like_folkrnn(text):
         tunes = []
@@ -619,8 +553,6 @@ class _AbcReader:
     normalisation: Any  # folkrnn.abc.Normalisation
 
     def read(self, job: _FileJob) -> _FileResult:
-        from folkrnn.abc import tokenize
-
         return _read_tunebook(job, lambda text: (tokenize(text, self.normalisation), None))
 
 
@@ -634,8 +566,6 @@ class _PlayedReader:
     rendering: Rendering
 
     def read(self, job: _FileJob) -> _FileResult:
-        from folkrnn.abc import tokenize_and_parse
-
         def played(text: str) -> tuple[list[str], list[bytes]]:
             tokens, parsed = tokenize_and_parse(text, self.normalisation)
             return tokens, _performances(parsed, tokens, self)
@@ -650,9 +580,10 @@ class _MidiReader:
     events: Any  # folkrnn.events.EventConfig
 
     def read(self, job: _FileJob) -> _FileResult:
-        midi = importlib.import_module("folkrnn.midi")
+        from folkrnn.midi import encode_midi  # lazily: numpy (see the imports)
+
         try:
-            ids = midi.encode_midi(job.path, self.events)
+            ids = encode_midi(job.path, self.events)
             if not ids:
                 raise CorpusError("the file has no notes in the event range", file=job.path)
         except Exception as error:  # noqa: BLE001 - MidiError expected; anything else is a bug
@@ -672,7 +603,7 @@ def _read_file(job: _FileJob) -> _FileResult:
 def _performances(tune, tokens: Sequence[str], played: _PlayedReader) -> list[bytes]:
     """A parsed tune's expressive renderings as packed event ids (see :func:`_pack`), seeded by
     the rendering seed and the tune's normalised body (the same tune plays the same anywhere)."""
-    from folkrnn.midi import tune_performances
+    from folkrnn.midi import tune_performances  # lazily: numpy (see the imports)
 
     rendering = played.rendering
     digest = hashlib.sha1(f"{rendering.seed}:".encode() + _body_digest(body_of(tokens))).digest()
@@ -788,18 +719,15 @@ def _settings_dict(settings: Any) -> dict:
 def _code_fingerprint(encoding: str, *, played: bool = False) -> dict:
     """The tokenizer's version and a hash of the code that makes the tokens (for a MIDI corpus
     that plays ABC tunes, the ABC reader's code too)."""
-    import folkrnn
-
     package = Path(folkrnn.__file__).parent
     files = []
     if encoding == "abc" or played:
-        abc = importlib.import_module("folkrnn.abc")
-        version = getattr(abc, "TOKENIZER_VERSION", __version__)
+        version = folkrnn.abc.TOKENIZER_VERSION  # read when called: a test raises it
         files = sorted((package / "abc").glob("*.py")) + [package / "music.py"]
     if encoding != "abc":
         version = __version__
         files += [package / "events.py", package / "midi.py"]
-    files.append(package / "corpus.py")
+    files += [package / "corpus.py", package / "tables.py"]  # tables: the collections, dances and instruments
     digest = hashlib.sha1()
     for path in files:
         if path.is_file():
@@ -887,8 +815,6 @@ def _read_files(jobs: list[_FileJob], workers: int) -> list[_FileResult]:
     method = "spawn" if "torch" in sys.modules or sys.platform != "linux" else "fork"
     context = multiprocessing.get_context(method)
     results: list[_FileResult | None] = [None] * len(jobs)
-    from folkrnn.processes import worker_started
-
     # the readers ignore Ctrl-C and die with this process (kill -9, timeout: none is left reading)
     pool = ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=context,
                                initializer=worker_started, initargs=(os.getpid(),))
@@ -1204,12 +1130,10 @@ def rebuild_corpus(recipe: dict, **options) -> Corpus:
     settings = recipe.get("settings")
     if settings is not None:
         if encoding == "midi":
-            from folkrnn.events import EventConfig
+            from folkrnn.events import EventConfig  # lazily: numpy (see the imports)
 
             settings = EventConfig.from_dict(settings)
         else:
-            from folkrnn.abc import Normalisation
-
             settings = Normalisation.from_dict(settings)
     rendering = recipe.get("rendering")
     if rendering:

@@ -387,6 +387,13 @@ def _corpus_for(checkpoint, corpus):
     return _rebuilt(record, lambda: build_corpus(sources or None))
 
 
+def _corpus_hash(corpus) -> str | None:
+    """The content hash of the corpus evaluated on (``Corpus.info["content_hash"]``), or None for a
+    corpus-like object that has none."""
+    info = getattr(corpus, "info", None)
+    return info.get("content_hash") if isinstance(info, dict) else None
+
+
 def _loss_figures(total: float, tokens: int, tunes: int, ngram_nats: float, order: int) -> dict:
     """The report's loss keys: the model's ``total`` nats over ``tokens`` of ``tunes``, next to the n-gram's."""
     ln2, model_nats = math.log(2), total / tokens
@@ -585,7 +592,7 @@ def _evaluate(model, out, config, corpus, progress) -> dict:
         "model_config": checkpoint.model_config,
         "sampler": sampler,
         "n": config.n, "seed": config.seed, "temperature": config.temperature,
-        "corpus_hash": getattr(corpus, "content_hash", None) if hasattr(corpus, "info") else None,
+        "corpus_hash": _corpus_hash(corpus),
         "corpus_note": corpus_note,
         "test_tunes": tunes, "test_tokens": tokens, "test_tunes_skipped": skipped_test,
         **_loss_figures(total, tokens, tunes, ngram_nats, config.ngram_order),
@@ -1003,7 +1010,7 @@ def _evaluate_midi(checkpoint, out: Path, config: EvaluateConfig, corpus, say, *
                    f"{config.seconds:g} s)",
         "n": config.n, "seed": config.seed, "temperature": config.temperature,
         "seconds": config.seconds,
-        "corpus_hash": corpus.info.get("content_hash") if isinstance(getattr(corpus, "info", None), dict) else None,
+        "corpus_hash": _corpus_hash(corpus),
         "corpus_note": corpus_note,
         "test_tunes": scored, "test_tokens": tokens, "test_tunes_skipped": len(corpus.test) - len(known),
         "test_controls_dropped": dropped,

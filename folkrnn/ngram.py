@@ -23,7 +23,6 @@ the default corpus's 1.7M training tokens takes a few seconds and scoring is vec
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -258,8 +257,3 @@ def fit_ngram(train_sequences: Iterable[Sequence[str]], order: int = 5,
         unigram[predicted_ids] = 1.0 / size
     return NgramModel(order=n, vocabulary=tuple(predicted), ids=ids, bits=bits, orders=orders,
                       unigram=unigram)
-
-
-def perplexity(nats_per_token: float) -> float:
-    """``exp`` of a cross-entropy in nats per token."""
-    return math.exp(nats_per_token)

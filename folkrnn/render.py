@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
+import numpy as np
+
 from folkrnn import __version__
 from folkrnn.abc.writer import spell_pitch, tune_to_abc
 from folkrnn.errors import OptionError
@@ -487,8 +489,6 @@ def tune_to_wav(tune: Tune, *, instrument: str = "fiddle", tempo: float | None =
     built-in synthesiser does, with a tone, an envelope (attack, decay, sustain, release), bow or
     breath noise and a vibrato per instrument family (``_TONES``).
     """
-    import numpy as np
-
     notes = tune_to_performance(tune, straight=straight, tempo=tempo, instrument=instrument, seed=seed)
     font = find_soundfont(soundfont)
     if font is not None:
@@ -507,8 +507,6 @@ def _wav_bytes(samples, rate: int) -> bytes:
     import io
     import wave
 
-    import numpy as np
-
     pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as handle:
@@ -525,8 +523,6 @@ def _fluidsynth(tune: Tune, soundfont: str, rate: int, end: float, **performance
     import subprocess
     import tempfile
     import wave
-
-    import numpy as np
 
     with tempfile.TemporaryDirectory(prefix="folkrnn-wav-") as folder:
         midi, wav = Path(folder) / "tune.mid", Path(folder) / "tune.wav"
@@ -557,8 +553,6 @@ def _fluidsynth(tune: Tune, soundfont: str, rate: int, end: float, **performance
 
 def _synthesise(notes, tone: _Tone, rate: int, seed: int):
     """The built-in synthesiser: performed notes -> mono samples (any scale)."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)  # the noise: the same seed, the same file
     end = max((n.end for n in notes), default=0.0) + tone.release + 0.2
     out = np.zeros(int(end * rate) + 1, np.float64)
@@ -596,8 +590,6 @@ def _synthesise(notes, tone: _Tone, rate: int, seed: int):
 
 def _envelope(t, held: float, tone: _Tone):
     """Attack, decay to the sustain level, sustain, then release from the note's end."""
-    import numpy as np
-
     level = np.where(t < tone.attack, t / tone.attack,
                      tone.sustain + (1 - tone.sustain) * np.exp(-(t - tone.attack) / tone.decay))
     at_end = np.interp(held, t, level) if len(t) > 1 else 1.0

@@ -1,5 +1,6 @@
 """The tables several modules share, each defined once: dances, instruments, modes, rhythms, output
-formats and the seed limit.
+formats, paper sizes, the music21 collections a corpus is built from (the default corpus among
+them) and the seed limit.
 
 Everything else reads them from here, the CLI's choices and help texts included, so that two copies
 cannot drift apart (as ``render --instrument`` and ``validate --instrument`` once did). This module
@@ -41,7 +42,8 @@ __all__ = [
     "Dance", "Variant", "DANCES", "ENDINGS_AGAIN", "RHYTHMS", "usual_tonic",
     "Instrument", "INSTRUMENTS", "INSTRUMENT_NAMES", "find_instrument",
     "Mode", "MODES", "MODE_WORDS",
-    "Format", "FORMATS", "find_format", "Paper", "PAPERS",
+    "Format", "FORMATS", "COMPOSE_FORMATS", "GENERATE_FORMATS", "find_format", "Paper", "PAPERS",
+    "Collection", "COLLECTIONS", "DEFAULT_COLLECTIONS", "MUSIC21_TERMS",
     "MAX_SEED",
 ]
 
@@ -292,16 +294,21 @@ class Format:
     name: str  # as --format takes it, and the file suffix without its dot ("mid")
     description: str  # what the file holds, for help texts
     aliases: tuple[str, ...] = ()  # other suffixes written the same way ("midi")
+    media_type: str | None = None  # as a web page downloads it (None: folkrnn serve offers no download)
 
 
 FORMATS: dict[str, Format] = {fmt.name: fmt for fmt in (
-    Format("abc", "ABC notation"),
-    Format("mid", "MIDI, played expressively", ("midi",)),
-    Format("svg", "sheet music"),
-    Format("musicxml", "MusicXML, for notation programs", ("xml",)),
+    Format("abc", "ABC notation", (), "text/vnd.abc; charset=utf-8"),
+    Format("mid", "MIDI, played expressively", ("midi",), "audio/midi"),
+    Format("svg", "sheet music", (), "image/svg+xml"),
+    Format("musicxml", "MusicXML, for notation programs", ("xml",), "application/vnd.recordare.musicxml+xml"),
     Format("wav", "audio"),
     Format("pdf", "sheet music to print; generate: one tunebook, tunes.pdf"),
 )}
+
+# What compose writes unless told otherwise, and generate (its tunebook, and a MIDI file a tune).
+COMPOSE_FORMATS: tuple[str, ...] = ("abc", "mid", "svg", "musicxml")
+GENERATE_FORMATS: tuple[str, ...] = ("abc", "mid")
 
 
 def find_format(name: str) -> str | None:
@@ -330,3 +337,73 @@ PAPERS: dict[str, Paper] = {paper.name: paper for paper in (
     Paper("a4", 210.0, 297.0),
     Paper("letter", 215.9, 279.4),  # 8.5 x 11 inches
 )}
+
+
+# ---------------------------------------------------------------------------------------------
+# The music21 collections a corpus is built from by name (folkrnn.corpus reads them)
+
+
+@dataclass(frozen=True)
+class Collection:
+    """One of music21's shipped ABC collections, with where it comes from and on what terms."""
+
+    name: str  # the folder under music21/corpus/
+    title: str  # what it is, in a few words
+    licence: str  # its own licence note, from its licence file and the tunes' own headers
+    licence_files: tuple[str, ...]  # the licence files the note was read from (relative to music21/)
+    default: bool = False  # in the default corpus (``None`` or ``"default"``)
+
+
+MUSIC21_TERMS = (
+    "music21 corpus terms (music21/corpus/license.txt): distributed with music21 with the "
+    "permission of the encoders, believed out of copyright in the United States or licensed for "
+    "use; some encodings may not be used commercially; use within the licence of each repertory."
+)
+
+# Every collection folkrnn knows by name, the default corpus in its order first (the order decides
+# which of two duplicate tunes is kept). The default corpus is dance music: Essen (mostly German
+# and Chinese songs, and non-commercial only) is there by name, `--source essenFolksong`.
+COLLECTIONS: tuple[Collection, ...] = (
+    Collection(
+        "oneills1850",
+        "O'Neill's Music of Ireland (1903): airs, reels, jigs, hornpipes; ABC by Norbert Paap",
+        "Tunes from a 1903 book (public domain); transcriptions by Norbert Paap and others as "
+        "named in each tune's Z: field.",
+        ("corpus/license.txt",),
+        default=True,
+    ),
+    Collection(
+        "ryansMammoth",
+        "Ryan's Mammoth Collection (1883) / Cole's 1000 Fiddle Tunes, one tune per file",
+        "Tunes from an 1883 book (public domain); transcriptions contributed by Ray Davies, "
+        "John Chambers and others as named in each tune's Z: field.",
+        ("corpus/license.txt",),
+        default=True,
+    ),
+    Collection(
+        "airdsAirs",
+        "Aird's Selection of Scotch, English, Irish and Foreign Airs (1778-1803); ABC by Jack Campin",
+        "Tunes from books printed 1778-1803 (public domain); transcriptions by Jack Campin, 2009 "
+        "(Z: field of every tune).",
+        ("corpus/license.txt",),
+        default=True,
+    ),
+    Collection(
+        "miscFolk",
+        "Miscellaneous: Colonial and Civil War American fife music, Northumbrian Minstrelsy",
+        "Old tunes (public domain); ABC tidied by its encoders as described in each file's "
+        "comments.",
+        ("corpus/license.txt",),
+        default=True,
+    ),
+    Collection(
+        "essenFolksong",
+        "Essen Folksong Collection: European and Chinese folk songs (EsAC), ABC by Seymour Schlien",
+        "Non-commercial only. Legal status unclear (many encoders); encoded under Helmut "
+        "Schaffrath, taken over by Ewa Dahlig-Turek, who permits non-commercial distribution and "
+        "use with music21; ABC encodings by Seymour Schlien, distributed with music21 by his "
+        "permission (music21/corpus/essenFolksong/license.txt).",
+        ("corpus/license.txt", "corpus/essenFolksong/license.txt"),
+    ),
+)
+DEFAULT_COLLECTIONS: tuple[Collection, ...] = tuple(c for c in COLLECTIONS if c.default)

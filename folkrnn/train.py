@@ -47,9 +47,22 @@ from typing import Any, Protocol
 import numpy as np
 
 from folkrnn.abc.features import pad_inputs
-from folkrnn.checkpoint import MODEL_FILE, STATE_FILE, load_training_state, save_model, save_training_state
+from folkrnn.abc.titles import TITLES_FILE, WORDS_FILE, corpus_titles, write_titles
+from folkrnn.checkpoint import (
+    MODEL_FILE,
+    STATE_FILE,
+    check_safetensors,
+    load_model,
+    load_training_state,
+    save_model,
+    save_training_state,
+    update_training_record,
+)
+from folkrnn.corpus import corpus_files, file_hashes, rebuild_corpus, source_keys
 from folkrnn.errors import CorpusError, ModelError, OptionError
+from folkrnn.events import EventConfig, events_to_notes
 from folkrnn.files import write_atomic
+from folkrnn.ngram import fit_ngram
 from folkrnn.schemes import scheme
 from folkrnn.vocab import BOS, EOS, UnknownTokenError, Vocabulary
 
@@ -182,14 +195,7 @@ def corpus_vocabulary(corpus: CorpusLike) -> Vocabulary:
         return own
     if corpus.encoding == "midi":
         settings = dict((corpus.info or {}).get("settings") or {})
-        try:
-            from folkrnn.events import EventConfig
-
-            names = EventConfig.from_dict(settings).names()
-        except ImportError:
-            names = None
-        if names is not None:
-            return Vocabulary.from_event_names(names)
+        return Vocabulary.from_event_names(EventConfig.from_dict(settings).names())
     return Vocabulary.build(list(corpus.train) + list(corpus.valid) + list(corpus.test))
 
 
@@ -324,8 +330,6 @@ def performance_record(tunes: Sequence[np.ndarray], settings: dict) -> dict:
     """What a MIDI corpus's performances hold that its performer keeps to (``folkrnn.perform``): the
     longest note, in seconds, and the lowest and highest pitch. ``tunes``: id arrays of a vocabulary
     of event names (``Vocabulary.from_event_names``: an event's id is its token's)."""
-    from folkrnn.events import EventConfig, events_to_notes
-
     config = EventConfig.from_dict(dict(settings))
     longest, low, high, count = 0.0, 127, 0, 0
     for ids in tunes:
@@ -585,7 +589,7 @@ def _pick_device(torch, name: str, dist_local_rank: int, world: int):
 
 def _model_config(model: Any, vocab_size: int, previous: dict | None, encoding: str = "abc") -> dict:
     """Model hyperparameters: defaults, then a checkpoint's, then the caller's (None = unset)."""
-    from folkrnn.model import ModelConfig
+    from folkrnn.model import ModelConfig  # lazily: folkrnn.model imports torch
 
     if model is None:
         given: dict = {}
@@ -647,8 +651,6 @@ def resumed_run(out: str | os.PathLike) -> dict:
 
     Raises ModelError when there is nothing to resume or the file is not a folkrnn training state.
     """
-    from folkrnn.checkpoint import check_safetensors
-
     path = Path(out) / STATE_FILE
     if not path.exists():
         raise ModelError(f"nothing to resume: {path} does not exist")
@@ -763,8 +765,6 @@ def resume_plan(out: str | os.PathLike, *, train_given: dict | None = None, mode
     if encoding is not None and encoding != was:
         raise conflict("encoding", was, encoding)
     recipe["encoding"] = was
-    from folkrnn.corpus import corpus_files, file_hashes, rebuild_corpus, source_keys
-
     if sources and (record.get("legacy") or not record):
         recipe.update(sources=[os.fspath(item) for item in sources], given=None)
     elif sources:
@@ -816,8 +816,6 @@ def _corpus_record(corpus: CorpusLike, splits: dict[str, list[np.ndarray]], voca
         record["recipe"] = json.loads(json.dumps(recipe, default=str))
     files = getattr(corpus, "files", None)
     if files:
-        from folkrnn.corpus import file_hashes
-
         record["files"] = file_hashes(files)
     return record
 
@@ -912,8 +910,6 @@ def train(corpus: CorpusLike, config: TrainConfig, model: Any = None) -> TrainRe
                            encoding, dist)
         trainer.corpus_record = corpus_record
         if encoding == "abc":  # the titles whose words and order a title the model writes keeps to (folkrnn.abc.titles)
-            from folkrnn.abc.titles import corpus_titles
-
             trainer.titles = corpus_titles(getattr(corpus, "train", None) or [])
         if meta:
             trainer.restore(tensors, meta)
@@ -932,7 +928,7 @@ class _Trainer:
                  splits: dict[str, list[np.ndarray]], info: dict, encoding: str, dist: _Dist) -> None:
         import torch
 
-        from folkrnn.model import LanguageModel, ModelConfig
+        from folkrnn.model import LanguageModel, ModelConfig  # lazily: folkrnn.model imports torch
 
         self.started = time.perf_counter()
         self.torch = torch
@@ -1019,8 +1015,6 @@ class _Trainer:
         save_model(self.out, self.weights(), self.model_config.to_dict(), self.vocabulary, self.encoding,
                    self.encoding_params, self.record(**extra), dtype=self.config.weights_dtype)
         if self.encoding == "abc":  # its titles beside it, or none (a folder used afresh); no older word file
-            from folkrnn.abc.titles import TITLES_FILE, WORDS_FILE, write_titles
-
             if self.titles:
                 write_titles(self.out, self.titles)
             else:
@@ -1244,8 +1238,6 @@ class _Trainer:
         """The card's baseline: an interpolated Kneser-Ney ``order``-gram fitted to the same
         training split and tokens, scored on the test split (``ngram_test_loss_nats``), next to
         the model's own ``test_loss_nats``."""
-        from folkrnn.ngram import fit_ngram
-
         if not self.splits["test"] or not self.splits["train"]:
             return {}
         decode = self.vocabulary.decode
@@ -1256,8 +1248,6 @@ class _Trainer:
 
     def finish(self, stopped: str) -> TrainResult:
         """Leave the best model in ``out`` with its losses on every split in its record."""
-        from folkrnn.checkpoint import load_model, update_training_record
-
         dist = self.dist
         if self.is_writer and not (self.out / MODEL_FILE).exists():
             self.save_model()

@@ -1,6 +1,7 @@
 """Shared test data and helpers: the Kesh jig (the tune several test files play, render and
 transcribe); one tiny ABC model, trained once per test session for the sampling, composing and
-evaluating tests; an engine of random logits; and abc2midi's verdict on a tunebook.
+evaluating tests; an engine of random logits, with an ABC vocabulary (``VOCABULARY``) and a
+performer of MIDI events (``random_performer``) to run it; and abc2midi's verdict on a tunebook.
 
 Test files import ``KESH`` where they need it at collection time (``parametrize``); a test that
 only needs it at run time can take the ``kesh`` fixture.
@@ -17,6 +18,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from folkrnn.vocab import Vocabulary
+
 KESH = """X:1
 T:The Kesh
 R:jig
@@ -25,6 +28,19 @@ L:1/8
 K:G
 |:GAG GAB|ABA ABd|edd gdd|edB dBA|GAG GAB|ABA ABd|edd gdB|1 AGF G3:|2 AGF G2||
 """
+
+# An ABC vocabulary like the default corpus's (title characters, headers and the body tokens), for the
+# sampling tests that run on random logits (RandomEngine); ABC_BODY[:31] are its notes.
+ABC_BODY = ["C,", "D,", "E,", "F,", "G,", "A,", "B,", "C", "D", "E", "F", "G", "A", "B", "c", "d", "e",
+            "f", "g", "a", "b", "c'", "d'", "e'", "^F", "^c", "_B", "=B", "^G", "_e", "=f",
+            "2", "3", "4", "5", "6", "8", "12", "/2", "/4", "3/2", "3/4", "/8", "7/4",
+            "|", "||", "|:", ":|", "[1", "[2", "[", "]", "{", "}", "-", ">", "<", ">>", "<<", "(3", "(2",
+            "(4", "(5", "(6", "(9", "(3:2:3", "z", "x", "[K:Gmaj]", "[K:Cmin]"]
+_ABC_HEADERS = ["R:reel", "R:jig", "R:hornpipe", "R:waltz", "R:song", "R:other", "M:2/4", "M:3/4",
+                "M:4/4", "M:6/8", "M:9/8", "M:2/2", "M:3/2", "M:5/8", "M:12/8", "M:none",
+                "K:Cmaj", "K:Cmin", "K:Cdor", "K:Cmix"]
+_ABC_TITLE = list("TheKsJigRlofHumursBaycn ") + ["\u2581", "'", "%"]
+VOCABULARY = Vocabulary.build([ABC_BODY + _ABC_HEADERS + _ABC_TITLE])
 
 # O'Neill's jigs, reels, hornpipes and airs (music21's corpus): (file, how many of its tunes)
 _TINY_SOURCES = (("0721-0730.abc", 10), ("1176-1275.abc", 40), ("1556-1624.abc", 20),
@@ -102,6 +118,21 @@ class RandomEngine:
                             for h, i in zip(state[0][0, :, 0], ids)], np.int64)
         logits = np.stack([np.random.default_rng(h).normal(0, self.scale, self.size) for h in history])
         return logits.astype(np.float32), (history.reshape(1, -1, 1), state[1])
+
+
+
+def random_performer(scale: float = 3.0, salt: int = 0):
+    """A performer of random logits every step (history-hashed, so batching changes nothing): the
+    harshest test of the MIDI-event guards."""
+    from pathlib import Path
+
+    from folkrnn.events import EventConfig
+    from folkrnn.perform import Performer
+
+    config = EventConfig()
+    vocabulary = Vocabulary.from_event_names(config.names())
+    return Performer(path=Path("random"), label="random", engine=RandomEngine(len(vocabulary), scale, salt),
+                     vocabulary=vocabulary, events=config)
 
 
 def abc2midi_problems(texts: list[str], tmp_path) -> list[str]:

@@ -253,7 +253,7 @@ def test_cache_hit_and_rebuild_on_change(library, monkeypatch):
     assert not untitled.from_cache and all(_title(t) == "" for t in _all(untitled))
 
     # the tokenizer's version changes: rebuilt
-    monkeypatch.setattr(folkrnn.abc, "TOKENIZER_VERSION", 10 ** 6, raising=False)
+    monkeypatch.setattr(folkrnn.abc, "TOKENIZER_VERSION", 10 ** 6)
     assert not _build(library).from_cache
     assert _build(library).from_cache
     monkeypatch.undo()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import abc2midi_problems
+from conftest import VOCABULARY, RandomEngine, abc2midi_problems
 from folkrnn.abc.grammar import Form, parse_form
 from folkrnn.abc.tokens import detokenize
 from folkrnn.errors import OptionError
@@ -163,6 +163,32 @@ def test_the_lookback_bonus_favours_music_never_structure(shipped):
     assert not table[0] and table[1 + note] and not table[1 + vocabulary.eos_id]
 
 
+def test_the_lookback_bonus_leaves_the_cadence_and_long_parts_to_the_model(shipped):
+    # in the last bar of an 8-bar phrase (the bar feature 8 or 16) two bars ago is not favoured, the
+    # part before still is; past a part's 16th bar (the feature's 17) nothing is
+    import numpy as np
+
+    from folkrnn.sample import _lookback, copyable
+
+    engine, vocabulary = shipped
+    table = copyable(vocabulary.tokens)
+    c, d = vocabulary.id("c"), vocabulary.id("d")
+
+    class Offering:  # a row in bar ``bar`` (the feature: 1 + full bars so far) offering c and d
+        tracker = object()
+
+        def __init__(self, bar):
+            self.feature = (0, bar, 1, 0, 1 + c, 1 + d, 0)
+
+    bars = [1, 4, 7, 8, 9, 15, 16, 17]
+    favoured = _lookback(np.zeros((len(bars), len(vocabulary)), np.float32), [Offering(b) for b in bars], 2.0,
+                         table)
+    back2 = dict(zip(bars, favoured[:, c].tolist()))
+    backpart = dict(zip(bars, favoured[:, d].tolist()))
+    assert back2 == {1: 2.0, 4: 2.0, 7: 2.0, 8: 0.0, 9: 2.0, 15: 2.0, 16: 0.0, 17: 0.0}
+    assert backpart == {1: 2.0, 4: 2.0, 7: 2.0, 8: 2.0, 9: 2.0, 15: 2.0, 16: 2.0, 17: 0.0}
+
+
 def test_endings_begin_only_at_the_bar_before_a_parts_last():
     from folkrnn.abc.grammar import AbcGrammar
 
@@ -185,13 +211,12 @@ def _first_parts_with_endings(results) -> tuple[int, int]:
     return sum(part.has_endings for part in firsts), len(firsts)
 
 
+@pytest.mark.slow
 def test_a_form_closes_parts_with_endings_as_often_as_the_dance_does(tmp_path):
     """The model alone all but never writes first and second endings (random logits: rarely); held to
     a form, a reel's first part takes them as often as the corpus's reels (Dance.endings, 11%), the
     draw made from the tune's seed (the same tunes again), and the tunes stay whole for abc2midi."""
-    from conftest import RandomEngine
     from folkrnn.sample import SampleConfig
-    from test_sample import VOCABULARY
 
     engine, seeds = RandomEngine(len(VOCABULARY), 3.0, 7), list(range(300))
     conditions = Conditions(rhythm="reel", form="AABB")
@@ -209,12 +234,11 @@ def test_a_form_closes_parts_with_endings_as_often_as_the_dance_does(tmp_path):
     assert abc2midi_problems(texts, tmp_path) == []
 
 
+@pytest.mark.slow
 def test_the_first_rest_penalty_leaves_rests_to_the_tunes_that_rest():
     """SampleConfig.first_rest: taken from a rest's logit until the tune has one, so fewer tunes rest
     at all, while those that do rest as freely as before (the penalty is gone after the first)."""
-    from conftest import RandomEngine
     from folkrnn.sample import AbcConstraint, SampleConfig, _first_rest, _plan
-    from test_sample import VOCABULARY
 
     engine, seeds = RandomEngine(len(VOCABULARY), 3.0, 11), list(range(150))
     conditions = Conditions(rhythm="reel", form="AABB")

@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import RandomEngine
+from conftest import random_performer
 from folkrnn.cli import app
 from folkrnn.errors import MidiError, ModelError, OptionError
 from folkrnn.events import EventConfig, events_to_notes, names_to_ids
 from folkrnn.perform import PerformConfig, Performer, load_performer, perform, prime_events, sample_performances
-from folkrnn.vocab import Vocabulary
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,15 +47,6 @@ def midi_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def performer(midi_model) -> Performer:
     return load_performer(midi_model)
-
-
-def random_performer(scale: float = 3.0, salt: int = 0) -> Performer:
-    """Random logits every step (history-hashed, so batching changes nothing): the harshest test
-    of the guards."""
-    config = EventConfig()
-    vocabulary = Vocabulary.from_event_names(config.names())
-    return Performer(path=Path("random"), label="random", engine=RandomEngine(len(vocabulary), scale, salt),
-                     vocabulary=vocabulary, events=config)
 
 
 def check_guards(events: list[int], config: EventConfig) -> None:

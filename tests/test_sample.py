@@ -9,7 +9,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from conftest import RandomEngine, abc2midi_problems  # abc2midi_problems: test_form_grammar imports it here
+from conftest import ABC_BODY, VOCABULARY, RandomEngine, abc2midi_problems
 from folkrnn.abc import detokenize, parse
 from folkrnn.abc.grammar import parse_form
 from folkrnn.errors import OptionError
@@ -24,19 +24,6 @@ from folkrnn.sample import (
     uniforms,
 )
 from folkrnn.validate import validate_tune
-from folkrnn.vocab import Vocabulary
-
-# A vocabulary like the default corpus's: title characters, headers, and the body tokens.
-_BODY = ["C,", "D,", "E,", "F,", "G,", "A,", "B,", "C", "D", "E", "F", "G", "A", "B", "c", "d", "e",
-         "f", "g", "a", "b", "c'", "d'", "e'", "^F", "^c", "_B", "=B", "^G", "_e", "=f",
-         "2", "3", "4", "5", "6", "8", "12", "/2", "/4", "3/2", "3/4", "/8", "7/4",
-         "|", "||", "|:", ":|", "[1", "[2", "[", "]", "{", "}", "-", ">", "<", ">>", "<<", "(3", "(2",
-         "(4", "(5", "(6", "(9", "(3:2:3", "z", "x", "[K:Gmaj]", "[K:Cmin]"]
-_HEADERS = ["R:reel", "R:jig", "R:hornpipe", "R:waltz", "R:song", "R:other", "M:2/4", "M:3/4",
-            "M:4/4", "M:6/8", "M:9/8", "M:2/2", "M:3/2", "M:5/8", "M:12/8", "M:none",
-            "K:Cmaj", "K:Cmin", "K:Cdor", "K:Cmix"]
-_TITLE = list("TheKsJigRlofHumursBaycn ") + ["\u2581", "'", "%"]
-VOCABULARY = Vocabulary.build([_BODY + _HEADERS + _TITLE])
 
 
 def bar_lengths_full(text: str) -> bool:
@@ -229,7 +216,7 @@ def test_ties_keep_their_pitch():
     sid = walk(g, HEAD + ["c", "2", "-"])
     masks = g.masks([sid])
     g.restrict_ties(masks, [sid], [ids])
-    notes = {VOCABULARY.token(i) for i in np.flatnonzero(masks[0])} & set(_BODY[:31])
+    notes = {VOCABULARY.token(i) for i in np.flatnonzero(masks[0])} & set(ABC_BODY[:31])
     assert notes == {"c"}
 
 
@@ -475,6 +462,7 @@ def test_a_top_p_cut_rounding_could_move_is_fragile_only_where_the_draw_would_ch
     assert not choose_tokens(many, every, config, seeds, steps)[2].any()  # no noise: nothing is fragile
 
 
+@pytest.mark.slow
 def test_random_logits_seldom_meet_a_dead_end():
     # the grammar refuses a token whose state could not end its bar, part or tune; a dead end (a state
     # with no token allowed) costs the tune its attempt. Random logits try the rarest corners: a tuplet

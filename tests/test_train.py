@@ -265,6 +265,7 @@ def _cause(stderr: str) -> str:
     return " | ".join(lines[:30]) + " ... " + stderr[-1500:]
 
 
+@pytest.mark.slow
 def test_two_ddp_processes_match_one_at_the_same_global_batch(tmp_path):
     corpus = tiny_corpus(tunes=30)  # 30 tunes, batch 8: the last batch (6 rows) splits 3 + 3
     settings = dict(epochs=2, batch_size=8, eval_interval=2)

@@ -26,7 +26,7 @@ from folkrnn.music import Key, Meter, parse_meter
 
 __all__ = ["Header", "Lexed", "Record", "lex", "cache_by_record", "shared_record", "SPACE",
            "parse_key_cached", "parse_meter_cached", "parse_unit_cached", "parse_key", "parse_unit", "default_unit",
-           "bar_kind",
+           "bar_kind", "KEY_MODE_WORDS",
            "NOTE", "REST", "MREST", "BAR", "ENDING", "BROKEN", "TUPLET", "CHORD_START",
            "CHORD_END", "GRACE_START", "GRACE_END", "TIE", "FIELD", "DECO", "ANNOT", "SLUR",
            "OVERLAY"]
@@ -131,7 +131,8 @@ _NOTE_GROUPS = tuple(_BODY.groupindex[name] for name in ("acc", "letter", "oct",
 # A body line that is really a field: `K:G`, `w: la la`, but not the notes `G:|`.
 _FIELD_LINE = re.compile(r"^([A-Za-z+]):(.*)$")
 
-_MODE_WORDS = {
+# How K: spells a mode (its first three letters, or none, or "m") -> its code.
+KEY_MODE_WORDS = {
     "": "maj", "m": "min", "maj": "maj", "ion": "maj", "min": "min", "aeo": "min",
     "dor": "dor", "phr": "phr", "lyd": "lyd", "mix": "mix", "loc": "loc",
 }
@@ -239,7 +240,7 @@ def parse_key(text: str) -> tuple[Key, bool]:
         mode_key = "m"
     if mode_key in ("exp",):
         mode_key, rest = "", "exp " + rest
-    elif mode_key not in _MODE_WORDS:
+    elif mode_key not in KEY_MODE_WORDS:
         # a clef name or other word after the tonic: `K:G treble`
         if mode_word.lower() in ("treble", "bass", "alto", "tenor", "clef", "perc", "none"):
             mode_key = ""
@@ -247,7 +248,7 @@ def parse_key(text: str) -> tuple[Key, bool]:
             hint = "; a flat is b, as in Eb" if mode_word.lower() in ("s", "es", "is") else ""
             raise ValueError(f"K:{text.strip()} has an unknown mode {mode_word!r} (modes: maj, "
                              f"min, m, dor, phr, lyd, mix, loc{hint})")
-    mode = _MODE_WORDS[mode_key]
+    mode = KEY_MODE_WORDS[mode_key]
     key = Key(tonic, mode)
     explicit = _KEY_ACC.findall(rest)
     if explicit:

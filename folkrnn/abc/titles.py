@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from folkrnn.errors import ModelError
+from folkrnn.files import write_atomic
 
 __all__ = ["TITLES_FILE", "WORDS_FILE", "MAX_WORDS_BYTES", "title_text", "corpus_title_words", "corpus_titles",
            "words_of_titles", "format_words", "read_words", "write_words", "read_titles", "write_titles",
@@ -107,8 +108,6 @@ def format_words(words: Iterable[str]) -> str:
 
 
 def _write(folder: str | os.PathLike, name: str, lines: Iterable[str]) -> Path:
-    from folkrnn.files import write_atomic
-
     path = Path(folder) / name
     write_atomic(path, format_words(lines).encode("utf-8"), error=ModelError)
     return path

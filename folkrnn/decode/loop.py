@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from folkrnn.decode import workers as pool
+import folkrnn.decode.workers as pool
 from folkrnn.decode.choice import choose_tokens, one_blas_thread, rounding_noise
 from folkrnn.infer import select_state
 

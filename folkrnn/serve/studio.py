@@ -24,16 +24,12 @@ from folkrnn.decode.shared import Request, SharedLoop
 from folkrnn.errors import FolkError
 from folkrnn.sample import Conditions, check_request
 from folkrnn.serve.fields import FieldError, canonical_query, field_of, parse_query
+from folkrnn.tables import FORMATS
 
 __all__ = ["Studio", "Watch", "Draft", "DOWNLOADS"]
 
-# the files a tune downloads as: suffix -> media type
-DOWNLOADS = {
-    "abc": "text/vnd.abc; charset=utf-8",
-    "mid": "audio/midi",
-    "musicxml": "application/vnd.recordare.musicxml+xml",
-    "svg": "image/svg+xml",
-}
+# the files a tune downloads as: suffix -> media type (folkrnn.tables.FORMATS)
+DOWNLOADS = {name: fmt.media_type for name, fmt in FORMATS.items() if fmt.media_type}
 
 
 class Watch:

@@ -61,6 +61,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.schema import CreateIndex
 
+from folkrnn import tables
 from folkrnn.errors import FolkError, OptionError
 
 __all__ = ["Tunebook", "TunebookError", "DEFAULT_PATH", "MAX_LIMIT", "MAX_SEED"]
@@ -71,8 +72,8 @@ DEFAULT_PATH = "tunebook.sqlite"
 MAX_LIMIT = 200
 #: The largest offset a search takes.
 MAX_OFFSET = 2**31 - 1
-#: Seeds run from 0 to 2^63 - 1: a signed 64-bit BIGINT holds them all.
-MAX_SEED = 2**63 - 1
+#: Seeds run from 0 to 2^63 - 1 (:data:`folkrnn.tables.MAX_SEED`): a signed 64-bit BIGINT holds them all.
+MAX_SEED = tables.MAX_SEED
 #: The largest id (the id column is a 32-bit INTEGER on PostgreSQL).
 _MAX_ID = 2**31 - 1
 #: How long a SQLite writer waits for another process's lock before giving up, in milliseconds.
