@@ -69,7 +69,7 @@ from folkrnn.tables import DANCES
 __all__ = [
     "Part", "Form", "form_of", "form_statistics", "form_features", "FEATURE_NAMES", "STATISTICS",
     "two_sample_accuracy", "in_form", "in_dance_form", "parts", "repeated_bar_share", "half_bar_share",
-    "rest_inside", "range_semitones", "ends_on_tonic", "regular_part", "PART_BARS",
+    "rest_inside", "range_semitones", "ends_on_tonic", "regular_part", "PART_BARS", "RareTokens",
 ]
 
 PART_BARS = 8  # the usual part: 8 bars, played twice (16 bars when written out unrepeated)
@@ -732,3 +732,42 @@ def two_sample_accuracy(features_a, features_b, folds: int = 5, seed: int = 0, l
         predicted = (design[test] @ w) > 0
         right += int((predicted == (y[test] == 1)).sum())
     return right / len(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens a corpus seldom writes
+
+
+class RareTokens:
+    """How often tunes use a body token that a corpus seldom writes: a double sharp, a quintuplet,
+    a sixteenth of a sixteenth. Sampling at temperature 1 from the whole distribution draws such
+    tokens far more often than real tunes hold them, and a musician sees each one at once.
+
+    ``corpus``: token lists (normalised, as the model reads them); a token is rare when it is less
+    than ``threshold`` of the corpus's body tokens (those after ``K:``), or not in it at all.
+    """
+
+    def __init__(self, corpus: Iterable[Sequence[str]], threshold: float = 1e-4) -> None:
+        counts: Counter[str] = Counter()
+        for tokens in corpus:
+            counts.update(_body_tokens(tokens))
+        total = sum(counts.values())
+        self.threshold = threshold
+        self._common = frozenset(token for token, n in counts.items() if n >= threshold * total)
+
+    def rare(self, tokens: Sequence[str]) -> list[str]:
+        """The rare body tokens of one tune, in order."""
+        return [token for token in _body_tokens(tokens) if token not in self._common]
+
+    def share(self, tunes: Iterable[Sequence[str]]) -> float:
+        """The share of ``tunes`` (token lists) with at least one rare body token (0 for none)."""
+        flags = [bool(self.rare(tokens)) for tokens in tunes]
+        return sum(flags) / len(flags) if flags else 0.0
+
+
+def _body_tokens(tokens: Sequence[str]) -> Sequence[str]:
+    """The tokens after the ``K:`` token (none when there is none)."""
+    for index, token in enumerate(tokens):
+        if token.startswith("K:"):
+            return tokens[index + 1:]
+    return ()
