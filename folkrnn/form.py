@@ -62,7 +62,7 @@ import numpy as np
 
 from folkrnn.abc import parse
 from folkrnn.abc.lexer import parse_key_cached
-from folkrnn.abc.tokens import map_rhythm
+from folkrnn.abc.tokens import body_of, map_rhythm
 from folkrnn.music import FAST_FRACTIONS, TICKS, Tune, count_bars, parse_meter
 from folkrnn.tables import DANCES
 
@@ -744,30 +744,23 @@ class RareTokens:
     tokens far more often than real tunes hold them, and a musician sees each one at once.
 
     ``corpus``: token lists (normalised, as the model reads them); a token is rare when it is less
-    than ``threshold`` of the corpus's body tokens (those after ``K:``), or not in it at all.
+    than ``threshold`` of the corpus's body tokens (:func:`folkrnn.abc.tokens.body_of`: after ``K:``,
+    without ``</s>``), or not in it at all.
     """
 
     def __init__(self, corpus: Iterable[Sequence[str]], threshold: float = 1e-4) -> None:
         counts: Counter[str] = Counter()
         for tokens in corpus:
-            counts.update(_body_tokens(tokens))
+            counts.update(body_of(tokens))
         total = sum(counts.values())
         self.threshold = threshold
         self._common = frozenset(token for token, n in counts.items() if n >= threshold * total)
 
     def rare(self, tokens: Sequence[str]) -> list[str]:
         """The rare body tokens of one tune, in order."""
-        return [token for token in _body_tokens(tokens) if token not in self._common]
+        return [token for token in body_of(tokens) if token not in self._common]
 
     def share(self, tunes: Iterable[Sequence[str]]) -> float:
         """The share of ``tunes`` (token lists) with at least one rare body token (0 for none)."""
         flags = [bool(self.rare(tokens)) for tokens in tunes]
         return sum(flags) / len(flags) if flags else 0.0
-
-
-def _body_tokens(tokens: Sequence[str]) -> Sequence[str]:
-    """The tokens after the ``K:`` token (none when there is none)."""
-    for index, token in enumerate(tokens):
-        if token.startswith("K:"):
-            return tokens[index + 1:]
-    return ()

@@ -120,7 +120,6 @@ class RandomEngine:
         return logits.astype(np.float32), (history.reshape(1, -1, 1), state[1])
 
 
-
 def random_performer(scale: float = 3.0, salt: int = 0):
     """A performer of random logits every step (history-hashed, so batching changes nothing): the
     harshest test of the MIDI-event guards."""

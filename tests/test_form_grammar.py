@@ -166,8 +166,6 @@ def test_the_lookback_bonus_favours_music_never_structure(shipped):
 def test_the_lookback_bonus_leaves_the_cadence_and_long_parts_to_the_model(shipped):
     # in the last bar of an 8-bar phrase (the bar feature 8 or 16) two bars ago is not favoured, the
     # part before still is; past a part's 16th bar (the feature's 17) nothing is
-    import numpy as np
-
     from folkrnn.sample import _lookback, copyable
 
     engine, vocabulary = shipped
