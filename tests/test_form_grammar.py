@@ -187,6 +187,33 @@ def test_the_lookback_bonus_leaves_the_cadence_and_long_parts_to_the_model(shipp
     assert backpart == {1: 2.0, 4: 2.0, 7: 2.0, 8: 2.0, 9: 2.0, 15: 2.0, 16: 2.0, 17: 0.0}
 
 
+@pytest.mark.parametrize("pickup", [True, False])
+def test_asked_to_end_inside_a_first_ending_the_bar_closes_with_a_repeat(pickup):
+    # the length guard's request to end forbids a plain bar line inside ending 1, so the bar must be
+    # one :| may close: the bar completing the pickup when the repeat began with it, else a full bar
+    # (a free tune of 940 tokens, seed 26, filled the bar and met a dead end)
+    from folkrnn.abc.grammar import AbcGrammar
+
+    tokens = ["<s>", "</s>", "R:reel", "M:4/4", "L:1/8", "K:Cmaj", "C", "2", "4", "8", "|", ":|", "|:", "[1", "[2"]
+    grammar = AbcGrammar(tokens)
+    sid = grammar.start
+    body = (["C", "4", "|"] if pickup else ["|:"]) + ["C", "8", "|"] * 2 + ["[1"]
+    for token in ["R:reel", "M:4/4", "L:1/8", "K:Cmaj"] + body:
+        sid = grammar.next(sid, tokens.index(token))
+        assert sid >= 0, token
+    note = grammar.next(grammar.closing(sid), tokens.index("C"))
+    if pickup:
+        assert grammar.next(note, tokens.index("8")) == -1  # a full bar: neither | nor :| could close it
+    closes = "4" if pickup else "8"
+    after = grammar.next(note, tokens.index(closes))
+    assert [tokens[i] for i in np.flatnonzero(grammar.mask(after))] == [":|"]
+    if pickup:  # asked too late, past the pickup's complement, nothing could follow: the sampler
+        # then goes on unasked (AbcConstraint.advance), and a plain bar line takes it to the next bar
+        late = grammar.next(grammar.next(sid, tokens.index("C")), tokens.index("8"))
+        assert late >= 0 and not grammar.mask(grammar.closing(late)).any()
+        assert grammar.mask(late)[tokens.index("|")]
+
+
 def test_endings_begin_only_at_the_bar_before_a_parts_last():
     from folkrnn.abc.grammar import AbcGrammar
 

@@ -996,6 +996,12 @@ class AbcGrammar:
             return not self.short_pickups or usual_pickup(pos, s.bar) or self._reachable(s.bar - pos)
         if s.need_pickup:
             return self._reachable(s.pickup - pos)
+        if s.closing and s.ending == 1:
+            # asked to end inside a first ending: only :| may close this bar (_bar), on a full bar,
+            # or on the bar completing the pickup when the repeat began with it
+            if s.rep_pickup:
+                return bool(s.pickup) and self._reachable(complement(s.pickup, s.bar) - pos)
+            return self._reachable(s.bar - pos)
         if s.form >= 0 and s.pickup and not s.rep_pickup and s.repeat == 1:
             # a repeat is open, so the part closes with :| on the bar completing the pickup (a form
             # closes each part so), and that needs the repeat to have begun with the pickup: one
