@@ -656,11 +656,7 @@ class AbcConstraint(Constraint):
         if length >= self._closing:
             if length >= self._longest:
                 return f"no end after {self._longest} tokens (the length guard)"
-            closing = grammar.closing(row.sid)
-            # where the request to end would leave no token (it came too late in a bar of a first
-            # ending to close it), the row goes on as it was and is asked again at its next token
-            if grammar.mask(closing).any():
-                row.sid = closing
+            row.sid = grammar.closing(row.sid)
         return ""
 
     def fork(self, row: _Row) -> _Row:

@@ -134,15 +134,19 @@ def random_performer(scale: float = 3.0, salt: int = 0):
                      vocabulary=vocabulary, events=config)
 
 
-def abc2midi_problems(texts: list[str], tmp_path) -> list[str]:
-    """abc2midi -c's bar-length and repeat warnings over a tunebook (hornpipe meter notes aside);
-    skips the test where abc2midi is not installed."""
+def abc2midi_messages(texts: list[str], tmp_path) -> list[str]:
+    """What abc2midi -c prints over a tunebook of ``texts``, a line each; skips the test where
+    abc2midi is not installed."""
     if shutil.which("abc2midi") is None:
         pytest.skip("abc2midi is not installed")
     book = tmp_path / "book.abc"
     book.write_text("\n".join(texts))
-    out = subprocess.run(["abc2midi", str(book), "-c"], capture_output=True, text=True, timeout=60).stdout
-    return [line for line in out.splitlines()
+    return subprocess.run(["abc2midi", str(book), "-c"], capture_output=True, text=True, timeout=60).stdout.splitlines()
+
+
+def abc2midi_problems(texts: list[str], tmp_path) -> list[str]:
+    """abc2midi -c's bar-length and repeat warnings over a tunebook (hornpipe meter notes aside)."""
+    return [line for line in abc2midi_messages(texts, tmp_path)
             if ("Warning" in line or "Error" in line) and ("time units" in line or "repeat" in line.lower()
                                                            or "|:" in line or "ending" in line.lower())]
 

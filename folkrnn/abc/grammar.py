@@ -507,11 +507,15 @@ class AbcGrammar:
         return nxt
 
     def closing(self, sid: int) -> int:
-        """The same state with the length guard's request to end."""
+        """The same state with the length guard's request to end; ``sid`` itself where the request
+        would leave no token (it came too late in a bar of a first ending for ``:|`` to close it:
+        a plain bar line takes the tune on to the next bar, where it is asked again)."""
         out = self._closing.get(sid)
         if out is None:
             state = self._states[sid]
             out = sid if state.closing or state.phase == _DONE else self._intern(_set(state, closing=True))
+            if out != sid and not self.mask(out).any():
+                out = sid
             self._closing[sid] = out
         return out
 
