@@ -7,7 +7,7 @@ NumPy engine (torch is never imported), check every tune with :mod:`folkrnn.vali
 every file atomically.
 
 **Titles and dances.** The model reads the title (as folk-rnn v1 did), so the title shapes the
-tune; a title that ends with the name of a dance ("The Kesh Jig", "... Slip Jig", "... Hornpipe")
+tune; a title that names a dance ("The Kesh Jig", "... Slip Jig", "The Reel of Tulloch")
 also fixes R: to that rhythm when the model knows it and ``rhythm`` is not given
 (:func:`rhythm_of_title`). The dance, given as ``rhythm`` or named by the title, fixes M: to one of
 the meters it is written in (:data:`folkrnn.tables.DANCES`; the model chooses among them) when
@@ -57,7 +57,7 @@ from folkrnn import __version__, tables
 from folkrnn.abc import Normalisation, detokenize, parse, tokenize
 from folkrnn.abc.grammar import parse_form
 from folkrnn.abc.lexer import parse_key
-from folkrnn.abc.tokens import NOTE_TOKEN, Transposer, shift_to_c, title_rhythm
+from folkrnn.abc.tokens import NOTE_TOKEN, Transposer, named_dance, shift_to_c
 from folkrnn.checkpoint import MODEL_FILE, load_model, shipped_model
 from folkrnn.errors import AbcError, FolkError, ModelError, OptionError
 from folkrnn.files import EXISTS, exists, folder_lock, prepare_folder, publish, write_atomic
@@ -668,10 +668,9 @@ def conditions_of(options: ComposeOptions, composer: Composer) -> tuple[Conditio
 
 
 def dance_of_title(title: str) -> str | None:
-    """The dance a title ends with: "The Kesh Jig" -> "jig", "... Slip Jig" -> "slipjig",
-    "The Kerry Polka" -> "polka"; None when its last words name none (the tokenizer's
-    :func:`folkrnn.abc.tokens.title_rhythm`, which gives tunes with no R: their rhythm)."""
-    rhythm = title_rhythm(title)
+    """The dance a title names (:func:`folkrnn.abc.tokens.named_dance`): "The Kesh Jig" -> "jig",
+    "... Slip Jig" -> "slipjig", "The Reel of Tulloch" -> "reel"; None when it names none."""
+    rhythm = named_dance(title)
     return None if rhythm == "other" else rhythm
 
 

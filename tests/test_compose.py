@@ -180,8 +180,9 @@ def test_a_dance_in_the_title_sets_its_rhythm_and_meter_unless_told_otherwise(mo
     from folkrnn.compose import DANCE_METERS, dance_of_title, meters_of_title
 
     assert [dance_of_title(t) for t in ("The Kesh Jig", "Drops of Brandy Slip Jig", "Kerry Polka",
-                                         "The Blue Waltz", "Jig of Slurs", "The Humours")] == \
-        ["jig", "slipjig", "polka", "waltz", None, None]
+                                         "The Blue Waltz", "The Jig of Slurs", "Slip Jig of Ballyhoura",
+                                         "Quick Step 25th Regt", "The Humours")] == \
+        ["jig", "slipjig", "polka", "waltz", "jig", "slipjig", "march", None]
     vocabulary = load_composer(model).vocabulary
     for seed in range(4):
         jig = compose(ComposeOptions(seed=seed, model=model, title="The Kesh Jig"), write=False)

@@ -60,17 +60,31 @@ def pieces(title: str) -> list[str]:
     return [word for word in title.split() if any(char.isalnum() for char in word)]
 
 
-def in_order(title: str, titles) -> bool:
+def in_order(title: str, titles, order: int = 1, joins: int = 0) -> bool:
     """Whether a title's words come in an order the corpus ``titles`` allow: a first word that begins
     one (capitalised), each next one that follows the word before it in one (that one case-folded),
-    a last word that ends one."""
+    a last word that ends one; with ``order`` 2, also its last two words (or its only one) those
+    that end one, and each next word one that follows the two before it in one (the second word:
+    after the first at a title's start), but for at most ``joins`` of them."""
     sequences = [words for words in map(pieces, titles) if words]
     words = pieces(title)
-    return not words or (
+    ordered = not words or (
         words[0] in {s[0][0].upper() + s[0][1:] for s in sequences}
         and words[-1].lower() in {s[-1].lower() for s in sequences}
         and all((a.lower(), b) in {(x.lower(), y) for s in sequences for x, y in zip(s, s[1:])}
                 for a, b in zip(words, words[1:])))
+    if order == 1 or not ordered or not words:
+        return ordered
+
+    def fold(run):
+        return tuple(word.lower() for word in run)
+
+    marked = [("",) + tuple(s) for s in sequences]  # "" the title's start
+    follows = {(fold(s[k - 2:k]), s[k]) for s in marked for k in range(2, len(s))}
+    ends = {fold(s[-2:]) for s in marked}
+    title_words = ("",) + tuple(words)
+    steps = sum((fold(title_words[k - 2:k]), title_words[k]) not in follows for k in range(2, len(title_words)))
+    return fold(title_words[-2:]) in ends and steps <= joins
 
 
 def copies(title: str, titles) -> bool:
@@ -160,7 +174,7 @@ def test_corpus_titles_are_the_distinct_titles_with_a_word():
 
 
 def test_a_title_begins_goes_on_and_ends_as_corpus_titles_do():
-    trie = TitleTrie((), TOKENS, ROADS)
+    trie = TitleTrie((), TOKENS, ROADS, order=1)
     assert len(trie) == 19  # the words as written ("the" and "The" two), not "-"
     assert allowed(trie, "") == {"T", "O", "R", "U"}  # first words, capitalised ("up" -> "Up"), not "'Twas"
     assert allowed(trie, "The") == {SPACE}  # no title ends with "the"
@@ -179,14 +193,14 @@ def test_a_title_begins_goes_on_and_ends_as_corpus_titles_do():
 
 def test_a_word_does_not_follow_itself():
     """"Row dow dow" must not teach the chain dow -> dow: that step writes "dow" until the title is full."""
-    trie = TitleTrie((), TOKENS, ["Row dow dow", "Row the Boat", "Boat of the Reel"])
+    trie = TitleTrie((), TOKENS, ["Row dow dow", "Row the Boat", "Boat of the Reel"], order=1)
     assert allowed(trie, "Row dow") == {"END"}  # "dow" ends a title; nothing else follows it there
     assert trie.state(ids("Row dow dow")) == -1
     assert trie.state(ids("Row the Boat of the Reel")) >= 0  # a word may still come back later in a title
 
 
 def test_the_order_has_no_dead_ends_within_the_title_length():
-    trie = TitleTrie((), TOKENS, ROADS)
+    trie = TitleTrie((), TOKENS, ROADS, order=1)
     assert allowed(trie, "", left=8) == {"T"}  # "The Kesh": 8 characters; nothing else fits
     assert allowed(trie, "", left=7) == {"END"}  # no title fits: no title
     assert allowed(trie, "The ", left=4) == {"K", "M", "H"}  # "The Reel Billy," no longer fits
@@ -197,7 +211,7 @@ def test_the_order_has_no_dead_ends_within_the_title_length():
               "Billy, the Kid", "The Kid", "X", "Reel"]
     rng = random.Random(0)
     for novel in (False, True):
-        trie = TitleTrie((), TOKENS, titles, novel=novel)
+        trie = TitleTrie((), TOKENS, titles, novel=novel, order=1)
         for _ in range(400):
             limit = rng.randrange(0, 40)
             title = walk(trie, rng, limit)
@@ -207,7 +221,7 @@ def test_the_order_has_no_dead_ends_within_the_title_length():
 
 def test_novel_titles_are_no_whole_corpus_title():
     titles = ["The Kesh", "Kesh of the Moor", "The Moor"]
-    free, novel = TitleTrie((), TOKENS, titles), TitleTrie((), TOKENS, titles, novel=True)
+    free, novel = TitleTrie((), TOKENS, titles, order=1), TitleTrie((), TOKENS, titles, novel=True, order=1)
     assert allowed(free, "The Kesh") == {SPACE, "END"} and allowed(novel, "The Kesh") == {SPACE}
     assert allowed(novel, "The Kesh of the Moor") == {"END"}  # past the corpus titles: its own
     assert allowed(free, "The ") == {"K", "M"} and allowed(novel, "The ") == {"K"}  # "The Moor" ends nowhere else
@@ -216,11 +230,66 @@ def test_novel_titles_are_no_whole_corpus_title():
     # where every title beginning "The" is a corpus title, "T" is never allowed; the count knows the
     # shortest title left ("Jigs of the Kesh Jig": 20 characters)
     titles = ["The Kesh", "The Kesh Jig", "Jigs of the Kesh"]
-    free, novel = TitleTrie((), TOKENS, titles), TitleTrie((), TOKENS, titles, novel=True)
+    free, novel = TitleTrie((), TOKENS, titles, order=1), TitleTrie((), TOKENS, titles, novel=True, order=1)
     assert allowed(free, "", left=8) == {"T"} and allowed(free, "", left=7) == {"END"}
     assert allowed(novel, "") == {"J"} and novel.state(ids("T")) == -1
     assert allowed(novel, "Jigs of the Kesh") == {SPACE} and allowed(novel, "Jigs of the Kesh Jig") == {"END"}
     assert allowed(novel, "", left=19) == {"END"} and allowed(novel, "", left=20) == {"J"}
+
+
+def test_an_order_2_title_follows_the_two_words_before_it():
+    """Without joins, the words that may come next are those that follow the last two in some title,
+    so that a title joins corpus titles where they share two words ("The Road to" ...), not one
+    ("... Reel" + "Reel of ...")."""
+    trie = TitleTrie((), TOKENS, ROADS, joins=0)
+    assert allowed(trie, "") == {"T", "O", "R", "U"}  # first words as before
+    assert allowed(trie, "The ") == {"K", "R"}  # after "The" at a title's start: "Kesh", "Road", "Reel"
+    assert allowed(trie, "Over the ") == {"M"} and allowed(trie, "Up the ") == {"H"}  # not every "the"'s
+    assert allowed(trie, "The Road to ") == allowed(trie, "Road to ") == {"L", "R"}  # "road to" shared
+    assert allowed(trie, "The Reel ") == {"B"}  # the dash skipped; not "of": that is "Reel of Tulloch"'s
+    assert allowed(trie, "The Kesh") == {"END"} and allowed(trie, "Road to Lisdoonvarna") == {"END"}
+    for off in ("The Reel of", "Up the Moor", "Over the Hill", "The Moor"):
+        assert trie.state(ids(off)) == -1, off
+    assert TitleTrie((), TOKENS, ROADS, order=1).state(ids("Up the Moor")) >= 0  # order 1 joins at "the"
+    with pytest.raises(ValueError):
+        TitleTrie((), TOKENS, ROADS, order=3)
+    trie = TitleTrie((), TOKENS, ["Row dow dow", "Row the Boat", "Boat of the Reel", "Reel"], joins=0)
+    assert trie.state(ids("Row dow")) == -1  # "dow" may not follow itself, and "Row dow" ends no title
+    assert allowed(trie, "Row ") == {"t"}
+    assert allowed(trie, "") == {"R", "B"} and allowed(trie, "Reel") == {"END"}  # a title of one word
+    assert trie.state(ids("Boat of the Reel")) >= 0
+
+
+def test_a_title_may_join_two_corpus_titles_at_one_word_once():
+    """The default: one step of order 1 in a title ("Up the" + "the Moor"), after which the order is 2
+    again: "The Reel of Tulloch" (a join at "Reel"), but not "Over the Reel of Tulloch" (two)."""
+    trie = TitleTrie((), TOKENS, ROADS)
+    assert allowed(trie, "The Reel ") == {"B", "o"}
+    assert allowed(trie, "The Reel of ") == {"T"} and allowed(trie, "The Reel of Tulloch") == {"END"}
+    assert allowed(trie, "Up the ") == {"H", "K", "R", "M"}  # "Hill" as written; the others joined
+    assert allowed(trie, "Up the Road to ") == {"L", "R"}  # one join, then order 2
+    assert trie.state(ids("Over the Reel")) >= 0 and trie.state(ids("Over the Reel of")) == -1
+    assert TitleTrie((), TOKENS, ROADS, joins=2).state(ids("Over the Reel of Tulloch")) >= 0
+
+
+def test_order_2_titles_have_no_dead_ends_and_keep_their_order():
+    titles = ["The Kesh", "The Kesh Jig", "Jig of the Kesh", "Kesh of the Moor", "The Moor", "Moor Jig",
+              "O'Neill's Jig", "The Man of Aran", "Man of the Moor", "A Fair", "The Fair Maid", "Maid of Aran",
+              "Billy, the Kid", "The Kid", "X", "Reel", "The Man of the Moor Jig", "Jig of the Moor"]
+    rng = random.Random(1)
+    for joins in (0, 1):
+        made = set()
+        for novel in (False, True):
+            trie = TitleTrie((), TOKENS, titles, novel=novel, joins=joins)
+            for _ in range(400):
+                limit = rng.randrange(0, 40)
+                title = walk(trie, rng, limit)
+                assert len(title) <= limit and in_order(title, titles, order=2, joins=joins), (title, limit, joins)
+                assert not novel or not copies(title, titles), (title, limit)
+                made.add(title)
+        assert {"Man of the Kesh", "Jig of the Moor Jig"} & made  # joined where two words are shared
+        assert joins or not any(title.startswith("The Kesh of") for title in made)  # "Kesh of" begins one only
+        assert not joins or any(not in_order(title, titles, order=2) for title in made)  # a join taken
 
 
 def test_the_trie_has_one_mask_a_state_and_is_made_once():
@@ -383,4 +452,5 @@ def test_the_shipped_model_writes_titles_in_its_corpus_order():
     tunes = sample_tunes(model.engine(), model.vocabulary, list(range(1, 13)))
     made = [title_text(tune.tokens) for tune in tunes]
     assert all(tune.ok for tune in tunes)
-    assert all(words_of(title, words) and in_order(title, titles) and not copies(title, titles) for title in made)
+    assert all(words_of(title, words) and in_order(title, titles, order=2, joins=1)
+               and not copies(title, titles) for title in made)

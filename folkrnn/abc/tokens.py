@@ -62,8 +62,8 @@ from folkrnn.music import (
 )
 from folkrnn.tables import DANCES, RHYTHMS
 
-__all__ = ["Normalisation", "NOTE_TOKEN", "body_of", "title_rhythm", "tokenize", "tokenize_and_parse", "tokenize_lexed",
-           "detokenize",
+__all__ = ["Normalisation", "NOTE_TOKEN", "body_of", "named_dance", "title_rhythm", "tokenize", "tokenize_and_parse",
+           "tokenize_lexed", "detokenize",
            "map_rhythm", "RHYTHMS", "TOKENIZER_VERSION", "BOS", "EOS", "SPACE"]
 
 TOKENIZER_VERSION = 1
@@ -115,6 +115,23 @@ def title_rhythm(title: str) -> str:
                                                        "clog"))):
             return rhythm
     return "other"
+
+
+@lru_cache(maxsize=4096)
+def named_dance(title: str) -> str:
+    """The dance a title names: the one its last words name (:func:`title_rhythm`), else the first
+    one named in it ("The Reel of Tulloch", "The Jig of Slurs", "Quick March 10th. Regt"), by the same
+    words; "other" when it names none. In the default corpus's training split, 508 of the 527 titles
+    that end with a dance are of that dance, and 63 of the 66 that name one only before their end
+    (Aird's "Quick Step 25th Regt", "Reel of Fife": most have no R:) are in its meters. Composing reads
+    titles so (a title that names a dance gets it, one the model writes as one given); the
+    tokenizer's :func:`title_rhythm`, which gives a tune with no R: its rhythm, reads only the end."""
+    last = title_rhythm(title)
+    if last != "other":
+        return last
+    words = re.findall(r"[a-z]+", title.lower())
+    return next((rhythm for k in range(1, len(words))
+                 if (rhythm := title_rhythm(" ".join(words[:k]))) != "other"), "other")
 
 
 @dataclass(frozen=True)
