@@ -79,6 +79,31 @@ _BARE = re.compile(r"^[^\w\n]+$", re.MULTILINE)  # a word of no letter or digit 
 _ALNUM = re.compile(r"[^\W_]")  # a letter or digit (str.isalnum)
 _ALNUM_FIRST = re.compile(r"^[^\W_].*$", re.MULTILINE)  # a word that begins with a letter or digit
 _FAR = 1 << 30  # characters to a title's end where there is no end
+_UNMADE = -2  # a context whose root no title has reached yet
+
+
+def _shortest(edges: dict, start: dict) -> dict:
+    """The fewest characters from each node to an end: ``edges`` node -> [(next node, characters)],
+    ``start`` node -> what ending there costs (0 at a title's end, or a way out of the graph).
+    Dijkstra's shortest paths, backwards from the ends; nodes with no way to an end are left out."""
+    before: dict = {}
+    for node, nexts in edges.items():
+        for nxt, step in nexts:
+            before.setdefault(nxt, []).append((node, step))
+    best = dict(start)
+    heap = [(distance, n, node) for n, (node, distance) in enumerate(start.items())]
+    heapq.heapify(heap)
+    counter = len(heap)
+    while heap:
+        distance, _, node = heapq.heappop(heap)
+        if distance > best.get(node, _FAR):
+            continue
+        for previous, step in before.get(node, ()):
+            if distance + step < best.get(previous, _FAR):
+                best[previous] = distance + step
+                heapq.heappush(heap, (distance + step, counter, previous))
+                counter += 1
+    return best
 
 
 def title_text(tokens: Sequence[str]) -> str:
@@ -231,17 +256,26 @@ class TitleTrie:
         # tokens that are not title characters: the title ends with one of them
         self.other = np.array([not (len(token) == 1 or token == SPACE) for token in tokens], bool)
         self.novel = bool(novel) and titles is not None
+        # per node: its root (which word list), the range of the words it begins there, its depth,
+        # the word it ends (the context it reaches, -1: none), its children (None until a title
+        # reaches it)
+        self._root: list[int] = []
+        self._lo: list[int] = []
+        self._hi: list[int] = []
+        self._depth: list[int] = []
+        self._ends_word: list[int] = []
+        self._children: list[dict[int, int] | None] = []
+        # per root: its words (sorted), the context each reaches, their costs (length and the fewest
+        # characters after them), where each context sits in it (made when needed), its node
+        self._lists: list[list[str]] = []
+        self._fids: list[list[int]] = []
+        self._cost: list[np.ndarray] = []
+        self._where: list[dict[int, list[int]] | None] = []
+        self._root_node: list[int] = []
         if titles is None:
             self._words_alone(words)
         else:
             self._chain(titles, order, joins)
-        # per node: its root (which word list), the range of the words it begins there, its depth,
-        # the word it ends (a fold id, -1: none), its children (None until a title reaches it)
-        roots = len(self._lists)
-        self._root, self._lo = list(range(roots)), [0] * roots
-        self._hi, self._depth = [len(words) for words in self._lists], [0] * roots
-        self._ends_word = [-1] * roots
-        self._children: list[dict[int, int] | None] = [None] * roots
         # per state: its node, its corpus title (-1: none), its transitions (token -> state; None
         # until a title reaches it), the tokens it may allow with the fewest characters left that
         # allow each, whether it may end the title, its mask with room to spare, and that room
@@ -278,16 +312,19 @@ class TitleTrie:
         capital = [word[0].upper() + word[1:] for word in small if word[0].upper() in ids]
         first = list(dict.fromkeys(sorted([word for word in starts if not word[0].islower()] + capital)
                                    if small else starts))
-        self._lists = [first, later]
         self.words = len(later)
-        self._fids = [[0] * len(first), [0] * len(later)]
-        self._after = [1 if later and self.space is not None else -1]  # per fold id: its successors' root
         self._can_end = [True]
-        self._tail = [0]  # per fold id: the fewest characters that end a title after it
-        self._finish_roots()
+        self._tail = [0]  # per context: the fewest characters that end a title after it
+        self._add_root(first, [0] * len(first))
+        self._add_root(later, [0] * len(later))
+        self._after = [1 if later and self.space is not None else -1]  # per context: its successors' root
 
     def _chain(self, titles: Iterable[str], order: int, joins: int) -> None:
-        """The chain of ``order`` (1 or 2, with up to ``joins`` steps of order 1) over the words of ``titles``."""
+        """The chain of ``order`` (1 or 2, with up to ``joins`` steps of order 1) over the words of
+        ``titles``: what the titles say, and the fewest characters that end a title after each
+        context. A context's words (its root) are sorted out the first time a title reaches it
+        (:meth:`_root_after`): after a common word ("the", "of") a step of order 1 may take any of
+        a thousand words, and a shipped model's titles have thousands of such contexts."""
         ids = self._ids
         titles = [title.split() for title in titles]
         # each distinct piece: its fold id, or None (no word: a dash; or a character the vocabulary lacks)
@@ -317,6 +354,7 @@ class TitleTrie:
         after2: dict[tuple[int, int], set[str]] = {}
         ends1: set[int] = set()
         ends2: set[tuple[int, int]] = set()
+        pairs: set[tuple[int, int]] = set()  # every pair of words a title writes (-1 first: its start)
         for words, fids in sequences:
             first = words[0]
             if first[0].isalnum():
@@ -324,7 +362,6 @@ class TitleTrie:
                     first = first[0].upper() + first[1:]
                 if first[0] in ids and first.lower() in fold:
                     starts.add(first)
-            after2.setdefault((-1, fids[0]), set())
             # a word does not follow itself: an order-1 chain with that step ("Row dow dow") can
             # write the word over and over ("Row dow dow dow dow ...") until the title is full
             for k in range(1, len(words)):
@@ -333,67 +370,42 @@ class TitleTrie:
                     after2.setdefault((-1 if k == 1 else fids[k - 2], fids[k - 1]), set()).add(words[k])
             ends1.add(fids[-1])
             ends2.add((-1 if len(fids) == 1 else fids[-2], fids[-1]))
-        fid = fold.__getitem__
-        # the contexts: what decides the words that may come next, and whether the title may end.
-        # Order 1: the last word. Order 2: the last two (the first word: the title's start and it),
-        # and the order-1 steps taken so far (a step of order 1 is a word that follows the last
-        # one in some title but not the last two; ``joins`` of them at most)
-        contexts: dict[tuple[int, ...], int] = {}
-        keys: list[tuple[int, ...]] = []
-
-        def context(key: tuple[int, ...]) -> int:
-            c = contexts.get(key)
-            if c is None:
-                c = contexts[key] = len(keys)
-                keys.append(key)
-            return c
-
-        def start(f: int) -> int:
-            return context((f,) if order == 1 else (-1, f, 0))
-
-        def successors(key: tuple[int, ...]) -> list[tuple[str, int]]:
-            if order == 1:
-                return [(word, context((fid(word.lower()),))) for word in after1.get(key[0], ())]
-            before, f, joined = key
-            words = after2.get((before, f), set())
-            out = [(word, context((f, fid(word.lower()), joined))) for word in words]
-            if joined < joins:
-                out += [(word, context((f, fid(word.lower()), joined + 1)))
-                        for word in after1.get(f, ()) if word not in words]
-            return out
-
-        first_words = [(word, start(fid(word.lower()))) for word in starts]
-        succ: list[list[tuple[str, int]]] = []
-        while len(succ) < len(keys):  # every context a title can reach, breadth first
-            succ.append(successors(keys[len(succ)]))
-        can_end = [key[0] in ends1 if order == 1 else key[:2] in ends2 for key in keys]
+            pairs.update(zip([-1] + fids[:-1], fids))
+        self._fold, self._order, self._joins = fold, order, joins
+        self._after1, self._after2 = after1, after2
         # the fewest characters that end a title after each context: shortest paths back from the ends
-        before: list[list[tuple[int, int]]] = [[] for _ in keys]
-        for previous, nexts in enumerate(succ):
-            for word, c in nexts:
-                before[c].append((previous, 1 + len(word)))
-        tail = [0 if end else _FAR for end in can_end]
-        heap = [(0, c) for c in range(len(keys)) if can_end[c]]
-        while heap:
-            distance, c = heapq.heappop(heap)
-            if distance > tail[c]:
-                continue
-            for previous, step in before[c]:
-                if distance + step < tail[previous]:
-                    tail[previous] = distance + step
-                    heapq.heappush(heap, (distance + step, previous))
-        # the roots: the first words, then the successors of each context, those through which a
-        # title ends; each word with the context it reaches
-        self._lists, self._fids, self._after = [], [], [-1] * len(keys)
-        for c, nexts in [(-1, first_words)] + list(enumerate(succ)):
-            pairs = sorted((word, r) for word, r in nexts if tail[r] < _FAR)
-            if c >= 0 and not pairs:
-                continue
-            if c >= 0:
-                self._after[c] = len(self._lists)
-            self._lists.append([word for word, _ in pairs])
-            self._fids.append([r for _, r in pairs])
-        self._can_end, self._tail = can_end, tail
+        if order == 1:
+            edges = {f: [(fold[word.lower()], 1 + len(word)) for word in words] for f, words in after1.items()}
+            self._tails = [_shortest(edges, {f: 0 for f in ends1})]
+        else:
+            edges = {pair: [((pair[1], fold[word.lower()]), 1 + len(word)) for word in words]
+                     for pair, words in after2.items()}
+            tails = [_shortest(edges, {pair: 0 for pair in ends2})]  # with no join left
+            self._exits: list[dict[int, list[tuple[int, str]]]] = []
+            for _ in range(joins):  # with one join more left: a step of order 1 may come first
+                later = tails[0]
+                # per word: the words a join may take after it, by what ending a title through them costs
+                exits = {f: sorted((1 + len(word) + later.get((f, fold[word.lower()]), _FAR), word)
+                                   for word in words) for f, words in after1.items()}
+                self._exits.insert(0, exits)  # _exits[j]: joining with j joins taken
+                start = {pair: 0 for pair in ends2}
+                for pair in pairs:
+                    done = after2.get(pair, ())
+                    cost = next((cost for cost, word in exits.get(pair[1], ()) if word not in done), _FAR)
+                    if cost < start.get(pair, _FAR):
+                        start[pair] = cost
+                tails.insert(0, _shortest(edges, start))
+            self._tails = tails  # tails[j]: with j joins taken
+        self._ends1, self._ends2 = ends1, ends2
+        self._contexts: dict[tuple[int, ...], int] = {}
+        self._context_keys: list[tuple[int, ...]] = []
+        self._can_end: list[bool] = []
+        self._tail: list[int] = []
+        self._after: list[int] = []
+        # the first words, each with the context it reaches
+        self._add_root(*self._reachable(
+            (word, self._context((-1, fold[word.lower()], 0) if order == 2 else (fold[word.lower()],)))
+            for word in starts))
         # the corpus titles as a trie of contexts (with novel): each one's next words, and whether
         # it is a whole title
         self._next: list[dict[int, int]] = [{}]
@@ -403,9 +415,7 @@ class TitleTrie:
             for _, fids in sequences:
                 at = 0
                 for k, f in enumerate(fids):
-                    c = contexts.get((f,) if order == 1 else (-1 if k == 0 else fids[k - 1], f, 0))
-                    if c is None:  # no title reaches it ("'Twas ...", "Row dow dow")
-                        break
+                    c = self._context((f,) if order == 1 else (-1 if k == 0 else fids[k - 1], f, 0))
                     nxt = self._next[at].get(c)
                     if nxt is None:
                         nxt = self._next[at][c] = len(self._next)
@@ -413,16 +423,64 @@ class TitleTrie:
                         self._whole.append(False)
                         self._last.append(c)
                     at = nxt
-                else:
-                    self._whole[at] = True
-        self._finish_roots()
+                self._whole[at] = True
 
-    def _finish_roots(self) -> None:
-        """Per root: the costs of its words (their length and the fewest characters after them), and
-        where each fold id sits in it."""
-        self._cost = [np.array([len(word) + self._tail[f] for word, f in zip(words, fids)], np.int32)
-                      for words, fids in zip(self._lists, self._fids)]
-        self._where: list[dict[int, list[int]] | None] = [None] * len(self._lists)
+    def _context(self, key: tuple[int, ...]) -> int:
+        """The id of a context: ``(f,)`` (order 1: the last word's fold id) or ``(before, f, joins
+        taken)`` (order 2), given one the first time it is asked for."""
+        c = self._contexts.get(key)
+        if c is None:
+            c = self._contexts[key] = len(self._context_keys)
+            self._context_keys.append(key)
+            if len(key) == 1:
+                self._can_end.append(key[0] in self._ends1)
+                self._tail.append(self._tails[0].get(key[0], _FAR))
+            else:
+                self._can_end.append(key[:2] in self._ends2)
+                self._tail.append(self._tails[key[2]].get(key[:2], _FAR))
+            self._after.append(_UNMADE)
+        return c
+
+    def _reachable(self, pairs: Iterable[tuple[str, int]]) -> tuple[list[str], list[int]]:
+        """The (word, context) pairs through which a title ends, sorted by word."""
+        kept = sorted((word, c) for word, c in pairs if self._tail[c] < _FAR)
+        return [word for word, _ in kept], [c for _, c in kept]
+
+    def _root_after(self, c: int) -> int:
+        """The root of the words that may follow context ``c`` (-1: none through which a title ends),
+        sorted out the first time a title reaches it."""
+        root = self._after[c]
+        if root != _UNMADE:
+            return root
+        key, fold, context = self._context_keys[c], self._fold, self._context
+        if len(key) == 1:
+            pairs = [(word, context((fold[word.lower()],))) for word in self._after1.get(key[0], ())]
+        else:
+            before, f, joined = key
+            words = self._after2.get((before, f), set())
+            pairs = [(word, context((f, fold[word.lower()], joined))) for word in words]
+            if joined < self._joins:
+                pairs += [(word, context((f, fold[word.lower()], joined + 1)))
+                          for word in self._after1.get(f, ()) if word not in words]
+        words, contexts = self._reachable(pairs)
+        root = self._after[c] = self._add_root(words, contexts) if words else -1
+        return root
+
+    def _add_root(self, words: list[str], contexts: list[int]) -> int:
+        """A new root of ``words`` (sorted), each reaching its context: the root's id (its node made too)."""
+        root = len(self._lists)
+        self._lists.append(words)
+        self._fids.append(contexts)
+        self._cost.append(np.array([len(word) + self._tail[c] for word, c in zip(words, contexts)], np.int32))
+        self._where.append(None)
+        self._root_node.append(len(self._root))
+        self._root.append(root)
+        self._lo.append(0)
+        self._hi.append(len(words))
+        self._depth.append(0)
+        self._ends_word.append(-1)
+        self._children.append(None)
+        return root
 
     def __len__(self) -> int:
         return self.words
@@ -431,7 +489,7 @@ class TitleTrie:
 
     def _root_of(self, title: int) -> int:
         """The root of the words after a corpus title's beginning (-1: none)."""
-        return self.FIRST if title == 0 else self._after[self._last[title]]
+        return self.FIRST if title == 0 else self._root_after(self._last[title])
 
     def _costs_after(self, title: int) -> np.ndarray:
         """The costs of the words of the root after ``title`` (-1: no corpus title, or the root's own
@@ -465,13 +523,35 @@ class TitleTrie:
         words written, not the space after them)."""
         rest = self._rest.get(title)
         if rest is None:
-            f = self._last[title]
-            rest = 0 if self._can_end[f] and not self._whole[title] else _FAR
-            root = self._after[f]
-            if rest and root >= 0:
-                rest = min(1 + int(self._costs_after(title).min()), _FAR)
+            c = self._last[title]
+            rest = 0 if self._can_end[c] and not self._whole[title] else _FAR
+            if rest:
+                rest = min(self._on_after(title), _FAR)
             self._rest[title] = rest
         return rest
+
+    def _on_after(self, title: int) -> int:
+        """The fewest characters that end an admissible title after a corpus title's beginning, going
+        on with a space and another word. With order 2 it is worked out without the root of the
+        words after it (the novelty count reaches the beginnings of thousands of corpus titles, and
+        a root with its joins holds up to a thousand words): the words of order 2 (a few) one by one,
+        and the cheapest join that is not one of them."""
+        c = self._last[title]
+        key = self._context_keys[c]
+        if len(key) != 3:
+            root = self._root_after(c)
+            return _FAR if root < 0 else 1 + int(self._costs_after(title).min())
+        before, f, joined = key
+        goes_on = self._next[title]
+        best = _FAR
+        words = self._after2.get((before, f), ())
+        for word in words:
+            after = self._context((f, self._fold[word.lower()], joined))
+            nxt = goes_on.get(after)
+            best = min(best, 1 + len(word) + (self._end_after(nxt) if nxt is not None else self._tail[after]))
+        if joined < self._joins:
+            best = min(best, next((cost for cost, word in self._exits[joined].get(f, ()) if word not in words), _FAR))
+        return best
 
     # --- the states -------------------------------------------------------------------------------
 
@@ -532,11 +612,11 @@ class TitleTrie:
             if f >= 0:
                 nxt = -1 if title < 0 else self._next[title].get(f, -1)
                 end = self._can_end[f] and not (nxt >= 0 and self._whole[nxt])
-                root = self._after[f]
+                root = self._root_after(f)
                 if root >= 0:
                     fewest = int((self._cost[root] if nxt < 0 else self._costs_after(nxt)).min())
                     if fewest < _FAR // 2:
-                        out[self.space] = self._state(root, nxt)
+                        out[self.space] = self._state(self._root_node[root], nxt)
                         tokens.append(self.space)
                         limits.append(1 + fewest)
             self._limits[state] = (np.array(tokens, np.intp), np.array(limits, np.int64), end)
@@ -595,7 +675,7 @@ class TitleTrie:
 
 
 _TRIES: dict[tuple, TitleTrie] = {}
-_MAX_TRIES = 16  # a server's requests hold R: to a dance or another: a trie each (about 4 MB), made in 20 ms
+_MAX_TRIES = 16  # a server's requests hold R: to a dance or another: a trie each (shipped titles: 9 MB, 0.1 s)
 
 
 def trie_for(words: Sequence[str], tokens: Sequence[str], titles: Sequence[str] | None = None,
