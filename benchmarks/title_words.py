@@ -6,10 +6,13 @@ generate`` makes them) with the shipped ABC model, in each of these modes (``--m
 - ``off``: no title constraint (``SampleConfig(title_words=False)``: the model spells freely);
 - ``words``: each title made of the words of the training corpus' titles, in any order (a model
   folder with only the older ``title_words.txt``);
-- ``order``: the words in the corpus titles' order too, an order-1 chain (``folkrnn.abc.titles``:
-  a first word that begins a corpus title, each next word one that follows the word before it in
-  one, the last one that ends one), a whole corpus title allowed (``title_copies=True``);
+- ``order``: the words in the corpus titles' order too, the sampler's chain (``folkrnn.abc.titles``:
+  the first two words those that begin a corpus title, each next word one that follows the two
+  before it in one, but for one join, a word that follows the one before it; the last two words
+  those that end one), a whole corpus title allowed (``title_copies=True``);
 - ``novel``: as ``order``, but never a whole corpus title (the sampler's default);
+- ``novel1``: as ``novel`` with the order-1 chain the sampler had before (each next word one that
+  follows the word before it in a corpus title, any number of times);
 
 and prints for each:
 
@@ -21,7 +24,10 @@ and prints for each:
   the ceiling (the real titles hold names: "O'Carolan's Concerto");
 - ``corpus``: the share of titles whose every word is a word of the corpus titles (as written;
   the first word also capitalised);
-- ``chain``: the share of titles whose word order the chain allows (first, each pair, last word);
+- ``chain``: the share of titles whose word order an order-1 chain allows (first, each pair, last word);
+- ``chain2``: the share whose order the order-2 chain allows with at most one join (each word after
+  the second one that follows the two before it in a corpus title, but one; the last two words
+  those that end one): titles that are pieces of two corpus titles at most;
 - ``copies``: the share of titles that are a whole corpus title (case-folded, word for word);
 - ``distinct``: distinct titles among the N;
 - the sampler's speed, as CPU milliseconds per 1,000 tokens (one process, one BLAS thread: what a
@@ -33,13 +39,14 @@ and prints for each:
   row and step, cold and warm);
 - examples.
 
-Usage: ``python benchmarks/title_words.py [--n 200] [--seed 1] [--model DIR] [--modes off,words,order,novel]
+Usage: ``python benchmarks/title_words.py [--n 200] [--seed 1] [--model DIR] [--modes off,words,order,novel,novel1]
 [--runs 3] [--examples 10]``; the last line is a JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -50,7 +57,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 DICTIONARY = Path("/usr/share/dict/words")
-MODES = ("off", "words", "order", "novel")
+MODES = ("off", "words", "order", "novel", "novel1")
 _NUMBER = re.compile(r"\d+(?:st|nd|rd|th|d)?")
 _EDGE = "\"'.,;:!?()[]{}-"
 
@@ -95,11 +102,21 @@ class Chain:
         self.pairs = {(a.lower(), b) for words in sequences for a, b in zip(words, words[1:])}
         self.last = {words[-1].lower() for words in sequences}
         self.whole = {tuple(word.lower() for word in words) for words in sequences}
+        marked = [("",) + tuple(word.lower() for word in words) for words in sequences]  # "": the start
+        self.triples = {tuple(words[k - 2:k + 1]) for words in marked for k in range(2, len(words))}
+        self.last_two = {words[-2:] for words in marked}
 
     def allows(self, title: str) -> bool:
         words = words_of(title)
         return not words or (words[0] in self.first and words[-1].lower() in self.last
                              and all((a.lower(), b) in self.pairs for a, b in zip(words, words[1:])))
+
+    def allows2(self, title: str, joins: int = 1) -> bool:
+        words = ("",) + tuple(word.lower() for word in words_of(title))
+        if len(words) == 1:
+            return True
+        steps = sum(words[k - 2:k + 1] not in self.triples for k in range(2, len(words)))
+        return self.allows(title) and words[-2:] in self.last_two and steps <= joins
 
     def copies(self, title: str) -> bool:
         return tuple(word.lower() for word in words_of(title)) in self.whole
@@ -114,6 +131,7 @@ def score(titles: list[str], dictionary: set[str] | None, words: set[str], chain
     corpus = sum(all(in_corpus(w, words, k == 0) for k, w in enumerate(t.split())) for t in titles) / n
     return {"english": None if english is None else round(english, 4), "corpus": round(corpus, 4),
             "chain": round(sum(map(chain.allows, titles)) / n, 4),
+            "chain2": round(sum(map(chain.allows2, titles)) / n, 4),
             "copies": round(sum(map(chain.copies, titles)) / n, 4),
             "distinct": len(set(titles)), "empty": sum(not t for t in titles)}
 
@@ -139,7 +157,8 @@ class Timer:
 def generate(checkpoint, seeds: list[int], mode: str, timer: Timer | None = None,
              max_title: int = 60) -> tuple[list[str], dict]:
     """The titles of the tunes of ``seeds`` in one mode, and what making them cost."""
-    from folkrnn.abc.titles import title_text
+    import folkrnn.sample as sampler
+    from folkrnn.abc.titles import title_text, trie_for
     from folkrnn.decode.choice import one_blas_thread
     from folkrnn.sample import SampleConfig, sample_tunes
 
@@ -148,10 +167,15 @@ def generate(checkpoint, seeds: list[int], mode: str, timer: Timer | None = None
         engine.titles = None  # the words alone, as a folder with only title_words.txt has them
     config = SampleConfig(title_words=mode != "off", title_copies=mode == "order", max_title=max_title)
     seconds, rows = (timer.seconds, timer.rows) if timer else (0.0, 0)
-    with one_blas_thread():
-        wall, cpu = time.perf_counter(), time.process_time()
-        tunes = sample_tunes(engine, checkpoint.vocabulary, seeds, config=config, workers=1)
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    if mode == "novel1":  # the order-1 chain: the sampler's trie made as it was before
+        sampler.trie_for = functools.partial(trie_for, order=1, joins=0)
+    try:
+        with one_blas_thread():
+            wall, cpu = time.perf_counter(), time.process_time()
+            tunes = sample_tunes(engine, checkpoint.vocabulary, seeds, config=config, workers=1)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    finally:
+        sampler.trie_for = trie_for
     tokens = sum(len(t.tokens) for t in tunes)
     seconds, rows = (timer.seconds - seconds, timer.rows - rows) if timer else (0.0, 0)
     return [title_text(t.tokens) for t in tunes], {
@@ -215,7 +239,8 @@ def main() -> None:
                   "examples": titles[:args.examples]}
         out[mode] = result
         print(f"\n{mode}: english {result['english']}, corpus words {result['corpus']}, chain order "
-              f"{result['chain']}, copies {result['copies']}, distinct {result['distinct']}/{args.n}, "
+              f"{result['chain']} (order 2, one join: {result['chain2']}), copies {result['copies']}, "
+              f"distinct {result['distinct']}/{args.n}, "
               f"{cold['tunes_ok']} tunes made ({cold['tokens']:,} tokens)")
         for name, cost in (("cold", cold), ("warm", warm)):
             if cost is not None:

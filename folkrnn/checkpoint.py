@@ -5,8 +5,9 @@ A model directory holds everything needed to use the model, and nothing that can
 - ``model.safetensors``: the weights (float32, or float16 to ship small; always loaded as float32);
 - ``config.json``: the format and its version, the model config, the vocabulary in id order, the
   encoding and its parameters, and the training record (the model's card);
-- ``titles.txt`` (an ABC model's, optional): its corpus' titles, one a line, whose words, in their
-  order, a title the model writes is made of (:mod:`folkrnn.abc.titles`); an older folder's
+- ``titles.txt`` (an ABC model's, optional): its corpus' titles, one a line (each with its tunes'
+  rhythms after a tab), whose words, in their order, a title the model writes is made of
+  (:mod:`folkrnn.abc.titles`); an older folder's
   ``title_words.txt`` holds the words alone, one a line (any order); without either, any letters.
 
 Training also leaves ``training_state.safetensors``: the float32 weights, the optimiser's tensors
@@ -77,12 +78,13 @@ class Checkpoint:
     config: dict = field(repr=False, default_factory=dict)  # config.json as read
     title_words: tuple[str, ...] | None = None  # the words of titles.txt, or title_words.txt's (None: neither)
     titles: tuple[str, ...] | None = None  # titles.txt's titles (None: the folder has none)
+    title_rhythms: dict[str, tuple[str, ...]] | None = None  # titles.txt's rhythms of its titles (None: none)
 
     def engine(self):
         """The NumPy LSTM on these weights (no torch), with the model's ``title_words`` and ``titles``
         (the sampler reads them there, as it reads ``features``)."""
         engine = NumpyLSTM(self.weights)
-        engine.title_words, engine.titles = self.title_words, self.titles
+        engine.title_words, engine.titles, engine.title_rhythms = self.title_words, self.titles, self.title_rhythms
         return engine
 
     def feature_reader(self):
@@ -400,12 +402,13 @@ def load_model(path: str | os.PathLike) -> Checkpoint:
     for name, value in weights.items():
         if not np.isfinite(value).all():
             raise ModelError(f"{where}: weight {name} holds NaN or infinite values")
-    title_words = titles = None
+    title_words = titles = title_rhythms = None
     if encoding_block["name"] == "abc":
         # lazily: the abc package (about 50 ms to import), which loading a MIDI model does not need
-        from folkrnn.abc.titles import read_titles, read_words, words_of_titles
+        from folkrnn.abc.titles import read_title_rhythms, read_titles, read_words, words_of_titles
 
         titles = read_titles(directory)
+        title_rhythms = read_title_rhythms(directory) if titles is not None else None
         title_words = read_words(directory) if titles is None else tuple(words_of_titles(titles))
     return Checkpoint(
         path=directory,
@@ -418,6 +421,7 @@ def load_model(path: str | os.PathLike) -> Checkpoint:
         config=config,
         title_words=title_words,
         titles=titles,
+        title_rhythms=title_rhythms,
     )
 
 

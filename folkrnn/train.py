@@ -47,7 +47,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from folkrnn.abc.features import pad_inputs
-from folkrnn.abc.titles import TITLES_FILE, WORDS_FILE, corpus_titles, write_titles
+from folkrnn.abc.titles import TITLES_FILE, WORDS_FILE, corpus_title_rhythms, write_titles
 from folkrnn.checkpoint import (
     MODEL_FILE,
     STATE_FILE,
@@ -910,7 +910,7 @@ def train(corpus: CorpusLike, config: TrainConfig, model: Any = None) -> TrainRe
                            encoding, dist)
         trainer.corpus_record = corpus_record
         if encoding == "abc":  # the titles whose words and order a title the model writes keeps to (folkrnn.abc.titles)
-            trainer.titles = corpus_titles(getattr(corpus, "train", None) or [])
+            trainer.titles = corpus_title_rhythms(getattr(corpus, "train", None) or [])
         if meta:
             trainer.restore(tensors, meta)
         result = trainer.run()
@@ -987,7 +987,8 @@ class _Trainer:
         }
         self.commands = [self.base_record["command"]]  # this run's command, after those it resumes
         self.corpus_record: dict | None = None  # how to build the corpus again (folkrnn train --resume)
-        self.titles: list[str] = []  # the training titles, written beside the model
+        self.titles: dict[str, tuple[str, ...]] = {}  # the training titles and their tunes' rhythms, written
+        # beside the model
 
     # --- saving and restoring ------------------------------------------------------------
 

@@ -15,8 +15,10 @@ from folkrnn.abc.titles import (
     TITLES_FILE,
     WORDS_FILE,
     TitleTrie,
+    corpus_title_rhythms,
     corpus_title_words,
     corpus_titles,
+    read_title_rhythms,
     read_titles,
     read_words,
     title_text,
@@ -290,6 +292,12 @@ def test_order_2_titles_have_no_dead_ends_and_keep_their_order():
         assert {"Man of the Kesh", "Jig of the Moor Jig"} & made  # joined where two words are shared
         assert joins or not any(title.startswith("The Kesh of") for title in made)  # "Kesh of" begins one only
         assert not joins or any(not in_order(title, titles, order=2) for title in made)  # a join taken
+        # the chain of half the titles, never writing any of them whole
+        trie = TitleTrie((), TOKENS, titles[::2], novel=True, joins=joins, forbidden=titles[1::2])
+        for _ in range(400):
+            limit = rng.randrange(0, 40)
+            title = walk(trie, rng, limit)
+            assert len(title) <= limit and not copies(title, titles), (title, limit, joins)
 
 
 def test_the_trie_has_one_mask_a_state_and_is_made_once():
@@ -326,6 +334,34 @@ def test_the_title_and_word_files(tmp_path):
         read_words(tmp_path)
 
 
+def test_the_title_file_keeps_the_rhythms_of_each_titles_tunes(tmp_path):
+    tunes = [["<s>", *"The", SPACE, *"Kesh", "R:jig", "M:6/8"], ["<s>", *"The", SPACE, *"Kesh", "R:reel"],
+             ["<s>", *"Over", SPACE, *"the", SPACE, *"Moor", "M:4/4"], ["<s>", "R:reel"]]
+    assert corpus_title_rhythms(tunes) == {"Over the Moor": ("other",), "The Kesh": ("jig", "reel")}
+    write_titles(tmp_path, corpus_title_rhythms(tunes))
+    assert (tmp_path / TITLES_FILE).read_text() == "Over the Moor\tother\nThe Kesh\tjig,reel\n"
+    assert read_titles(tmp_path) == ("Over the Moor", "The Kesh")
+    assert read_title_rhythms(tmp_path) == {"Over the Moor": ("other",), "The Kesh": ("jig", "reel")}
+    (tmp_path / TITLES_FILE).write_text("Over  the Moor\t other \nThe Kesh\nThe Kesh\tjig\n")
+    assert read_titles(tmp_path) == ("Over the Moor", "The Kesh")  # once each
+    assert read_title_rhythms(tmp_path) == {"Over the Moor": ("other",), "The Kesh": ("jig",)}
+    write_titles(tmp_path, ["The Kesh"])  # a folder written before the rhythms were kept
+    assert read_titles(tmp_path) == ("The Kesh",) and read_title_rhythms(tmp_path) is None
+
+
+def test_a_forbidden_title_is_not_written_whole():
+    """The chain of some titles (one rhythm's) may still not write another corpus title whole."""
+    trie = TitleTrie((), TOKENS, ["The Kesh", "Kesh of the Moor", "The Moor"], novel=True, forbidden=["The Kesh Moor"])
+    assert allowed(trie, "The Kesh") == {SPACE}  # a chain title
+    plain = TitleTrie((), TOKENS, ["The Kesh", "Kesh of the Moor", "The Moor", "Kesh Moor"], novel=True)
+    guarded = TitleTrie((), TOKENS, ["The Kesh", "Kesh of the Moor", "The Moor", "Kesh Moor"], novel=True,
+                        forbidden=["The Kesh Moor", "A Title of Words It Lacks"])
+    assert "END" in allowed(plain, "The Kesh Moor")  # "The Kesh" + "Kesh Moor": a join
+    state = guarded.state(ids("The Kesh Moor"))
+    assert state == -1 or "END" not in allowed(guarded, "The Kesh Moor")
+    assert "END" in allowed(guarded, "The Kesh of the Moor")  # past a title: its own
+
+
 # --- the titles a model writes ---------------------------------------------------------------------
 
 
@@ -333,6 +369,7 @@ def test_train_writes_the_titles_of_its_corpus(tiny_model_dir, tiny_corpus, tiny
     titles = corpus_titles(tiny_corpus.train)
     assert len(titles) > 50
     assert read_titles(tiny_model_dir) == tuple(titles) and not (tiny_model_dir / WORDS_FILE).exists()
+    assert read_title_rhythms(tiny_model_dir) == corpus_title_rhythms(tiny_corpus.train)
     assert tiny.engine.titles == tuple(titles)  # the engine carries them to the sampler, with their words
     assert tiny.engine.title_words == tuple(corpus_title_words(tiny_corpus.train))
 

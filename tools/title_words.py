@@ -1,8 +1,9 @@
 """Write a model folder's titles: folkrnn/models/abc/titles.txt for the shipped model.
 
 The titles are those of the corpus the model was trained on (its training split), after the
-corpus's title cleaning, distinct and sorted (:func:`folkrnn.abc.titles.corpus_titles`); a title
-the model writes is then made of their words, in their order (``folkrnn.sample``). ``folkrnn
+corpus's title cleaning, distinct and sorted, each with the rhythms of its tunes after a tab
+(:func:`folkrnn.abc.titles.corpus_title_rhythms`); a title the model writes is then made of their
+words, in their order, and of the titles of its dance's tunes (``folkrnn.sample``). ``folkrnn
 train`` writes the file into every model folder it makes; this script writes it for a model
 trained before that, from the default corpus built with the model's own normalisation settings
 (its config.json), and checks that the corpus is the one the model's card names (its content
@@ -23,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 def main(argv: list[str] | None = None) -> int:
     from folkrnn.abc import Normalisation
-    from folkrnn.abc.titles import TITLES_FILE, WORDS_FILE, corpus_titles, words_of_titles, write_titles
+    from folkrnn.abc.titles import TITLES_FILE, WORDS_FILE, corpus_title_rhythms, words_of_titles, write_titles
     from folkrnn.checkpoint import read_config, shipped_model
     from folkrnn.corpus import build_corpus
 
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the default corpus (hash {corpus.content_hash[:12]}) is not the one {folder} was trained on "
               f"(hash {expected[:12]}); --force writes its titles anyway", file=sys.stderr)
         return 1
-    titles = corpus_titles(corpus.train)
+    titles = corpus_title_rhythms(corpus.train)
     path = write_titles(folder, titles)
     (folder / WORDS_FILE).unlink(missing_ok=True)
     print(f"wrote {len(titles):,} distinct titles ({len(words_of_titles(titles)):,} words) of "

@@ -5,8 +5,10 @@ per character, ``▁`` for a space), and left to itself spells words no one has 
 Jick"), or puts real words in no order ("The the Push of Old Mass Listed"). Its training corpus'
 titles give the words it may use and the order they may come in: a model folder keeps the titles,
 one a line (:data:`TITLES_FILE`, :func:`corpus_titles`: as written after the corpus's title
-cleaning), and :class:`TitleTrie` lets a title the model writes through them as an order-2 chain
-over their words, a character at a time, with one step of order 1:
+cleaning; each followed by a tab and the rhythms of its tunes, :func:`corpus_title_rhythms`, so that
+a reel's title is made of the titles of dance tunes, not of airs': ``folkrnn.sample``), and
+:class:`TitleTrie` lets a title the model writes through them as an order-2 chain over their words,
+a character at a time, with one step of order 1:
 
 - a word is a piece of a title between spaces, as written, that holds a letter or digit
   ("O'Neill's", "Reel", "Billy,"; a dash is no word, and the words either side of it are
@@ -29,8 +31,10 @@ pieces of titles together at every shared word: the shipped model wrote "Pat Car
 Blood-Red Rose of the Hill", "Let Us a piece than a Moment", "The Jolly Clam-Digger's Reel of
 Grandtully's Strathspey". With no join at all the titles read as English but repeat: of 500 tunes
 (``generate --seed 2024``) 376 titles were distinct, against 483 with order 1; one join gives 465
-("The Runaway Bride of Malahide", "The Victor's Return from Fingal", "Planxty Mary Ann").
-``order=1`` keeps the older chain.
+("The Runaway Bride of Malahide", "The Victor's Return from Fingal", "Planxty Mary Ann"), and 413-430
+of the dance tunes' titles alone (the sampler's default: 4 seeds; the repeated ones are short, "Quick
+March", "The Bride"). ``order=1`` keeps the older chain; ``forbidden`` titles, not in the chain, are
+never written whole either (``novel``: a corpus title of another rhythm).
 
 The model chooses among what is allowed, and nothing allowed is a dead end: a character is
 allowed only if a whole admissible title through it ends within the title characters left
@@ -55,11 +59,12 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import os
 import re
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +73,8 @@ from folkrnn.errors import ModelError
 from folkrnn.files import write_atomic
 
 __all__ = ["TITLES_FILE", "WORDS_FILE", "MAX_WORDS_BYTES", "title_text", "corpus_title_words", "corpus_titles",
-           "words_of_titles", "format_words", "read_words", "write_words", "read_titles", "write_titles",
+           "corpus_title_rhythms", "words_of_titles", "format_words", "read_words", "write_words", "read_titles",
+           "read_title_rhythms", "write_titles",
            "TitleTrie", "TitleWords", "trie_for"]
 
 TITLES_FILE = "titles.txt"  # in a model folder: its corpus' titles, one a line (their words and order)
@@ -136,8 +142,19 @@ def words_of_titles(titles: Iterable[str]) -> list[str]:
 
 def corpus_titles(tunes: Iterable[Sequence[str]]) -> list[str]:
     """The distinct titles of ``tunes`` that hold a word, sorted (single spaces)."""
-    return sorted({title for title in (" ".join(title_text(tokens).split()) for tokens in tunes)
-                   if any(map(_is_word, title.split()))})
+    return sorted(corpus_title_rhythms(tunes))
+
+
+def corpus_title_rhythms(tunes: Iterable[Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    """The distinct titles of ``tunes`` that hold a word, each with the rhythms of its tunes (their
+    ``R:`` tokens' names, sorted; "other" for a tune with none), in title order."""
+    rhythms: dict[str, set[str]] = {}
+    for tokens in tunes:
+        title = " ".join(title_text(tokens).split())
+        if any(map(_is_word, title.split())):
+            rhythm = next((token[2:] for token in tokens if token.startswith("R:")), "other")
+            rhythms.setdefault(title, set()).add(rhythm)
+    return {title: tuple(sorted(rhythms[title])) for title in sorted(rhythms)}
 
 
 def format_words(words: Iterable[str]) -> str:
@@ -156,13 +173,18 @@ def write_words(folder: str | os.PathLike, words: Iterable[str]) -> Path:
     return _write(folder, WORDS_FILE, words)
 
 
-def write_titles(folder: str | os.PathLike, titles: Iterable[str]) -> Path:
-    """Write :data:`TITLES_FILE` into a model folder (atomically); returns its path."""
+def write_titles(folder: str | os.PathLike, titles: Iterable[str] | Mapping[str, Sequence[str]]) -> Path:
+    """Write :data:`TITLES_FILE` into a model folder (atomically); returns its path. ``titles``
+    with their rhythms (:func:`corpus_title_rhythms`) writes each after its title and a tab
+    ("The Kesh\tjig"), as :func:`read_title_rhythms` reads them."""
+    if isinstance(titles, Mapping):
+        titles = [f"{title}\t{','.join(rhythms)}" if rhythms else title for title, rhythms in titles.items()]
     return _write(folder, TITLES_FILE, titles)
 
 
-def _read(folder: str | os.PathLike, name: str) -> tuple[str, ...] | None:
-    """The non-empty lines of a model folder's file (spaces made single), or None when it has none."""
+def _read(folder: str | os.PathLike, name: str, tabbed: bool = False) -> tuple[str, ...] | None:
+    """The non-empty lines of a model folder's file (spaces made single; with ``tabbed``, either
+    side of a line's first tab on its own, the tab kept), or None when it has none."""
     path = Path(folder) / name
     try:
         size = path.stat().st_size
@@ -178,7 +200,12 @@ def _read(folder: str | os.PathLike, name: str) -> tuple[str, ...] | None:
         raise ModelError(f"{path} is not UTF-8 text") from None
     except OSError as error:
         raise ModelError(f"cannot read {path}: {error.strerror or error}") from None
-    return tuple(line for line in (" ".join(line.split()) for line in text.splitlines()) if line)
+    lines = text.splitlines()
+    if tabbed:
+        lines = ["\t".join(" ".join(side.split()) for side in line.split("\t", 1)).strip() for line in lines]
+    else:
+        lines = [" ".join(line.split()) for line in lines]
+    return tuple(line for line in lines if line)
 
 
 def read_words(folder: str | os.PathLike) -> tuple[str, ...] | None:
@@ -196,7 +223,24 @@ def read_titles(folder: str | os.PathLike) -> tuple[str, ...] | None:
     """The titles of a model folder's :data:`TITLES_FILE`, or None when it has none.
 
     Raises ModelError for a file that is too large or not UTF-8."""
-    return _read(folder, TITLES_FILE)
+    lines = _read(folder, TITLES_FILE, tabbed=True)
+    return None if lines is None else tuple(dict.fromkeys(title for title in (
+        line.split("\t", 1)[0] for line in lines) if title))
+
+
+def read_title_rhythms(folder: str | os.PathLike) -> dict[str, tuple[str, ...]] | None:
+    """The rhythms :data:`TITLES_FILE` gives its titles (after a tab: "The Kesh\tjig", several
+    comma-separated), or None when it gives none (a folder written before they were kept). A title
+    written without them is left out: it may be of any rhythm.
+
+    Raises ModelError for a file that is too large or not UTF-8."""
+    rhythms = {}
+    for line in _read(folder, TITLES_FILE, tabbed=True) or ():
+        title, _, names = line.partition("\t")
+        names = tuple(name for name in (name.strip() for name in names.split(",")) if name)
+        if title and names:
+            rhythms[title] = names
+    return rhythms or None
 
 
 class TitleTrie:
@@ -238,13 +282,16 @@ class TitleTrie:
         start) or the last one (1).
     joins
         With order 2: the steps of order 1 a title may take (0-2).
+    forbidden
+        With ``novel``: more titles a title may not be, whole (the rest of a corpus whose ``titles``
+        are some of its titles: those of one rhythm).
     """
 
     START = 0  # the state of a title not yet begun
     FIRST = 0  # the root of the first words (a node)
 
     def __init__(self, words: Iterable[str], tokens: Sequence[str], titles: Iterable[str] | None = None,
-                 novel: bool = False, order: int = 2, joins: int = 1) -> None:
+                 novel: bool = False, order: int = 2, joins: int = 1, forbidden: Iterable[str] = ()) -> None:
         if order not in (1, 2) or joins not in (0, 1, 2):
             raise ValueError(f"a title chain is of order 1 or 2, with 0-2 joins, not {order} and {joins}")
         self.ident = id(self)  # what it was made of, where trie_for made it (a grammar's key holds it)
@@ -275,7 +322,7 @@ class TitleTrie:
         if titles is None:
             self._words_alone(words)
         else:
-            self._chain(titles, order, joins)
+            self._chain(titles, order, joins, forbidden)
         # per state: its node, its corpus title (-1: none), its transitions (token -> state; None
         # until a title reaches it), the tokens it may allow with the fewest characters left that
         # allow each, whether it may end the title, its mask with room to spare, and that room
@@ -319,7 +366,7 @@ class TitleTrie:
         self._add_root(later, [0] * len(later))
         self._after = [1 if later and self.space is not None else -1]  # per context: its successors' root
 
-    def _chain(self, titles: Iterable[str], order: int, joins: int) -> None:
+    def _chain(self, titles: Iterable[str], order: int, joins: int, forbidden: Iterable[str] = ()) -> None:
         """The chain of ``order`` (1 or 2, with up to ``joins`` steps of order 1) over the words of
         ``titles``: what the titles say, and the fewest characters that end a title after each
         context. A context's words (its root) are sorted out the first time a title reaches it
@@ -412,18 +459,29 @@ class TitleTrie:
         self._whole = [False]
         self._last = [-1]
         if self.novel:
-            for _, fids in sequences:
-                at = 0
-                for k, f in enumerate(fids):
-                    c = self._context((f,) if order == 1 else (-1 if k == 0 else fids[k - 1], f, 0))
-                    nxt = self._next[at].get(c)
-                    if nxt is None:
-                        nxt = self._next[at][c] = len(self._next)
-                        self._next.append({})
-                        self._whole.append(False)
-                        self._last.append(c)
-                    at = nxt
-                self._whole[at] = True
+            # and the forbidden titles a title could write (every word one of the chain's). A title
+            # is followed through the contexts the chain would write it in: with order 2, at each
+            # step either of the two words before or a join, so every way of placing its joins
+            extra = [fids for fids in ([fold.get(word.lower()) for word in title.split() if _is_word(word)]
+                                       for title in forbidden) if fids and None not in fids]
+            for fids in [fids for _, fids in sequences] + extra:
+                steps = range(1, len(fids))
+                ways = [()] if order == 1 or not joins else [
+                    placed for count in range(min(joins, len(fids) - 1) + 1)
+                    for placed in itertools.combinations(steps, count)]
+                for placed in ways:
+                    at = 0
+                    for k, f in enumerate(fids):
+                        taken = sum(1 for step in placed if step <= k)
+                        c = self._context((f,) if order == 1 else (-1 if k == 0 else fids[k - 1], f, taken))
+                        nxt = self._next[at].get(c)
+                        if nxt is None:
+                            nxt = self._next[at][c] = len(self._next)
+                            self._next.append({})
+                            self._whole.append(False)
+                            self._last.append(c)
+                        at = nxt
+                    self._whole[at] = True
 
     def _context(self, key: tuple[int, ...]) -> int:
         """The id of a context: ``(f,)`` (order 1: the last word's fold id) or ``(before, f, joins
@@ -549,8 +607,15 @@ class TitleTrie:
             after = self._context((f, self._fold[word.lower()], joined))
             nxt = goes_on.get(after)
             best = min(best, 1 + len(word) + (self._end_after(nxt) if nxt is not None else self._tail[after]))
-        if joined < self._joins:
-            best = min(best, next((cost for cost, word in self._exits[joined].get(f, ()) if word not in words), _FAR))
+        if joined < self._joins:  # a join: the cheapest that leaves the corpus titles, or one that goes on along one
+            contexts = self._contexts
+            best = min(best, next((cost for cost, word in self._exits[joined].get(f, ()) if word not in words
+                                   and contexts.get((f, self._fold[word.lower()], joined + 1)) not in goes_on), _FAR))
+            for after, nxt in goes_on.items():
+                key = self._context_keys[after]
+                if key[0] == f and key[2] == joined + 1:
+                    best = min(best, min((1 + len(word) + self._end_after(nxt) for word in self._after1.get(f, ())
+                                          if word not in words and self._fold[word.lower()] == key[1]), default=_FAR))
         return best
 
     # --- the states -------------------------------------------------------------------------------
@@ -679,17 +744,18 @@ _MAX_TRIES = 16  # a server's requests hold R: to a dance or another: a trie eac
 
 
 def trie_for(words: Sequence[str], tokens: Sequence[str], titles: Sequence[str] | None = None,
-             novel: bool = False, order: int = 2, joins: int = 1) -> TitleTrie:
+             novel: bool = False, order: int = 2, joins: int = 1, forbidden: Sequence[str] = ()) -> TitleTrie:
     """The trie of ``titles`` (or, with none, of ``words``) over ``tokens``, made once per process
     (some are kept). Its ``ident`` names what it was made of: a trie made again, after others pushed
     it out, has the same one (a grammar keyed by it is found again, with the states it has learnt)."""
     key = (tuple(tokens), tuple(words) if titles is None else None,
-           None if titles is None else tuple(titles), bool(novel) and titles is not None, order, joins)
+           None if titles is None else tuple(titles), bool(novel) and titles is not None, order, joins,
+           tuple(forbidden) if novel and titles is not None else ())
     trie = _TRIES.get(key)
     if trie is None:
         if len(_TRIES) >= _MAX_TRIES:
             _TRIES.pop(next(iter(_TRIES)))
-        trie = _TRIES[key] = TitleTrie(words, tokens, titles, novel, order, joins)
+        trie = _TRIES[key] = TitleTrie(words, tokens, titles, novel, order, joins, forbidden)
         trie.ident = hash(key)
     return trie
 
