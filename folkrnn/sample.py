@@ -286,13 +286,30 @@ class _Plan:
 _MIN_DANCE_TITLES = 300
 
 
-def _dance_titles(titles: list[str], dances: set[str], rhythms: dict[str, tuple[str, ...]] | None) -> list[str]:
-    """The titles of tunes of ``dances`` (by ``rhythms``, titles.txt's), or all of ``titles`` when the
-    folder gives no rhythms or they are too few (:data:`_MIN_DANCE_TITLES`)."""
-    if not rhythms:
-        return titles
-    chosen = [title for title in titles if dances.intersection(rhythms.get(title, ()))]
-    return chosen if len(chosen) >= _MIN_DANCE_TITLES else titles
+_TITLE_CHOICES: dict[tuple, tuple] = {}  # (ids of the titles and rhythms, dances, novel) -> (choice, titles, rhythms)
+
+
+def _titles_for(titles: tuple[str, ...], dances: frozenset[str], rhythms: dict[str, tuple[str, ...]] | None,
+                novel: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The titles a tune held to ``dances`` makes its own from (those that name no other dance, and,
+    by ``rhythms``, titles.txt's, the titles of tunes of those dances when there are enough of them:
+    :data:`_MIN_DANCE_TITLES`), and, with ``novel``, the other titles, which it may not write whole.
+    Worked out once per model and dances (a server asks for it with every tune)."""
+    key = (id(titles), id(rhythms), dances, novel)
+    known = _TITLE_CHOICES.get(key)
+    if known is not None and known[1] is titles and known[2] is rhythms:  # held there: the ids are theirs
+        return known[0]
+    chosen = [title for title in titles if named_dance(title) in dances | {"other"}]
+    if rhythms:
+        of_dances = [title for title in chosen if dances.intersection(rhythms.get(title, ()))]
+        if len(of_dances) >= _MIN_DANCE_TITLES:
+            chosen = of_dances
+    kept = set(chosen)
+    forbidden = tuple(title for title in titles if title not in kept) if novel else ()
+    if len(_TITLE_CHOICES) >= 32:
+        _TITLE_CHOICES.pop(next(iter(_TITLE_CHOICES)))
+    _TITLE_CHOICES[key] = ((tuple(chosen), forbidden), titles, rhythms)
+    return tuple(chosen), forbidden
 
 
 def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: int = 0,
@@ -350,18 +367,14 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
     # a title the model writes: of the words of its corpus' titles, in their order (the model folder's
     # titles.txt; an older folder's title_words.txt: the words alone); when R: is held to some dances,
     # of the titles that name no other dance (a jig is not "Mrs Baird's Strathspey"), and where
-    # titles.txt gives the rhythms of its titles' tunes, of those dances' titles (_dance_titles)
+    # titles.txt gives the rhythms of its titles' tunes, of those dances' titles (_titles_for)
     trie = None
     if (titles or title_words) and config.title_words and config.constrain and title_length is None \
             and config.max_title:
-        every, forbidden = titles, ()
+        forbidden = ()
         if titles and "R" in fixed:
-            named = {vocabulary.tokens[token][2:] for token in fixed["R"]}
-            titles = _dance_titles([title for title in titles if named_dance(title) in named | {"other"}],
-                                   named, title_rhythms)
-            if not config.title_copies:  # never a whole corpus title, of these dances or not
-                kept = set(titles)
-                forbidden = tuple(title for title in every if title not in kept)
+            held = frozenset(vocabulary.tokens[token][2:] for token in fixed["R"])
+            titles, forbidden = _titles_for(tuple(titles), held, title_rhythms, not config.title_copies)
         trie = trie_for(title_words or (), vocabulary.tokens, titles, not config.title_copies, forbidden=forbidden)
         trie = trie if len(trie) else None
     key = (tuple(vocabulary.tokens), config.constrain, tuple(sorted((k, tuple(sorted(v))) for k, v in fixed.items())),
