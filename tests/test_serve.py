@@ -70,6 +70,22 @@ def test_the_stream_gives_exactly_the_tune_folkrnn_compose_writes(client, tmp_pa
     assert progress[-1]["abc"].startswith("X:1\nT:") and "K:C" in progress[-1]["abc"]
 
 
+def test_the_batch_steps_an_engine_no_other_caller_can(client):
+    """The composer is cached for the process; its engine's work arrays are not for two threads. The
+    shared batch steps a twin of its own, so that compose() called beside the server (another thread,
+    another Studio) and the server's tunes are each the tune their seed makes."""
+    studio = client.app.state.studio
+    cached = load_composer(None)
+    assert studio.loop.engine is not cached.engine and studio.loop.engine._head_w is cached.engine._head_w
+    options = [ComposeOptions(seed=seed, rhythm="jig", formats=["abc"]) for seed in range(40, 46)]
+    alone = [compose(o, write=False).abc for o in options]
+    with ThreadPoolExecutor(2) as pool:  # the same tunes, composed in this thread and through the server at once
+        served = pool.submit(lambda: [events(client.get("/api/compose", params={"rhythm": "jig", "seed": str(o.seed)})
+                                             .text)[-1][1]["abc"] for o in options])
+        beside = [compose(o, write=False).abc for o in options]
+    assert beside == alone and served.result() == alone
+
+
 def test_a_missing_seed_is_drawn_and_said(client):
     first = events(client.get("/api/compose", params={"rhythm": "reel"}).text)
     seed = first[0][1]["seed"]

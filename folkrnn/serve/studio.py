@@ -111,7 +111,11 @@ class Studio:
         except ImportError:
             pass
         self.composer = load_composer(model)
-        self.loop = SharedLoop(self.composer.engine, capacity=capacity)
+        # the shared batch steps an engine of its own (the same weights, its own work arrays): the
+        # composer is cached for the process, and another thread composing with it (compose() itself,
+        # another Studio) must never step the batch's engine at the same time
+        self._batched = dataclasses.replace(self.composer, engine=self.composer.engine.twin())
+        self.loop = SharedLoop(self._batched.engine, capacity=capacity)
         # beam search runs outside the shared batch: on an engine of its own
         self._beam = dataclasses.replace(self.composer, engine=self.composer.engine.twin())
         self.limit = composing
@@ -187,7 +191,7 @@ class Studio:
             def decoder(*args, **kwargs):
                 return self.loop.decode(*args, on_submit=watch.submitted if watch else None, **kwargs)
 
-            composed = compose(options, composer=self.composer, write=False, decoder=decoder)
+            composed = compose(options, composer=self._batched, write=False, decoder=decoder)
         with self._cache_lock:
             self._cache[query] = composed
             while len(self._cache) > self._cache_size:
