@@ -21,7 +21,7 @@ import pytest
 
 from folkrnn.abc import parse
 from folkrnn.render import tune_to_svg, tunes_to_pdf
-from folkrnn.sheet import tune_to_mei
+from folkrnn.sheet import engrave, tune_to_mei
 
 DATA = Path(__file__).parent / "data" / "sheet"
 FIXTURES = sorted(path.stem for path in DATA.glob("*.abc"))
@@ -503,3 +503,16 @@ def test_accidentals_are_shown_as_written_courtesy_ones_too():
                           ("b", None), ("f", "s"), ("c", "s"), ("f", "n"), ("f", "s")]
     plain = tune_to_mei(parse(abc))  # without the text: only the accidentals the key and bar need
     assert shown(plain)[1] == ("f", None) and shown(plain)[8] == ("f", None)
+
+
+def test_a_written_accidental_after_a_broken_rhythm_is_drawn():
+    """``d>^c``: the broken rhythm moves ^c to the dotted note's end; the sign written there is drawn
+    there (it was looked for where the undotted note would have ended, and lost), as abcm2ps draws
+    it. Seen on a generated hornpipe (generate -n 30 --seed 100: "After the Liverpool Hornpipe")."""
+    abc = "X:1\nT:T\nM:4/4\nL:1/8\nK:G\n^c>gf>e d>!trill!^cf>d|e>fe>^d c/2A/2G3|]\n"
+    mei = tune_to_mei(parse(abc), abc=abc)
+    assert [a for a in re.findall(r' accid="(\w+)"', mei)] == ["s", "s", "s"]
+    pages = engrave(parse(abc), abc=abc)
+    assert [system["accidentals"] for system in svg_systems(pages[0])] == \
+        [system["accidentals"] for system in abcm2ps_systems(abc)] == [3]
+

@@ -491,7 +491,10 @@ class _BodyReader:
             # one of the same written length do not), else the `>` is ignored
             if duration == timeline.last_written:
                 before, duration = rhythm.broken_lengths(timeline.last_duration, duration)
+                was = timeline.t
                 timeline.retime_last(before)
+                if self.marks:
+                    self.moved_marks(was, timeline.t)
             else:
                 self.warnings.append("broken rhythm between notes of unequal length was ignored")
             rhythm.broken = 0
@@ -606,6 +609,15 @@ class _BodyReader:
                 self.spelling.change_unit(value, self.lexed.offset(index))
         except (ValueError, ZeroDivisionError) as error:
             raise self.error(f"bad inline {name}: field: {error}", index) from None
+
+    def moved_marks(self, was: int, now: int) -> None:
+        """A broken rhythm moved the time after the last event from ``was`` to ``now`` ticks: the marks
+        written since it (the next note's own, its decorations) are at the next note, so at ``now``."""
+        marks, old, notes = self.marks, Fraction(was, TICKS), len(self.timeline.spelled)
+        k = len(marks)
+        while k and marks[k - 1][1] == notes and marks[k - 1][2] == old:
+            k -= 1
+        marks[k:] = [(index, before, Fraction(now, TICKS)) for index, before, _ in marks[k:]]
 
     def mark(self, item, index: int) -> None:
         """A decoration, chord symbol, slur sign or note, for the caller that asked (see
