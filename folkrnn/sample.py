@@ -300,14 +300,14 @@ def _titles_for(titles: tuple[str, ...], dances: frozenset[str], rhythms: dict[s
     if known is not None and known[1] is titles and known[2] is rhythms:  # held there: the ids are theirs
         return known[0]
     chosen = [title for title in titles if named_dance(title) in dances | {"other"}]
-    if rhythms:
-        of_dances = [title for title in chosen if dances.intersection(rhythms.get(title, ()))]
+    if rhythms:  # (a title titles.txt gives no rhythm may be of any)
+        of_dances = [title for title in chosen if title not in rhythms or dances.intersection(rhythms[title])]
         if len(of_dances) >= _MIN_DANCE_TITLES:
             chosen = of_dances
     kept = set(chosen)
     forbidden = tuple(title for title in titles if title not in kept) if novel else ()
     if len(_TITLE_CHOICES) >= 32:
-        _TITLE_CHOICES.pop(next(iter(_TITLE_CHOICES)))
+        _TITLE_CHOICES.clear()  # (one step, whatever other threads do)
     _TITLE_CHOICES[key] = ((tuple(chosen), forbidden), titles, rhythms)
     return tuple(chosen), forbidden
 
@@ -662,6 +662,8 @@ class AbcConstraint(Constraint):
                 self.plan.ending, self.config.first_rest)
 
     def misfit(self, row: _Row, token: int) -> str:
+        if self.grammar.past_chosen_chord(row.sid, token):
+            return ""  # a prime's chord of five or six notes: the model's own hold four at most
         hint = " (the tune's form may not allow it there: --form free lifts it)" \
             if self.grammar.state(row.sid).form >= 0 else ""
         return (f"the prime does not fit here: {self.grammar.tokens[token]!r} after "

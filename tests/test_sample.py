@@ -191,9 +191,19 @@ def test_grammar_broken_rhythm_tuplets_chords_graces_ties():
     sid = walk(g, HEAD + ["[", "c", "2", "e"])
     assert allowed(g, sid) & {"2", "]", "3"} == {"2"}
     assert "2" not in allowed(g, walk(g, HEAD + ["[", "c", "2", "e", "2", "]"]))
-    # at most four notes, as the corpus's largest chords (a fiddle has four strings)
+    # at most four notes of the model's own, as the corpus's largest chords (a fiddle has four strings);
+    # a prime's chord may hold six
     assert "g" in allowed(g, walk(g, HEAD + ["[", "c", "e"]))
-    assert allowed(g, walk(g, HEAD + ["[", "C", "E", "G", "c"])) & {"e", "g", "]"} == {"]"}
+    sid = walk(g, HEAD + ["[", "C", "E", "G", "c"])
+    assert allowed(g, sid) & {"e", "g", "]"} == {"]"}
+    assert g.past_chosen_chord(sid, VOCABULARY.id("e")) and not g.past_chosen_chord(sid, VOCABULARY.id("]"))
+    assert g.next(walk(g, HEAD + ["[", "C", "E", "G", "c", "e"]), VOCABULARY.id("]")) >= 0
+    prime = ("[", "C", "E", "G", "c", "e", "]", "2", "D", "E", "F", "G", "|")
+    made = sample_tunes(RandomEngine(len(VOCABULARY), 3.0, 2), VOCABULARY, [1, 2],
+                        conditions=Conditions(rhythm="reel", meter="4/4", prime=prime))
+    for tune in made:
+        key = next(k for k, token in enumerate(tune.tokens) if token.startswith("K:"))
+        assert tune.ok and tune.tokens[key + 1:key + 1 + len(prime)] == list(prime)
     # grace notes: the note they ornament is more than a quarter of them
     assert "{" in allowed(g, walk(g, HEAD + ["c", "5"]))
     # a tie joins notes (of the same pitch: see test_ties_keep_their_pitch)

@@ -15,11 +15,14 @@ import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from folkrnn.abc import parse
+from folkrnn.abc.lexer import lex
+from folkrnn.abc.parser import tune_from_lexed
 from folkrnn.render import tune_to_svg, tunes_to_pdf
 from folkrnn.sheet import engrave, tune_to_mei
 
@@ -515,4 +518,9 @@ def test_a_written_accidental_after_a_broken_rhythm_is_drawn():
     pages = engrave(parse(abc), abc=abc)
     assert [system["accidentals"] for system in svg_systems(pages[0])] == \
         [system["accidentals"] for system in abcm2ps_systems(abc)] == [3]
+    # the marks move to the note after the broken rhythm: its own, its decorations, before a grace too
+    lexed, marks = lex("X:1\nM:4/4\nL:1/8\nK:C\nd>!trill!{g}^c d2 e2 f2|\n"), []
+    tune_from_lexed(lexed, marks=marks)
+    assert [(str(lexed.records[index][0]), onset) for index, _, onset in marks][:3] == \
+        [("note", 0), ("deco", Fraction(3, 4)), ("note", Fraction(3, 4))]
 

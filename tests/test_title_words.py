@@ -342,8 +342,8 @@ def test_the_title_file_keeps_the_rhythms_of_each_titles_tunes(tmp_path):
     assert (tmp_path / TITLES_FILE).read_text() == "Over the Moor\tother\nThe Kesh\tjig,reel\n"
     assert read_titles(tmp_path) == ("Over the Moor", "The Kesh")
     assert read_title_rhythms(tmp_path) == {"Over the Moor": ("other",), "The Kesh": ("jig", "reel")}
-    (tmp_path / TITLES_FILE).write_text("Over  the Moor\t other \nThe Kesh\nThe Kesh\tjig\n")
-    assert read_titles(tmp_path) == ("Over the Moor", "The Kesh")  # once each
+    (tmp_path / TITLES_FILE).write_text("Over  the Moor\t other \nThe Kesh\nThe Kesh\tjig\n\treel\n \tjig\n")
+    assert read_titles(tmp_path) == ("Over the Moor", "The Kesh")  # once each; a line of no title is none
     assert read_title_rhythms(tmp_path) == {"Over the Moor": ("other",), "The Kesh": ("jig",)}
     write_titles(tmp_path, ["The Kesh"])  # a folder written before the rhythms were kept
     assert read_titles(tmp_path) == ("The Kesh",) and read_title_rhythms(tmp_path) is None

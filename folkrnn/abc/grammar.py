@@ -198,9 +198,11 @@ _TITLE, _HEADER, _BODY, _DONE = range(4)
 _START, _BAR_LAST, _EVENT_OPEN, _EVENT, _CHORD_IN, _GRACE_IN, _GRACE_LAST, _TIE_LAST, \
     _BROKEN_LAST, _TUPLET_LAST, _FIELD_LAST, _ENDING_LAST = range(12)
 _NOTE_EV, _REST_EV, _CHORD_EV = 1, 2, 3
-# notes in a chord, at most: the default corpus's largest have four (645 chords of 2 notes, 16 of 3, 14 of 4;
-# a fiddle has four strings). At six, 6 of 500 generated tunes held a cluster of five or six (B,CDEFA)
-_MAX_CHORD = 4
+# notes in a chord, at most (a prime may hold six); the model's own chords hold four at most: the default
+# corpus's largest have four (645 chords of 2 notes, 16 of 3, 14 of 4; a fiddle has four strings), and
+# with six allowed, 6 of 500 generated tunes held a cluster of five or six (B,CDEFA). The masks keep a
+# chord to _CHOSEN_CHORD; a forced token may go past it (AbcGrammar.past_chosen_chord)
+_MAX_CHORD, _CHOSEN_CHORD = 6, 4
 _MAX_GRACE = 4
 
 
@@ -570,10 +572,17 @@ class AbcGrammar:
             transitions[(sid, -1 - number)] = result if ok else -1
         allowed.append(False)
         mask = np.array(allowed)[self._group_of]  # one gather, not a fancy assignment per group
+        if state.chord >= _CHOSEN_CHORD:
+            mask &= ~self._is_note
         if state.closing and mask[self.eos]:
             mask[:] = False
             mask[self.eos] = True
         return mask
+
+    def past_chosen_chord(self, sid: int, token: int) -> bool:
+        """Whether ``token`` is a note the masks refuse at ``sid`` only because its chord already holds
+        the notes the model may write in one (a prime's chord of five or six goes on)."""
+        return bool(self._is_note[token]) and self.state(sid).chord >= _CHOSEN_CHORD and self.next(sid, token) >= 0
 
     def _mask_key(self, s: _State) -> _State | None:
         """A state whose mask is ``s``'s, shared by the states that differ from ``s`` only in how

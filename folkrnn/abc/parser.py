@@ -613,9 +613,9 @@ class _BodyReader:
     def moved_marks(self, was: int, now: int) -> None:
         """A broken rhythm moved the time after the last event from ``was`` to ``now`` ticks: the marks
         written since it (the next note's own, its decorations) are at the next note, so at ``now``."""
-        marks, old, notes = self.marks, Fraction(was, TICKS), len(self.timeline.spelled)
+        marks, old = self.marks, Fraction(was, TICKS)
         k = len(marks)
-        while k and marks[k - 1][1] == notes and marks[k - 1][2] == old:
+        while k and marks[k - 1][2] == old:  # (the last event began before ``was``: these came after it)
             k -= 1
         marks[k:] = [(index, before, Fraction(now, TICKS)) for index, before, _ in marks[k:]]
 

@@ -200,12 +200,13 @@ def _read(folder: str | os.PathLike, name: str, tabbed: bool = False) -> tuple[s
         raise ModelError(f"{path} is not UTF-8 text") from None
     except OSError as error:
         raise ModelError(f"cannot read {path}: {error.strerror or error}") from None
-    lines = text.splitlines()
-    if tabbed:
-        lines = ["\t".join(" ".join(side.split()) for side in line.split("\t", 1)).strip() for line in lines]
-    else:
-        lines = [" ".join(line.split()) for line in lines]
-    return tuple(line for line in lines if line)
+    lines = []
+    for line in text.splitlines():
+        first, tab, rest = line.partition("\t") if tabbed else (line, "", "")
+        first = " ".join(first.split())
+        if first:  # (a line with nothing before its tab holds no title)
+            lines.append(first + (tab + " ".join(rest.split()) if tab else ""))
+    return tuple(lines)
 
 
 def read_words(folder: str | os.PathLike) -> tuple[str, ...] | None:
