@@ -405,10 +405,9 @@ def load_model(path: str | os.PathLike) -> Checkpoint:
     title_words = titles = title_rhythms = None
     if encoding_block["name"] == "abc":
         # lazily: the abc package (about 50 ms to import), which loading a MIDI model does not need
-        from folkrnn.abc.titles import read_title_rhythms, read_titles, read_words, words_of_titles
+        from folkrnn.abc.titles import read_title_file, read_words, words_of_titles
 
-        titles = read_titles(directory)
-        title_rhythms = read_title_rhythms(directory) if titles is not None else None
+        titles, title_rhythms = read_title_file(directory) or (None, None)
         title_words = read_words(directory) if titles is None else tuple(words_of_titles(titles))
     return Checkpoint(
         path=directory,

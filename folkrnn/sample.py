@@ -537,9 +537,10 @@ def _title_dance(plan: _Plan, masks: np.ndarray, rows: list[_Row]) -> None:
     """In place: a tune whose title names a dance ("O'Reilly's Reel", "The Reel of Fife":
     :func:`folkrnn.abc.tokens.named_dance`) writes that dance in R:, where its masks allow it, as a
     title given on the command line sets it. In the corpus 508 of the 527 titles that end with a
-    dance's name are of that dance; of 500 tunes that wrote their own title, 24 named another dance
-    at its end than the one they were written in, and with the end's rule alone 24 of 500 (seed 2024)
-    still named one before it ("Paine's Reel of Angus" a slip jig)."""
+    dance's name are of that dance. Of 500 tunes that wrote their own title, 24 named another dance
+    at its end than the one they were written in when nothing held R: to the title; with R: held to
+    the dance the title ends with, 24 of 500 (seed 2024) still named one before its end ("Paine's
+    Reel of Angus" a slip jig); now none."""
     rhythms = plan.rhythms
     if not len(rhythms) or not len(rows):
         return

@@ -18,7 +18,7 @@ from folkrnn.abc.titles import (
     corpus_title_rhythms,
     corpus_title_words,
     corpus_titles,
-    read_title_rhythms,
+    read_title_file,
     read_titles,
     read_words,
     title_text,
@@ -341,12 +341,12 @@ def test_the_title_file_keeps_the_rhythms_of_each_titles_tunes(tmp_path):
     write_titles(tmp_path, corpus_title_rhythms(tunes))
     assert (tmp_path / TITLES_FILE).read_text() == "Over the Moor\tother\nThe Kesh\tjig,reel\n"
     assert read_titles(tmp_path) == ("Over the Moor", "The Kesh")
-    assert read_title_rhythms(tmp_path) == {"Over the Moor": ("other",), "The Kesh": ("jig", "reel")}
+    assert read_title_file(tmp_path)[1] == {"Over the Moor": ("other",), "The Kesh": ("jig", "reel")}
     (tmp_path / TITLES_FILE).write_text("Over  the Moor\t other \nThe Kesh\nThe Kesh\tjig\n\treel\n \tjig\n")
     assert read_titles(tmp_path) == ("Over the Moor", "The Kesh")  # once each; a line of no title is none
-    assert read_title_rhythms(tmp_path) == {"Over the Moor": ("other",), "The Kesh": ("jig",)}
+    assert read_title_file(tmp_path)[1] == {"Over the Moor": ("other",), "The Kesh": ("jig",)}
     write_titles(tmp_path, ["The Kesh"])  # a folder written before the rhythms were kept
-    assert read_titles(tmp_path) == ("The Kesh",) and read_title_rhythms(tmp_path) is None
+    assert read_titles(tmp_path) == ("The Kesh",) and read_title_file(tmp_path)[1] is None
 
 
 def test_a_forbidden_title_is_not_written_whole():
@@ -369,7 +369,7 @@ def test_train_writes_the_titles_of_its_corpus(tiny_model_dir, tiny_corpus, tiny
     titles = corpus_titles(tiny_corpus.train)
     assert len(titles) > 50
     assert read_titles(tiny_model_dir) == tuple(titles) and not (tiny_model_dir / WORDS_FILE).exists()
-    assert read_title_rhythms(tiny_model_dir) == corpus_title_rhythms(tiny_corpus.train)
+    assert read_title_file(tiny_model_dir)[1] == corpus_title_rhythms(tiny_corpus.train)
     assert tiny.engine.titles == tuple(titles)  # the engine carries them to the sampler, with their words
     assert tiny.engine.title_words == tuple(corpus_title_words(tiny_corpus.train))
 

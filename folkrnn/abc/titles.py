@@ -74,7 +74,7 @@ from folkrnn.files import write_atomic
 
 __all__ = ["TITLES_FILE", "WORDS_FILE", "MAX_WORDS_BYTES", "title_text", "corpus_title_words", "corpus_titles",
            "corpus_title_rhythms", "words_of_titles", "format_words", "read_words", "write_words", "read_titles",
-           "read_title_rhythms", "write_titles",
+           "read_title_file", "write_titles",
            "TitleTrie", "TitleWords", "trie_for"]
 
 TITLES_FILE = "titles.txt"  # in a model folder: its corpus' titles, one a line (their words and order)
@@ -176,7 +176,7 @@ def write_words(folder: str | os.PathLike, words: Iterable[str]) -> Path:
 def write_titles(folder: str | os.PathLike, titles: Iterable[str] | Mapping[str, Sequence[str]]) -> Path:
     """Write :data:`TITLES_FILE` into a model folder (atomically); returns its path. ``titles``
     with their rhythms (:func:`corpus_title_rhythms`) writes each after its title and a tab
-    ("The Kesh\tjig"), as :func:`read_title_rhythms` reads them."""
+    ("The Kesh\tjig"), as :func:`read_title_file` reads them."""
     if isinstance(titles, Mapping):
         titles = [f"{title}\t{','.join(rhythms)}" if rhythms else title for title, rhythms in titles.items()]
     return _write(folder, TITLES_FILE, titles)
@@ -224,24 +224,29 @@ def read_titles(folder: str | os.PathLike) -> tuple[str, ...] | None:
     """The titles of a model folder's :data:`TITLES_FILE`, or None when it has none.
 
     Raises ModelError for a file that is too large or not UTF-8."""
-    lines = _read(folder, TITLES_FILE, tabbed=True)
-    return None if lines is None else tuple(dict.fromkeys(title for title in (
-        line.split("\t", 1)[0] for line in lines) if title))
+    read = read_title_file(folder)
+    return None if read is None else read[0]
 
 
-def read_title_rhythms(folder: str | os.PathLike) -> dict[str, tuple[str, ...]] | None:
-    """The rhythms :data:`TITLES_FILE` gives its titles (after a tab: "The Kesh\tjig", several
-    comma-separated), or None when it gives none (a folder written before they were kept). A title
-    written without them is left out: it may be of any rhythm.
+def read_title_file(folder: str | os.PathLike) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]] | None] | None:
+    """A model folder's :data:`TITLES_FILE` in one reading: its titles (each once, in order) and the
+    rhythms it gives them (after a tab: "The Kesh\tjig", several comma-separated; None when it gives
+    none, a folder written before they were kept: a title written without them may be of any
+    rhythm), or None when the folder has no such file.
 
     Raises ModelError for a file that is too large or not UTF-8."""
-    rhythms = {}
-    for line in _read(folder, TITLES_FILE, tabbed=True) or ():
+    lines = _read(folder, TITLES_FILE, tabbed=True)
+    if lines is None:
+        return None
+    titles: dict[str, None] = {}
+    rhythms: dict[str, tuple[str, ...]] = {}
+    for line in lines:
         title, _, names = line.partition("\t")
+        titles[title] = None
         names = tuple(name for name in (name.strip() for name in names.split(",")) if name)
-        if title and names:
+        if names:
             rhythms[title] = names
-    return rhythms or None
+    return tuple(titles), rhythms or None
 
 
 class TitleTrie:
@@ -419,7 +424,7 @@ class TitleTrie:
             ends1.add(fids[-1])
             ends2.add((-1 if len(fids) == 1 else fids[-2], fids[-1]))
             pairs.update(zip([-1] + fids[:-1], fids))
-        self._fold, self._order, self._joins = fold, order, joins
+        self._fold, self._joins = fold, joins
         self._after1, self._after2 = after1, after2
         # the fewest characters that end a title after each context: shortest paths back from the ends
         if order == 1:
