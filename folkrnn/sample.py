@@ -446,7 +446,7 @@ MAX_GRAMMAR_STATES = 30_000  # about 2,000 tunes make 7,500
 class _Row(Row):
     """One tune being sampled: where the grammar stands (``sid``), and its compass."""
 
-    __slots__ = ("sid", "compass", "span", "rested")
+    __slots__ = ("sid", "compass", "span", "rested", "again")
 
     def __init__(self, index: int, seed: int, bos: int, sid: int, title: list[int],
                  classes=None, compass: Compass | None = None) -> None:
@@ -457,6 +457,9 @@ class _Row(Row):
         self.compass = compass  # its lowest and highest notes so far, when a compass holds
         self.span = compass.start() if compass is not None else None
         self.rested = False  # a rest has been written in the tune's body
+        # in a second ending: (the length ids will have where the first ending's last note would
+        # come again, that note), while the second ending may still copy the first (_fresh_endings)
+        self.again: tuple[int, int] | None = None
 
     @property
     def positions(self) -> Positions | None:
@@ -474,6 +477,7 @@ class _Row(Row):
         """A copy to go on differently (beam search)."""
         row = _Row(self.index, self.seed, self.ids[0], sid, [])
         row.ids, row.forced, row.log_prob, row.rested = list(self.ids), list(self.forced), self.log_prob, self.rested
+        row.again = self.again
         if self.tracker is not None:
             row.tracker, row.feature = self.tracker.clone(), self.feature
         if self.compass is not None:
@@ -626,6 +630,22 @@ def _first_rest(logits: np.ndarray, rows: list[_Row], penalty: float, rests: np.
     return logits
 
 
+def _first_ending(ids: list[int], endings: tuple[int, int, int], sounds: frozenset[int]) -> tuple | None:
+    """For ``ids`` that have just opened a second ending (``endings``: the ids of ``[1``, ``[2`` and
+    ``:|``): (where the second ending starts, where the first one did, the tokens of the first up
+    to its last note or rest, that note); None when there is no first ending to compare with."""
+    first, _, close = endings
+    try:
+        start = len(ids) - 2 - ids[-2::-1].index(first)  # the [1 before this [2
+        end = ids.index(close, start)
+    except ValueError:
+        return None
+    sounding = [k for k in range(start + 1, end) if ids[k] in sounds]
+    if not sounding:
+        return None
+    return len(ids), start + 1, sounding[-1] - start - 1, ids[sounding[-1]]
+
+
 class AbcConstraint(Constraint):
     """The ABC grammar (:class:`AbcGrammar`, the compass, tied pitches and the lookback bonus) for
     :func:`folkrnn.decode.loop.decode`: a request resolved against a vocabulary (``plan``) and the
@@ -641,6 +661,11 @@ class AbcConstraint(Constraint):
         self._rests = np.array([i for i, token in enumerate(self.grammar.tokens)
                                 if classify(token)[0] == TokenClass.REST], np.intp)
         self._rest_set = frozenset(self._rests.tolist())
+        # first and second endings ([1 ... :| [2 ...): a second ending may not copy the first
+        ids = {token: i for i, token in enumerate(self.grammar.tokens)}
+        self._again = (ids["[1"], ids["[2"], ids[":|"]) if {"[1", "[2", ":|"} <= ids.keys() else None
+        self._sounds = frozenset(i for i, token in enumerate(self.grammar.tokens)
+                                 if classify(token)[0] in (TokenClass.NOTE, TokenClass.REST))
 
     def start(self, index: int, seed: int) -> _Row:
         plan = self.plan
@@ -650,7 +675,27 @@ class AbcConstraint(Constraint):
         sids = np.fromiter((row.sid for row in rows), np.intp, len(rows))
         masks = self.grammar.masks(sids)
         _restrict(self.plan, masks, rows, sids)
+        self._fresh_endings(masks, rows)
         return masks
+
+    def _fresh_endings(self, masks: np.ndarray, rows: list[_Row]) -> None:
+        """In place: a second ending that has copied the first up to its last note (or rest) may
+        not take that note too, nor a rest, where another token is allowed: two endings that are the same bar
+        say nothing, and a player reads them as a mistake. 9 of 167 endings (two runs of 500
+        default tunes) were copies, against 4 of 237 in the four collections the default corpus
+        is made of."""
+        for i, row in enumerate(rows):
+            again = row.again
+            if again is None or row.forced:
+                continue
+            second, first, count, note = again
+            ids = row.ids
+            if len(ids) == second + count and masks[i, note] and ids[second:] == ids[first:first + count]:
+                allowed = masks[i].copy()
+                allowed[note] = False
+                allowed[self._rests] = False  # nor a rest instead, where the bar wants its last note
+                if allowed.any():
+                    masks[i] = allowed
 
     def adjust(self, logits: np.ndarray, rows: list[_Row]) -> np.ndarray:
         logits = _lookback(logits, rows, self.config.lookback, self._copyable)
@@ -693,6 +738,8 @@ class AbcConstraint(Constraint):
             return DONE
         row.append(token)
         row.sid = nxt
+        if self._again is not None and token == self._again[1]:
+            row.again = _first_ending(row.ids, self._again, self._sounds)
         if token in self._rest_set and grammar.in_body(before):
             row.rested = True
         if self.plan.prime and not grammar.in_body(before) and grammar.in_body(nxt):

@@ -259,6 +259,42 @@ def test_a_form_closes_parts_with_endings_as_often_as_the_dance_does(tmp_path):
     assert abc2midi_problems(texts, tmp_path) == []
 
 
+def test_a_second_ending_does_not_copy_the_first():
+    """Two endings that are the same bar say nothing: a second ending that has copied the first up to
+    its last note may not take that note, nor a rest instead (the grammar alone allows both); one that
+    differs already, or the first ending's own last note, is left alone."""
+    from folkrnn.sample import AbcConstraint, SampleConfig, _plan
+
+    config = SampleConfig()
+    constraint = AbcConstraint(_plan(VOCABULARY, Conditions(rhythm="jig", form="free"), config), config,
+                               VOCABULARY)
+    head = ["T", "h", "e", "R:jig", "M:6/8", "K:Cmaj", "|:"] + ["c", "6", "|"] * 3
+    first = ["[1", "e", "d", "c", "G", "2"]
+
+    def row_after(tokens):
+        row = constraint.start(0, 0)
+        row.forced = []
+        for token in tokens:
+            assert constraint.advance(row, VOCABULARY.id(token), True) == "", token
+        return row
+
+    def masks(tokens):
+        row = row_after(tokens)
+        restricted = {VOCABULARY.token(i) for i in np.flatnonzero(constraint.masks([row])[0])}
+        alone = {VOCABULARY.token(i) for i in np.flatnonzero(constraint.grammar.mask(row.sid))}
+        return restricted, alone
+
+    copied, alone = masks(head + first + ["G", ":|", "[2", "e", "d", "c", "G", "2"])
+    assert {"G", "z"} <= alone and "G" not in copied and "z" not in copied and "A" in copied
+    differs, alone = masks(head + first + ["G", ":|", "[2", "e", "d", "B", "G", "2"])
+    assert {"G", "z"} <= differs
+    in_first, alone = masks(head + first)
+    assert {"G", "z"} <= in_first
+    # a rest that ends the first ending is not copied either
+    rested, _ = masks(head + ["[1", "e", "d", "c", "G", "2", "z", ":|", "[2", "e", "d", "c", "G", "2"])
+    assert "z" not in rested and "x" not in rested and "G" in rested
+
+
 @pytest.mark.slow
 def test_the_first_rest_penalty_leaves_rests_to_the_tunes_that_rest():
     """SampleConfig.first_rest: taken from a rest's logit until the tune has one, so fewer tunes rest
