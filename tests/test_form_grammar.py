@@ -230,6 +230,32 @@ def test_endings_begin_only_at_the_bar_before_a_parts_last():
     assert not grammar.before_last_bar(grammar.next(sid, tokens.index("[1")))
 
 
+def test_no_key_change_after_the_last_bars_notes():
+    """A key change written after a note of the tune's last bar changes the key of nothing (the
+    shipped model wrote ``dBG G2[K:Eb] |]``, 3 tunes in 5,000); after a note of an earlier bar, or
+    at the start of the last bar, it may come."""
+    from folkrnn.abc.grammar import AbcGrammar
+
+    tokens = ["<s>", "</s>", "R:reel", "M:4/4", "L:1/8", "K:Cmaj", "C", "4", "8", "|", ":|", "|:", "||",
+              "[K:Gmaj]"]
+    grammar = AbcGrammar(tokens, form=Form((False, False), 8))
+    key = tokens.index("[K:Gmaj]")
+    sid = grammar.start
+    for token in ["R:reel", "M:4/4", "L:1/8", "K:Cmaj"] + ["C", "8", "|"] * 7 + ["C", "8", "||"] \
+            + ["C", "8", "|"] * 7:
+        sid = grammar.next(sid, tokens.index(token))
+        assert sid >= 0, token
+    assert grammar.mask(sid)[key]  # at the start of the last bar
+    in_last = grammar.next(sid, tokens.index("C"))
+    assert not grammar.mask(in_last)[key] and grammar.mask(grammar.next(in_last, tokens.index("4")))[
+        tokens.index("C")]
+    assert not grammar.mask(grammar.next(in_last, tokens.index("8")))[key]
+    earlier = grammar.start
+    for token in ["R:reel", "M:4/4", "L:1/8", "K:Cmaj", "C", "4"]:
+        earlier = grammar.next(earlier, tokens.index(token))
+    assert grammar.mask(earlier)[key]  # after a note of the first bar
+
+
 def _first_parts_with_endings(results) -> tuple[int, int]:
     forms = [form_of(detokenize(result.tokens)) for result in results if result.ok]
     firsts = [next(part for part in form.parts if part.repeated) for form in forms]
@@ -290,6 +316,10 @@ def test_a_second_ending_does_not_copy_the_first():
     assert {"G", "z"} <= differs
     in_first, alone = masks(head + first)
     assert {"G", "z"} <= in_first
+    # a first ending whose last note has a length of its own: the pitch may not come again there
+    # (a second ending of the same notes with the last one split, e2dd for e2d2, says as little)
+    held, alone = masks(head + ["[1", "e", "d", "c", "G", "3", ":|", "[2", "e", "d", "c"])
+    assert {"G", "z"} <= alone and "G" not in held and "z" not in held and "A" in held
     # a rest that ends the first ending is not copied either
     rested, _ = masks(head + ["[1", "e", "d", "c", "G", "2", "z", ":|", "[2", "e", "d", "c", "G", "2"])
     assert "z" not in rested and "x" not in rested and "G" in rested

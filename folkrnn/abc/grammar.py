@@ -727,6 +727,8 @@ class AbcGrammar:
             if s.closing or s.tied or s.tuplet or s.force or s.last not in (
                     _START, _BAR_LAST, _EVENT, _ENDING_LAST):
                 return None
+            if s.last == _EVENT and self._final_end(s) >= 0:
+                return None  # a key change after a note of the tune's last bar: the tune ends in it
             return _set(s, last=_FIELD_LAST)
         # inline [M:] changes are not written: abc2midi times tuplets by the header meter and
         # checks the bars of a repeat against the meter of its first pass
