@@ -231,9 +231,9 @@ def test_endings_begin_only_at_the_bar_before_a_parts_last():
 
 
 def test_no_key_change_after_the_last_bars_notes():
-    """A key change written after a note of the tune's last bar changes the key of nothing (the
-    shipped model wrote ``dBG G2[K:Eb] |]``, 3 tunes in 5,000); after a note of an earlier bar, or
-    at the start of the last bar, it may come."""
+    """A key change written after a note of the tune's last bar changes the key of its last note or
+    of nothing (the shipped model wrote ``f2f ag[K:C] :|`` and ``e4[K:Gm]g2 :|``: 13 of 2,000 default
+    tunes); after a note of an earlier bar, or at the start of the last bar, it may come."""
     from folkrnn.abc.grammar import AbcGrammar
 
     tokens = ["<s>", "</s>", "R:reel", "M:4/4", "L:1/8", "K:Cmaj", "C", "4", "8", "|", ":|", "|:", "||",
