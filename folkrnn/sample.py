@@ -457,9 +457,9 @@ class _Row(Row):
         self.compass = compass  # its lowest and highest notes so far, when a compass holds
         self.span = compass.start() if compass is not None else None
         self.rested = False  # a rest has been written in the tune's body
-        # in a second ending: (the length ids will have where the first ending's last note would
-        # come again, that note), while the second ending may still copy the first (_fresh_endings)
-        self.again: tuple[int, int] | None = None
+        # in a second ending: (where it starts, where the first ending starts, the first's tokens
+        # before its last note or rest, that note), to keep it from copying the first (_fresh_endings)
+        self.again: tuple[int, int, int, int] | None = None
 
     @property
     def positions(self) -> Positions | None:
@@ -632,8 +632,9 @@ def _first_rest(logits: np.ndarray, rows: list[_Row], penalty: float, rests: np.
 
 def _first_ending(ids: list[int], endings: tuple[int, int, int], sounds: frozenset[int]) -> tuple | None:
     """For ``ids`` that have just opened a second ending (``endings``: the ids of ``[1``, ``[2`` and
-    ``:|``): (where the second ending starts, where the first one did, the tokens of the first up
-    to its last note or rest, that note); None when there is no first ending to compare with."""
+    ``:|``): (where the second ending starts, where the first one did, how many of the first's
+    tokens come before its last note or rest, that note); None when there is no first ending to
+    compare with."""
     first, _, close = endings
     try:
         start = len(ids) - 2 - ids[-2::-1].index(first)  # the [1 before this [2
@@ -661,9 +662,11 @@ class AbcConstraint(Constraint):
         self._rests = np.array([i for i, token in enumerate(self.grammar.tokens)
                                 if classify(token)[0] == TokenClass.REST], np.intp)
         self._rest_set = frozenset(self._rests.tolist())
-        # first and second endings ([1 ... :| [2 ...): a second ending may not copy the first
+        # first and second endings ([1 ... :| [2 ...): a second ending may not copy the first (with
+        # the grammar on, as the compass, the endings' shares and the lookback bonus)
         ids = {token: i for i, token in enumerate(self.grammar.tokens)}
-        self._again = (ids["[1"], ids["[2"], ids[":|"]) if {"[1", "[2", ":|"} <= ids.keys() else None
+        self._again = (ids["[1"], ids["[2"], ids[":|"]) \
+            if config.constrain and {"[1", "[2", ":|"} <= ids.keys() else None
         self._sounds = frozenset(i for i, token in enumerate(self.grammar.tokens)
                                  if classify(token)[0] in (TokenClass.NOTE, TokenClass.REST))
 

@@ -323,6 +323,14 @@ def test_a_second_ending_does_not_copy_the_first():
     # a rest that ends the first ending is not copied either
     rested, _ = masks(head + ["[1", "e", "d", "c", "G", "2", "z", ":|", "[2", "e", "d", "c", "G", "2"])
     assert "z" not in rested and "x" not in rested and "G" in rested
+    # with the grammar off (--no-constrain), the model writes what it likes
+    raw = SampleConfig(constrain=False)
+    loose = AbcConstraint(_plan(VOCABULARY, Conditions(rhythm="jig", form="free"), raw), raw, VOCABULARY)
+    row = loose.start(0, 0)
+    row.forced = []
+    for token in head + first + ["G", ":|", "[2", "e", "d", "c", "G", "2"]:
+        assert loose.advance(row, VOCABULARY.id(token), True) == "", token
+    assert loose.masks([row])[0][VOCABULARY.id("G")]
 
 
 @pytest.mark.slow
