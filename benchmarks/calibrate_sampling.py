@@ -13,8 +13,9 @@ setting with the lowest accuracy is the one ``SampleConfig`` should default to, 
 tokens are far more common than real tunes'.
 
 Usage: ``python benchmarks/calibrate_sampling.py [-n 200] [--model DIR] [--lookback 0,1,2,3]
-[--top-p 1,0.95] [--first-rest 0,1,2] [--seeds 1]`` (``--seeds``: runs of N tunes a setting, from
-seeds N apart, their accuracies averaged). The last line is a JSON object.
+[--top-p 1,0.95] [--first-rest 0,1,2] [--seeds 1] [--form free]`` (``--seeds``: runs of N tunes a setting,
+from seeds N apart, their accuracies averaged; ``--form``: the form asked of every tune, each dance's
+usual one when not given). The last line is a JSON object.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def main() -> None:
     parser.add_argument("--top-p", default="1,0.95", help="nucleus cuts to try")
     parser.add_argument("--first-rest", default=str(SampleConfig.first_rest), help="first-rest penalties to try")
     parser.add_argument("--seeds", type=int, default=1, help="runs of N tunes a setting (accuracy averaged)")
+    parser.add_argument("--form", default=None, help="the form asked of every tune, as --form takes it "
+                        "(default: each dance's usual form; free: what the model writes by itself)")
     args = parser.parse_args()
 
     model = load_model(args.model or shipped_model("abc"))
@@ -82,7 +85,7 @@ def main() -> None:
         for run in range(args.seeds):
             first = args.seed + run * args.n
             results = sample_tunes(engine, vocabulary, list(range(first, first + args.n)),
-                                   config=config, conditions=Conditions(), workers=default_workers())
+                                   config=config, conditions=Conditions(form=args.form), workers=default_workers())
             made = forms_of(r.tokens for r in results if r.ok)
             made_tokens += [r.tokens for r in results if r.ok]
             accuracies.append(two_sample_accuracy(form_features(made), real_features, seed=run))
@@ -98,7 +101,7 @@ def main() -> None:
     best = min(rows, key=lambda row: row["accuracy"])
     print(f"lowest accuracy: lookback {best['lookback']:g}, top-p {best['top_p']:g}, first rest "
           f"{best['first_rest']:g} ({best['accuracy']:.1%})")
-    print(json.dumps({"n": args.n, "model": args.model or "shipped", "real": {name: round(real_stats[name], 4)
+    print(json.dumps({"n": args.n, "model": args.model or "shipped", "form": args.form or "default", "real": {name: round(real_stats[name], 4)
                                                                               for name in SHOWN},
                       "settings": rows, "best": best}))
 
