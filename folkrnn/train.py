@@ -1040,7 +1040,7 @@ class _Trainer:
             "wall_s": self.wall_before + time.perf_counter() - self.started,
             "rng_python": _python_rng_to_json(random.getstate()),
             "rng_numpy": _numpy_rng_to_json(np.random.get_state()),
-            "commands": self.commands, "corpus": self.corpus_record,
+            "commands": self.commands, "corpus": self.corpus_record, "started": self.base_record["started"],
         })
 
     def restore(self, tensors: dict[str, np.ndarray], meta: dict) -> None:
@@ -1061,6 +1061,8 @@ class _Trainer:
             earlier = meta.get("commands") or [meta["train_config"].get("command") or "?"]
             self.commands = [*earlier, self.base_record["command"]]
             self.base_record["command"] = " ; then ".join(self.commands)
+            # and when the run started, not this resume (a resume point from before it was kept: this one)
+            self.base_record["started"] = meta.get("started") or self.base_record["started"]
             random.setstate(_python_rng_from_json(meta["rng_python"]))
             np.random.set_state(_numpy_rng_from_json(meta["rng_numpy"]))
         except (RuntimeError, KeyError, ValueError, TypeError) as error:

@@ -209,10 +209,15 @@ def test_stop_and_resume_equals_one_run(tmp_path):
     whole = train(corpus, config_for(tmp_path / "w", epochs=2), TINY_MODEL)
     first = train(corpus, config_for(tmp_path / "s", epochs=2, max_batches=3, command="folkrnn train A"), TINY_MODEL)
     assert first.batches == 3
+    first_started = load_model(tmp_path / "s").training["started"]
+    time.sleep(1.1)  # a resume a second later would record another time
     rest = train(corpus, config_for(tmp_path / "s", epochs=2, resume=True, command="folkrnn train B"), TINY_MODEL)
     assert rest.batch_losses == whole.batch_losses
     assert rest.test_loss == pytest.approx(whole.test_loss, abs=1e-12)
     assert load_model(tmp_path / "s").training["command"] == "folkrnn train A ; then folkrnn train B"
+    # the card says when the run started, not when it was resumed
+    _, meta = load_training_state(tmp_path / "s" / STATE_FILE)
+    assert load_model(tmp_path / "s").training["started"] == meta["started"] == first_started
 
 
 def test_resume_refuses_another_vocabulary_encoding_or_model(tmp_path):
