@@ -101,9 +101,9 @@ def main() -> None:
     best = min(rows, key=lambda row: row["accuracy"])
     print(f"lowest accuracy: lookback {best['lookback']:g}, top-p {best['top_p']:g}, first rest "
           f"{best['first_rest']:g} ({best['accuracy']:.1%})")
-    print(json.dumps({"n": args.n, "model": args.model or "shipped", "form": args.form or "default", "real": {name: round(real_stats[name], 4)
-                                                                              for name in SHOWN},
-                      "settings": rows, "best": best}))
+    shown = {name: round(real_stats[name], 4) for name in SHOWN}
+    print(json.dumps({"n": args.n, "model": args.model or "shipped", "form": args.form or "default",
+                      "real": shown, "settings": rows, "best": best}))
 
 
 if __name__ == "__main__":
