@@ -230,30 +230,39 @@ def test_endings_begin_only_at_the_bar_before_a_parts_last():
     assert not grammar.before_last_bar(grammar.next(sid, tokens.index("[1")))
 
 
-def test_no_key_change_after_the_last_bars_notes():
-    """A key change written after a note of the tune's last bar changes the key of its last note or
-    of nothing (the shipped model wrote ``f2f ag[K:C] :|`` and ``e4[K:Gm]g2 :|``: 13 of 2,000 default
-    tunes); after a note of an earlier bar, or at the start of the last bar, it may come."""
+def test_a_key_changes_at_a_bar_line_never_after_a_note():
+    """Every key change of the default corpus (43) comes at a bar line. After a note, a key change
+    changes the key in the middle of a bar, and in a tune's last bar the key of its last note or of
+    nothing: the shipped model wrote ``c2B d2[K:G] |:``, ``f2f ag[K:C] :|`` and ``e4[K:Gm]g2 :|``,
+    44 of 2,000 default tunes changing key (3 with this rule), against 36 of the 3,913 training
+    tunes. At the start of a bar it may come, with a form or without one."""
     from folkrnn.abc.grammar import AbcGrammar
 
     tokens = ["<s>", "</s>", "R:reel", "M:4/4", "L:1/8", "K:Cmaj", "C", "4", "8", "|", ":|", "|:", "||",
               "[K:Gmaj]"]
-    grammar = AbcGrammar(tokens, form=Form((False, False), 8))
     key = tokens.index("[K:Gmaj]")
-    sid = grammar.start
-    for token in ["R:reel", "M:4/4", "L:1/8", "K:Cmaj"] + ["C", "8", "|"] * 7 + ["C", "8", "||"] \
-            + ["C", "8", "|"] * 7:
-        sid = grammar.next(sid, tokens.index(token))
-        assert sid >= 0, token
-    assert grammar.mask(sid)[key]  # at the start of the last bar
-    in_last = grammar.next(sid, tokens.index("C"))
-    assert not grammar.mask(in_last)[key] and grammar.mask(grammar.next(in_last, tokens.index("4")))[
-        tokens.index("C")]
-    assert not grammar.mask(grammar.next(in_last, tokens.index("8")))[key]
-    earlier = grammar.start
-    for token in ["R:reel", "M:4/4", "L:1/8", "K:Cmaj", "C", "4"]:
-        earlier = grammar.next(earlier, tokens.index(token))
-    assert grammar.mask(earlier)[key]  # after a note of the first bar
+    for form in (Form((False, False), 8), None):
+        grammar = AbcGrammar(tokens, form=form)
+
+        def walk(sid, seq):
+            for token in seq:
+                sid = grammar.next(sid, tokens.index(token))
+                assert sid >= 0, token
+            return sid
+
+        header = walk(grammar.start, ["R:reel", "M:4/4", "L:1/8", "K:Cmaj"])
+        assert grammar.mask(header)[key]  # before the first note
+        first = walk(header, ["C", "4"])
+        assert not grammar.mask(first)[key]  # after a note of the first bar
+        assert grammar.mask(walk(first, ["C"]))[tokens.index("4")]  # the bar goes on
+        full = walk(first, ["C", "4"])
+        assert not grammar.mask(full)[key]  # a full bar, before its bar line
+        assert grammar.mask(walk(full, ["|"]))[key]  # after the bar line
+        sid = walk(header, ["C", "8", "|"] * 7 + ["C", "8", "||"] + ["C", "8", "|"] * 7)
+        assert grammar.mask(sid)[key]  # at the start of the last bar (of the form's, if any)
+        in_last = walk(sid, ["C"])
+        assert not grammar.mask(in_last)[key]
+        assert not grammar.mask(walk(in_last, ["8"]))[key]
 
 
 def _first_parts_with_endings(results) -> tuple[int, int]:
