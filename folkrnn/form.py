@@ -118,6 +118,7 @@ class Form:
     ends_on_tonic: bool  # last note's pitch class is the tonic of K:
     meter: str = ""  # M: as written ("6/8"), the header's
     rhythm: str = ""  # R: as written ("Double Jig"), the header's
+    commonest_bar: int = 0  # how often its commonest full bar is written
 
     @property
     def repeated_bar_share(self) -> float:
@@ -161,7 +162,7 @@ class Form:
             "repeated_bar_share": round(self.repeated_bar_share, 4),
             "half_bar_share": round(self.half_bar_share, 4),
             "rest_inside": self.rest_inside, "range_semitones": self.range_semitones,
-            "ends_on_tonic": self.ends_on_tonic,
+            "ends_on_tonic": self.ends_on_tonic, "commonest_bar": self.commonest_bar,
         }
 
 
@@ -547,8 +548,10 @@ def form_of(tune: Tune | str) -> Form:
     bars = _bars(tune)
     signatures, halves = _signatures(bars)
     found = _parts(bars, signatures)
-    counted, repeated = _repeats(s for s, m in zip(signatures, bars.measures) if _is_full(m))
+    full = [s for s, m in zip(signatures, bars.measures) if _is_full(m)]
+    counted, repeated = _repeats(full)
     half_counted, half_repeated = _repeats(halves)
+    commonest = Counter(s for s in full if s is not None).most_common(1)
     meter = next((value for name, value in tune.fields if name == "M"), "")
     return Form(
         parts=found,
@@ -560,7 +563,7 @@ def form_of(tune: Tune | str) -> Form:
         rest_inside=_rest_inside(bars),
         range_semitones=max(bars.pitches) - min(bars.pitches) if bars.pitches else 0,
         ends_on_tonic=ends_on_tonic(tune),
-        meter=meter.strip(), rhythm=tune.rhythm.strip(),
+        meter=meter.strip(), rhythm=tune.rhythm.strip(), commonest_bar=commonest[0][1] if commonest else 0,
     )
 
 
@@ -578,6 +581,7 @@ STATISTICS: dict[str, str] = {
     "repeated_bars": "bars repeating an earlier bar",
     "no_repeated_bar": "tunes with no repeated bar",
     "repeated_half_bars": "half-bars repeating an earlier half-bar",
+    "one_bar_five_times": "tunes with one bar written 5 times or more",
     "rest_inside": "tunes with a rest inside",
     "over_two_octaves": "range over two octaves",
     "ends_on_tonic": "last note is the tonic of K:",
@@ -601,6 +605,8 @@ def form_statistics(forms: Sequence[Form]) -> dict:
       ``mean_repeated_bar_share`` is the mean of the per-tune shares;
     - ``no_repeated_bar``: tunes with no repeated bar;
     - ``repeated_half_bars``: as ``repeated_bars``, for half bars;
+    - ``one_bar_five_times``: tunes whose commonest full bar is written 5 times or more, more than
+      the four times (bars 1, 3, 5 and 7 of a part) a part's phrases give one bar: a loop;
     - ``rest_inside``, ``over_two_octaves``, ``ends_on_tonic``: shares of the tunes.
 
     Also ``tunes`` (how many), ``parts`` (how many), ``part_bars`` (how many parts of each length)
@@ -631,6 +637,7 @@ def form_statistics(forms: Sequence[Form]) -> dict:
         "no_repeated_bar": share(sum(form.no_repeated_bar for form in forms), n),
         "repeated_half_bars": share(sum(form.repeated_half_bars for form in forms), halves),
         "mean_half_bar_share": _mean([form.half_bar_share for form in forms]),
+        "one_bar_five_times": share(sum(form.commonest_bar >= 5 for form in forms), n),
         "rest_inside": share(sum(form.rest_inside for form in forms), n),
         "over_two_octaves": share(sum(form.over_two_octaves for form in forms), n),
         "ends_on_tonic": share(sum(form.ends_on_tonic for form in forms), n),

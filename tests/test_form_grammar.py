@@ -187,6 +187,44 @@ def test_the_lookback_bonus_leaves_the_cadence_and_long_parts_to_the_model(shipp
     assert backpart == {1: 2.0, 4: 2.0, 7: 2.0, 8: 2.0, 9: 2.0, 15: 2.0, 16: 2.0, 17: 0.0}
 
 
+def test_the_lookback_bonus_stops_copying_a_bar_written_four_times(shipped):
+    # a bar the tune has written _WORN (4) times is offered no more: the bonus had written one bar
+    # eight times over as a jig's A part; another bar, or the same bar written three times, still is
+    from folkrnn.sample import _WORN, _Bars, _lookback, copyable
+
+    engine, vocabulary = shipped
+    table = copyable(vocabulary.tokens)
+    ids = vocabulary.id
+    key, lines = frozenset([ids("K:Cmaj")]), frozenset([ids("|"), ids(":|"), ids("[1")])
+    assert _WORN == 4
+    bar = [ids("d"), ids("B"), ids("B"), ids("d"), ids("B"), ids("G")]
+
+    class Writing:  # a tune that wrote ``times`` bars dBB dBG (and c2d) and now writes d, offered B
+        tracker = object()
+
+        def __init__(self, times):
+            head = [vocabulary.bos_id, ids("R:jig"), ids("M:6/8"), ids("K:Cmaj")]
+            self.ids = head + (bar + [ids("|")]) * times + [ids("c"), ids("2"), ids("d"), ids(":|")] + [ids("d")]
+            self.bars = _Bars()
+            self.bars.follow(self.ids, key, lines)
+            self.feature = (0, 3, 1, 0, 1 + ids("B"), 1 + ids("B"), 0)
+
+    rows = [Writing(3), Writing(4), Writing(5)]
+    assert [row.bars.counts[tuple(bar)] for row in rows] == [3, 4, 5]
+    assert rows[0].bars.counts[(ids("c"), ids("2"), ids("d"))] == 1
+    favoured = _lookback(np.zeros((3, len(vocabulary)), np.float32), rows, 2.0, table)
+    assert favoured[:, ids("B")].tolist() == [2.0, 0.0, 0.0]
+    # read on, token by token: a bar line ends the bar, and a new one begins that is not worn
+    row = rows[1]
+    assert row.bars.wears(row.ids, ids("B")) and not row.bars.wears(row.ids, ids("c"))
+    row.ids += [ids("c"), ids("|")]
+    row.bars.follow(row.ids, key, lines)
+    assert not row.bars.wears(row.ids, ids("B")) and row.bars.wears(row.ids, ids("d"))
+    clone = row.bars.clone()
+    clone.counts.clear()
+    assert row.bars.counts
+
+
 @pytest.mark.parametrize("pickup", [True, False])
 def test_asked_to_end_inside_a_first_ending_the_bar_closes_with_a_repeat(pickup):
     # the length guard's request to end forbids a plain bar line inside ending 1, so the bar must be
@@ -244,7 +282,7 @@ def test_a_key_changes_at_a_bar_line_never_after_a_note():
     for form in (Form((False, False), 8), None):
         grammar = AbcGrammar(tokens, form=form)
 
-        def walk(sid, seq):
+        def walk(sid, seq, grammar=grammar):
             for token in seq:
                 sid = grammar.next(sid, tokens.index(token))
                 assert sid >= 0, token
