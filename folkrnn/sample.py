@@ -466,7 +466,7 @@ class _Row(Row):
         # in a second ending: (where it starts, where the first ending starts, the first's tokens
         # before its last note or rest, that note), to keep it from copying the first (_fresh_endings)
         self.again: tuple[int, int, int, int] | None = None
-        self.bars = _Bars() if self.tracker is not None else None  # its bars, for the lookback bonus
+        self.bars = _BarCounts() if self.tracker is not None else None  # its bars, for the lookback bonus
 
     @property
     def positions(self) -> Positions | None:
@@ -610,7 +610,7 @@ def copyable(tokens: Sequence[str]) -> np.ndarray:
 _WORN = 4
 
 
-class _Bars:
+class _BarCounts:
     """The bars a tune has written (its body's bars, as token tuples, bar lines and endings left out),
     read as the tune grows: how often each, and the beginnings of those written ``_WORN`` times."""
 
@@ -622,8 +622,8 @@ class _Bars:
         self.counts: dict[tuple, int] = {}
         self.worn: set[tuple] = set()  # every beginning of a bar written _WORN times
 
-    def clone(self) -> _Bars:
-        other = _Bars.__new__(_Bars)
+    def clone(self) -> _BarCounts:
+        other = _BarCounts.__new__(_BarCounts)
         other.read, other.start, other.counts, other.worn = self.read, self.start, dict(self.counts), set(self.worn)
         return other
 
@@ -656,7 +656,7 @@ def _lookback(logits: np.ndarray, rows: list[_Row], bonus: float, favoured: np.n
     :func:`copyable`) leaves the structure out: bar lines, endings, inline fields, the end. Two bars
     ago is not offered in a part's cadence bars (its 8th and 16th), nor anything past its 16th bar,
     nor what would write once more a bar the tune has written ``_WORN`` times (``row.bars``, where a
-    row has them: :class:`_Bars`). A new array; the model's own when bonus is 0."""
+    row has them: :class:`_BarCounts`). A new array; the model's own when bonus is 0."""
     if not bonus or not rows or rows[0].tracker is None:
         return logits
     logits = logits.copy()
@@ -735,7 +735,7 @@ class AbcConstraint(Constraint):
             if config.constrain and {"[1", "[2", ":|"} <= ids.keys() else None
         self._sounds = frozenset(i for i, token in enumerate(self.grammar.tokens)
                                  if classify(token)[0] in (TokenClass.NOTE, TokenClass.REST))
-        # where a tune's body begins (its header K:) and its bars end (bar lines, endings): _Bars
+        # where a tune's body begins (its header K:) and its bars end (bar lines, endings): _BarCounts
         self._key_fields = frozenset(i for i, token in enumerate(self.grammar.tokens) if token.startswith("K:"))
         self._bar_lines = frozenset(i for i, token in enumerate(self.grammar.tokens)
                                     if classify(token)[0] in (TokenClass.BAR, TokenClass.ENDING))

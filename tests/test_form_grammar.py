@@ -190,7 +190,7 @@ def test_the_lookback_bonus_leaves_the_cadence_and_long_parts_to_the_model(shipp
 def test_the_lookback_bonus_stops_copying_a_bar_written_four_times(shipped):
     # a bar the tune has written _WORN (4) times is offered no more: the bonus had written one bar
     # eight times over as a jig's A part; another bar, or the same bar written three times, still is
-    from folkrnn.sample import _WORN, _Bars, _lookback, copyable
+    from folkrnn.sample import _WORN, _BarCounts, _lookback, copyable
 
     engine, vocabulary = shipped
     table = copyable(vocabulary.tokens)
@@ -205,7 +205,7 @@ def test_the_lookback_bonus_stops_copying_a_bar_written_four_times(shipped):
         def __init__(self, times):
             head = [vocabulary.bos_id, ids("R:jig"), ids("M:6/8"), ids("K:Cmaj")]
             self.ids = head + (bar + [ids("|")]) * times + [ids("c"), ids("2"), ids("d"), ids(":|")] + [ids("d")]
-            self.bars = _Bars()
+            self.bars = _BarCounts()
             self.bars.follow(self.ids, key, lines)
             self.feature = (0, 3, 1, 0, 1 + ids("B"), 1 + ids("B"), 0)
 
