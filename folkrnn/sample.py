@@ -599,54 +599,53 @@ def copyable(tokens: Sequence[str]) -> np.ndarray:
     return table
 
 
-# A bar the tune has already written this many times gets no more of the bonus. The bonus makes bars
-# come back about as often as in real tunes, but it also kept copying one bar: a jig's A part was
+# A bar the tune has already written this many times offers no more bonus. The bonus makes bars come
+# back about as often as in real tunes, but it also kept copying one bar: a jig's A part was
 # "dBB dBG |" eight times. Tunes with one bar written 5 times or more (folkrnn.form, one_bar_five_times)
-# were 8.6% and 9.2% of 500 default tunes (seeds 2024, 5024) and 17.0% with --form free, against 5.0%
-# of the real test tunes and 2.6% of the training split's; with this rule 3.8% and 3.6%, and 7.8%
-# free. The bars and half bars repeating an earlier one hardly moved (26.1 -> 25.1%, 42.4 -> 41.9%;
-# seed 2024), the classifier neither (validation split, 6 runs of 300: 74.5 -> 74.0%, free 68.2 ->
-# 69.4%). At 3 the bonus gave up too soon: bars repeating 23.2%, free 19.4%, the classifier 75.3%.
+# were 9.9% of the default output (four seeds of 500, 2024-11024) and 15.7% with --form free, against
+# 5.0% of the real test tunes and 2.6% of the training split's; with this rule 4.35% and 6.95%. Bars
+# and half bars repeating an earlier one hardly moved (seed 2024: 26.1 -> 25.2%, 42.4 -> 41.6%), nor
+# the classifier (validation split, 6 runs of 300: 74.5 -> 74.2%, free 68.2 -> 69.0%; test split, eight
+# seeds: 72.3 -> 72.8%). At 3 the bonus gave up too soon (bars repeating 23.2%, free 19.4%).
 _WORN = 4
 
 
 class _BarCounts:
-    """The bars a tune has written (its body's bars, as token tuples, bar lines and endings left out),
-    read as the tune grows: how often each, and the beginnings of those written ``_WORN`` times."""
+    """The full bars a tune has written, as its :class:`~folkrnn.abc.features.Positions` keeps them
+    (a map of what was written at each point of the bar), counted by their tokens (bar lines and
+    endings left out): whether the bar an offer comes from, two bars or a part back, has been written
+    ``_WORN`` times. :meth:`follow` reads each full bar as the tracker takes it in, at every step."""
 
-    __slots__ = ("read", "start", "counts", "worn")
+    __slots__ = ("counts", "known", "any_worn")
 
     def __init__(self) -> None:
-        self.read = 0  # tokens read
-        self.start = -1  # where the bar being written began (-1: still in the header)
-        self.counts: dict[tuple, int] = {}
-        self.worn: set[tuple] = set()  # every beginning of a bar written _WORN times
+        self.counts: dict[tuple, int] = {}  # a bar's tokens -> how often it is written
+        self.known: dict[int, tuple[dict, tuple]] = {}  # id of a bar's map -> (the map, its tokens)
+        self.any_worn = False  # a bar has been written _WORN times
 
     def clone(self) -> _BarCounts:
         other = _BarCounts.__new__(_BarCounts)
-        other.read, other.start, other.counts, other.worn = self.read, self.start, dict(self.counts), set(self.worn)
+        other.counts, other.known, other.any_worn = dict(self.counts), dict(self.known), self.any_worn
         return other
 
-    def follow(self, ids: list[int], key: frozenset[int], lines: frozenset[int]) -> None:
-        """Read the tokens written since the last call (``key``: the header K: fields, where the body
-        begins; ``lines``: bar lines and endings)."""
-        for k in range(self.read, len(ids)):
-            token = ids[k]
-            if self.start < 0:
-                if token in key:
-                    self.start = k + 1
-            elif token in lines:
-                bar = tuple(ids[self.start:k])
-                if bar:
-                    count = self.counts[bar] = self.counts.get(bar, 0) + 1
-                    if count == _WORN:
-                        self.worn.update(bar[:j] for j in range(1, len(bar) + 1))
-                self.start = k + 1
-        self.read = len(ids)
+    def _tokens(self, bar: dict | None) -> tuple | None:
+        entry = self.known.get(id(bar)) if bar is not None else None
+        return entry[1] if entry is not None and entry[0] is bar else None
 
-    def wears(self, ids: list[int], token: int) -> bool:
-        """Whether ``token`` would go on writing, here, a bar written ``_WORN`` times."""
-        return self.start >= 0 and (*ids[self.start:], token) in self.worn
+    def follow(self, tracker: Positions, lines: frozenset[int]) -> None:
+        """Count the full bars the tracker has taken in since the last call (``lines``: the ids of
+        bar lines and endings)."""
+        for bar in tracker.history:  # the last two full bars
+            if self._tokens(bar) is None:
+                tokens = tuple(token for token in bar.values() if token not in lines)
+                self.known[id(bar)] = (bar, tokens)  # (the map kept, so that its id is not reused)
+                count = self.counts[tokens] = self.counts.get(tokens, 0) + 1
+                self.any_worn = self.any_worn or count >= _WORN
+
+    def worn(self, bar: dict | None) -> bool:
+        """Whether ``bar`` (a map the tracker keeps) is a full bar written ``_WORN`` times or more."""
+        tokens = self._tokens(bar)
+        return tokens is not None and self.counts[tokens] >= _WORN
 
 
 def _lookback(logits: np.ndarray, rows: list[_Row], bonus: float, favoured: np.ndarray) -> np.ndarray:
@@ -655,8 +654,8 @@ def _lookback(logits: np.ndarray, rows: list[_Row], bonus: float, favoured: np.n
     Lookback RNN's "repeat" labels give its melody model. ``favoured`` (indexed by offer,
     :func:`copyable`) leaves the structure out: bar lines, endings, inline fields, the end. Two bars
     ago is not offered in a part's cadence bars (its 8th and 16th), nor anything past its 16th bar,
-    nor what would write once more a bar the tune has written ``_WORN`` times (``row.bars``, where a
-    row has them: :class:`_BarCounts`). A new array; the model's own when bonus is 0."""
+    nor what a bar the tune has written ``_WORN`` times offers (``row.bars``, where a row has them:
+    :class:`_BarCounts`). A new array; the model's own when bonus is 0."""
     if not bonus or not rows or rows[0].tracker is None:
         return logits
     logits = logits.copy()
@@ -666,13 +665,16 @@ def _lookback(logits: np.ndarray, rows: list[_Row], bonus: float, favoured: np.n
     cadence = (bars % _CADENCE == 0) & (bars > 0)  # the last bar of an 8-bar phrase
     back2, backpart = offers[:, _BACK2] * (within & ~cadence), offers[:, _BACKPART] * within
     back2, backpart = np.where(favoured[back2], back2, 0), np.where(favoured[backpart], backpart, 0)
-    # nor what would write once more a bar the tune has written _WORN times
+    # nor what a bar the tune has written _WORN times offers (the tracker's bar two back, or this bar
+    # of the part before)
     for i, row in enumerate(rows):
         bars = getattr(row, "bars", None)
-        if bars is not None and bars.worn:
-            for offered in (back2, backpart):
-                if offered[i] and bars.wears(row.ids, int(offered[i]) - 1):
-                    offered[i] = 0
+        if bars is not None and bars.any_worn:
+            tracker = row.tracker
+            if back2[i] and len(tracker.history) > 1 and bars.worn(tracker.history[-2]):
+                back2[i] = 0
+            if backpart[i] and bars.worn(tracker.previous_part.get(tracker.bar)):
+                backpart[i] = 0
     # each token offered gets the bonus once (the two may offer the same)
     for offered in (back2, np.where(backpart != back2, backpart, 0)):
         at = np.flatnonzero(offered)
@@ -735,8 +737,7 @@ class AbcConstraint(Constraint):
             if config.constrain and {"[1", "[2", ":|"} <= ids.keys() else None
         self._sounds = frozenset(i for i, token in enumerate(self.grammar.tokens)
                                  if classify(token)[0] in (TokenClass.NOTE, TokenClass.REST))
-        # where a tune's body begins (its header K:) and its bars end (bar lines, endings): _BarCounts
-        self._key_fields = frozenset(i for i, token in enumerate(self.grammar.tokens) if token.startswith("K:"))
+        # what a bar's tokens leave out when _BarCounts counts them: bar lines and endings
         self._bar_lines = frozenset(i for i, token in enumerate(self.grammar.tokens)
                                     if classify(token)[0] in (TokenClass.BAR, TokenClass.ENDING))
 
@@ -774,7 +775,7 @@ class AbcConstraint(Constraint):
         if self.config.lookback:
             for row in rows:
                 if row.bars is not None:
-                    row.bars.follow(row.ids, self._key_fields, self._bar_lines)
+                    row.bars.follow(row.tracker, self._bar_lines)
         logits = _lookback(logits, rows, self.config.lookback, self._copyable)
         return _first_rest(logits, rows, self.config.first_rest, self._rests, self.grammar)
 
@@ -787,8 +788,13 @@ class AbcConstraint(Constraint):
     def misfit(self, row: _Row, token: int) -> str:
         if self.grammar.past_chosen_chord(row.sid, token):
             return ""  # a prime's chord of five or six notes: the model's own hold four at most
-        hint = " (the tune's form may not allow it there: --form free lifts it)" \
-            if self.grammar.state(row.sid).form >= 0 else ""
+        if classify(self.grammar.tokens[token])[0] == TokenClass.FIELD_K and row.ids and \
+                classify(self.grammar.tokens[row.ids[-1]])[0] not in (TokenClass.BAR, TokenClass.ENDING):
+            hint = " (a key change goes at a bar line, not after a note)"
+        elif self.grammar.state(row.sid).form >= 0:
+            hint = " (the tune's form may not allow it there: --form free lifts it)"
+        else:
+            hint = ""
         return (f"the prime does not fit here: {self.grammar.tokens[token]!r} after "
                 f"{' '.join(self.vocabulary.decode(row.ids[-8:]))}{hint}")
 

@@ -404,6 +404,16 @@ def test_cli_compose_bad_options(model, tmp_path, args, code, words):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("form", [[], ["--form", "free"]])
+def test_a_prime_changing_key_after_a_note_says_where_a_key_changes(tmp_path, form):
+    # the grammar lets a key change only at a bar line, with a form or without (the shipped model,
+    # whose vocabulary has inline key changes); the message says so, not "--form free lifts it"
+    line = one_line_error(run("compose", "--seed", "3", "--prime", "dB d2[K:G] dB|", "--format", "abc",
+                              "--out", str(tmp_path), *form), 1)
+    assert "a key change goes at a bar line" in line and "--form free" not in line
+    assert not list(tmp_path.iterdir())
+
+
 def test_cli_generate_n_below_one(model, tmp_path):
     line = one_line_error(run("generate", "-n", "0", "--model", model, "--out", str(tmp_path / "g")), 2)
     assert "-n" in line

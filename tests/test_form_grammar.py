@@ -188,41 +188,38 @@ def test_the_lookback_bonus_leaves_the_cadence_and_long_parts_to_the_model(shipp
 
 
 def test_the_lookback_bonus_stops_copying_a_bar_written_four_times(shipped):
-    # a bar the tune has written _WORN (4) times is offered no more: the bonus had written one bar
-    # eight times over as a jig's A part; another bar, or the same bar written three times, still is
+    # what a bar the tune has written _WORN (4) times offers, two bars back, gets no bonus: the bonus
+    # had written one bar eight times over as a jig's A part. A bar written three times still offers,
+    # and so does another bar two back, though it begins as the worn one does
+    from folkrnn.abc.features import Positions
     from folkrnn.sample import _WORN, _BarCounts, _lookback, copyable
 
     engine, vocabulary = shipped
     table = copyable(vocabulary.tokens)
     ids = vocabulary.id
-    key, lines = frozenset([ids("K:Cmaj")]), frozenset([ids("|"), ids(":|"), ids("[1")])
+    lines = frozenset(ids(token) for token in ("|", ":|", "|:", "||", "[1", "[2"))
     assert _WORN == 4
-    bar = [ids("d"), ids("B"), ids("B"), ids("d"), ids("B"), ids("G")]
+    loop = ["d", "B", "B", "d", "B", "G", "|"]
+    other = ["d", "c", "B", "A", "G", "F", "|"] + ["d", "G", "A", "B", "2", "c", "|"]
 
-    class Writing:  # a tune that wrote ``times`` bars dBB dBG (and c2d) and now writes d, offered B
-        tracker = object()
+    class Writing:  # a tune followed token by token, as the sampler follows it
+        def __init__(self, body):
+            self.tracker, self.bars = Positions(vocabulary.tokens), _BarCounts()
+            self.ids = [vocabulary.bos_id] + [ids(t) for t in ["R:jig", "M:6/8", "K:Cmaj"] + body]
+            for token in self.ids:
+                self.feature = self.tracker.push(token)
+                self.bars.follow(self.tracker, lines)
 
-        def __init__(self, times):
-            head = [vocabulary.bos_id, ids("R:jig"), ids("M:6/8"), ids("K:Cmaj")]
-            self.ids = head + (bar + [ids("|")]) * times + [ids("c"), ids("2"), ids("d"), ids(":|")] + [ids("d")]
-            self.bars = _BarCounts()
-            self.bars.follow(self.ids, key, lines)
-            self.feature = (0, 3, 1, 0, 1 + ids("B"), 1 + ids("B"), 0)
-
-    rows = [Writing(3), Writing(4), Writing(5)]
-    assert [row.bars.counts[tuple(bar)] for row in rows] == [3, 4, 5]
-    assert rows[0].bars.counts[(ids("c"), ids("2"), ids("d"))] == 1
-    favoured = _lookback(np.zeros((3, len(vocabulary)), np.float32), rows, 2.0, table)
-    assert favoured[:, ids("B")].tolist() == [2.0, 0.0, 0.0]
-    # read on, token by token: a bar line ends the bar, and a new one begins that is not worn
-    row = rows[1]
-    assert row.bars.wears(row.ids, ids("B")) and not row.bars.wears(row.ids, ids("c"))
-    row.ids += [ids("c"), ids("|")]
-    row.bars.follow(row.ids, key, lines)
-    assert not row.bars.wears(row.ids, ids("B")) and row.bars.wears(row.ids, ids("d"))
-    clone = row.bars.clone()
+    rows = [Writing(loop * 3 + ["d"]), Writing(loop * 4 + ["d"]), Writing(loop * 5 + ["d"]),
+            Writing(loop * 4 + other + ["d"])]
+    assert [row.bars.counts[tuple(ids(t) for t in loop[:-1])] for row in rows] == [3, 4, 5, 4]
+    assert [row.bars.any_worn for row in rows] == [False, True, True, True]
+    favoured = _lookback(np.zeros((len(rows), len(vocabulary)), np.float32), rows, 2.0, table)
+    assert favoured[:3, ids("B")].tolist() == [2.0, 0.0, 0.0]  # two bars back: dBB dBG
+    assert favoured[3, ids("c")] == 2.0  # two bars back: dcB AGF, written once
+    clone = rows[1].bars.clone()
     clone.counts.clear()
-    assert row.bars.counts
+    assert rows[1].bars.counts
 
 
 @pytest.mark.parametrize("pickup", [True, False])
