@@ -724,13 +724,11 @@ class AbcGrammar:
             p, q, r = value
             return _set(s, tuplet=r or p, factor=(q or default_tuplet_q(p, s.compound), p), last=_TUPLET_LAST)
         if cls == _FIELD_K:
-            if s.closing or s.tied or s.tuplet or s.force or s.last not in (
-                    _START, _BAR_LAST, _EVENT, _ENDING_LAST):
+            # a key changes at a bar line (or before the first note), as all 43 of the default corpus's
+            # do, never after a note: the model wrote "d2[K:G] |:" and "e4[K:Gm]g2 :|", and in a tune's
+            # last bar the tune would end in another key than its notes
+            if s.closing or s.tied or s.tuplet or s.force or s.last not in (_START, _BAR_LAST, _ENDING_LAST):
                 return None
-            if s.last == _EVENT:
-                return None  # a key changes at a bar line, as all 43 of the default corpus's do, never
-                # after a note (the model wrote "d2[K:G] |:" and "e4[K:Gm]g2 :|"; in a tune's last
-                # bar the tune would end in another key than its notes)
             return _set(s, last=_FIELD_LAST)
         # inline [M:] changes are not written: abc2midi times tuplets by the header meter and
         # checks the bars of a repeat against the meter of its first pass
