@@ -724,10 +724,11 @@ class AbcGrammar:
             p, q, r = value
             return _set(s, tuplet=r or p, factor=(q or default_tuplet_q(p, s.compound), p), last=_TUPLET_LAST)
         if cls == _FIELD_K:
-            # a key changes at a bar line (or before the first note), as all 43 of the default corpus's
-            # do, never after a note: the model wrote "d2[K:G] |:" and "e4[K:Gm]g2 :|", and in a tune's
-            # last bar the tune would end in another key than its notes
-            if s.closing or s.tied or s.tuplet or s.force or s.last not in (_START, _BAR_LAST, _ENDING_LAST):
+            # a key changes at a bar line, as all 43 of the default corpus's do: never after a note (the
+            # model wrote "d2[K:G] |:" and "e4[K:Gm]g2 :|", and in a tune's last bar the tune would end
+            # in another key than its notes), nor before the first, where the header's K: had just set
+            # the key ("K:Ador" then "[K:A]BA |": a hornpipe in A major labelled A dorian)
+            if s.closing or s.tied or s.tuplet or s.force or s.last not in (_BAR_LAST, _ENDING_LAST):
                 return None
             return _set(s, last=_FIELD_LAST)
         # inline [M:] changes are not written: abc2midi times tuplets by the header meter and
