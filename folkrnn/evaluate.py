@@ -259,7 +259,8 @@ def model_loss(engine, vocabulary, tunes: Sequence[Sequence[str]], batch_size: i
         shared = classes(vocabulary.tokens)
 
         def read(ids):
-            return with_features(ids, shared) if getattr(engine, "features", 0) else ids
+            width = getattr(engine, "features", 0)
+            return with_features(ids, shared, width) if width else ids
     for tokens in tunes:
         tokens = list(tokens)
         if tokens and tokens[0] != "<s>":

@@ -35,6 +35,10 @@ Counting rules (those of ``/work/shared/ANCHORS.md``):
   bar likewise (the notes starting in the first or second half of a full bar, timed from the
   half's start). Bars and halves with no note starting in them are not counted. Short bars
   (pickups, closing bars) are not counted either.
+- **Phrases that come back.** A part's full bars are read in stretches of 8 (bars 1-8, 9-16, ...);
+  in each that reaches a 5th bar, the second 4-bar phrase comes back when its first bar equals the
+  stretch's first (bar 5 is bar 1 again), as in most dance tunes (78% of the A parts of the
+  corpus's AABB tunes in 8-bar parts).
 - **Rest inside.** Silence between two sounding notes (a written rest, ``x`` or ``Z``); silence
   before the first note or after the last is not inside.
 - **Range.** Lowest to highest sounding note, grace notes left out; over two octaves is > 24
@@ -90,6 +94,8 @@ class Part:
     repeated: bool  # closed by :| or ::, or has endings
     endings: int = 0  # how many endings it has (0: none)
     first_bar: int = 0  # index of its first written bar (0-based, pickups included)
+    phrases: int = 0  # stretches of 8 full bars (bars 1-8, 9-16, ...) that reach a 5th bar
+    phrase_returns: int = 0  # of those, the ones whose 5th bar is their 1st again
 
     @property
     def has_endings(self) -> bool:
@@ -119,6 +125,16 @@ class Form:
     meter: str = ""  # M: as written ("6/8"), the header's
     rhythm: str = ""  # R: as written ("Double Jig"), the header's
     commonest_bar: int = 0  # how often its commonest full bar is written
+
+    @property
+    def phrases(self) -> int:
+        """8-bar stretches of its parts that reach a 5th bar (:attr:`Part.phrases`)."""
+        return sum(part.phrases for part in self.parts)
+
+    @property
+    def phrase_returns(self) -> int:
+        """Of :attr:`phrases`, those whose second phrase begins as the first (bar 5 = bar 1)."""
+        return sum(part.phrase_returns for part in self.parts)
 
     @property
     def repeated_bar_share(self) -> float:
@@ -517,8 +533,11 @@ def _parts(bars: _Bars, signatures: list) -> tuple[Part, ...]:
             letter = chr(ord("A") + min(used, 25))
             used += 1
             letters[key] = letter
+        full = [signatures[i] for i in counted if _is_full(bars.measures[i])]
+        starts = range(0, len(full) - 4, 8)  # stretches of 8 full bars that reach a 5th
+        returns = sum(1 for k in starts if full[k] is not None and full[k + 4] == full[k])
         out.append(Part(letter, _bar_count(bars.measures[i] for i in counted), raw.repeated,
-                        len(raw.endings), min(raw.all_measures())))
+                        len(raw.endings), min(raw.all_measures()), len(starts), returns))
     return tuple(out)
 
 
@@ -582,6 +601,7 @@ STATISTICS: dict[str, str] = {
     "no_repeated_bar": "tunes with no repeated bar",
     "repeated_half_bars": "half-bars repeating an earlier half-bar",
     "one_bar_five_times": "tunes with one bar written 5 times or more",
+    "phrase_returns": "8-bar phrases whose 5th bar is their 1st again",
     "rest_inside": "tunes with a rest inside",
     "over_two_octaves": "range over two octaves",
     "ends_on_tonic": "last note is the tonic of K:",
@@ -607,6 +627,9 @@ def form_statistics(forms: Sequence[Form]) -> dict:
     - ``repeated_half_bars``: as ``repeated_bars``, for half bars;
     - ``one_bar_five_times``: tunes whose commonest full bar is written 5 times or more, more than
       the four times (bars 1, 3, 5 and 7 of a part) a part's phrases give one bar: a loop;
+    - ``phrase_returns``: of the stretches of 8 full bars of all parts (bars 1-8, 9-16, ...) that
+      reach a 5th bar, those whose 5th bar equals their 1st: the second 4-bar phrase beginning as
+      the first did;
     - ``rest_inside``, ``over_two_octaves``, ``ends_on_tonic``: shares of the tunes.
 
     Also ``tunes`` (how many), ``parts`` (how many), ``part_bars`` (how many parts of each length)
@@ -638,6 +661,7 @@ def form_statistics(forms: Sequence[Form]) -> dict:
         "repeated_half_bars": share(sum(form.repeated_half_bars for form in forms), halves),
         "mean_half_bar_share": _mean([form.half_bar_share for form in forms]),
         "one_bar_five_times": share(sum(form.commonest_bar >= 5 for form in forms), n),
+        "phrase_returns": share(sum(form.phrase_returns for form in forms), sum(form.phrases for form in forms)),
         "rest_inside": share(sum(form.rest_inside for form in forms), n),
         "over_two_octaves": share(sum(form.over_two_octaves for form in forms), n),
         "ends_on_tonic": share(sum(form.ends_on_tonic for form in forms), n),

@@ -151,6 +151,12 @@ class SampleConfig:
     # 10.4%; 2.5: 75.2 / 71.1%, 7.7% (real 20.6%, the default forms' tunes 9.1% at 1.5). 1 to 1.5 are
     # within the runs' noise (about 1 point); 1.5 is the free output's lowest and the least that keeps
     # its tunes with a rest inside under issue 10's 15%: a fiddler seldom stops inside a dance tune.
+    # Taken again in session 14 for the model that reads the bar a phrase ago (lookback-2, 50 epochs),
+    # which copies bars more on its own (bars repeating 11.6% of the model alone's, against 4.5%), with
+    # the bonus offering by a bar's place in its phrase (_lookback): top-p 1, first rest 1.5, lookback
+    # 0.5 / 0.75 / 1 / 1.25 / 1.75: 77.6 / 75.3 / 75.5 / 74.4 / 75.5%, bars repeating 16.4 / 19.7 /
+    # 23.1 / 26.5 / 33.1% (real 25.9%); at 1.25, first rest 0.75 / 1 / 1.5: 73.9 / 74.3 / 74.4%,
+    # --form free 68.4 / 67.5 / 68.7%, free tunes with a rest inside 22.6 / 18.6 / 14.1%.
     top_p: float = 1.0
     beam_width: int = 4  # hypotheses beam search keeps
     length_penalty: float = 0.7  # beam: rank by log-probability / tokens ** this
@@ -159,8 +165,8 @@ class SampleConfig:
     closing_tokens: int = 64  # steer to an end this many tokens before max_tokens
     min_bars: int = 4  # a tune may not end before this many bars
     compass: int = 24  # semitones from a tune's lowest note to its highest, at most (0: any; Compass)
-    lookback: float = 1.75  # added to the logit of each token (not a bar line, ending or field) two bars or a
-    # part ago offers (0: none)
+    lookback: float = 1.25  # added to the logit of each token (not a bar line, ending or field) two bars,
+    # a phrase or a part ago offers (0: none; _lookback)
     max_title: int = 60  # title characters the model may write
     title_words: bool = True  # a title the model writes is made of its corpus titles' words, in their order,
     # where the model folder lists them (titles.txt; an older title_words.txt: the words alone;
@@ -269,7 +275,8 @@ class _Plan:
     grammar: AbcGrammar
     classes: object  # the vocabulary classified for Positions, when the model reads position features or
     # the sampler offers repeats (the lookback bonus)
-    features: bool  # the model reads position features
+    features: int  # the position features the model reads with each token (0: none; 7: lookback-1,
+    # 8: lookback-2, folkrnn.schemes)
     compass: Compass | None  # the compass every tune keeps (None: any)
     title: list[int]  # forced after <s>
     prime: list[int]  # forced when the body begins
@@ -408,7 +415,7 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
     follow = features or (config.lookback and config.constrain)
     endings = {token: dance.endings for token, dance in dances.items() if dance.endings is not None} \
         if config.endings and config.constrain else {}
-    return _Plan(grammar, classes(vocabulary.tokens) if follow else None, bool(features), compass, title_ids,
+    return _Plan(grammar, classes(vocabulary.tokens) if follow else None, features, compass, title_ids,
                  prime_ids, warnings, TitleWords(trie, grammar) if trie is not None else None,
                  np.array([i for i, token in enumerate(vocabulary.tokens) if token.startswith("R:")], np.intp),
                  {vocabulary.tokens[token][2:]: token for token in dances},
@@ -455,10 +462,10 @@ class _Row(Row):
     __slots__ = ("sid", "compass", "span", "rested", "again", "bars")
 
     def __init__(self, index: int, seed: int, bos: int, sid: int, title: list[int],
-                 classes=None, compass: Compass | None = None) -> None:
-        # the title is forced now, the prime later; a model that reads position features (or the
-        # lookback bonus) follows where the tune stands (Positions)
-        super().__init__(index, seed, bos, title, Positions(classes) if classes is not None else None)
+                 classes=None, compass: Compass | None = None, width: int = 0) -> None:
+        # the title is forced now, the prime later; a model that reads position features (``width``
+        # of them; 0: none) or the lookback bonus follows where the tune stands (Positions)
+        super().__init__(index, seed, bos, title, Positions(classes, width or 7) if classes is not None else None)
         self.sid = sid
         self.compass = compass  # its lowest and highest notes so far, when a compass holds
         self.span = compass.start() if compass is not None else None
@@ -565,7 +572,8 @@ def _title_dance(plan: _Plan, masks: np.ndarray, rows: list[_Row]) -> None:
             masks[i, token] = True
 
 
-# The features whose offers the lookback bonus favours: back2 and backpart (folkrnn.abc.features).
+# The features whose offers the lookback bonus favours: back2 and backpart (folkrnn.abc.features), and
+# the tracker's offer of the bar a phrase ago (Positions.offer4; lookback-2's ``phrase`` column).
 # Not back1, the bar just before: favouring it makes a bar come back over and over (3 or more times
 # in a row in 11.7% of 300 tunes, against 2.3% without it and none of the real validation tunes).
 _BACK2, _BACKPART = 4, 5
@@ -574,13 +582,22 @@ _BACK2, _BACKPART = 4, 5
 # bar copying the one two bars back: with --form free, bars repeating an earlier bar were 43.0% of 500
 # tunes with the bonus there, 23.3% without (real tunes 28.8%).
 _BAR_FEATURE, _LOOKBACK_BARS = 1, 16
-# Nor does it favour, in the last bar of an 8-bar phrase (the bar feature 8 or 16), what two bars ago
-# offers: that bar is the cadence, which real tunes take from the part before (32.6% of its tokens, in
-# the default corpus's training split) or write anew, and seldom from two bars back (14.7%, against
-# 19-50% in every other bar of a part). Favoured there, the bonus wrote bar 6 over the cadence and the
-# part ran on: with --form free, 62 of 300 tunes had a part over 16 bars (45 without the bonus there,
-# 32 with no bonus at all; parts all 8 bars 62.3% -> 70.3%, 71.3% with none).
-_CADENCE = 8
+# Which bar it offers depends on the bar's place in its stretch of 8 (a part's bars 1-8, 9-16), as
+# dance tunes repeat: a part's second 4-bar phrase begins as its first did, and its third bar may be
+# its first again. In the default corpus's tunes written AABB in 8-bar parts without endings (351),
+# bar 5 is bar 1 again in 78% of A parts and 58% of B parts, bar 6 bar 2 in 64% and 38%, bars 7 and
+# 8 bars 3 and 4 in 31% and 23%; bar 3 is bar 1 in 33% and 29%. A bar copies the bar two back
+# without the bar four back being the same in at most 2% of any of bars 4-8, and bar 4 is bar 2 in
+# 1%. The bonus offers two bars back in a stretch's 3rd bar only, and the bar a phrase (four bars)
+# ago in its bars 5-8; what a part ago offers, in every bar. Offering two bars back everywhere but a
+# stretch's 8th bar, as before, wrote a part's second phrase as its first in 29% of A parts (bar 5)
+# and bar 4 as bar 2 in 20% (seed 2024, 1,000 tunes); the model that reads the bar a phrase ago, with
+# this rule, 62% and 0%, bar 6 as bar 2 in 58%. Validation split (6 runs of 300 tunes, first rest
+# 1.5), the classifier at the bonus that brings bars back as often as real tunes (25.9%): 74.4% at
+# 1.25 (bars repeating 26.5%), against 74.9% (23.4%) with the old offers and 74.2-74.5% with two bars
+# back offered in all of a stretch's first phrase; at 1.75, 75.5% (33.1%).
+_BACK2_PLACES = np.array([place == 2 for place in range(8)])
+_PHRASE_PLACES = np.array([place >= 4 for place in range(8)])
 # What the bonus never favours: the tune's structure (bar lines, endings, inline key and meter
 # fields, its end), which is the model's and the form's to choose. Favoured, the plain bar line two
 # bars before a part's last bar kept parts from ending: with --form free, 19% of 500 tunes ran as one
@@ -650,33 +667,39 @@ class _BarCounts:
 
 def _lookback(logits: np.ndarray, rows: list[_Row], bonus: float, favoured: np.ndarray) -> np.ndarray:
     """The logits with ``bonus`` added to each token the tune offers to repeat here (what was written
-    at this point of the bar two bars ago, and at this bar of the part before): a copy prior, as the
-    Lookback RNN's "repeat" labels give its melody model. ``favoured`` (indexed by offer,
-    :func:`copyable`) leaves the structure out: bar lines, endings, inline fields, the end. Two bars
-    ago is not offered in a part's cadence bars (its 8th and 16th), nor anything past its 16th bar,
-    nor what a bar the tune has written ``_WORN`` times offers (``row.bars``, where a row has them:
-    :class:`_BarCounts`). A new array; the model's own when bonus is 0."""
+    at this point of the bar two bars ago, four bars ago in the part, and at this bar of the part
+    before): a copy prior, as the Lookback RNN's "repeat" labels give its melody model. ``favoured``
+    (indexed by offer, :func:`copyable`) leaves the structure out: bar lines, endings, inline
+    fields, the end. Two bars back is offered in the 3rd bar of a part's stretch of 8 bars, four
+    bars back in its 5th to 8th (:data:`_BACK2_PLACES`, :data:`_PHRASE_PLACES`); nothing past a
+    part's 16th bar, nor what a bar the tune has written ``_WORN`` times offers (``row.bars``, where
+    a row has them: :class:`_BarCounts`). A new array; the model's own when bonus is 0."""
     if not bonus or not rows or rows[0].tracker is None:
         return logits
     logits = logits.copy()
     offers = np.array([row.feature for row in rows], np.int64)  # (B, F): an offer is 1 + its token id, 0 none
     bars = offers[:, _BAR_FEATURE]
-    within = bars <= _LOOKBACK_BARS
-    cadence = (bars % _CADENCE == 0) & (bars > 0)  # the last bar of an 8-bar phrase
-    back2, backpart = offers[:, _BACK2] * (within & ~cadence), offers[:, _BACKPART] * within
-    back2, backpart = np.where(favoured[back2], back2, 0), np.where(favoured[backpart], backpart, 0)
-    # nor what a bar the tune has written _WORN times offers (the tracker's bar two back, or this bar
-    # of the part before)
+    within = (bars > 0) & (bars <= _LOOKBACK_BARS)
+    place = (bars - 1) % 8  # the bar's place in its stretch of 8
+    back2 = offers[:, _BACK2] * (within & _BACK2_PLACES[place])
+    phrase = np.array([row.tracker.offer4 for row in rows], np.int64) * (within & _PHRASE_PLACES[place])
+    backpart = offers[:, _BACKPART] * within
+    back2, phrase, backpart = (np.where(favoured[offer], offer, 0) for offer in (back2, phrase, backpart))
+    # nor what a bar the tune has written _WORN times offers (the tracker's bar two back, the bar a
+    # phrase ago, this bar of the part before)
     for i, row in enumerate(rows):
-        bars = getattr(row, "bars", None)
-        if bars is not None and bars.any_worn:
+        counts = getattr(row, "bars", None)
+        if counts is not None and counts.any_worn:
             tracker = row.tracker
-            if back2[i] and len(tracker.history) > 1 and bars.worn(tracker.history[-2]):
+            if back2[i] and len(tracker.history) > 1 and counts.worn(tracker.history[-2]):
                 back2[i] = 0
-            if backpart[i] and bars.worn(tracker.previous_part.get(tracker.bar)):
+            if phrase[i] and counts.worn(tracker.part_bars.get(tracker.bar - 4)):
+                phrase[i] = 0
+            if backpart[i] and counts.worn(tracker.previous_part.get(tracker.bar)):
                 backpart[i] = 0
-    # each token offered gets the bonus once (the two may offer the same)
-    for offered in (back2, np.where(backpart != back2, backpart, 0)):
+    # each token offered gets the bonus once (two may offer the same)
+    for offered in (back2, np.where(phrase != back2, phrase, 0),
+                    np.where((backpart != back2) & (backpart != phrase), backpart, 0)):
         at = np.flatnonzero(offered)
         logits[at, offered[at] - 1] += bonus
     return logits
@@ -743,7 +766,7 @@ class AbcConstraint(Constraint):
 
     def start(self, index: int, seed: int) -> _Row:
         plan = self.plan
-        return _Row(index, seed, self.bos, self.grammar.start, plan.title, plan.classes, plan.compass)
+        return _Row(index, seed, self.bos, self.grammar.start, plan.title, plan.classes, plan.compass, plan.features)
 
     def masks(self, rows: list[_Row]) -> np.ndarray:
         sids = np.fromiter((row.sid for row in rows), np.intp, len(rows))
@@ -990,6 +1013,7 @@ def sample_headers(engine, vocabulary, prompts: Sequence[Sequence[str]], seeds: 
     ids = [vocabulary.encode([token for k, token in enumerate(prompt) if k or token != "<s>"]) for prompt in prompts]
     if len(ids) != len(seeds):
         raise OptionError(f"{len(ids)} prompts but {len(seeds)} seeds")
-    shared = classes(vocabulary.tokens) if getattr(engine, "features", 0) else None
-    constraint = _Headers(vocabulary, ids, max_tokens, stop, (lambda: Positions(shared)) if shared else None)
+    width = getattr(engine, "features", 0)
+    shared = classes(vocabulary.tokens) if width else None
+    constraint = _Headers(vocabulary, ids, max_tokens, stop, (lambda: Positions(shared, width)) if shared else None)
     return decode(engine, constraint, config, list(seeds))

@@ -3,6 +3,8 @@
 ============  ========  ==========================================================================
 scheme        encoding  module
 ============  ========  ==========================================================================
+lookback-2    abc       :mod:`folkrnn.abc.phrases`: lookback-1's, and the bar a phrase (four bars)
+                        ago in the part
 lookback-1    abc       :mod:`folkrnn.abc.features`: beat, bar, part, and the bars one and two
                         bars and a part ago (Magenta's Lookback RNN, for ABC tokens)
 pulse-1       midi      :mod:`folkrnn.pulse`: the phase of the beat, the beat of the bar, and the
@@ -23,7 +25,8 @@ from folkrnn.errors import OptionError
 
 __all__ = ["SCHEMES", "scheme", "default_scheme"]
 
-SCHEMES: dict[str, tuple[str, str]] = {
+SCHEMES: dict[str, tuple[str, str]] = {  # a new model of an encoding reads the first of its own
+    "lookback-2": ("abc", "folkrnn.abc.phrases"),
     "lookback-1": ("abc", "folkrnn.abc.features"),
     "pulse-1": ("midi", "folkrnn.pulse"),
 }

@@ -83,6 +83,44 @@ def test_backpart_offers_the_same_bar_of_the_previous_part():
     assert vocabulary[backpart[b_first_bar - 1] - 1] == "c"
 
 
+JIG = """X:1
+T:Test
+R:jig
+M:6/8
+L:1/8
+K:Cmaj
+|:E|GAG cBA|GED C2E|GAG cBA|B3 G2E|GAG cBA|GED C2D|EFG AGF|G3 G2:|
+"""
+
+
+def test_phrase_offers_the_bar_four_back_in_the_part():
+    """lookback-2 (folkrnn.abc.phrases): its eighth column offers what was written at this point of
+    the bar four bars back in this part, none in the part's first four bars."""
+    from folkrnn.abc import phrases
+
+    tokens = tokenize(JIG)
+    vocabulary = sorted(set(tokens))
+    ids = [vocabulary.index(t) for t in tokens]
+    eight = phrases.with_features(ids, vocabulary)
+    seven = tune_features(ids, vocabulary)
+    assert eight.shape == (len(ids), 1 + 8) and seven.shape == (len(ids), 7)
+    assert (eight[:, 1:8] == seven).all()  # lookback-1's seven columns, unchanged
+    phrase = eight[:, 1 + phrases.FEATURE_NAMES.index("phrase")]
+    bars = [i for i, t in enumerate(tokens) if t == "|"]  # bars[0] ends the pickup "E"
+    # bars 1-4 of the part: no bar four back (the pickup is not a bar)
+    assert not phrase[:bars[4]].any()
+    # bar 5 (G A G c B A) is bar 1 again: at every token the phrase column offers the next one,
+    # from the bar line before it on
+    fifth, first = bars[4] + 1, bars[0] + 1
+    for k in range(6):
+        assert vocabulary[phrase[fifth + k - 1] - 1] == tokens[first + k] == tokens[fifth + k]
+    # bar 7 (E F G A G F) is offered bar 3's "G A G ..."; bar 8 is offered bar 4's "B 3 ..."
+    seventh, third = bars[6] + 1, bars[2] + 1
+    assert vocabulary[phrase[seventh - 1] - 1] == tokens[third] == "G"
+    assert list(phrases.feature_sizes(len(vocabulary))) == list(feature_sizes(len(vocabulary))) + [len(vocabulary) + 1]
+    assert (phrase <= len(vocabulary)).all()
+
+
 @pytest.mark.parametrize("body, times", [
     ("c>d e", [1, 1.5, 2, 3]),  # time in eighths after each token: > makes c 3/2 and d 1/2
     ("c<d e", [1, 0.5, 2, 3]),
@@ -111,10 +149,15 @@ def test_sizes_bound_every_value_on_the_whole_corpus():
 
     corpus = build_corpus(None)
     vocabulary = corpus_vocabulary(corpus)
-    sizes = np.array(feature_sizes(len(vocabulary)))
-    for tokens in corpus.test:
-        features = tune_features(vocabulary.encode(tokens), vocabulary.tokens)
-        assert (features >= 0).all() and (features < sizes).all()
+    from folkrnn.abc import phrases
+
+    for module in (phrases, None):  # lookback-2's eight columns, then lookback-1's seven
+        sizes = np.array(module.feature_sizes(len(vocabulary)) if module else feature_sizes(len(vocabulary)))
+        for tokens in corpus.test:
+            ids = vocabulary.encode(tokens)
+            features = module.with_features(ids, vocabulary.tokens)[:, 1:] if module else \
+                tune_features(ids, vocabulary.tokens)
+            assert (features >= 0).all() and (features < sizes).all()
 
 
 @pytest.mark.slow
@@ -139,14 +182,15 @@ def test_the_sampler_feeds_the_features_training_computes(tiny_features_model):
     assert result.ok
     fed = np.concatenate(inputs)  # (T, 1 + F), the batch of one stepped alone
     ids = model.vocabulary.encode(result.tokens)
-    expected = np.concatenate([np.asarray(ids)[:, None], tune_features(ids, model.vocabulary.tokens)], axis=1)
+    expected = model.read(ids)  # what training reads: the scheme's features (folkrnn.schemes)
+    assert expected.shape[1] == 1 + model.engine.features
     # the last steps may differ where </s> closed the tune with a bar line written for it
     n = min(len(fed), len(expected)) - 2
     assert n > 20 and (fed[:n] == expected[:n]).all()
 
 
-@pytest.fixture(scope="module")
-def tiny_features_model(tmp_path_factory):
+@pytest.fixture(scope="module", params=[SCHEME, "lookback-2"])
+def tiny_features_model(tmp_path_factory, request):
     """A small model with position features, trained for a few batches (enough to sample from)."""
     from types import SimpleNamespace
 
@@ -162,6 +206,6 @@ def tiny_features_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("features-model")
     train(small, TrainConfig(epochs=1, batch_size=32, bptt=128, out=str(out), progress=False, force=True,
                              max_batches=4),
-          {"embedding_size": 16, "hidden_size": 32, "layers": 2, "dropout": 0.0, "features": SCHEME})
+          {"embedding_size": 16, "hidden_size": 32, "layers": 2, "dropout": 0.0, "features": request.param})
     loaded = load_model(out)
-    return SimpleNamespace(engine=loaded.engine(), vocabulary=loaded.vocabulary)
+    return SimpleNamespace(engine=loaded.engine(), vocabulary=loaded.vocabulary, read=loaded.feature_reader())

@@ -234,6 +234,27 @@ def test_form_statistics_by_hand():
     assert empty["tunes"] == 0 and empty["all_parts_8"] is None
 
 
+def test_phrases_that_come_back_by_hand():
+    """Bar 5 of each stretch of 8 full bars equal to its bar 1: a pickup and endings do not count as
+    bars (the part's last ending does), a 16-bar part has two stretches, a 4-bar part none."""
+    jig = head("6/8", "G") + (
+        "|:E|GAG cBA|GED C2E|GAG cBA|B3 G2E|GAG cBA|GED C2D|EFG AGF|G3 G2:|\n"  # bar 5 = bar 1
+        "|:d|gfg a2g|fed cBA|gfg a2g|f3 d2c|Bcd efg|fed cBA|1 GAB cde|d3 d2:|2 GAB AGF|G3 G2|]\n")
+    form = form_of(jig)
+    assert [(p.phrases, p.phrase_returns) for p in form.parts] == [(1, 1), (1, 0)]
+    assert (form.phrases, form.phrase_returns) == (2, 1)
+    long = head("4/4", "D") + (
+        "defg a2f2|gfed c2A2|B2d2 A2F2|E4 D4|defg a2f2|gfed c2A2|B2d2 A2F2|E4 D4|"
+        "f2f2 e2e2|d2d2 c2c2|B2d2 A2F2|E4 D4|f2a2 e2c2|d2f2 c2A2|B2d2 A2F2|E4 D4||\n"
+        "d4 c4|B4 A4|G4 F4|E8|]\n")
+    form = form_of(long)
+    assert [p.bars for p in form.parts] == [16, 4]
+    assert [(p.phrases, p.phrase_returns) for p in form.parts] == [(2, 1), (0, 0)]
+    stats = form_statistics([form_of(jig), form])
+    assert stats["phrase_returns"] == round(2 / 4, 4)
+    assert form_statistics([form_of(head("4/4", "D") + "d4 c4|B4 A4|]\n")])["phrase_returns"] is None
+
+
 def test_form_features_one_row_per_tune():
     forms = [form_of(REEL), form_of(WIDE)]
     features = form_features(forms)

@@ -3,6 +3,8 @@ scanner (folkrnn.form), the validator and abc2midi -c."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -147,11 +149,12 @@ def test_the_lookback_bonus_favours_music_never_structure(shipped):
     table = copyable(vocabulary.tokens)
     note, bar, ending, rest = (vocabulary.id(t) for t in ("c", "|", "[1", "z"))
 
-    class Offering:  # a row whose tracker offers these tokens (1 + id) two bars and a part ago
-        tracker = object()
+    class Offering:  # a row in a part's 3rd bar whose tracker offers these tokens (1 + id) two bars
+        # and a part ago
+        tracker = SimpleNamespace(offer4=0)
 
         def __init__(self, back2, backpart):
-            self.feature = (0, 0, 0, 0, 1 + back2, 1 + backpart, 0)
+            self.feature = (0, 3, 1, 0, 1 + back2, 1 + backpart, 0)
 
     rows = [Offering(bar, note), Offering(ending, rest), Offering(note, note)]
     logits = np.zeros((3, len(vocabulary)), np.float32)
@@ -163,34 +166,36 @@ def test_the_lookback_bonus_favours_music_never_structure(shipped):
     assert not table[0] and table[1 + note] and not table[1 + vocabulary.eos_id]
 
 
-def test_the_lookback_bonus_leaves_the_cadence_and_long_parts_to_the_model(shipped):
-    # in the last bar of an 8-bar phrase (the bar feature 8 or 16) two bars ago is not favoured, the
-    # part before still is; past a part's 16th bar (the feature's 17) nothing is
+def test_the_lookback_bonus_offers_by_a_bars_place_in_its_phrase(shipped):
+    # two bars back in the 3rd bar of a stretch of 8 (a part's bars 1-8, 9-16), the bar a phrase (four
+    # bars) ago in its 5th to 8th, the part before in every bar; past a part's 16th bar (the bar
+    # feature's 17) nothing
     from folkrnn.sample import _lookback, copyable
 
     engine, vocabulary = shipped
     table = copyable(vocabulary.tokens)
-    c, d = vocabulary.id("c"), vocabulary.id("d")
+    c, d, e = vocabulary.id("c"), vocabulary.id("d"), vocabulary.id("e")
 
-    class Offering:  # a row in bar ``bar`` (the feature: 1 + full bars so far) offering c and d
-        tracker = object()
-
+    class Offering:  # a row in bar ``bar`` (the feature: 1 + full bars so far) offering c, d and e
         def __init__(self, bar):
             self.feature = (0, bar, 1, 0, 1 + c, 1 + d, 0)
+            self.tracker = SimpleNamespace(offer4=1 + e)
 
-    bars = [1, 4, 7, 8, 9, 15, 16, 17]
+    bars = list(range(1, 18))
     favoured = _lookback(np.zeros((len(bars), len(vocabulary)), np.float32), [Offering(b) for b in bars], 2.0,
                          table)
-    back2 = dict(zip(bars, favoured[:, c].tolist()))
-    backpart = dict(zip(bars, favoured[:, d].tolist()))
-    assert back2 == {1: 2.0, 4: 2.0, 7: 2.0, 8: 0.0, 9: 2.0, 15: 2.0, 16: 0.0, 17: 0.0}
-    assert backpart == {1: 2.0, 4: 2.0, 7: 2.0, 8: 2.0, 9: 2.0, 15: 2.0, 16: 2.0, 17: 0.0}
+    back2, backpart, phrase = ({b for b, value in zip(bars, favoured[:, token].tolist()) if value == 2.0}
+                               for token in (c, d, e))
+    assert back2 == {3, 11}
+    assert phrase == {5, 6, 7, 8, 13, 14, 15, 16}
+    assert backpart == set(range(1, 17))
+    assert set(np.unique(favoured)) == {0.0, 2.0}
 
 
 def test_the_lookback_bonus_stops_copying_a_bar_written_four_times(shipped):
-    # what a bar the tune has written _WORN (4) times offers, two bars back, gets no bonus: the bonus
-    # had written one bar eight times over as a jig's A part. A bar written three times still offers,
-    # and so does another bar two back, though it begins as the worn one does
+    # what a bar the tune has written _WORN (4) times offers, a phrase or two bars back, gets no bonus:
+    # the bonus had written one bar eight times over as a jig's A part. A bar written three times
+    # still offers, and so does another bar a phrase back, though it begins as the worn one does
     from folkrnn.abc.features import Positions
     from folkrnn.sample import _WORN, _BarCounts, _lookback, copyable
 
@@ -210,13 +215,18 @@ def test_the_lookback_bonus_stops_copying_a_bar_written_four_times(shipped):
                 self.feature = self.tracker.push(token)
                 self.bars.follow(self.tracker, lines)
 
-    rows = [Writing(loop * 3 + ["d"]), Writing(loop * 4 + ["d"]), Writing(loop * 5 + ["d"]),
-            Writing(loop * 4 + other + ["d"])]
-    assert [row.bars.counts[tuple(ids(t) for t in loop[:-1])] for row in rows] == [3, 4, 5, 4]
-    assert [row.bars.any_worn for row in rows] == [False, True, True, True]
+    part = loop * 3 + loop[:-1] + ["||"]  # an A part of the loop, written four times
+    rows = [Writing(loop + other[:7] + loop * 2 + ["d"]),  # bar 5: the phrase ago, written 3 times
+            Writing(loop * 4 + ["d"]), Writing(loop * 5 + ["d"]),  # bars 5 and 6: written 4 and 5 times
+            Writing(loop + other[:7] + loop * 3 + ["d"]),  # bar 6: the phrase ago is dcB AGF
+            Writing(part + loop + other[7:] + ["d"])]  # B part, bar 3: two back is the loop again
+    assert [row.bars.counts[tuple(ids(t) for t in loop[:-1])] for row in rows] == [3, 4, 5, 4, 5]
+    assert [row.bars.any_worn for row in rows] == [False, True, True, True, True]
+    assert [row.feature[1] for row in rows] == [5, 5, 6, 6, 3]  # the bar feature: 1 + full bars so far
     favoured = _lookback(np.zeros((len(rows), len(vocabulary)), np.float32), rows, 2.0, table)
-    assert favoured[:3, ids("B")].tolist() == [2.0, 0.0, 0.0]  # two bars back: dBB dBG
-    assert favoured[3, ids("c")] == 2.0  # two bars back: dcB AGF, written once
+    assert favoured[[0, 1, 2, 4], ids("B")].tolist() == [2.0, 0.0, 0.0, 0.0]  # dBB dBG
+    assert favoured[3, ids("c")] == 2.0  # a phrase ago: dcB AGF, written once
+    assert np.count_nonzero(favoured[4]) == 0
     clone = rows[1].bars.clone()
     clone.counts.clear()
     assert rows[1].bars.counts

@@ -154,7 +154,8 @@ def test_transposition_moves_the_key_control_with_the_notes():
 
 
 def test_schemes_belong_to_their_encoding():
-    assert default_scheme("abc") == "lookback-1" and default_scheme("midi") == "pulse-1"
+    assert default_scheme("abc") == "lookback-2" and default_scheme("midi") == "pulse-1"
+    assert scheme("lookback-1", "abc").FEATURE_NAMES + ("phrase",) == scheme("lookback-2", "abc").FEATURE_NAMES
     assert scheme("pulse-1", "midi") is pulse
     with pytest.raises(OptionError, match="for MIDI models"):
         scheme("pulse-1", "abc")

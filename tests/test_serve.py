@@ -130,7 +130,7 @@ def test_the_shared_loop_decodes_as_the_loop_alone_and_cancels():
     # a cancelled request ends at once, every tune failed as cancelled
     from folkrnn.sample import _plan  # noqa: PLC2701 (the test builds a constraint by hand)
 
-    constraint = AbcConstraint(_plan(vocabulary, Conditions(), config), config, vocabulary)
+    constraint = AbcConstraint(_plan(vocabulary, Conditions(), config, engine.features), config, vocabulary)
     request = loop.submit(constraint, config, range(1000, 1100), attempts=3)
     request.cancel()
     results = request.wait(timeout=60)

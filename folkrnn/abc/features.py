@@ -59,6 +59,9 @@ _BAR, _BROKEN, _CHORD_CLOSE, _CHORD_OPEN, _ENDING, _EOS, _GRACE_CLOSE, _GRACE_OP
         "LENGTH", "NOTE", "REST", "TUPLET"))
 
 
+_NONE = {7: (0,) * 7, 8: (0,) * 8}  # the features before the tune's body, by width
+
+
 def feature_sizes(vocab_size: int) -> tuple[int, ...]:
     """How many values each feature takes, in :data:`FEATURE_NAMES` order, for a vocabulary size."""
     return (_BEATS + 2, _BARS + 2, _PARTS + 2, vocab_size + 1, vocab_size + 1, vocab_size + 1, 4)
@@ -86,10 +89,11 @@ class Positions:
     __slots__ = ("_c", "body", "bar_len", "time", "moved", "ev_start", "ev_len", "mult", "tuplet",
                  "tuplet_factor", "broken_next", "chord", "chord_len", "grace", "after_chord", "bar",
                  "part", "part_has_bar", "ending_bar", "in_ending1", "first_bar", "current", "history",
-                 "part_bars", "previous_part", "offer1", "offer2", "compound")
+                 "part_bars", "previous_part", "offer1", "offer2", "offer4", "compound", "width")
 
-    def __init__(self, tokens) -> None:
+    def __init__(self, tokens, width: int = 7) -> None:
         self._c = tokens if isinstance(tokens, _Classes) else _Classes(tokens)
+        self.width = width  # features push returns: 7 (lookback-1), or 8 with ``phrase`` (lookback-2)
         self.body = False
         self.bar_len = 0
         self.compound = False
@@ -116,6 +120,7 @@ class Positions:
         self.part_bars: dict[int, dict] = {}  # this part's bars by number
         self.previous_part: dict[int, dict] = {}
         self.offer1 = self.offer2 = 0  # what back1 and back2 offered for the coming token
+        self.offer4 = 0  # what the bar a phrase (four bars) ago in this part offered for it
 
     def clone(self) -> Positions:
         """An independent copy (beam search forks tunes)."""
@@ -127,8 +132,9 @@ class Positions:
         other.part_bars = dict(self.part_bars)
         return other
 
-    def push(self, token: int) -> tuple[int, int, int, int, int, int, int]:
-        """Take one token id; return the features the model reads with it (see the module docstring)."""
+    def push(self, token: int) -> tuple[int, ...]:
+        """Take one token id; return the features the model reads with it (see the module docstring):
+        ``width`` of them."""
         cls = self._c.cls[token]
         if not self.body:
             if cls == _HEAD and self._c.slot[token] == "M":
@@ -137,9 +143,9 @@ class Positions:
                 self.compound = not meter.free and meter.numerator % 3 == 0
             elif cls == _HEAD and self._c.slot[token] == "K":
                 self.body = True
-            return (0, 0, 0, 0, 0, 0, 0)
+            return _NONE[self.width]
         if cls == _EOS:
-            return (0, 0, 0, 0, 0, 0, 0)
+            return _NONE[self.width]
         # (attributes read into locals: this runs once per token of every tune sampled)
         following = token + 1
         repeated = (1 if following == self.offer1 else 0) | (2 if following == self.offer2 else 0)
@@ -159,10 +165,15 @@ class Positions:
         bar = self.bar
         earlier = self.previous_part.get(bar)
         backpart = earlier.get(key, -1) + 1 if earlier else 0
+        phrase = self.part_bars.get(bar - 4) if bar >= 4 else None
+        offer4 = self.offer4 = phrase.get(key, -1) + 1 if phrase else 0
         beat = time // _SIXTEENTH + 1 if self.bar_len and time % _SIXTEENTH == 0 \
             and time // _SIXTEENTH < _BEATS else _BEATS + 1
+        if self.width == 7:
+            return (beat, 1 + (bar if bar < _BARS else _BARS), 1 + (self.part if self.part < _PARTS else _PARTS),
+                    offer1, offer2, backpart, repeated)
         return (beat, 1 + (bar if bar < _BARS else _BARS), 1 + (self.part if self.part < _PARTS else _PARTS),
-                offer1, offer2, backpart, repeated)
+                offer1, offer2, backpart, repeated, offer4)
 
     # --- time
 
@@ -251,23 +262,24 @@ class Positions:
             self.ending_bar, self.in_ending1 = -1, False
 
 
-def tune_features(ids: Sequence[int], tokens) -> np.ndarray:
-    """``(T, len(FEATURE_NAMES))`` int32: the features read with each token of one tune's ids.
+def tune_features(ids: Sequence[int], tokens, width: int = len(FEATURE_NAMES)) -> np.ndarray:
+    """``(T, width)`` int32: the features read with each token of one tune's ids (``width`` 8: with
+    lookback-2's ``phrase``, :mod:`folkrnn.abc.phrases`).
 
     ``tokens``: the vocabulary's tokens in id order, or a shared :func:`classes` object.
     """
-    positions = Positions(tokens)
-    out = np.empty((len(ids), len(FEATURE_NAMES)), np.int32)
+    positions = Positions(tokens, width)
+    out = np.empty((len(ids), width), np.int32)
     for t, token in enumerate(ids):
         out[t] = positions.push(int(token))
     return out
 
 
-def with_features(ids: Sequence[int], tokens) -> np.ndarray:
-    """``(T, 1 + F)`` int64: each token id of one tune, then the features read with it (a model with
-    position features takes this as its input, in training and in scoring)."""
+def with_features(ids: Sequence[int], tokens, width: int = len(FEATURE_NAMES)) -> np.ndarray:
+    """``(T, 1 + F)`` int64: each token id of one tune, then the ``width`` features read with it (a
+    model with position features takes this as its input, in training and in scoring)."""
     ids = np.asarray(ids, np.int64)
-    return np.concatenate([ids[:, None], tune_features(ids, tokens)], axis=1)
+    return np.concatenate([ids[:, None], tune_features(ids, tokens, width)], axis=1)
 
 
 def pad_inputs(rows: Sequence[np.ndarray], length: int, pad_id: int) -> np.ndarray:
