@@ -326,8 +326,8 @@ def train_command(
     dropout: Annotated[float | None, typer.Option(min=0.0, max=0.99, help="Dropout after each layer [0.5].")] = None,
     positions: Annotated[bool | None, typer.Option(
         "--positions/--no-positions", help="The model also reads where each token stands. ABC: beat, "
-        "bar of the part, part, and what was written there one and two bars and a part ago "
-        "(folkrnn.abc.features). MIDI: the phase of the beat, the beat of the bar, and the controls "
+        "bar of the part, part, and what was written there one, two and four bars and a part ago "
+        "(folkrnn.abc.phrases). MIDI: the phase of the beat, the beat of the bar, and the controls "
         "(tempo, meter, key, density) that open each performance (folkrnn.pulse) [on].")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Tunes per step, over all processes.")] = 64,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")] = 3e-3,
@@ -842,8 +842,9 @@ CompassOption = Annotated[int, typer.Option(
     "is a whistle's or flute's compass (0: any).")]
 LookbackOption = Annotated[float | None, typer.Option(
     min=0.0, max=10.0, help="Added to the logit of each token (never a bar line or ending) that two "
-    "bars or a part ago offers at this point of the bar: bars and motifs come back more often (0: the "
-    "model alone). Default: the value calibrated on real tunes (folkrnn.sample.SampleConfig).")]
+    "bars, a phrase (four bars) or a part ago offers at this point of the bar, where dance tunes "
+    "repeat: bars and phrases come back more often (0: the model alone). Default: the value "
+    "calibrated on real tunes (folkrnn.sample.SampleConfig).")]
 FirstRestOption = Annotated[float | None, typer.Option(
     min=0.0, max=10.0, help="Taken from the logit of a rest until the tune has one: fewer tunes rest "
     "at all, as few real dance tunes do, and those that do rest as they like (0: the model alone). "

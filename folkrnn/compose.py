@@ -157,7 +157,7 @@ class ComposeOptions:
     beam_width: int = 4  # beam search width
     constrain: bool = True  # full bars, balanced repeats, closing bar
     compass: int = 24  # semitones from the lowest note to the highest, at most (0: any)
-    lookback: float = SampleConfig.lookback  # the copy prior on what a bar, two bars or a part ago offers
+    lookback: float = SampleConfig.lookback  # the copy prior on what two bars, a phrase or a part ago offers
     first_rest: float = SampleConfig.first_rest  # taken from a rest's logit until the tune has one
     model: str | None = None  # model directory; None: the shipped default
     instrument: str = "fiddle"  # MIDI (and WAV) instrument

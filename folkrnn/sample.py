@@ -29,7 +29,8 @@ writes them.
 
 **The tune's own past**: a model with position features reads them with every token
 (:class:`folkrnn.abc.features.Positions`, one per tune); ``SampleConfig.lookback`` adds a copy
-prior to the tokens two bars and a part ago offer, ``SampleConfig.first_rest`` a penalty on rests
+prior to the tokens two bars, a phrase and a part ago offer where dance tunes repeat (_lookback),
+``SampleConfig.first_rest`` a penalty on rests
 until the tune has one, and ``SampleConfig.compass`` keeps each tune within a compass
 (:class:`folkrnn.abc.grammar.Compass`).
 
@@ -630,8 +631,8 @@ _WORN = 4
 class _BarCounts:
     """The full bars a tune has written, as its :class:`~folkrnn.abc.features.Positions` keeps them
     (a map of what was written at each point of the bar), counted by their tokens (bar lines and
-    endings left out): whether the bar an offer comes from, two bars or a part back, has been written
-    ``_WORN`` times. :meth:`follow` reads each full bar as the tracker takes it in, at every step."""
+    endings left out): whether the bar an offer comes from, two bars, a phrase or a part back, has been
+    written ``_WORN`` times. :meth:`follow` reads each full bar as the tracker takes it in, at every step."""
 
     __slots__ = ("counts", "known", "any_worn")
 
