@@ -756,7 +756,11 @@ def resume_plan(out: str | os.PathLike, *, train_given: dict | None = None, mode
         if key not in run["model"]:
             continue
         old = run["model"][key]
-        if ((old or "") != (value or "")) if key == "features" else old != value:
+        if key == "features":  # --positions names no scheme: a run keeps the one it was started with
+            if bool(old) != bool(value):
+                raise conflict(key, old, value)
+            model[key] = old
+        elif old != value:
             raise conflict(key, old, value)
 
     record = run["corpus"] or {}

@@ -534,6 +534,30 @@ def test_resume_accepts_agreeing_options_and_refuses_contradictions_in_one_line(
     assert load_training_state(tmp_path / "m" / STATE_FILE)[1]["batches"] == 12
 
 
+def test_resume_with_positions_keeps_the_runs_own_scheme(tmp_path, monkeypatch):
+    """--positions means the newest scheme for a new run; a run trained with an older one (a
+    lookback-1 model, made before the bar a phrase ago) resumes with its own."""
+    import folkrnn.schemes
+
+    monkeypatch.setenv("FOLKRNN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    Path("tiny.abc").write_text(ABC_FILE)
+    runner = CliRunner()
+    run = [option for option in RUN if option != "--no-positions"] + ["--positions", "--max-batches", "2"]
+    with monkeypatch.context() as patched:
+        patched.setattr(folkrnn.schemes, "default_scheme", lambda encoding: "lookback-1")
+        started = runner.invoke(app, ["train", "--corpus", "tiny.abc", *run, "--out", "m"])
+    assert started.exit_code == 0, started.output
+    resumed = runner.invoke(app, ["train", "--resume", "--out", "m", "--positions", "--max-batches", "3"])
+    assert resumed.exit_code == 0, resumed.output
+    _, meta = load_training_state(tmp_path / "m" / STATE_FILE)
+    assert meta["batches"] == 3
+    assert json.loads((tmp_path / "m" / CONFIG_FILE).read_text())["model"]["features"] == "lookback-1"
+    fresh = runner.invoke(app, ["train", "--corpus", "tiny.abc", *run, "--out", "n"])
+    assert fresh.exit_code == 0, fresh.output
+    assert json.loads((tmp_path / "n" / CONFIG_FILE).read_text())["model"]["features"] == "lookback-2"
+
+
 def test_resume_stops_when_the_corpus_files_changed(tmp_path, monkeypatch):
     monkeypatch.setenv("FOLKRNN_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
