@@ -691,13 +691,9 @@ def _lookback(logits: np.ndarray, rows: list[_Row], bonus: float, favoured: np.n
     for i, row in enumerate(rows):
         counts = getattr(row, "bars", None)
         if counts is not None and counts.any_worn:
-            tracker = row.tracker
-            if back2[i] and len(tracker.history) > 1 and counts.worn(tracker.history[-2]):
-                back2[i] = 0
-            if phrase[i] and counts.worn(tracker.part_bars.get(tracker.bar - 4)):
-                phrase[i] = 0
-            if backpart[i] and counts.worn(tracker.previous_part.get(tracker.bar)):
-                backpart[i] = 0
+            for offer, bar in zip((back2, phrase, backpart), row.tracker.offering_bars()):
+                if offer[i] and counts.worn(bar):
+                    offer[i] = 0
     # each token offered gets the bonus once (two may offer the same)
     for offered in (back2, np.where(phrase != back2, phrase, 0),
                     np.where((backpart != back2) & (backpart != phrase), backpart, 0)):

@@ -156,24 +156,26 @@ class Positions:
         moved = self.moved = 0 if time != before or cls == _BAR else moved + 1
         key = (time, moved)
         history = self.history
-        if history:
-            offer1 = history[-1].get(key, -1) + 1
-            offer2 = history[-2].get(key, -1) + 1 if len(history) > 1 else 0
-        else:
-            offer1 = offer2 = 0
+        offer1 = history[-1].get(key, -1) + 1 if history else 0
+        two_back, phrase, earlier = self.offering_bars()
+        offer2 = two_back.get(key, -1) + 1 if two_back else 0
         self.offer1, self.offer2 = offer1, offer2
-        bar = self.bar
-        earlier = self.previous_part.get(bar)
         backpart = earlier.get(key, -1) + 1 if earlier else 0
-        phrase = self.part_bars.get(bar - 4) if bar >= 4 else None
         offer4 = self.offer4 = phrase.get(key, -1) + 1 if phrase else 0
+        bar = self.bar
         beat = time // _SIXTEENTH + 1 if self.bar_len and time % _SIXTEENTH == 0 \
             and time // _SIXTEENTH < _BEATS else _BEATS + 1
-        if self.width == 7:
-            return (beat, 1 + (bar if bar < _BARS else _BARS), 1 + (self.part if self.part < _PARTS else _PARTS),
+        features = (beat, 1 + (bar if bar < _BARS else _BARS), 1 + (self.part if self.part < _PARTS else _PARTS),
                     offer1, offer2, backpart, repeated)
-        return (beat, 1 + (bar if bar < _BARS else _BARS), 1 + (self.part if self.part < _PARTS else _PARTS),
-                offer1, offer2, backpart, repeated, offer4)
+        return features if self.width == 7 else features + (offer4,)
+
+    def offering_bars(self) -> tuple[dict | None, dict | None, dict | None]:
+        """The full bars (maps of what was written at each point of the bar) that offer the coming
+        token: two bars back, a phrase (four bars) back in this part, and this bar of the part
+        before; None where there is none."""
+        bar, history = self.bar, self.history
+        return (history[-2] if len(history) > 1 else None, self.part_bars.get(bar - 4) if bar >= 4 else None,
+                self.previous_part.get(bar))
 
     # --- time
 
