@@ -814,7 +814,7 @@ MeterOption = Annotated[str | None, typer.Option(help="Fix M:, e.g. 6/8 (default
 FormOption = Annotated[str | None, typer.Option(
     help=f"The form: {', '.join(FORMS)} (a letter twice: a repeated part). Default: the usual form "
     f"of the tune's dance (reels, jigs, hornpipes: {DANCES['reel'].form} in {DANCES['reel'].part_bars}-bar "
-    "parts); free: the model's own.")]
+    "parts); free: the model's own, a part closing by its 16th bar where a bar line can close it.")]
 PartBarsOption = Annotated[int | None, typer.Option(
     min=1, max=64, help="Bars in each part (default: the dance's; 8 for repeated parts, 16 for others).")]
 ModeOption = Annotated[Mode | None, typer.Option(help="Fix the mode of K: (default: the model's choice).")]

@@ -228,15 +228,15 @@ def form_comparison(real_forms: Sequence, generated_forms: Sequence, seed: int =
 
     ``real`` and ``generated`` hold :func:`folkrnn.form.form_statistics` of each side;
     ``classifier_accuracy`` is :func:`folkrnn.form.two_sample_accuracy` on their
-    :func:`folkrnn.form.form_features` (5 folds, the larger side subsampled; 0.5 means the
-    classifier cannot tell them apart; None with fewer than 2 tunes on a side).
+    :func:`folkrnn.form.form_features` (5 folds, the larger side subsampled, the mean of 10 such
+    draws; 0.5 means the classifier cannot tell them apart; None with fewer than 2 tunes on a side).
     """
     accuracy = two_sample_accuracy(form_features(generated_forms), form_features(real_forms), seed=seed)
     return {
         "real": form_statistics(real_forms), "generated": form_statistics(generated_forms),
         "classifier_accuracy": None if math.isnan(accuracy) else round(accuracy, 4),
         "classifier": "logistic regression (L2, standardised features), 5-fold cross-validated, "
-                      "classes balanced by subsampling",
+                      "classes balanced by subsampling, the mean of 10 subsamplings",
         "features": list(FEATURE_NAMES), "rows": dict(STATISTICS),
     }
 

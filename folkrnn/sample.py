@@ -157,7 +157,13 @@ class SampleConfig:
     # the bonus offering by a bar's place in its phrase (_lookback): top-p 1, first rest 1.5, lookback
     # 0.5 / 0.75 / 1 / 1.25 / 1.75: 77.6 / 75.3 / 75.5 / 74.4 / 75.5%, bars repeating 16.4 / 19.7 /
     # 23.1 / 26.5 / 33.1% (real 25.9%); at 1.25, first rest 0.75 / 1 / 1.5: 73.9 / 74.3 / 74.4%,
-    # --form free 68.4 / 67.5 / 68.7%, free tunes with a rest inside 22.6 / 18.6 / 14.1%.
+    # --form free 68.4 / 67.5 / 68.7%, free tunes with a rest inside 22.6 / 18.6 / 14.1%. First rest taken
+    # again in session 15, when a free part came to close by its 16th bar (_LONGEST_PART): the runaway
+    # parts had held many of the free tunes' rests. Lookback 1.25, first rest 0.5 / 0.75 / 1 / 1.5: default
+    # 74.4 / 74.7 / 74.8 / 74.4% (rest inside 16.3 / 11.8 / 10.7 / 7.8%), --form free 68.5 / 68.5 / 68.6 /
+    # 69.5% (19.3 / 16.6 / 12.4 / 8.9%): 1 is the least that keeps free tunes' rests under 15%. On the test
+    # split (four seeds of 500) 1 against 1.5: default 72.3 / 72.2%, rests 12.2 / 8.4% (real 17.2%); free
+    # 71.0 / 71.8%, rests 10.4-13.0% / 6.4-10.4%.
     top_p: float = 1.0
     beam_width: int = 4  # hypotheses beam search keeps
     length_penalty: float = 0.7  # beam: rank by log-probability / tokens ** this
@@ -174,7 +180,7 @@ class SampleConfig:
     # folkrnn.abc.titles); False: any letters
     title_copies: bool = False  # a title the model writes may be a whole corpus title (False: never one; titles.txt)
     attempts: int = 10  # seeds tried for one tune before it is reported as not made
-    first_rest: float = 1.5  # taken from the logits of rests until the tune has one (0: none)
+    first_rest: float = 1.0  # taken from the logits of rests until the tune has one (0: none)
     endings: bool = True  # a part held to a form closes with first and second endings as often as its
     # dance's do (folkrnn.tables.Dance.endings); False: as often as the model writes them
 
@@ -599,6 +605,25 @@ _BAR_FEATURE, _LOOKBACK_BARS = 1, 16
 # back offered in all of a stretch's first phrase; at 1.75, 75.5% (33.1%).
 _BACK2_PLACES = np.array([place == 2 for place in range(8)])
 _PHRASE_PLACES = np.array([place >= 4 for place in range(8)])
+# A later part closes as the part before it did: in those tunes, bars 15 and 16 are bars 7 and 8 again
+# (the B part's cadence is the A part's) in 30% and 54%, and bars 11 and 12 (a phrase back) in 8% and
+# 13%. With the bonus offering both alike, the default output (seed 2024, 1,000 tunes; 189 such tunes)
+# wrote them as bars 7 and 8 in 7% and 19%, as bars 11 and 12 in 13% and 3%. In a stretch's last two
+# bars, where the part has a part before it, the bonus offers that part's bar alone, twice over: 29%
+# and 29%, and 6% and 2%. Validation split (6 runs of 300): classifier 74.6% before, 74.4% after; bars
+# repeating an earlier bar 26.5% and 27.4% (real 25.9%).
+_CADENCE_PLACES = np.array([place >= 6 for place in range(8)])
+# How long a part of a tune held to no form (--form free) may run. The position features count a part's
+# bars up to 16 (folkrnn.abc.features), and past them the model loses its place: with --form free, 53
+# of 500 tunes (seed 2024) had a part of more than 16 bars, 41 of more than 24 and one of 139, whose
+# bars wandered through long notes and rests; the model alone (--lookback 0), 49, 43 and 143. Real
+# tunes' parts run past 16 bars in 109 of the default corpus's 4,348 tunes (111 of 9,225 parts), past 24
+# in 27; the longest is 48. So from a free part's 16th bar a bar line that could close the
+# part must (AbcConstraint._end_long_parts); where none could (a repeat opened by a pickup closes only
+# after the bar completing it; a tied note crosses a plain bar line), a part that has run its 16 bars
+# steers the tune to its end, as the length guard does (AbcGrammar.closing). With --form free (seed
+# 3024, 1,000 tunes, --first-rest 1) 13 tunes have a part of 17 bars and none a longer one.
+_LONGEST_PART = 16
 # What the bonus never favours: the tune's structure (bar lines, endings, inline key and meter
 # fields, its end), which is the model's and the form's to choose. Favoured, the plain bar line two
 # bars before a part's last bar kept parts from ending: with --form free, 19% of 500 tunes ran as one
@@ -672,7 +697,9 @@ def _lookback(logits: np.ndarray, rows: list[_Row], bonus: float, favoured: np.n
     before): a copy prior, as the Lookback RNN's "repeat" labels give its melody model. ``favoured``
     (indexed by offer, :func:`copyable`) leaves the structure out: bar lines, endings, inline
     fields, the end. Two bars back is offered in the 3rd bar of a part's stretch of 8 bars, four
-    bars back in its 5th to 8th (:data:`_BACK2_PLACES`, :data:`_PHRASE_PLACES`); nothing past a
+    bars back in its 5th to 8th (:data:`_BACK2_PLACES`, :data:`_PHRASE_PLACES`), and in its last two
+    bars, where the part has a part before it, that part's bar alone, with twice the bonus
+    (:data:`_CADENCE_PLACES`); nothing past a
     part's 16th bar, nor what a bar the tune has written ``_WORN`` times offers (``row.bars``, where
     a row has them: :class:`_BarCounts`). A new array; the model's own when bonus is 0."""
     if not bonus or not rows or rows[0].tracker is None:
@@ -686,6 +713,8 @@ def _lookback(logits: np.ndarray, rows: list[_Row], bonus: float, favoured: np.n
     phrase = np.array([row.tracker.offer4 for row in rows], np.int64) * (within & _PHRASE_PLACES[place])
     backpart = offers[:, _BACKPART] * within
     back2, phrase, backpart = (np.where(favoured[offer], offer, 0) for offer in (back2, phrase, backpart))
+    cadence = _CADENCE_PLACES[place] & (backpart > 0)  # ... where the part before offers its own close
+    phrase[cadence] = 0
     # nor what a bar the tune has written _WORN times offers (the tracker's bar two back, the bar a
     # phrase ago, this bar of the part before)
     for i, row in enumerate(rows):
@@ -694,11 +723,12 @@ def _lookback(logits: np.ndarray, rows: list[_Row], bonus: float, favoured: np.n
             for offer, bar in zip((back2, phrase, backpart), row.tracker.offering_bars()):
                 if offer[i] and counts.worn(bar):
                     offer[i] = 0
-    # each token offered gets the bonus once (two may offer the same)
-    for offered in (back2, np.where(phrase != back2, phrase, 0),
-                    np.where((backpart != back2) & (backpart != phrase), backpart, 0)):
+    # each token offered gets the bonus once (two may offer the same), the close of the part before twice
+    gains = np.full(len(rows), float(bonus))
+    for offered, gain in ((back2, gains), (np.where(phrase != back2, phrase, 0), gains),
+                          (np.where((backpart != back2) & (backpart != phrase), backpart, 0), gains * (1 + cadence))):
         at = np.flatnonzero(offered)
-        logits[at, offered[at] - 1] += bonus
+        logits[at, offered[at] - 1] += gain[at]
     return logits
 
 
@@ -760,6 +790,9 @@ class AbcConstraint(Constraint):
         # what a bar's tokens leave out when _BarCounts counts them: bar lines and endings
         self._bar_lines = frozenset(i for i, token in enumerate(self.grammar.tokens)
                                     if classify(token)[0] in (TokenClass.BAR, TokenClass.ENDING))
+        # a part of a free tune that has run _LONGEST_PART bars ends at its next bar line (_end_long_parts)
+        self._plain_bar = ids.get("|")
+        self._part_ends = np.array([ids[token] for token in ("||", ":|", "|:") if token in ids] + [self.eos], np.intp)
 
     def start(self, index: int, seed: int) -> _Row:
         plan = self.plan
@@ -770,7 +803,20 @@ class AbcConstraint(Constraint):
         masks = self.grammar.masks(sids)
         _restrict(self.plan, masks, rows, sids)
         self._fresh_endings(masks, rows)
+        self._end_long_parts(masks, rows)
         return masks
+
+    def _end_long_parts(self, masks: np.ndarray, rows: list[_Row]) -> None:
+        """In place: in a tune held to no form, a part in its :data:`_LONGEST_PART`-th bar or later
+        closes at the next bar line (``||``, ``:|``, ``|:`` or the end), where the grammar allows one
+        there, not a plain ``|`` (the tracker counts the part's bars: rows without one are left)."""
+        if self._plain_bar is None or not self.config.constrain:
+            return
+        for i in np.flatnonzero(masks[:, self._plain_bar]):  # rows at a bar line
+            tracker = rows[i].tracker
+            if tracker is not None and tracker.bar >= _LONGEST_PART - 1 and masks[i, self._part_ends].any() \
+                    and self.grammar.state(rows[i].sid).form < 0:
+                masks[i, self._plain_bar] = False
 
     def _fresh_endings(self, masks: np.ndarray, rows: list[_Row]) -> None:
         """In place: a second ending that has copied the first up to its last note (or rest) may
@@ -847,6 +893,9 @@ class AbcConstraint(Constraint):
             row.rested = True
         if self.plan.prime and not grammar.in_body(before) and grammar.in_body(nxt):
             row.forced = list(self.plan.prime)
+        if row.tracker is not None and row.tracker.bar >= _LONGEST_PART and self.config.constrain \
+                and grammar.state(row.sid).form < 0:
+            row.sid = grammar.closing(row.sid)  # a part no bar line could close (_end_long_parts): the end
         length = len(row.ids)
         if length >= self._closing:
             if length >= self._longest:

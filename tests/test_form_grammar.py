@@ -107,6 +107,20 @@ def test_free_form_keeps_the_models_own_bars(shipped):
     assert [r.tokens for r in free] == [r.tokens for r in again]
 
 
+def test_a_free_part_closes_from_its_16th_bar(shipped):
+    # past the 16 bars the position features count, the model lost its place: with --form free, 1 tune
+    # in 12 had a part of more than 24 bars (one of 139). A free part's 16th bar line closes the part
+    # where the grammar allows it, and a part no bar line could close steers the tune to its end
+    engine, vocabulary = shipped
+    results = sample_tunes(engine, vocabulary, list(range(2024, 2084)), conditions=Conditions(form="free"))
+    assert all(r.ok for r in results)
+    forms = [form_of(detokenize(r.tokens)) for r in results]
+    longest = [max(part.bars for part in form.parts) for form in forms]
+    assert max(longest) <= 17  # the bar the end takes, where a tie or a pickup's repeat kept | the only way on
+    assert sum(bars > 16 for bars in longest) <= 3
+    assert len({form.label for form in forms}) > 3  # the form is still the model's own
+
+
 @pytest.mark.slow
 def test_the_compass_keeps_every_tune_within_it(shipped):
     from folkrnn.form import range_semitones
@@ -168,28 +182,39 @@ def test_the_lookback_bonus_favours_music_never_structure(shipped):
 
 def test_the_lookback_bonus_offers_by_a_bars_place_in_its_phrase(shipped):
     # two bars back in the 3rd bar of a stretch of 8 (a part's bars 1-8, 9-16), the bar a phrase (four
-    # bars) ago in its 5th to 8th, the part before in every bar; past a part's 16th bar (the bar
-    # feature's 17) nothing
+    # bars) ago in its 5th to 8th, the part before in every bar; in a stretch's last two bars the part
+    # before's bar alone, at twice the bonus (a later part closes as the one before it did), and the
+    # bar a phrase ago only where there is no part before (a first part); past a part's 16th bar (the
+    # bar feature's 17) nothing
     from folkrnn.sample import _lookback, copyable
 
     engine, vocabulary = shipped
     table = copyable(vocabulary.tokens)
     c, d, e = vocabulary.id("c"), vocabulary.id("d"), vocabulary.id("e")
 
-    class Offering:  # a row in bar ``bar`` (the feature: 1 + full bars so far) offering c, d and e
-        def __init__(self, bar):
-            self.feature = (0, bar, 1, 0, 1 + c, 1 + d, 0)
+    class Offering:  # a row in bar ``bar`` (the feature: 1 + full bars so far) offering c two bars
+        # back, d a part back (none in a first part) and e a phrase back
+        def __init__(self, bar, later):
+            self.feature = (0, bar, 2 if later else 1, 0, 1 + c, 1 + d if later else 0, 0)
             self.tracker = SimpleNamespace(offer4=1 + e)
 
     bars = list(range(1, 18))
-    favoured = _lookback(np.zeros((len(bars), len(vocabulary)), np.float32), [Offering(b) for b in bars], 2.0,
-                         table)
-    back2, backpart, phrase = ({b for b, value in zip(bars, favoured[:, token].tolist()) if value == 2.0}
-                               for token in (c, d, e))
-    assert back2 == {3, 11}
-    assert phrase == {5, 6, 7, 8, 13, 14, 15, 16}
-    assert backpart == set(range(1, 17))
-    assert set(np.unique(favoured)) == {0.0, 2.0}
+    for later in (True, False):
+        favoured = _lookback(np.zeros((len(bars), len(vocabulary)), np.float32),
+                             [Offering(b, later) for b in bars], 2.0, table)
+
+        def at(token, gain, favoured=favoured):
+            return {b for b, value in zip(bars, favoured[:, token].tolist()) if value == gain}
+
+        assert at(c, 2.0) == {3, 11}
+        if later:
+            assert at(e, 2.0) == {5, 6, 13, 14}
+            assert at(d, 2.0) == set(range(1, 17)) - {7, 8, 15, 16} and at(d, 4.0) == {7, 8, 15, 16}
+            assert set(np.unique(favoured)) == {0.0, 2.0, 4.0}
+        else:
+            assert at(e, 2.0) == {5, 6, 7, 8, 13, 14, 15, 16}
+            assert not favoured[:, d].any()
+            assert set(np.unique(favoured)) == {0.0, 2.0}
 
 
 def test_the_lookback_bonus_stops_copying_a_bar_written_four_times(shipped):
