@@ -2,10 +2,11 @@
 
 It generates N tunes (default 500) with the shipped model (or ``--model``) through the CLI,
 ``python -m folkrnn generate -n N --seed S --out DIR``, and reads ``DIR/tunes.abc``; then the same
-with ``--form free`` (what the model itself learned); ``--option "--lookback 0"`` adds options to
-both (there: the model with no copy prior). The real tunes are the default corpus's test split. Every figure is
-:func:`folkrnn.form.form_statistics` (the counting rules are in :mod:`folkrnn.form`), one column
-each for the default output, ``--form free`` and the real tunes:
+with ``--form free`` (what the model itself learned, a part closing by its 16th bar);
+``--option "--lookback 0"`` adds options to both (there: the model with no copy prior). The real
+tunes are the default corpus's test split. Every figure is :func:`folkrnn.form.form_statistics`
+(the counting rules are in :mod:`folkrnn.form`), one column each for the default output,
+``--form free`` and the real tunes:
 
 - dance tunes in their dance's form and meter (:func:`folkrnn.form.in_dance_form`, from
   ``folkrnn.tables.DANCES``);

@@ -744,10 +744,10 @@ def two_sample_accuracy(features_a, features_b, folds: int = 5, seed: int = 0, l
         a = a[:, None]
     if b.ndim == 1:
         b = b[:, None]
-    if min(len(a), len(b)) < 2:
-        return float("nan")
     if draws < 1:
         raise ValueError(f"draws must be at least 1, not {draws}")
+    if min(len(a), len(b)) < 2:
+        return float("nan")
     rng = np.random.default_rng(seed)
     return float(np.mean([_held_out_accuracy(a, b, rng, folds, l2, steps) for _ in range(draws)]))
 

@@ -610,7 +610,7 @@ _PHRASE_PLACES = np.array([place >= 4 for place in range(8)])
 # 13%. With the bonus offering both alike, the default output (seed 2024, 1,000 tunes; 189 such tunes)
 # wrote them as bars 7 and 8 in 7% and 19%, as bars 11 and 12 in 13% and 3%. In a stretch's last two
 # bars, where the part has a part before it, the bonus offers that part's bar alone, twice over: 29%
-# and 29%, and 6% and 2%. Validation split (6 runs of 300): classifier 74.6% before, 74.4% after; bars
+# and 29%, and 6% and 2% (with --first-rest 1, 30% and 29%, 6% and 3%). Validation split (6 runs of 300): classifier 74.6% before, 74.4% after; bars
 # repeating an earlier bar 26.5% and 27.4% (real 25.9%).
 _CADENCE_PLACES = np.array([place >= 6 for place in range(8)])
 # How long a part of a tune held to no form (--form free) may run. The position features count a part's
@@ -713,8 +713,6 @@ def _lookback(logits: np.ndarray, rows: list[_Row], bonus: float, favoured: np.n
     phrase = np.array([row.tracker.offer4 for row in rows], np.int64) * (within & _PHRASE_PLACES[place])
     backpart = offers[:, _BACKPART] * within
     back2, phrase, backpart = (np.where(favoured[offer], offer, 0) for offer in (back2, phrase, backpart))
-    cadence = _CADENCE_PLACES[place] & (backpart > 0)  # ... where the part before offers its own close
-    phrase[cadence] = 0
     # nor what a bar the tune has written _WORN times offers (the tracker's bar two back, the bar a
     # phrase ago, this bar of the part before)
     for i, row in enumerate(rows):
@@ -723,6 +721,8 @@ def _lookback(logits: np.ndarray, rows: list[_Row], bonus: float, favoured: np.n
             for offer, bar in zip((back2, phrase, backpart), row.tracker.offering_bars()):
                 if offer[i] and counts.worn(bar):
                     offer[i] = 0
+    cadence = _CADENCE_PLACES[place] & (backpart > 0)  # ... where the part before offers its own close
+    phrase[cadence] = 0
     # each token offered gets the bonus once (two may offer the same), the close of the part before twice
     gains = np.full(len(rows), float(bonus))
     for offered, gain in ((back2, gains), (np.where(phrase != back2, phrase, 0), gains),
@@ -807,15 +807,16 @@ class AbcConstraint(Constraint):
         return masks
 
     def _end_long_parts(self, masks: np.ndarray, rows: list[_Row]) -> None:
-        """In place: in a tune held to no form, a part in its :data:`_LONGEST_PART`-th bar or later
-        closes at the next bar line (``||``, ``:|``, ``|:`` or the end), where the grammar allows one
-        there, not a plain ``|`` (the tracker counts the part's bars: rows without one are left)."""
+        """In place: in a tune held to no form (``--form free``, or a dance whose usual form is free),
+        a part in its :data:`_LONGEST_PART`-th bar or later closes at the next bar line (``||``,
+        ``:|``, ``|:`` or the end), where the grammar allows one there, not a plain ``|`` (the
+        tracker counts the part's bars: rows without one are left, and so is a prime being forced)."""
         if self._plain_bar is None or not self.config.constrain:
             return
         for i in np.flatnonzero(masks[:, self._plain_bar]):  # rows at a bar line
-            tracker = rows[i].tracker
-            if tracker is not None and tracker.bar >= _LONGEST_PART - 1 and masks[i, self._part_ends].any() \
-                    and self.grammar.state(rows[i].sid).form < 0:
+            row = rows[i]
+            if row.tracker is not None and row.tracker.bar >= _LONGEST_PART - 1 and not row.forced \
+                    and masks[i, self._part_ends].any() and self.grammar.state(row.sid).form < 0:
                 masks[i, self._plain_bar] = False
 
     def _fresh_endings(self, masks: np.ndarray, rows: list[_Row]) -> None:
@@ -894,7 +895,7 @@ class AbcConstraint(Constraint):
         if self.plan.prime and not grammar.in_body(before) and grammar.in_body(nxt):
             row.forced = list(self.plan.prime)
         if row.tracker is not None and row.tracker.bar >= _LONGEST_PART and self.config.constrain \
-                and grammar.state(row.sid).form < 0:
+                and not row.forced and grammar.state(row.sid).form < 0:
             row.sid = grammar.closing(row.sid)  # a part no bar line could close (_end_long_parts): the end
         length = len(row.ids)
         if length >= self._closing:

@@ -121,6 +121,21 @@ def test_a_free_part_closes_from_its_16th_bar(shipped):
     assert len({form.label for form in forms}) > 3  # the form is still the model's own
 
 
+@pytest.mark.parametrize("strategy", ["sample", "beam"])
+def test_a_prime_may_run_a_free_part_past_16_bars(shipped, strategy):
+    # the prime is the musician's: its plain bar lines are never refused, and the 16-bar close waits
+    # until it is written (then the tune, its part past 16 bars, is asked to end)
+    from folkrnn.sample import SampleConfig
+
+    engine, vocabulary = shipped
+    prime = tuple("A B c d e f g a |".split() * 17)
+    result = sample_tunes(engine, vocabulary, [0], config=SampleConfig(strategy=strategy, attempts=1),
+                          conditions=Conditions(form="free", rhythm="reel", meter="4/4", prime=prime))[0]
+    assert result.ok, result.failures
+    assert [token for token in result.tokens if token != "</s>"][-1] in ("||", ":|", "|")
+    assert max(part.bars for part in form_of(detokenize(result.tokens)).parts) <= 19
+
+
 @pytest.mark.slow
 def test_the_compass_keeps_every_tune_within_it(shipped):
     from folkrnn.form import range_semitones
@@ -255,6 +270,15 @@ def test_the_lookback_bonus_stops_copying_a_bar_written_four_times(shipped):
     clone = rows[1].bars.clone()
     clone.counts.clear()
     assert rows[1].bars.counts
+    # a B part's 7th bar, where the A part's 7th bar (which alone would be offered there) is the worn
+    # loop: the bar a phrase ago (the B part's 3rd, which begins with e) still offers
+    fresh = [list(bar) + ["|"] for bar in ("cBAGFE", "edcBAG", "fedcBA", "gfedcB", "agfedc", "BAGFED")]
+    a_part = loop + fresh[0] + loop + loop + fresh[1] + fresh[2] + loop + fresh[3][:-1] + ["||"]
+    b_part = fresh[4] + fresh[5] + fresh[1] + fresh[2] + fresh[3] + fresh[0]
+    row = Writing(a_part + b_part)
+    assert row.feature[1] == 7 and row.feature[5] == 1 + ids("d") and row.tracker.offer4 == 1 + ids("e")
+    favoured = _lookback(np.zeros((1, len(vocabulary)), np.float32), [row], 2.0, table)
+    assert favoured[0, ids("e")] == 2.0 and favoured[0, ids("d")] == 0.0
 
 
 @pytest.mark.parametrize("pickup", [True, False])
