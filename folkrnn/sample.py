@@ -22,7 +22,8 @@ meters (:data:`folkrnn.tables.DANCES`).
 
 **Form** (:class:`folkrnn.abc.grammar.Form`): ``Conditions.form`` ("AABB", "AB", ..., "free")
 holds for every tune; without it each tune takes the usual form of the dance its R: names, and the
-grammar keeps its parts, repeats and endings and ends it with its last part, on its tonic. A
+grammar keeps its parts, repeats and endings, closes each part on its tonic (a first ending on any
+note) and ends the tune with its last part. A
 repeated part closes with first and second endings as often as its dance's parts do in the corpus
 (:attr:`folkrnn.tables.Dance.endings`), drawn from the tune's seed: the model alone all but never
 writes them.
@@ -610,8 +611,9 @@ _PHRASE_PLACES = np.array([place >= 4 for place in range(8)])
 # 13%. With the bonus offering both alike, the default output (seed 2024, 1,000 tunes; 189 such tunes)
 # wrote them as bars 7 and 8 in 7% and 19%, as bars 11 and 12 in 13% and 3%. In a stretch's last two
 # bars, where the part has a part before it, the bonus offers that part's bar alone, twice over: 29%
-# and 29%, and 6% and 2% (with --first-rest 1, 30% and 29%, 6% and 3%). Validation split (6 runs of
-# 300): classifier 74.6% before, 74.4% after; bars repeating an earlier bar 26.5% and 27.4% (real 25.9%).
+# and 29%, and 6% and 2% (with --first-rest 1, 30% and 29%, 6% and 3%; with every part closing on its
+# tonic, AbcGrammar._final_end, 26% and 54%, 6% and 2%). Validation split (6 runs of 300): classifier
+# 74.6% before, 74.4% after; bars repeating an earlier bar 26.5% and 27.4% (real 25.9%).
 _CADENCE_PLACES = np.array([place >= 6 for place in range(8)])
 # How long a part of a tune held to no form (--form free) may run. The position features count a part's
 # bars up to 16 (folkrnn.abc.features), and past them the model loses its place: with --form free, 53

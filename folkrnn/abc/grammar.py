@@ -253,7 +253,7 @@ class _State(NamedTuple):
     rhythm: int = -1  # the R: token written (its meters limit M:)
     hornpipe: bool = False  # R:hornpipe: abc2midi pairs its eighths (4/4), so > and < join a pair (_BROKEN)
     ev_tonic: bool = False  # the open event is a tonic note
-    tonic: bool = False  # the last event was a tonic note (a tune with a form ends on one)
+    tonic: bool = False  # the last event was a tonic note (a part of a form closes on one)
     closing: bool = False  # the length guard asks for an end
 
 
@@ -294,8 +294,9 @@ class AbcGrammar:
         The tune's :class:`Form`: each part has exactly its number of bars (a pickup and the
         part's closing short bar count as one), ends with the repeat sign or double bar the form
         asks (``:|``, or first and second endings, for a repeated part; ``||`` otherwise; ``|:``
-        opens a repeated part), and the tune ends when its last part does. None: free, as the
-        model writes it.
+        opens a repeated part), and the tune ends when its last part does. Each part closes on the
+        tonic, an eighth or longer (a first ending, which leads back, on any note). None: free, as
+        the model writes it.
     rhythm_forms
         ``R:`` token id -> the :class:`Form` (or None, free) of a tune with that rhythm, when the
         model writes R: itself; ``form`` holds for the others.
@@ -588,7 +589,7 @@ class AbcGrammar:
         """A state whose mask is ``s``'s, shared by the states that differ from ``s`` only in how
         many bars of a part went before, far from the part's end (None: ``s``'s own). A part's bar
         count matters to the rules only by how far its end is (a strict form: the last bars, where
-        the part ends, endings begin and the tune's last note is placed; a loose form: the phrase
+        the part ends, endings begin and its last note is placed; a loose form: the phrase
         a bar is in, the first bar, and the longest part), and a mask looks at most a few bars
         ahead (a tie across a bar line, a tuplet), so a bar six or more from the end stands for all
         the others: half as many masks to work out (5,645 of 12,356 body states, 500 tunes)."""
@@ -666,7 +667,7 @@ class AbcGrammar:
                 if s.grace >= _MAX_GRACE:
                     return None
                 return _set(s, grace=s.grace + 1, grace_len=True, graced=s.graced + _R)
-            # whether the note is the tonic matters only in the tune's last bar (fewer states elsewhere)
+            # whether the note is the tonic matters only in a part's last bar (fewer states elsewhere)
             return self._event(s, _NOTE_EV, bool(self._tonic[token]) and self._final_end(s) >= 0)
         if cls == _LENGTH:
             if s.chord >= 0 and s.chord_len:
@@ -910,8 +911,8 @@ class AbcGrammar:
                 following = part + 1 < len(form) and form[part + 1]
                 if kind != ("|:" if following else "||"):
                     return None  # an unrepeated part (or ending 2) ends with || (|: before a repeated part)
-            if part_bars == target and s.ending != 1 and part + 1 == len(form) and not (s.tonic and s.last_len >= _R):
-                return None  # the tune ends on its tonic, an eighth or longer
+            if part_bars == target and s.ending != 1 and not (s.tonic and s.last_len >= _R):
+                return None  # the part closes on its tonic, an eighth or longer (_final_end)
             if part_bars == target and s.ending != 1:
                 part, part_bars, ending_bars = part + 1, 0, 0
                 need_open = kind == ":|" and part < len(form) and form[part]
@@ -1007,7 +1008,7 @@ class AbcGrammar:
                 each = length * q // p
                 after = pos + left * each
                 if end >= 0 and (0 < end - after < _R or after == end and each < _R):
-                    continue  # the tune's last note (the tuplet's, or one after it) an eighth or longer
+                    continue  # a part's last note (the tuplet's, or one after it) an eighth or longer
                 if self._fits(s, after, 0, (1, 1), 0):
                     return True
             return False
@@ -1073,7 +1074,7 @@ class AbcGrammar:
             end = self._final_end(s)
             if end >= 0 and (0 < end - s.pos - written < _R or s.pos + written == end and not (
                     s.ev == _NOTE_EV and s.ev_tonic and written >= _R)):
-                return False  # the tune's last note is its tonic, an eighth or longer
+                return False  # a part's last note is its tonic, an eighth or longer
             return self._fits(s, s.pos + written, 0, (1, 1), 0)
         q, p = s.factor
         plain, rest = divmod(written * p, q)
@@ -1118,12 +1119,19 @@ class AbcGrammar:
         return self._fits(s, s.pos, s.tuplet, s.factor, s.tuplet_len)
 
     def _final_end(self, s: _State) -> int:
-        """Where the tune's last bar ends, when ``s`` is in it (a strict form's last part, not in
-        ending 1); -1 otherwise."""
+        """Where a part's last bar ends, when ``s`` is in it (a strict form's part, not in ending 1):
+        there its last note is the tonic, an eighth or longer; -1 otherwise.
+
+        Every part closes on the tonic, not only the tune's last: in the default corpus's tunes
+        written AABB in 8-bar parts without endings (1,628), the A part's last note is the tonic in
+        87% (the tune's in 94%), where the sampler's A parts, held to the tonic only at the tune's
+        end, closed on it in 45% (600 default tunes, 431 such). Their B parts then closed as their
+        A parts had less often too: bar 16 was bar 8 again in 29% of tunes (real 54%); 54% with
+        this rule (seed 2024, 1,000 tunes)."""
         if s.form < 0 or s.ending in (1, 3):
             return -1
         form = self._forms[s.form]
-        if not form.parts or s.part != len(form.parts) - 1 or s.part_bars + 1 != form.bars:
+        if not form.parts or s.part_bars + 1 != form.bars:
             return -1
         return complement(s.pickup, s.bar)
 
