@@ -403,7 +403,8 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
            tuple(sorted((k, tuple(v)) for k, v in rhythm_meters.items())),
            trie.ident if trie is not None else None,  # a grammar per word list: requests of one kin
            # (AbcConstraint.kin) share their words
-           not prime_ids)  # a prime's first bar is kept as written, a pickup of any length
+           not prime_ids)  # a prime's first bar is kept as written, a pickup of any length, and its parts
+    # close where the musician closed them (only the tune's last part on the tonic: AbcGrammar's part_tonics)
     grammar = _GRAMMARS.get(key)
     if grammar is not None and grammar.learnt > MAX_GRAMMAR_STATES:  # a server's: memory stays bounded
         del _GRAMMARS[key]
@@ -412,7 +413,8 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
         grammar = AbcGrammar(vocabulary.tokens, constrain=config.constrain, fixed=fixed,
                              title_length=title_length, min_bars=config.min_bars,
                              max_title=config.max_title, form=form, rhythm_forms=rhythm_forms,
-                             rhythm_meters=rhythm_meters, short_pickups=not prime_ids)
+                             rhythm_meters=rhythm_meters, short_pickups=not prime_ids,
+                             part_tonics=not prime_ids)
         if len(_GRAMMARS) >= 32:  # a server sees many titles (a title length is a grammar)
             _GRAMMARS.pop(next(iter(_GRAMMARS)))
         _GRAMMARS[key] = grammar

@@ -50,7 +50,7 @@ PINS = {
     # the shipped models (pinned for the weights below; skipped once they are retrained)
     "abc": "27c46e03072376e0",
     "abc_one": "c4485c193ef63bf5",
-    "abc_cond": "ac8f2f96e8282cea",
+    "abc_cond": "ec1785a0c40e3a39",
     "abc_greedy": "97d254549fda4bd7",
     "abc_topk": "fcc9eebf3c965dfd",
     "abc_beam": "926932698db4a56e",

@@ -426,6 +426,17 @@ def test_every_part_of_a_form_closes_on_its_tonic(form):
         assert any("[1" in r.tokens for r in results)
 
 
+def test_a_primed_part_closes_where_the_musician_closed_it(shipped):
+    """A prime is the musician's: its A part may close off the tonic (here on the fifth, G in C) and
+    the form still holds; only the tune's last part, the model's, closes on the tonic."""
+    engine, vocabulary = shipped
+    bar = ["c", "d", "e", "f", "g", "a", "g", "e", "|"]
+    prime = tuple(["|:"] + bar * 7 + ["d", "e", "f", "d", "G", "2", "G", "2", ":|"])
+    result = sample_tunes(engine, vocabulary, [3], conditions=Conditions(rhythm="reel", meter="4/4", prime=prime))[0]
+    assert result.ok, result.failures
+    assert _part_closes(result.tokens)[0] == "G" and _part_closes(result.tokens)[-1].lstrip("=")[:1] in ("C", "c")
+
+
 def test_a_second_ending_does_not_copy_the_first():
     """Two endings that are the same bar say nothing: a second ending that has copied the first up to
     its last note may not take that note, nor a rest instead (the grammar alone allows both); one that

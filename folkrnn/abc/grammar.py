@@ -295,8 +295,9 @@ class AbcGrammar:
         part's closing short bar count as one), ends with the repeat sign or double bar the form
         asks (``:|``, or first and second endings, for a repeated part; ``||`` otherwise; ``|:``
         opens a repeated part), and the tune ends when its last part does. Each part closes on the
-        tonic, an eighth or longer (a first ending, which leads back, on any note). None: free, as
-        the model writes it.
+        tonic, an eighth or longer (a first ending, which leads back, on any note); with
+        ``part_tonics`` False (a prime: the musician's parts close where they do), the last alone.
+        None: free, as the model writes it.
     rhythm_forms
         ``R:`` token id -> the :class:`Form` (or None, free) of a tune with that rhythm, when the
         model writes R: itself; ``form`` holds for the others.
@@ -307,13 +308,17 @@ class AbcGrammar:
         A pickup is at most half a bar (:func:`folkrnn.music.usual_pickup`), as folk tunes write
         one. False: any short first bar is a pickup (a musician's first phrase, a prime, is kept
         as written).
+    part_tonics
+        Every part of a form closes on its tonic (:meth:`_final_end`). False: only the tune's last
+        part does (a prime's parts close where the musician closed them).
     """
 
     def __init__(self, tokens: Sequence[str], *, constrain: bool = True, fixed: dict | None = None,
                  title_length: int | None = None, min_bars: int = 4, max_title: int = 60,
                  form: Form | None = None, rhythm_forms: dict | None = None,
-                 rhythm_meters: dict | None = None, short_pickups: bool = True) -> None:
+                 rhythm_meters: dict | None = None, short_pickups: bool = True, part_tonics: bool = True) -> None:
         self.short_pickups = short_pickups
+        self.part_tonics = part_tonics  # every part of a form closes on the tonic (False: the last alone)
         self.tokens = list(tokens)
         self.size = len(self.tokens)
         self.constrain = constrain
@@ -911,7 +916,8 @@ class AbcGrammar:
                 following = part + 1 < len(form) and form[part + 1]
                 if kind != ("|:" if following else "||"):
                     return None  # an unrepeated part (or ending 2) ends with || (|: before a repeated part)
-            if part_bars == target and s.ending != 1 and not (s.tonic and s.last_len >= _R):
+            if part_bars == target and s.ending != 1 and (self.part_tonics or part + 1 == len(form)) \
+                    and not (s.tonic and s.last_len >= _R):
                 return None  # the part closes on its tonic, an eighth or longer (_final_end)
             if part_bars == target and s.ending != 1:
                 part, part_bars, ending_bars = part + 1, 0, 0
@@ -1131,7 +1137,8 @@ class AbcGrammar:
         if s.form < 0 or s.ending in (1, 3):
             return -1
         form = self._forms[s.form]
-        if not form.parts or s.part_bars + 1 != form.bars:
+        if not form.parts or s.part_bars + 1 != form.bars or (
+                not self.part_tonics and s.part != len(form.parts) - 1):
             return -1
         return complement(s.pickup, s.bar)
 
