@@ -916,7 +916,7 @@ class AbcGrammar:
                 following = part + 1 < len(form) and form[part + 1]
                 if kind != ("|:" if following else "||"):
                     return None  # an unrepeated part (or ending 2) ends with || (|: before a repeated part)
-            if part_bars == target and s.ending != 1 and (self.part_tonics or part + 1 == len(form)) \
+            if part_bars == target and s.ending != 1 and self._closes_on_tonic(part, len(form)) \
                     and not (s.tonic and s.last_len >= _R):
                 return None  # the part closes on its tonic, an eighth or longer (_final_end)
             if part_bars == target and s.ending != 1:
@@ -1137,10 +1137,14 @@ class AbcGrammar:
         if s.form < 0 or s.ending in (1, 3):
             return -1
         form = self._forms[s.form]
-        if not form.parts or s.part_bars + 1 != form.bars or (
-                not self.part_tonics and s.part != len(form.parts) - 1):
+        if not form.parts or s.part_bars + 1 != form.bars or not self._closes_on_tonic(s.part, len(form.parts)):
             return -1
         return complement(s.pickup, s.bar)
+
+    def _closes_on_tonic(self, part: int, parts: int) -> bool:
+        """Whether part ``part`` (0 = A) of a form of ``parts`` parts closes on the tonic: every part,
+        or with ``part_tonics`` False (a prime) the last alone."""
+        return self.part_tonics or part + 1 == parts
 
 
 # ---------------------------------------------------------------------------------------------
