@@ -40,7 +40,7 @@ from typing import Any
 
 import folkrnn.abc
 from folkrnn import __version__
-from folkrnn.abc import Normalisation, read_text, split_tunebook, tokenize, tokenize_and_parse
+from folkrnn.abc import Normalisation, read_text, split_tunebook, tokenize_and_parse, tokenize_keyed
 from folkrnn.abc.lexer import KEY_MODE_WORDS
 from folkrnn.abc.tokens import body_of
 from folkrnn.errors import CorpusError, FolkError, OptionError
@@ -145,7 +145,8 @@ class CorpusSpec:
     def split_rule(self) -> dict:
         """The split rule as recorded in the corpus info and the cache key."""
         return {"seed": self.seed, "valid_fraction": self.valid_fraction, "test_fraction": self.test_fraction,
-                "rule": "sha1(f'{seed}:' + body tokens joined by U+001F), first 8 bytes / 2**64:"
+                "rule": "sha1(f'{seed}:' + body tokens joined by U+001F; a tune rewritten from halved"
+                        " notation: its body tokens as written), first 8 bytes / 2**64:"
                         " test below test_fraction, valid below test+valid, else train"}
 
     def recipe(self, resolved: Sequence[Source]) -> dict:
@@ -168,8 +169,9 @@ class CorpusSpec:
 
 def _played_normalisation() -> Any:
     """The normalisation of the ABC tokens that decide a played tune's duplicates and split: the
-    default one, so that a tune keeps the split it has in the default ABC corpus."""
-    return Normalisation()
+    default one as written, so that a tune keeps the split it has in the default ABC corpus (which
+    keys a tune it rewrites from halved notation by its tokens as written: _ReadTune.key)."""
+    return Normalisation(whole_bars=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,6 +511,8 @@ class _ReadTune:
     tokens: list[str]  # its tokens (ABC, or for a MIDI file the event names framed by <s> </s>)
     origin: str  # "source/file#X" ("source/file" for a MIDI file)
     performances: list[bytes] | None = None  # an ABC tune played for a MIDI corpus: its renderings (_pack)
+    key: list[str] | None = None  # the tokens that decide its duplicates and split, where not its own
+    # (a tune the tokenizer rewrote from halved notation: its tokens as written, folkrnn.abc.tokenize_keyed)
 
 
 @dataclass
@@ -526,7 +530,7 @@ def _skipped(job: _FileJob, error: Exception) -> _FileResult:
 
 def _read_tunebook(job: _FileJob, tune_tokens) -> _FileResult:
     """Tokenise every tune of one ABC or folk-rnn file with ``tune_tokens(text) -> (tokens,
-    performances)``; a tune that raises is a rejection, and the rest go on."""
+    performances, key)`` (:class:`_ReadTune`); a tune that raises is a rejection, and the rest go on."""
     try:
         tunes = read_tunes(job.path)
     except FolkError as error:
@@ -536,13 +540,13 @@ def _read_tunebook(job: _FileJob, tune_tokens) -> _FileResult:
     result = _FileResult()
     for tune in tunes:
         try:
-            tokens, performances = tune_tokens(tune.text)
+            tokens, performances, key = tune_tokens(tune.text)
         except Exception as error:  # noqa: BLE001 - FolkError is expected; anything else is a bug
             if isinstance(error, FolkError):
                 error.located(file=job.path, tune=f"X:{tune.number} {tune.title!r}", line_offset=tune.line - 1)
             result.rejections.append(_rejection(job.source, job.label, tune.number, tune.title, error, tune.line))
             continue
-        result.tunes.append(_ReadTune(tokens, f"{job.label}#{tune.number}", performances))
+        result.tunes.append(_ReadTune(tokens, f"{job.label}#{tune.number}", performances, key))
     return result
 
 
@@ -553,7 +557,11 @@ class _AbcReader:
     normalisation: Any  # folkrnn.abc.Normalisation
 
     def read(self, job: _FileJob) -> _FileResult:
-        return _read_tunebook(job, lambda text: (tokenize(text, self.normalisation), None))
+        def read(text: str) -> tuple[list[str], None, list[str] | None]:
+            tokens, key = tokenize_keyed(text, self.normalisation)
+            return tokens, None, key
+
+        return _read_tunebook(job, read)
 
 
 @dataclass(frozen=True)
@@ -566,9 +574,9 @@ class _PlayedReader:
     rendering: Rendering
 
     def read(self, job: _FileJob) -> _FileResult:
-        def played(text: str) -> tuple[list[str], list[bytes]]:
+        def played(text: str) -> tuple[list[str], list[bytes], None]:
             tokens, parsed = tokenize_and_parse(text, self.normalisation)
-            return tokens, _performances(parsed, tokens, self)
+            return tokens, _performances(parsed, tokens, self), None
 
         return _read_tunebook(job, played)
 
@@ -950,7 +958,7 @@ class _Merged:
     def add_tune(self, source: str, tune: _ReadTune, spec: CorpusSpec) -> None:
         """One tune: rejected with no notes, dropped as a duplicate, or kept in its body's split."""
         counts = self.counts[source]
-        body = body_of(tune.tokens)
+        body = body_of(tune.key or tune.tokens)
         if not body:
             counts["rejected"] += 1
             file, number = tune.origin.rsplit("#", 1)[0], tune.origin.rsplit("#", 1)[-1]

@@ -15,7 +15,9 @@ tunes with notes, once each), reading each R: field as the tokenizer does:
   Ryan's) and 50% of the hornpipes (Ryan's and O'Neill's) are written in 2/4 with L:1/16: the
   same music in halved note values (about 7 notes a bar, as in a 2/2 bar of eighths), which
   players today read in cut or common time. Those 2/4 spellings are left out, so that
-  ``--rhythm reel`` and a title ending in "Hornpipe" give the meters a musician expects.
+  ``--rhythm reel`` and a title ending in "Hornpipe" give the meters a musician expects, and the
+  tokenizer writes such a tune in the dance's usual meter in eighths, each 2/4 bar one bar
+  (``Normalisation.whole_bars``), so that a model learns a reel in one notation.
 - **Forms** are counted as written (see :mod:`folkrnn.form`): parts split at repeat signs and
   double bars, a pickup and the closing short bar of a part make one bar, a part closed by ``:|``
   or with endings is played twice. A dance gets a form only when one form (with its part length)

@@ -104,6 +104,30 @@ def test_unit_length_rescaled_and_switches_off() -> None:
     assert "L:1/16" in raw and raw[-8:-1] == ["c", "2", "d", "2", "e", "4", "|"]
 
 
+# Ryan's "The Pleasures of Home" (R:reel, 2/4 in sixteenths), its first bars
+_HALVED_REEL = "X:1\nT:The Pleasures of Home\nR:Reel\nM:2/4\nL:1/16\nK:Cm\ngf|ec2c c=Bcd|edef g2fe|dB2B B=ABc|\n"
+
+
+def test_halved_notation_is_written_in_whole_bars() -> None:
+    """A reel or hornpipe written in 2/4 in sixteenths is the dance in halved note values: its tokens
+    are the dance's meter in eighths, each 2/4 bar one bar, as a player reads it and as abc2midi
+    plays the same notes at half the note value."""
+    tokens = tokenize(_HALVED_REEL)
+    assert "M:2/2" in tokens and "M:2/4" not in tokens
+    assert detokenize(tokens).splitlines()[-1] == "gf | ec2c c=Bcd | edef g2fe | dB2B B=ABc |"
+    assert tokenize(detokenize(tokens)) == tokens
+    assert "M:4/4" in tokenize(_HALVED_REEL.replace("R:Reel", "R:Hornpipe"))
+    # left as written: the setting off (and in a model saved before it), a 2/4 reel in eighths,
+    # a dance whose meters include 2/4, a tune that changes its unit length, another meter
+    as_written = tokenize(_HALVED_REEL, Normalisation(whole_bars=False))
+    assert "M:2/4" in as_written and as_written[-16:-10] == ["|", "d", "/2", "B", "B", "/2"]
+    assert Normalisation.from_dict({"transpose": True}).whole_bars is False
+    assert "M:2/4" in tokenize(_HALVED_REEL.replace("L:1/16", "L:1/8"))
+    assert "M:2/4" in tokenize(_HALVED_REEL.replace("R:Reel", "R:Polka"))
+    assert "M:2/4" in tokenize(_HALVED_REEL + "[L:1/8]ab|\n")
+    assert "M:6/8" in tokenize(_HALVED_REEL.replace("M:2/4", "M:6/8").replace("gf|", "gfe|"))
+
+
 def test_strip_switch_keeps_decorations_and_chord_symbols() -> None:
     text = 'X:1\nT:t\nM:4/4\nL:1/8\nK:C\n"Am"~A2 (Bc) !trill!d4|\n'
     assert "~" not in tokenize(text) and '"Am"' not in tokenize(text)
@@ -272,7 +296,11 @@ def test_generated_tunes_round_trip_and_play_the_same_notes_in_c(tune: tuple[str
     normalised = detokenize(tokens)
     assert tokenize(normalised) == tokens
     # the same notes at the same times, every one moved by the interval that takes the tonic to C
+    # (a reel or hornpipe in halved notation is written in whole bars: every time twice as long)
     before, after = parse(text).unfold(), parse(normalised).unfold()
-    assert [(n.onset, n.duration, n.grace) for n in after] == [(n.onset, n.duration, n.grace) for n in before]
+    scale = 2 if "M:2/4" in text and "M:2/4" not in tokens else 1
+    assert scale == 1 or "R:polka" not in text  # a polka's 2/4 is its own meter
+    assert [(n.onset, n.duration, n.grace) for n in after] == [
+        (n.onset * scale, n.duration * scale, n.grace) for n in before]
     shifts = {moved.pitch - note.pitch for note, moved in zip(before, after)}
     assert len(shifts) <= 1 and all((tonic + shift) % 12 == 0 for shift in shifts)

@@ -184,6 +184,23 @@ def test_split_follows_the_documented_hash(library):
             assert split_of(body, seed=3, valid_fraction=0.25, test_fraction=0.25) == name
 
 
+def test_a_tune_in_halved_notation_is_learned_in_whole_bars_and_keeps_its_split(tmp_path):
+    """A 2/4 reel in sixteenths is kept in 2/2 eighths, in the split its tokens as written give
+    (the one a MIDI corpus played from the same file puts it in), and a duplicate of it as written
+    is still found."""
+    halved = "T:Halved\nR:reel\nM:2/4\nL:1/16\nK:G\n" + "GABc dBAG|FGAB cAFA|GABc dBAG|FAdc BGG2:|\n"
+    (tmp_path / "reels.abc").write_text(f"X:1\n{halved}\nX:2\n{halved}")
+    corpus = build_corpus([str(tmp_path)], use_cache=False, valid_fraction=0.3, test_fraction=0.3)
+    assert corpus.info["duplicates"] == 1
+    [(name, tokens)] = [(name, tokens) for name in SPLITS for tokens in corpus.split(name)]
+    assert "M:2/2" in tokens and "/2" not in tokens
+    written = tokenize("X:1\n" + halved, Normalisation(whole_bars=False))
+    assert "M:2/4" in written and body_of(written) != body_of(tokens)
+    assert name == split_of(body_of(written), valid_fraction=0.3, test_fraction=0.3)
+    played = build_corpus([str(tmp_path)], encoding="midi", use_cache=False, valid_fraction=0.3, test_fraction=0.3)
+    assert [len(played.split(each)) > 0 for each in SPLITS] == [each == name for each in SPLITS]
+
+
 def test_split_is_deterministic_and_stable_when_tunes_are_added(library):
     first = _build(library, use_cache=False, valid_fraction=0.3, test_fraction=0.3)
     again = _build(library, use_cache=False, valid_fraction=0.3, test_fraction=0.3)

@@ -14,10 +14,11 @@ from folkrnn.abc.tokens import (
     map_rhythm,
     tokenize,
     tokenize_and_parse,
+    tokenize_keyed,
 )
 
 __all__ = [
     "BOS", "EOS", "RHYTHMS", "SPACE", "TOKENIZER_VERSION", "Normalisation", "TuneText", "decode_bytes",
     "detokenize", "lex", "map_rhythm", "parse", "read_text", "split_tunebook", "split_tunes",
-    "tokenize", "tokenize_and_parse",
+    "tokenize", "tokenize_and_parse", "tokenize_keyed",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from functools import lru_cache
 
@@ -63,7 +63,7 @@ from folkrnn.music import (
 from folkrnn.tables import DANCES, RHYTHMS
 
 __all__ = ["Normalisation", "NOTE_TOKEN", "body_of", "named_dance", "title_rhythm", "tokenize", "tokenize_and_parse",
-           "tokenize_lexed", "detokenize",
+           "tokenize_keyed", "tokenize_lexed", "detokenize",
            "map_rhythm", "RHYTHMS", "TOKENIZER_VERSION", "BOS", "EOS", "SPACE"]
 
 TOKENIZER_VERSION = 1
@@ -147,6 +147,9 @@ class Normalisation:
     title: bool = True  # put the title's characters in the sequence
     clean_titles: bool = True  # titles as English titles: no "-- Reel", "Man, The" or "No. 3", caps cased
     rhythm_from_title: bool = True  # a tune with no R: takes the dance its (first) title ends with
+    # a reel or hornpipe written in 2/4 in sixteenths (Ryan's halved notation) is written in its
+    # dance's meter, every note twice as long (see _halved_notation)
+    whole_bars: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -156,6 +159,7 @@ class Normalisation:
         known = {name: bool(value) for name, value in data.items() if name in cls.__dataclass_fields__}
         known.setdefault("clean_titles", False)  # saved before titles were cleaned: raw titles
         known.setdefault("rhythm_from_title", False)
+        known.setdefault("whole_bars", False)  # saved before halved notation was undone
         return cls(**known)
 
 
@@ -426,6 +430,24 @@ def tokenize_and_parse(tune_text: str,
         raise AbcError(f"cannot normalise this tune: {error}") from None
 
 
+def tokenize_keyed(tune_text: str, settings: Normalisation | None = None) -> tuple[list[str], list[str] | None]:
+    """One tune's tokens, and the tokens that decide its duplicates and its split in a corpus where
+    those are not the same: a tune :attr:`Normalisation.whole_bars` rewrote from halved notation is
+    keyed by its tokens as written, so that it keeps the split it had before (and that a MIDI corpus
+    played from the same ABC gives it); None for every other tune. Raises AbcError."""
+    settings = settings or _DEFAULT_SETTINGS
+    try:
+        lexed = lex(tune_text)
+        tokens = tokenize_lexed(lexed, settings)[0]
+        if settings.whole_bars and f"M:{lexed.header.meter}" not in tokens:
+            return tokens, tokenize_lexed(lexed, replace(settings, whole_bars=False))[0]
+        return tokens, None
+    except FolkError:
+        raise
+    except (ValueError, ZeroDivisionError, OverflowError, KeyError) as error:
+        raise AbcError(f"cannot normalise this tune: {error}") from None
+
+
 def tokenize_lexed(lexed: Lexed, settings: Normalisation) -> tuple[list[str], Tune]:
     """Tokenise an already lexed tune; also returns the Tune parsed on the way."""
     header = lexed.header
@@ -451,6 +473,9 @@ def tokenize_lexed(lexed: Lexed, settings: Normalisation) -> tuple[list[str], Tu
     else:
         rhythm = re.sub(r"\s+", "_", rhythm_text.strip().lower()) or "other"
     tokens.append(f"R:{rhythm}")
+    if settings.whole_bars and settings.unit_length and _halved_notation(lexed, rhythm, unit):
+        meter = parse_meter_cached(DANCES[rhythm].meters[0])
+        unit = unit * 2
     tokens.append(f"M:{meter}")
     if not settings.unit_length:
         tokens.append(f"L:{unit.numerator}/{unit.denominator}")
@@ -469,6 +494,28 @@ def tokenize_lexed(lexed: Lexed, settings: Normalisation) -> tuple[list[str], Tu
     _body_tokens(lexed, items, offsets, settings, transposer, unit, meter, tokens)
     tokens.append(EOS)
     return tokens, tune
+
+
+def _halved_notation(lexed: Lexed, rhythm: str, unit: Fraction) -> bool:
+    """Whether a tune is written in halved notation: a dance whose meters are a whole 4/4 or 2/2 bar
+    (a reel, a hornpipe, a strathspey) written in 2/4 with the sixteenth its commonest note, as
+    Ryan's Mammoth writes 37% of its reels and O'Neill's and Ryan's half their hornpipes. Each 2/4
+    bar of sixteenths is then one bar of the dance in eighths, as players read it. A tune that
+    changes its meter or unit length on the way is left as written."""
+    dance = DANCES.get(rhythm)
+    if dance is None or not dance.meters or "2/4" in dance.meters or str(lexed.header.meter) != "2/4":
+        return False
+    if parse_meter(dance.meters[0]).bar_length != 2 * parse_meter("2/4").bar_length:
+        return False
+    lengths: dict[Fraction, int] = {}
+    for record in lexed.records:
+        kind = record[0]
+        if kind is NOTE:
+            length = Fraction(record[5] or 1, record[6]) * unit
+            lengths[length] = lengths.get(length, 0) + 1
+        elif kind is FIELD and record[2] in ("M", "L"):
+            return False
+    return bool(lengths) and max(lengths, key=lengths.__getitem__) == Fraction(1, 16)
 
 
 def _part_order_of_items(fields: list[tuple[str, str]], items: list[tuple],
