@@ -1364,9 +1364,11 @@ def _readme(manifest: dict) -> str:
         "  rest go on. With `clean_titles` its first T: is read as an English title: a trailing",
         "  `, The` moved to the front, Ryan's `-- Reel` suffixes, bracketed notes, `No. 3`, `1st",
         "  Setting` and page references dropped, capitals cased (`THE GOLD RING` -> `The Gold Ring`).",
+        "  With `whole_bars` a reel, hornpipe or strathspey in halved notation (2/4, the sixteenth its",
+        "  commonest note) is written in its dance's meter in eighths, each 2/4 bar one bar.",
         "- Exact duplicates (the same normalised body: the tokens after `K:`, title, rhythm,",
-        "  meter and mode left out) are dropped across all collections, keeping the first in",
-        "  the order of the table above.",
+        "  meter and mode left out; a tune rewritten from halved notation: its body as written)",
+        "  are dropped across all collections, keeping the first in the order of the table above.",
         "- Split: " + manifest["split"]["rule"] + f" (seed {manifest['split']['seed']}, valid "
         f"{manifest['split']['valid_fraction']}, test {manifest['split']['test_fraction']}).",
         "  A tune's split depends on its body alone: duplicates cannot straddle splits, and",
