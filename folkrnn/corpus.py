@@ -833,9 +833,23 @@ def _read_files(jobs: list[_FileJob], workers: int) -> list[_FileResult]:
                 results[index] = result
     except BaseException:  # Ctrl-C, SIGTERM, a failure: stop the readers now, not after every batch
         processes = list((getattr(pool, "_processes", None) or {}).values())
+        # (shutdown forgets the pool's manager thread and its results queue)
+        manager, results = getattr(pool, "_executor_manager_thread", None), getattr(pool, "_result_queue", None)
         pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
             process.terminate()
+        for process in processes:
+            process.join(timeout=5)
+        # A reader stopped while it sent its results leaves half a message in the results pipe, and
+        # the manager thread reading the rest of it forever; this process would wait for that thread
+        # at exit (hung), or write to its wake-up pipe as the thread closed it (a traceback). With
+        # this end's copy of the pipe's writer closed, the thread reads the end of the pipe, winds
+        # the pool up, and is waited for here (Ctrl-C a second into a build, Python 3.11).
+        writer = getattr(results, "_writer", None)
+        if writer is not None:
+            writer.close()
+        if manager is not None:
+            manager.join(timeout=5)
         raise
     pool.shutdown()
     return results  # type: ignore[return-value]

@@ -38,7 +38,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from folkrnn.abc.lexer import ANNOT, DECO, NOTE, SLUR, lex, parse_key
+from folkrnn.abc.lexer import ANNOT, CHORD_START, DECO, GRACE_END, GRACE_START, NOTE, SLUR, SPACE, lex, parse_key
 from folkrnn.abc.parser import tune_from_lexed
 from folkrnn.abc.writer import TUPLET_RATIOS, is_binary, tuplet_plans
 from folkrnn.errors import FolkError, OptionError
@@ -690,6 +690,8 @@ def _graces(parent: ET.Element, pitches: tuple[int, ...], state: _State, ids: _I
         if shown.get((letter, octave), state.signature[letter]) != alter:
             attributes["accid"] = _ACCID[alter]
             shown[(letter, octave)] = alter
+        elif alter:
+            attributes["accid.ges"] = _ACCID[alter]
         ET.SubElement(holder, "note", attributes)
 
 
@@ -808,12 +810,19 @@ def _draw_marks(section: ET.Element, tune: Tune, abc: str, state: _State) -> Non
     for index, before, onset in marks:
         record = records[index]
         kind, text = record[0], record[2]
-        if kind is NOTE:  # an accidental as written, a courtesy one too (^F in G), as abcm2ps shows it
-            if record[2] is None:
+        if kind is NOTE:  # an accidental as written, a courtesy one too (^F in G), as abcm2ps shows it,
+            # on the note and on the grace notes written before it
+            graces = _written_graces(records, index)
+            if record[2] is None and not graces:
                 continue  # (a note's letter: see _written_letters)
             target = next_target(before, onset)
             if target is not None and target[0] == onset:  # (not the second note of a tie: none is drawn)
-                _show_written_accidental(target[1], record[3], record[4])
+                if record[2] is not None:
+                    _show_written_accidental(target[1], record[3], record[4])
+                drawn_graces = _graces_before(measure_of[target[1]], target[1]) if graces else []
+                for grace in graces:
+                    for element in drawn_graces:
+                        _show_written_accidental(element, grace[3], grace[4])
             continue
         if kind is SLUR and text == ")":  # from the note after its "(" to the note drawn last before it
             start = opened.pop() if opened else None
@@ -850,6 +859,37 @@ def _draw_marks(section: ET.Element, tune: Tune, abc: str, state: _State) -> Non
                     element.set("artic", " ".join(values + [value]))
             else:
                 control(name, element, value)
+
+
+def _written_graces(records: list, index: int) -> list[tuple]:
+    """The note records written with an accidental in the grace group just before record ``index``
+    (a note, or a chord's first; decorations, chord symbols and slurs may stand between them)."""
+    k = index - 1
+    while k >= 0 and records[k][0] in (DECO, ANNOT, SLUR, SPACE, CHORD_START):
+        k -= 1
+    if k < 0 or records[k][0] != GRACE_END:
+        return []
+    written = []
+    for record in reversed(records[:k]):
+        if record[0] == GRACE_START:
+            break
+        if record[0] is NOTE and record[2] is not None:
+            written.append(record)
+    return written[::-1]
+
+
+def _graces_before(measure: ET.Element, target: ET.Element) -> list[ET.Element]:
+    """The grace notes drawn just before ``target`` (a note or chord) in ``measure``: those after
+    the last sounding note before it, in written order."""
+    graces: list[ET.Element] = []
+    for note in measure.iter("note"):
+        if note is target or note in target:
+            return graces
+        if note.get("grace") is None:
+            graces = []
+        else:
+            graces.append(note)
+    return []
 
 
 def _show_written_accidental(element: ET.Element, letter: str, octave: int) -> None:

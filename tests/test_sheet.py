@@ -540,6 +540,22 @@ def test_accidentals_are_shown_as_written_courtesy_ones_too():
     assert shown(plain)[1] == ("f", None) and shown(plain)[8] == ("f", None)
 
 
+@needs_abcm2ps
+def test_a_grace_notes_written_accidental_is_drawn_as_abcm2ps_draws_it():
+    """``{^f}g`` in G: the grace note's sharp is the key's, but it is written, and abcm2ps draws it,
+    as it does a main note's; before a chord, a decorated or slurred note, and beside an accidental
+    the key needs. Seen on a generated jig (generate -n 30 --seed 100: "The Widow Machree")."""
+    for body in ("{^f}gfe d2B|", "{g^f}gfe d2B|", "{^f}[gB]fe d2B|", "{^f}~g fe d2B|", "{^f}(g fe) d2B|",
+                 "^f{^f}gfe d2B|", "{^c}gfe d2B|", "{f}gfe d2B|", "{=f}g^fe d2B|"):
+        abc = f"X:1\nT:T\nM:6/8\nL:1/8\nK:G\n{body}\n"
+        pages = engrave(parse(abc), abc=abc)
+        assert [system["accidentals"] for system in svg_systems(pages[0])] == \
+            [system["accidentals"] for system in abcm2ps_systems(abc)], body
+    abc = "X:1\nT:T\nM:6/8\nL:1/8\nK:G\n{^f}gfe d2B|\n"
+    assert re.search(r'<note [^>]*grace="acc"[^>]*accid="s"|<note [^>]*accid="s"[^>]*grace="acc"',
+                     tune_to_mei(parse(abc), abc=abc))
+
+
 def test_a_written_accidental_after_a_broken_rhythm_is_drawn():
     """``d>^c``: the broken rhythm moves ^c to the dotted note's end; the sign written there is drawn
     there (it was looked for where the undotted note would have ended, and lost), as abcm2ps draws
