@@ -834,7 +834,7 @@ def _read_files(jobs: list[_FileJob], workers: int) -> list[_FileResult]:
     except BaseException:  # Ctrl-C, SIGTERM, a failure: stop the readers now, not after every batch
         processes = list((getattr(pool, "_processes", None) or {}).values())
         # (shutdown forgets the pool's manager thread and its results queue)
-        manager, results = getattr(pool, "_executor_manager_thread", None), getattr(pool, "_result_queue", None)
+        manager, result_queue = getattr(pool, "_executor_manager_thread", None), getattr(pool, "_result_queue", None)
         pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
             process.terminate()
@@ -845,7 +845,7 @@ def _read_files(jobs: list[_FileJob], workers: int) -> list[_FileResult]:
         # at exit (hung), or write to its wake-up pipe as the thread closed it (a traceback). With
         # this end's copy of the pipe's writer closed, the thread reads the end of the pipe, winds
         # the pool up, and is waited for here (Ctrl-C a second into a build, Python 3.11).
-        writer = getattr(results, "_writer", None)
+        writer = getattr(result_queue, "_writer", None)
         if writer is not None:
             writer.close()
         if manager is not None:

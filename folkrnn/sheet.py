@@ -867,11 +867,11 @@ def _written_graces(records: list, index: int) -> list[tuple]:
     k = index - 1
     while k >= 0 and records[k][0] in (DECO, ANNOT, SLUR, SPACE, CHORD_START):
         k -= 1
-    if k < 0 or records[k][0] != GRACE_END:
+    if k < 0 or records[k][0] is not GRACE_END:
         return []
     written = []
     for record in reversed(records[:k]):
-        if record[0] == GRACE_START:
+        if record[0] is GRACE_START:
             break
         if record[0] is NOTE and record[2] is not None:
             written.append(record)

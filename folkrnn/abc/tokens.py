@@ -421,13 +421,8 @@ def tokenize_and_parse(tune_text: str,
     The same as ``(tokenize(text), parse(text))`` at the cost of one: the tokenizer parses every
     tune anyway, to check it and to find its final note. Raises AbcError.
     """
-    try:
-        lexed = lex(tune_text)
-        return tokenize_lexed(lexed, settings or _DEFAULT_SETTINGS)
-    except FolkError:
-        raise
-    except (ValueError, ZeroDivisionError, OverflowError, KeyError) as error:
-        raise AbcError(f"cannot normalise this tune: {error}") from None
+    tokens, tune, _ = _tokenize_text(tune_text, settings or _DEFAULT_SETTINGS, keyed=False)
+    return tokens, tune
 
 
 def tokenize_keyed(tune_text: str, settings: Normalisation | None = None) -> tuple[list[str], list[str] | None]:
@@ -435,13 +430,21 @@ def tokenize_keyed(tune_text: str, settings: Normalisation | None = None) -> tup
     those are not the same: a tune :attr:`Normalisation.whole_bars` rewrote from halved notation is
     keyed by its tokens as written, so that it keeps the split it had before (and that a MIDI corpus
     played from the same ABC gives it); None for every other tune. Raises AbcError."""
-    settings = settings or _DEFAULT_SETTINGS
+    tokens, _, key = _tokenize_text(tune_text, settings or _DEFAULT_SETTINGS, keyed=True)
+    return tokens, key
+
+
+def _tokenize_text(tune_text: str, settings: Normalisation,
+                   keyed: bool) -> tuple[list[str], Tune, list[str] | None]:
+    """Lex and tokenise one tune: its tokens, its Tune as written and, with ``keyed``, its tokens as
+    written where whole_bars rewrote it (its M: is not the header's), else None. Raises AbcError."""
     try:
         lexed = lex(tune_text)
-        tokens = tokenize_lexed(lexed, settings)[0]
-        if settings.whole_bars and f"M:{lexed.header.meter}" not in tokens:
-            return tokens, tokenize_lexed(lexed, replace(settings, whole_bars=False))[0]
-        return tokens, None
+        tokens, tune = tokenize_lexed(lexed, settings)
+        key = None
+        if keyed and settings.whole_bars and f"M:{lexed.header.meter}" not in tokens:
+            key = tokenize_lexed(lexed, replace(settings, whole_bars=False))[0]
+        return tokens, tune, key
     except FolkError:
         raise
     except (ValueError, ZeroDivisionError, OverflowError, KeyError) as error:
@@ -502,10 +505,9 @@ def _halved_notation(lexed: Lexed, rhythm: str, unit: Fraction) -> bool:
     Ryan's Mammoth writes 37% of its reels and O'Neill's and Ryan's half their hornpipes. Each 2/4
     bar of sixteenths is then one bar of the dance in eighths, as players read it. A tune that
     changes its meter or unit length on the way is left as written."""
-    dance = DANCES.get(rhythm)
-    if dance is None or not dance.meters or "2/4" in dance.meters or str(lexed.header.meter) != "2/4":
-        return False
-    if parse_meter(dance.meters[0]).bar_length != 2 * parse_meter("2/4").bar_length:
+    dance, meter = DANCES.get(rhythm), lexed.header.meter
+    if dance is None or not dance.meters or "2/4" in dance.meters or str(meter) != "2/4" \
+            or parse_meter_cached(dance.meters[0]).bar_length != 2 * meter.bar_length:
         return False
     lengths: dict[Fraction, int] = {}
     for record in lexed.records:
