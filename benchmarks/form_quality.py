@@ -8,7 +8,8 @@ tunes are the default corpus's test split. Every figure is :func:`folkrnn.form.f
 (the counting rules are in :mod:`folkrnn.form`), one column each for the default output,
 ``--form free`` and the real tunes:
 
-- dance tunes in their dance's form and meter (:func:`folkrnn.form.in_dance_form`, from
+- tunes carrying a dance R: (85% of untitled tunes by design: ``folkrnn.tables.DANCE_SHARE``);
+  dance tunes in their dance's form and meter (:func:`folkrnn.form.in_dance_form`, from
   ``folkrnn.tables.DANCES``);
 - parts a multiple of 4 bars; tunes whose parts are all 8 bars (16 unrepeated); AABB; bars and
   half bars repeating an earlier one; tunes with no repeated bar; tunes with one bar written 5
@@ -43,7 +44,7 @@ from folkrnn.errors import FolkError  # noqa: E402
 from folkrnn.form import STATISTICS, form_features, form_of, form_statistics, two_sample_accuracy  # noqa: E402
 
 TARGETS = {  # issue 10: (default output, --form free); None: report it
-    "dance_form": ("100%", "-"), "parts_multiple_of_4": ("100%", ">= 90%"),
+    "dance_share": (">= 80%", "-"), "dance_form": ("100%", "-"), "parts_multiple_of_4": ("100%", ">= 90%"),
     "all_parts_8": ("100% for AABB forms", ">= 70%"), "aabb": ("-", "-"),
     "played_multiple_of_8": ("-", "-"), "repeated_bars": (">= 20%", ">= 20%"),
     "no_repeated_bar": ("<= 10%", "<= 10%"), "repeated_half_bars": (">= 30%", ">= 30%"),

@@ -17,6 +17,7 @@ from folkrnn.errors import FolkError, OptionError
 from folkrnn.tables import (
     COLLECTIONS,
     COMPOSE_FORMATS,
+    DANCE_SHARE,
     DANCES,
     DEFAULT_COLLECTIONS,
     FORMATS,
@@ -793,7 +794,7 @@ def evaluate_command(
 # --- compose | generate ------------------------------------------------------------------------
 
 # The choices, from folkrnn.tables: the R: values the tokenizer knows, and the modes by name.
-Rhythm = Enum("Rhythm", [(name, name) for name in RHYTHMS + ("any",)], type=str)
+Rhythm = Enum("Rhythm", [(name, name) for name in RHYTHMS + ("any", "dance")], type=str)
 Mode = Enum("Mode", [(mode.name, mode.name) for mode in MODES.values()], type=str)
 
 
@@ -809,7 +810,8 @@ TitleOption = Annotated[str | None, typer.Option(
 RhythmOption = Annotated[Rhythm | None, typer.Option(
     help="Fix R:, and M: to the dance's meters unless --meter is given (reel: "
     f"{' or '.join(DANCES['reel'].meters)}; jig: {' or '.join(DANCES['jig'].meters)}). Default: a "
-    "dance of the model's choice; any: any rhythm.")]
+    f"dance of the model's choice {DANCE_SHARE:.0%} of the time, else a tune of no dance (R:other, an "
+    "air); dance: always a dance; any: any rhythm.")]
 MeterOption = Annotated[str | None, typer.Option(help="Fix M:, e.g. 6/8 (default: the model's choice).")]
 FormOption = Annotated[str | None, typer.Option(
     help=f"The form: {', '.join(FORMS)} (a letter twice: a repeated part). Default: the usual form "

@@ -657,11 +657,12 @@ def conditions_of(options: ComposeOptions, composer: Composer) -> tuple[Conditio
     # A given rhythm (or the prime's) keeps the tune in its dance's meters: the grammar does that
     # for every dance R:. A title naming a dance sets that R:, and its meters with it.
     from_title = []
-    if rhythm is None and options.title:
-        rhythm = rhythm_of_title(options.title, composer.vocabulary)
+    if rhythm in (None, "dance") and options.title:
+        named = rhythm_of_title(options.title, composer.vocabulary)
         meters = meters_of_title(options.title, composer.vocabulary) if meter is None else None
-        from_title += (["R"] if rhythm else []) + (["M"] if meters else [])
-        if rhythm is None:
+        from_title += (["R"] if named else []) + (["M"] if meters else [])
+        rhythm = named or rhythm
+        if named is None:
             meter = meters  # a dance the model has no R: token for: its meters still hold
     return Conditions(title=options.title, rhythm=rhythm, meter=meter, mode=mode, prime=prime,
                       form=options.form, part_bars=options.part_bars), tuple(from_title)

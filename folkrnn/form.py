@@ -72,7 +72,7 @@ from folkrnn.tables import DANCES
 
 __all__ = [
     "Part", "Form", "form_of", "form_statistics", "form_features", "FEATURE_NAMES", "STATISTICS",
-    "two_sample_accuracy", "in_form", "in_dance_form", "parts", "repeated_bar_share", "half_bar_share",
+    "two_sample_accuracy", "part_closes", "in_form", "in_dance_form", "parts", "repeated_bar_share", "half_bar_share",
     "rest_inside", "range_semitones", "ends_on_tonic", "regular_part", "PART_BARS", "RareTokens",
 ]
 
@@ -592,6 +592,7 @@ def form_of(tune: Tune | str) -> Form:
 
 # The figures of form_statistics, in the order of issue 10's table: key -> what it is.
 STATISTICS: dict[str, str] = {
+    "dance_share": "tunes carrying a dance R:",
     "dance_form": "dance tunes in their dance's form and meter",
     "parts_multiple_of_4": "parts a multiple of 4 bars",
     "all_parts_8": "tunes whose parts are all 8 bars (16 unrepeated)",
@@ -608,6 +609,21 @@ STATISTICS: dict[str, str] = {
 }
 
 
+def part_closes(forms: Iterable[Form], phrase: int = 4, phrases: int = 4) -> tuple[tuple[float | None, ...], Counter]:
+    """How the parts of ``forms`` close after whole phrases: of their parts of ``phrase`` bars,
+    twice that, ... up to ``phrases`` phrases, the share that close after 1, 2, ... ``phrases - 1``
+    phrases of those that reach so far (None where none does), and the count of each length. The
+    sampler holds the parts of a loose form to these shares (:attr:`folkrnn.tables.Dance.part_closes`)."""
+    lengths = Counter(part.bars for form in forms for part in form.parts
+                      if part.bars and part.bars % phrase == 0 and part.bars <= phrase * phrases)
+    left, shares = sum(lengths.values()), []
+    for k in range(1, phrases):
+        closing = lengths[k * phrase]
+        shares.append(round(closing / left, 3) if left else None)
+        left -= closing
+    return tuple(shares), lengths
+
+
 def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
@@ -615,8 +631,9 @@ def _mean(values: list[float]) -> float | None:
 def form_statistics(forms: Sequence[Form]) -> dict:
     """The aggregate figures of many tunes, each a share in [0, 1] (None for no tunes).
 
-    - ``dance_form``: of the dance tunes (``dance_tunes`` of them: an R: naming a dance with a
-      fixed meter), those in its meter and usual form (:func:`in_dance_form`);
+    - ``dance_share``: of all tunes, the dance tunes (``dance_tunes`` of them: an R: naming a
+      dance with a fixed meter);
+    - ``dance_form``: of the dance tunes, those in its meter and usual form (:func:`in_dance_form`);
     - ``parts_multiple_of_4``: of all parts of all tunes, those of 4, 8, 12, ... bars;
     - ``all_parts_8``: of the tunes, those whose parts are all 8 bars (unrepeated: 8 or 16);
     - ``aabb``: tunes labelled AABB with both parts 8 bars;
@@ -648,6 +665,7 @@ def form_statistics(forms: Sequence[Form]) -> dict:
     return {
         "tunes": n,
         "dance_tunes": len(dances),
+        "dance_share": share(len(dances), n),
         "dance_form": share(sum(dances), len(dances)),
         "parts": len(all_parts),
         "parts_multiple_of_4": share(sum(1 for p in all_parts if p.bars and p.bars % 4 == 0), len(all_parts)),

@@ -5,8 +5,9 @@
 - ``sample``: temperature sampling (the logits are divided by T), optionally cut to the k most
   probable tokens (top-k) and then to the smallest set whose probability reaches p (nucleus,
   top-p), in that order;
-- ``greedy``: the most probable token every step (the endings a form's parts take are still drawn
-  from the seed: see below);
+- ``greedy``: the most probable token every step (whether an untitled tune is a dance, the endings
+  a form's parts take and where a loose form's parts close are still drawn from the seed: see
+  below);
 - ``beam``: beam search with W hypotheses, scored by total log-probability (of the tempered,
   masked distribution). Finished tunes are ranked by ``log_prob / tokens ** length_penalty``
   (``tokens`` counts every token after ``<s>``; ``length_penalty`` 0 ranks by the raw total,
@@ -17,13 +18,19 @@
 (the model reads it, as folk-rnn v1 did, so the title shapes the tune), and a given rhythm, meter
 or mode fixes the ``R:``, ``M:`` or ``K:`` token (the rest of the header is still the model's).
 A **prime** (body tokens) is forced after the header; the model continues it. A tune whose rhythm
-is not given is a dance the model chooses (``rhythm="any"``: any rhythm), in one of the dance's
-meters (:data:`folkrnn.tables.DANCES`).
+is not given (nor named by its title) is a dance the model chooses, in one of the dance's meters
+(:data:`folkrnn.tables.DANCES`), :data:`DANCE_SHARE` (85%) of the time, drawn from its seed; the
+others take one of the other rhythms the model knows (``R:other``, ``R:air``: the corpus's tunes
+with no dance R:, half of it) and a title that names no dance. ``rhythm="dance"``: always a dance;
+``"any"``: any rhythm, the model's choice.
 
 **Form** (:class:`folkrnn.abc.grammar.Form`): ``Conditions.form`` ("AABB", "AB", ..., "free")
 holds for every tune; without it each tune takes the usual form of the dance its R: names, and the
 grammar keeps its parts, repeats and endings, closes each part on its tonic (a first ending on any
-note) and ends the tune with its last part. A
+note) and ends the tune with its last part. A rhythm with no usual form keeps parts of whole 4-bar
+phrases, each closing after 1, 2, 3 or 4 phrases as often as its rhythm's parts do in the corpus
+(:attr:`folkrnn.tables.Dance.part_closes`, drawn from the seed at the start of the phrase's last
+bar), on its tonic too. A
 repeated part closes with first and second endings as often as its dance's parts do in the corpus
 (:attr:`folkrnn.tables.Dance.endings`), drawn from the tune's seed: the model alone all but never
 writes them.
@@ -103,7 +110,7 @@ from folkrnn.abc.grammar import (
     parse_form,
 )
 from folkrnn.abc.grammar import SPACE as _SPACE
-from folkrnn.abc.titles import TitleWords, trie_for
+from folkrnn.abc.titles import TitleWords, titles_ident
 from folkrnn.abc.tokens import named_dance
 from folkrnn.decode.beam import beam_search as beam
 from folkrnn.decode.choice import choose_tokens, one_blas_thread, rounding_noise, uniforms
@@ -111,7 +118,7 @@ from folkrnn.decode.loop import DONE, Constraint, Row, decode
 from folkrnn.decode.workers import MIN_PER_WORKER, default_workers
 from folkrnn.errors import OptionError
 from folkrnn.limits import MAX_BEAM_WIDTH
-from folkrnn.tables import DANCES, ENDINGS_AGAIN
+from folkrnn.tables import DANCE_SHARE, DANCES, ENDINGS_AGAIN, PART_CLOSES
 from folkrnn.vocab import UnknownTokenError
 
 __all__ = [
@@ -223,7 +230,8 @@ class Conditions:
 
     title: str | None = None  # the title the model reads (None: the model writes one)
     rhythm: str | None = None  # R: value as the model's tokens name it ("reel"); None: a dance the model
-    # chooses among the dances; "any": any rhythm
+    # chooses among the dances DANCE_SHARE of the time, else another rhythm; "dance": always a dance;
+    # "any": any rhythm
     meter: str | tuple[str, ...] | None = None  # M: value ("6/8"), or the values the model may choose among
     mode: str | None = None  # K: mode ("maj", "min", "dor", "mix", ...)
     prime: tuple[str, ...] = ()  # body tokens the tune starts with
@@ -294,6 +302,14 @@ class _Plan:
     title_dances: dict[str, int] = field(default_factory=dict)  # a dance a title may name -> its R: id
     ending: int = -1  # the token of a first ending ([1); -1: the model has none, or endings are the model's
     endings: dict[int, float] = field(default_factory=dict)  # R: id -> its dance's share of parts with endings
+    # a tune whose rhythm nobody asked for: the R: ids of the dances it may take, and of the other
+    # rhythms (air, other); it takes a dance DANCE_SHARE of the time, drawn from its seed (_dance_or_not)
+    dance_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
+    other_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
+    other_titles: TitleWords | None = None  # the titles such a tune writes when it takes no dance
+    # a loose form's parts: R: id -> of the parts of its rhythm that reach 1, 2, 3 phrases, the share that
+    # close there (Dance.part_closes; _part_close)
+    part_closes: dict[int, tuple[float | None, ...]] = field(default_factory=dict)
 
 
 # Where a model folder's titles.txt gives the rhythms of its titles' tunes, a tune held to some dances
@@ -340,7 +356,7 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
     fixed: dict[str, frozenset[int]] = {}
     for letter, values, option in (("R", conditions.rhythm, "--rhythm"), ("M", conditions.meter, "--meter"),
                                    ("K", conditions.mode, "--mode")):
-        if values is None or (letter == "R" and values == "any"):
+        if values is None or (letter == "R" and values in ("any", "dance")):
             continue
         ids = set()
         for value in (values,) if isinstance(values, str) else values:
@@ -375,34 +391,48 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
               if dance.meters and f"R:{name}" in vocabulary}
     asked = None if conditions.meter is None else \
         {conditions.meter} if isinstance(conditions.meter, str) else set(conditions.meter)
-    if conditions.rhythm is None and "R" not in fixed and dances:
+    dance_ids, other_ids = (), ()
+    if conditions.rhythm in (None, "dance") and "R" not in fixed and dances:
         # the default model is for dance music: a tune whose rhythm is not asked for is a dance, one
-        # written in the meter asked for when there is one
+        # written in the meter asked for when there is one, DANCE_SHARE of the time; the others take
+        # one of the corpus's other rhythms (an air, a tune with no dance R:). "dance": always a dance
         fitting = [token for token, dance in dances.items() if asked is None or asked & set(dance.meters)]
-        fixed["R"] = frozenset(fitting or dances)
+        dance_ids = tuple(fitting or dances)
+        if conditions.rhythm is None:
+            other_ids = tuple(vocabulary.id(f"R:{name}") for name, dance in DANCES.items()
+                              if not dance.meters and f"R:{name}" in vocabulary)
+        fixed["R"] = frozenset(dance_ids + other_ids)
     # a dance in its own meters, unless --meter says otherwise
     rhythm_meters = {} if asked is not None else {
         token: [vocabulary.id(f"M:{m}") for m in dance.meters if f"M:{m}" in vocabulary]
         for token, dance in dances.items()}
-    form, rhythm_forms = _forms(conditions, dances)
+    form, rhythm_forms = _forms(conditions, {vocabulary.id(f"R:{name}"): dance for name, dance in DANCES.items()
+                                             if f"R:{name}" in vocabulary})
     # a title the model writes: of the words of its corpus' titles, in their order (the model folder's
     # titles.txt; an older folder's title_words.txt: the words alone); when R: is held to some dances,
     # of the titles that name no other dance (a jig is not "Mrs Baird's Strathspey"), and where
     # titles.txt gives the rhythms of its titles' tunes, of those dances' titles (_titles_for)
-    trie = None
+    # (a tune drawn to take another rhythm than a dance writes a title that names no dance: others)
+    chosen = others = None  # (words, titles, novel, forbidden)
     if (titles or title_words) and config.title_words and config.constrain and title_length is None \
             and config.max_title:
-        forbidden = ()
+        novel, forbidden = not config.title_copies, ()
         if titles and "R" in fixed:
-            held = frozenset(vocabulary.tokens[token][2:] for token in fixed["R"])
-            titles, forbidden = _titles_for(tuple(titles), held, title_rhythms, not config.title_copies)
-        trie = trie_for(title_words or (), vocabulary.tokens, titles, not config.title_copies, forbidden=forbidden)
-        trie = trie if len(trie) else None
+            if other_ids:
+                # every title that names no dance: with the other rhythms' own (airs' among them), 4 x 500
+                # free tunes rested in 14.8% (one seed 16.2%), with these 14.2% (at most 15.0%)
+                names = frozenset(vocabulary.tokens[token][2:] for token in other_ids)
+                other, other_forbidden = _titles_for(tuple(titles), names, None, novel)
+                others = (title_words or (), other, novel, other_forbidden) if other else None
+            held = frozenset(vocabulary.tokens[token][2:] for token in (dance_ids or fixed["R"]))
+            titles, forbidden = _titles_for(tuple(titles), held, title_rhythms, novel)
+        chosen = (title_words or (), titles, novel, forbidden)
     key = (tuple(vocabulary.tokens), config.constrain, tuple(sorted((k, tuple(sorted(v))) for k, v in fixed.items())),
            title_length, config.min_bars, config.max_title, form, tuple(sorted(rhythm_forms.items())),
            tuple(sorted((k, tuple(v)) for k, v in rhythm_meters.items())),
-           trie.ident if trie is not None else None,  # a grammar per word list: requests of one kin
-           # (AbcConstraint.kin) share their words
+           # a grammar per word list: requests of one kin (AbcConstraint.kin) share their words
+           titles_ident(vocabulary.tokens, *chosen) if chosen else None,
+           titles_ident(vocabulary.tokens, *others) if others else None,
            not prime_ids)  # a prime's first bar is kept as written, a pickup of any length, and its parts
     # close where the musician closed them (only the tune's last part on the tonic: AbcGrammar's part_tonics)
     grammar = _GRAMMARS.get(key)
@@ -426,13 +456,25 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
     endings = {token: dance.endings for token, dance in dances.items() if dance.endings is not None} \
         if config.endings and config.constrain else {}
     return _Plan(grammar, classes(vocabulary.tokens) if follow else None, features, compass, title_ids,
-                 prime_ids, warnings, TitleWords(trie, grammar) if trie is not None else None,
+                 prime_ids, warnings, TitleWords(grammar, *chosen) if chosen else None,
                  np.array([i for i, token in enumerate(vocabulary.tokens) if token.startswith("R:")], np.intp),
                  {vocabulary.tokens[token][2:]: token for token in dances},
-                 vocabulary.id("[1") if endings and "[1" in vocabulary else -1, endings)
+                 vocabulary.id("[1") if endings and "[1" in vocabulary else -1, endings,
+                 np.array(dance_ids if other_ids else (), np.intp), np.array(other_ids, np.intp),
+                 TitleWords(grammar, *others) if others else None,
+                 _loose_parts(vocabulary, conditions, config))
 
 
 _COMPASSES: dict[tuple, Compass] = {}
+
+
+def _loose_parts(vocabulary, conditions: Conditions, config: SampleConfig) -> dict[int, tuple[float | None, ...]]:
+    """The plan's ``part_closes``, where tunes take their rhythm's loose form of 4-bar phrases (no
+    --form, no --part-bars; the grammar on): R: id -> Dance.part_closes (PART_CLOSES where it has none)."""
+    if conditions.form is not None or conditions.part_bars is not None or not config.constrain:
+        return {}
+    return {vocabulary.id(f"R:{name}"): dance.part_closes or PART_CLOSES for name, dance in DANCES.items()
+            if dance.form == "free" and f"R:{name}" in vocabulary}
 
 
 def check_request(vocabulary, conditions: Conditions, config: SampleConfig, features: int = 0) -> list[str]:
@@ -444,9 +486,9 @@ def check_request(vocabulary, conditions: Conditions, config: SampleConfig, feat
 
 def _forms(conditions: Conditions, dances: dict) -> tuple[Form | None, dict[int, Form | None]]:
     """The form every tune takes (or None), and the form by R: token (``dances``: R: token id ->
-    dance) for the rest: a given ``--form`` holds for every tune; without one, each tune takes the
-    usual form of the dance its R: names (a dance with none: parts of whole phrases, a multiple of
-    4 bars, as 97% of real parts are), and a tune of no dance is free."""
+    dance, every rhythm the model knows) for the rest: a given ``--form`` holds for every tune;
+    without one, each tune takes the usual form of the dance its R: names (a rhythm with none: parts
+    of whole phrases, a multiple of 4 bars, as 97% of real parts are)."""
     if conditions.form is not None:
         return parse_form(conditions.form, conditions.part_bars), {}
     if conditions.part_bars is not None and not 1 <= conditions.part_bars <= 64:
@@ -521,9 +563,15 @@ def _restrict(plan: _Plan, masks: np.ndarray, rows: list[_Row], sids: np.ndarray
         plan.compass.restrict(masks, [row.span if not row.forced else None for row in rows])
     if plan.titles is not None:
         at = plan.titles.rows(sids)
+        if len(at) and plan.other_titles is not None:
+            other = ~_takes_dance([rows[i] for i in at.tolist()])
+            if other.any():
+                plan.other_titles.restrict(masks, at[other], [rows[i].ids for i in at[other].tolist()])
+            at = at[~other]
         if len(at):
             plan.titles.restrict(masks, at, [rows[i].ids for i in at.tolist()])
     _title_dance(plan, masks, rows)
+    _dance_or_not(plan, masks, rows)
     _endings(plan, masks, rows, sids)
 
 
@@ -560,6 +608,42 @@ def _endings(plan: _Plan, masks: np.ndarray, rows: list[_Row], sids: np.ndarray)
         if take:
             masks[i] = False
         masks[i, ending] = take
+
+
+_DANCE_DRAW = 1 << 41  # its draw: the token choices' stream, far past any step a row takes (and the endings')
+
+
+def _dance_or_not(plan: _Plan, masks: np.ndarray, rows: list[_Row]) -> None:
+    """In place: where R: comes next in a tune whose rhythm nobody asked for, it is a dance
+    :data:`DANCE_SHARE` of the time, drawn from the row's seed, and otherwise one of the other rhythms."""
+    if not len(plan.other_ids) or not len(rows):
+        return
+    at = [i for i in np.flatnonzero(masks[:, plan.other_ids].any(axis=1)).tolist()
+          if masks[i, plan.dance_ids].any() and not rows[i].forced]
+    if not at:
+        return
+    for i, dance in zip(at, _takes_dance([rows[i] for i in at]).tolist()):
+        masks[i, plan.other_ids if dance else plan.dance_ids] = False
+
+
+def _takes_dance(rows: list[_Row]) -> np.ndarray:
+    """Per row: whether its tune, if nobody asked for its rhythm, is to be a dance (drawn from its seed)."""
+    return uniforms([row.seed for row in rows], [_DANCE_DRAW] * len(rows)) < DANCE_SHARE
+
+
+_CLOSE_DRAWS = 3 << 40  # the draws that close a loose form's parts: far past any step, the endings' and the dance's
+
+
+def _part_close(plan: _Plan, row: _Row, phrases: int) -> bool:
+    """Whether the part of a loose form that ``row`` is writing closes with the bar now starting,
+    the last of its ``phrases``-th phrase: as often as the parts of its rhythm that reach so far
+    do in the corpus (:attr:`folkrnn.tables.Dance.part_closes`), drawn from the row's seed; the
+    longest part always. Held to it (AbcGrammar.part_close), the part closes on its tonic, as a
+    strict form's do. The model alone ran on: of a march's parts 47% were 16 bars (real 7%), of
+    other tunes' 55% (real 7%); their last note was the tonic in 71% and 66% (real 96% and 92%)."""
+    closes = next((plan.part_closes[token] for token in row.ids if token in plan.part_closes), None)
+    share = closes[phrases - 1] if closes is not None and phrases <= len(closes) else None
+    return share is None or bool(uniforms([row.seed], [len(row.ids) + _CLOSE_DRAWS])[0] < share)
 
 
 def _title_dance(plan: _Plan, masks: np.ndarray, rows: list[_Row]) -> None:
@@ -898,6 +982,10 @@ class AbcConstraint(Constraint):
             row.rested = True
         if self.plan.prime and not grammar.in_body(before) and grammar.in_body(nxt):
             row.forced = list(self.plan.prime)
+        if self.plan.part_closes and not row.forced:
+            phrases = grammar.phrase_bar(row.sid)
+            if phrases:
+                row.sid = grammar.part_close(row.sid, _part_close(self.plan, row, phrases))
         if row.tracker is not None and row.tracker.bar >= _LONGEST_PART and self.config.constrain \
                 and not row.forced and grammar.state(row.sid).form < 0:
             row.sid = grammar.closing(row.sid)  # a part no bar line could close (_end_long_parts): the end

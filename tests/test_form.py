@@ -190,7 +190,7 @@ def test_dance_tunes_in_their_dance_form_and_meter():
     assert in_dance_form(as_hornpipe) is ("4/4" in hornpipe.meters and (
         hornpipe.form == "free" or (hornpipe.form, hornpipe.part_bars) == ("AABB", 8)))
     stats = form_statistics([as_jig, as_hornpipe, form_of(REEL)])
-    assert stats["dance_tunes"] == 2
+    assert stats["dance_tunes"] == 2 and stats["dance_share"] == round(2 / 3, 4)
     assert stats["dance_form"] == (in_dance_form(as_jig) + in_dance_form(as_hornpipe)) / 2
 
 
@@ -218,7 +218,7 @@ def test_form_statistics_by_hand():
     stats = form_statistics(forms)
     assert set(STATISTICS) <= set(stats)
     assert stats["tunes"] == 5 and stats["parts"] == 2 + 2 + 3 + 1 + 1
-    assert stats["dance_tunes"] == 0 and stats["dance_form"] is None  # no R: fields
+    assert stats["dance_tunes"] == 0 and stats["dance_share"] == 0 and stats["dance_form"] is None  # no R:
     assert stats["parts_multiple_of_4"] == 1.0
     assert stats["all_parts_8"] == 0.8  # all but WIDE
     assert stats["aabb"] == 0.4  # the reel and the jig

@@ -343,9 +343,11 @@ def test_every_strategy_makes_valid_tunes(tiny, strategy):
 
 
 def test_greedy_is_beam_of_one_and_top_k_one(tiny):
+    """The same seed: what the seed draws besides the tokens (whether an untitled tune is a dance,
+    where a loose form's part closes, the endings) is the seed's in every strategy."""
     greedy = sample_one(tiny.engine, tiny.vocabulary, 0, config=SampleConfig(strategy="greedy"))
     beam = beam_search(tiny.engine, tiny.vocabulary, config=SampleConfig(strategy="beam", beam_width=1))
-    top1 = sample_one(tiny.engine, tiny.vocabulary, 9, config=SampleConfig(top_k=1))
+    top1 = sample_one(tiny.engine, tiny.vocabulary, 0, config=SampleConfig(top_k=1))
     assert greedy.tokens == beam.tokens == top1.tokens
 
 

@@ -106,3 +106,29 @@ def test_the_readme_shows_what_compose_writes():
     composed = compose(ComposeOptions(title=options["title"], seed=int(options["seed"])), write=False)
     shown = re.search(r"```\n(X:1\n.*?)```", readme, re.S).group(1)
     assert composed.abc == shown
+
+
+@pytest.mark.slow
+def test_the_dance_tables_part_closes_are_the_corpus_parts(default_corpus):
+    """The shares at which a loose form's parts close after 1, 2 and 3 phrases (Dance.part_closes,
+    PART_CLOSES) are those of the default corpus's parts, every split, each rhythm with 100 parts
+    or more of whole phrases its own, the others every rhythm's."""
+    from collections import defaultdict
+
+    from folkrnn.abc.tokens import detokenize
+    from folkrnn.form import form_of, part_closes
+    from folkrnn.tables import DANCES, PART_CLOSES
+
+    forms = defaultdict(list)
+    for split in ("train", "valid", "test"):
+        for tokens in default_corpus.split(split):
+            rhythm = next(token[2:] for token in tokens if token.startswith("R:"))
+            forms[rhythm].append(form_of(detokenize(tokens)))
+    everything = [form for kind in forms.values() for form in kind]
+    assert part_closes(everything)[0] == PART_CLOSES
+    for name, dance in DANCES.items():
+        if dance.form != "free":
+            assert dance.part_closes is None, name  # a strict form's parts close where the form says
+            continue
+        shares, lengths = part_closes(forms.get(name, []))
+        assert (dance.part_closes == shares) if sum(lengths.values()) >= 100 else dance.part_closes is None, name

@@ -90,7 +90,8 @@ def test_instrument_table_is_sane():
 
 def test_rhythms_are_the_tokenizers_and_the_clis():
     assert RHYTHMS == TOKENIZER_RHYTHMS == tuple(DANCES)
-    assert [member.value for member in cli.Rhythm] == list(RHYTHMS) + ["any"]  # any: no dance imposed
+    # any: no dance imposed; dance: always a dance
+    assert [member.value for member in cli.Rhythm] == list(RHYTHMS) + ["any", "dance"]
     assert [member.value for member in cli.Mode] == [mode.name for mode in MODES.values()]
 
 

@@ -254,6 +254,8 @@ class _State(NamedTuple):
     hornpipe: bool = False  # R:hornpipe: abc2midi pairs its eighths (4/4), so > and < join a pair (_BROKEN)
     ev_tonic: bool = False  # the open event is a tonic note
     tonic: bool = False  # the last event was a tonic note (a part of a form closes on one)
+    part_close: int = 0  # a loose form's part in the last bar of a phrase: 1 closes with it (on its tonic),
+    # 2 goes on past it, 0 either (nobody said: AbcGrammar.part_close)
     closing: bool = False  # the length guard asks for an end
 
 
@@ -406,6 +408,7 @@ class AbcGrammar:
         self._tied = np.zeros(256, bool)
         self._next: dict[tuple[int, int], int] = {}
         self._closing: dict[int, int] = {}
+        self._part_closes: dict[tuple[int, bool], int] = {}
         self._feasible: dict[_State, bool] = {}
         self._tuplet_feasible: dict[tuple, bool] = {}  # the same, right after a tuplet sign (_is_feasible)
         self._fix: dict[int, tuple[str, str] | None] = {}
@@ -447,6 +450,34 @@ class AbcGrammar:
             return False
         form = self._forms[s.form]
         return bool(form.parts) and form.bars - s.part_bars == 1
+
+    def phrase_bar(self, sid: int) -> int:
+        """In a tune held to a loose form (parts of whole phrases): where state ``sid`` stands at the
+        start of the last bar of one of its part's phrases, and nobody has said whether the part
+        closes with that bar, the phrases the part holds after it (1, 2, ...); else 0. The caller
+        says (:meth:`part_close`; folkrnn.sample draws it as the corpus's parts close)."""
+        s = self._states[sid]
+        if s.form < 0 or s.phase != _BODY or s.part_close or s.first or s.pos or s.ev or s.last != _BAR_LAST \
+                or s.ending in (1, 3) or s.need_pickup:
+            return 0
+        form = self._forms[s.form]
+        bars = s.part_bars + 1
+        if form.parts or bars % form.bars:
+            return 0
+        return bars // form.bars
+
+    def part_close(self, sid: int, close: bool) -> int:
+        """State ``sid`` (where :meth:`phrase_bar` is not 0) with its part held to close with the
+        bar now starting, on its tonic (``close``), or to go on past it; ``sid`` itself where that
+        would leave no token."""
+        key = (sid, bool(close))
+        out = self._part_closes.get(key)
+        if out is None:
+            out = self._intern(_set(self._states[sid], part_close=1 if close else 2))
+            if not self.mask(out).any():
+                out = sid
+            self._part_closes[key] = out
+        return out
 
     # --- the public steps
 
@@ -837,8 +868,9 @@ class AbcGrammar:
             return None
         if kind == ":|" and (s.repeat == 0 or s.ending == 2):
             return None
-        if kind == "|" and s.closing and s.ending == 1:
-            return None
+        if kind == "|" and s.closing and s.ending == 1 and not self._inside_phrase(s):
+            return None  # asked to end in a first ending: its :| closes this bar (inside a loose
+            # form's phrase, where no :| may close a part, at the phrase's end)
         if s.tied and kind != "|":
             return None  # a tie crosses a plain bar line only
         measure = s.pos
@@ -890,13 +922,17 @@ class AbcGrammar:
             target = self._forms[s.form].bars
             part_bars += 0 if pickup_measure else 1
             ends = kind != "|" and not (kind == ":|" and s.ending == 1)
+            if ends and kind == "|:" and s.part + 1 >= LOOSE_PARTS and not pickup_measure:
+                return None  # the last part a loose form holds has ended: no repeat may open
             if kind != "|" and not (pickup_measure and kind == "|:"):
-                if part_bars % target or pickup_measure:
-                    return None  # a section line only where a part of whole phrases ends
+                if part_bars % target or pickup_measure or s.part_close == 2:
+                    return None  # a section line only where a part of whole phrases ends (and is to)
                 if s.pickup and not completes((s.pickup, measure), s.bar):
                     return None  # a tune with a pickup closes each part with the bar that completes it
-            elif part_bars >= LOOSE_PHRASES * target and not pickup_measure:
-                return None  # the longest part ends here
+                if s.part_close == 1 and ends and self.part_tonics and not (s.tonic and s.last_len >= _R):
+                    return None  # the part closes on its tonic, an eighth or longer (_final_end)
+            elif (part_bars >= LOOSE_PHRASES * target or s.part_close == 1) and not pickup_measure:
+                return None  # the longest part ends here, or one held to
             if ends and not pickup_measure:
                 part, part_bars, ending_bars = part + 1, 0, 0
         elif s.form >= 0:
@@ -927,7 +963,7 @@ class AbcGrammar:
                           after_open=kind == "|:", rep_pickup=rep_pickup,
                           repeat=repeat, ending=ending, last=_BAR_LAST, last_bar=kind,
                           last_full=full, measures=min(counted, self.min_bars), paired=False,
-                          last_kind=0, last_tuplet=False, last_len=0)
+                          last_kind=0, last_tuplet=False, last_len=0, part_close=0)
 
     def _ending(self, s: _State, numbers: tuple[int, ...]) -> _State | None:
         if s.last != _BAR_LAST or s.pos:
@@ -1022,7 +1058,7 @@ class AbcGrammar:
             return not self.short_pickups or usual_pickup(pos, s.bar) or self._reachable(s.bar - pos)
         if s.need_pickup:
             return self._reachable(s.pickup - pos)
-        if s.closing and s.ending == 1:
+        if s.closing and s.ending == 1 and not self._inside_phrase(s):
             # asked to end inside a first ending: only :| may close this bar (_bar), on a full bar,
             # or on the bar completing the pickup when the repeat began with it
             if s.rep_pickup:
@@ -1038,8 +1074,11 @@ class AbcGrammar:
             if (s.part_bars + 1) % bars:
                 return self._reachable(s.bar - pos)  # inside a part: full bars only
             closes = bool(s.pickup) and self._reachable(complement(s.pickup, s.bar) - pos)
-            if s.part_bars + 1 >= LOOSE_PHRASES * bars:  # the part must end: with the complement, if any
+            if s.part_bars + 1 >= LOOSE_PHRASES * bars or s.part_close == 1:
+                # the part must end: with the complement, if any
                 return closes if s.pickup else self._reachable(s.bar - pos)
+            if s.part_close == 2:
+                return self._reachable(s.bar - pos)  # the part goes on: a full bar
             return self._reachable(s.bar - pos) or closes
         if s.form >= 0:
             form = self._forms[s.form]
@@ -1062,7 +1101,7 @@ class AbcGrammar:
                 # with tuplet notes to come, _fits), which many states share
                 key = (s.bar, s.factor, s.tuplet, s.force, s.graced, s.tuplet_len, s.pos, s.first,
                        s.need_pickup, s.pickup, s.form, s.part_bars, s.part, s.ending, s.rep_pickup,
-                       s.repeat)
+                       s.repeat, s.part_close, s.closing)
                 known = self._tuplet_feasible.get(key)
                 if known is None:
                     known = self._tuplet_feasible[key] = self._compute_feasible(s)
@@ -1125,8 +1164,9 @@ class AbcGrammar:
         return self._fits(s, s.pos, s.tuplet, s.factor, s.tuplet_len)
 
     def _final_end(self, s: _State) -> int:
-        """Where a part's last bar ends, when ``s`` is in it (a strict form's part, not in ending 1):
-        there its last note is the tonic, an eighth or longer; -1 otherwise.
+        """Where a part's last bar ends, when ``s`` is in it (a strict form's part, or a loose form's
+        held to close with this bar; not in ending 1): there its last note is the tonic, an eighth or
+        longer; -1 otherwise.
 
         Every part closes on the tonic, not only the tune's last: in the default corpus's tunes
         written AABB in 8-bar parts without endings (1,628), the A part's last note is the tonic in
@@ -1137,9 +1177,15 @@ class AbcGrammar:
         if s.form < 0 or s.ending in (1, 3):
             return -1
         form = self._forms[s.form]
-        if not form.parts or s.part_bars + 1 != form.bars or not self._closes_on_tonic(s.part, len(form.parts)):
+        if not form.parts:  # a loose form's part held to close with this bar (part_close)
+            return complement(s.pickup, s.bar) if s.part_close == 1 and self.part_tonics else -1
+        if s.part_bars + 1 != form.bars or not self._closes_on_tonic(s.part, len(form.parts)):
             return -1
         return complement(s.pickup, s.bar)
+
+    def _inside_phrase(self, s: _State) -> bool:
+        """Whether the bar ``s`` is in lies inside a loose form's phrase (not its last bar)."""
+        return s.form >= 0 and not self._forms[s.form].parts and bool((s.part_bars + 1) % self._forms[s.form].bars)
 
     def _closes_on_tonic(self, part: int, parts: int) -> bool:
         """Whether part ``part`` (0 = A) of a form of ``parts`` parts closes on the tonic: every part,

@@ -749,14 +749,20 @@ _TRIES: dict[tuple, TitleTrie] = {}
 _MAX_TRIES = 16  # a server's requests hold R: to a dance or another: a trie each (shipped titles: 9 MB, 0.1 s)
 
 
+def _trie_key(words: Sequence[str], tokens: Sequence[str], titles: Sequence[str] | None, novel: bool,
+              order: int, joins: int, forbidden: Sequence[str]) -> tuple:
+    """What a trie is made of (:func:`trie_for`'s key)."""
+    return (tuple(tokens), tuple(words) if titles is None else None,
+            None if titles is None else tuple(titles), bool(novel) and titles is not None, order, joins,
+            tuple(forbidden) if novel and titles is not None else ())
+
+
 def trie_for(words: Sequence[str], tokens: Sequence[str], titles: Sequence[str] | None = None,
              novel: bool = False, order: int = 2, joins: int = 1, forbidden: Sequence[str] = ()) -> TitleTrie:
     """The trie of ``titles`` (or, with none, of ``words``) over ``tokens``, made once per process
     (some are kept). Its ``ident`` names what it was made of: a trie made again, after others pushed
     it out, has the same one (a grammar keyed by it is found again, with the states it has learnt)."""
-    key = (tuple(tokens), tuple(words) if titles is None else None,
-           None if titles is None else tuple(titles), bool(novel) and titles is not None, order, joins,
-           tuple(forbidden) if novel and titles is not None else ())
+    key = _trie_key(words, tokens, titles, novel, order, joins, forbidden)
     trie = _TRIES.get(key)
     if trie is None:
         if len(_TRIES) >= _MAX_TRIES:
@@ -766,19 +772,40 @@ def trie_for(words: Sequence[str], tokens: Sequence[str], titles: Sequence[str] 
     return trie
 
 
+def titles_ident(tokens: Sequence[str], words: Sequence[str], titles: Sequence[str] | None = None,
+                 novel: bool = False, forbidden: Sequence[str] = ()) -> int:
+    """The ``ident`` of the :class:`TitleWords` of these arguments (and of their trie), before either is made."""
+    return hash(_trie_key(words, tokens, titles, novel, 2, 1, forbidden))
+
+
 # which grammar states are in the title, per grammar: a bool per state id, grown as states appear
 _IN_TITLE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class TitleWords:
-    """A trie applied to the rows of one grammar (:class:`folkrnn.abc.grammar.AbcGrammar`) whose
-    tunes write their own titles: its start state is in the title, and ``max_title`` characters
-    at most."""
+    """The title words of :func:`trie_for` (its arguments but ``tokens``) applied to the rows of
+    one grammar (:class:`folkrnn.abc.grammar.AbcGrammar`) whose tunes write their own titles: its
+    start state is in the title, and ``max_title`` characters at most. The trie is made when a row
+    first writes a title with it (0.1-0.2 s for the shipped titles): a request whose tune takes
+    another's titles makes none. ``ident`` names what it is made of, as the trie's does."""
 
-    def __init__(self, trie: TitleTrie, grammar) -> None:
-        self.trie, self.grammar = trie, grammar
+    def __init__(self, grammar, words: Sequence[str], titles: Sequence[str] | None = None, novel: bool = False,
+                 forbidden: Sequence[str] = ()) -> None:
+        self.grammar = grammar
         self.max_title = grammar.max_title
         self._phase = grammar.state(grammar.start).phase
+        self._args = (tuple(words), tuple(grammar.tokens), None if titles is None else tuple(titles), novel,
+                      tuple(forbidden))
+        words, tokens, titles, novel, forbidden = self._args
+        self.ident = titles_ident(tokens, words, titles, novel, forbidden)
+        self._trie: TitleTrie | None = None
+
+    @property
+    def trie(self) -> TitleTrie:
+        if self._trie is None:
+            words, tokens, titles, novel, forbidden = self._args
+            self._trie = trie_for(words, tokens, titles, novel, forbidden=forbidden)
+        return self._trie
 
     def rows(self, sids: np.ndarray) -> np.ndarray:
         """The positions in ``sids`` (grammar state ids) of the rows writing their title."""
@@ -801,6 +828,8 @@ class TitleWords:
         """In place: rows ``at`` of ``masks`` (each writing its title; ``histories`` their tokens, ``<s>``
         first) keep only what continues or ends a title as the trie allows."""
         trie, limit = self.trie, self.max_title
+        if not len(trie):
+            return  # no title word the vocabulary can spell: any title
         for row, ids in zip(at.tolist(), histories):
             state = trie.state(ids)
             if state >= 0:

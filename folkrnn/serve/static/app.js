@@ -50,7 +50,9 @@
     };
     const rhythms = choices(opts.rhythms).map((c) => ({value: c.value, label: rhythmLabel(c.label)}))
       .sort((a, b) => order(a) - order(b));
-    if (!rhythms.some((c) => c.value === "any")) rhythms.push({value: "any", label: rhythmLabel("any")});
+    for (const kind of ["dance", "any"]) {
+      if (!rhythms.some((c) => c.value === kind)) rhythms.push({value: kind, label: rhythmLabel(kind)});
+    }
     fillSelect(field("rhythm"), rhythms, "model's pick");
     fillSelect(field("meter"), choices(opts.meters), "the dance's");
     fillSelect(field("mode"), choices(opts.modes), "model's pick");
