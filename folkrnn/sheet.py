@@ -334,10 +334,12 @@ def _key_sig(key: Key, element: ET.Element) -> ET.Element:
 
 
 def subtitle(tune: Tune) -> str:
-    """The rhythm and the key in words: ``"reel · D major"``."""
+    """The rhythm and the key in words: ``"reel · D major"`` (``R:other``, the model's word for a
+    tune of no rhythm it knows, is left out: ``"A dorian"``)."""
     tonic = tune.key.tonic.replace("b", "\u266d").replace("#", "\u266f")
     key = f"{tonic} {MODE_NAMES.get(tune.key.mode, tune.key.mode)}"
     rhythm = tune.rhythm.strip()
+    rhythm = "" if rhythm.lower() == "other" else rhythm
     return " \u00b7 ".join(part for part in (rhythm, key) if part)
 
 

@@ -230,6 +230,11 @@ def test_title_and_subtitle_name_the_tune_its_rhythm_and_key():
     assert "The Test Jig" in text and "jig \u00b7 G major" in text
     text = " ".join(ET.fromstring(svg_of(fixture("inline_keys"))).itertext())
     assert "polka \u00b7 F major" in text
+    # R:other, the model's word for a tune of no rhythm it knows, is no word for a musician
+    other = fixture("jig_endings").replace("R:jig", "R:other")
+    assert "R:other" in other
+    text = " ".join(ET.fromstring(svg_of(other)).itertext())
+    assert "G major" in text and "other" not in text
 
 
 # --- slurs, decorations and chord symbols, read from the ABC text --------------------------------

@@ -458,7 +458,8 @@ const folkrnn = (() => {
   }
 
   /** "slipjig" -> "slip jig". */
-  const RHYTHM_WORDS = {slipjig: "slip jig", barndance: "barn dance", any: "any rhythm", dance: "any dance"};
+  const RHYTHM_WORDS = {slipjig: "slip jig", barndance: "barn dance", any: "any rhythm", dance: "any dance",
+    other: "no dance"};
   const rhythmLabel = (value) => RHYTHM_WORDS[value] || value;
 
   return {
