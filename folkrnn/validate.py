@@ -807,9 +807,11 @@ class _Checker:
         out_parts, signatures, letters = [], [], []
         for part in parts:
             indices = part["measures"]
-            if indices and measures[indices[0]].short and len(indices) > 1:
-                indices = indices[1:]  # a pickup into the part is not one of its bars
+            # a pickup into the part and its closing short bar make one bar together, as
+            # folkrnn.form counts them (a lone pickup, before a full last bar, none)
             count = bar_count([measures[k] for k in indices])
+            if indices and measures[indices[0]].short and len(indices) > 1:
+                indices = indices[1:]  # (the part's first bar is the one after its pickup)
             first, last = measures[indices[0]].notes[0], measures[indices[-1]].notes[1]
             signature = tuple(map(_PITCH, notes[first:last]))
             if signature in signatures:

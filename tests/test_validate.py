@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from folkrnn.abc import parse
 from folkrnn.cli import app
 from folkrnn.errors import OptionError
+from folkrnn.form import form_of
 from folkrnn.validate import (
     NoveltyIndex,
     ValidateOptions,
@@ -188,6 +189,12 @@ def test_structure_strings_and_part_lengths():
     assert odd.structure["parts"][0]["bars"] == 7 and odd.structure["parts"][0]["passes"] == 2
     three = check("|:d8|1d8:|2e8:|3f8||")
     assert three.structure["sections"] == "AAA" and three.structure["parts"][0]["endings"] == 3
+    # a pickup into each part and the part's closing short bar make one bar, as folkrnn.form counts
+    # them: 4-bar parts (a generated tune's), not the 3 the warning once said
+    picked = check("d4 | d8 | d8 | d8 | d4 || d4 | e8 | e8 | e8 | e4 |]")
+    assert [part["bars"] for part in picked.structure["parts"]] == [4, 4] == [
+        part.bars for part in form_of(HEAD + "d4 | d8 | d8 | d8 | d4 || d4 | e8 | e8 | e8 | e4 |]\n").parts]
+    assert "part-length" not in codes(picked.warnings) and picked.structure["parts"][1]["first_bar"] == 5
 
 
 # --- range and instruments ---------------------------------------------------------------------
