@@ -648,7 +648,8 @@ def conditions_of(options: ComposeOptions, composer: Composer) -> tuple[Conditio
         if options.key is None and header.get("tonic"):
             options.key = header["tonic"]  # the tune is written in the key its beginning is in
         for letter, flag, given in (("R", "--rhythm", rhythm), ("M", "--meter", meter), ("K", "--mode", mode)):
-            if letter in header and given is not None and header[letter] != given:
+            if letter in header and given is not None and header[letter] != given and not (
+                    letter == "R" and given == "dance" and DANCE_METERS.get(header[letter])):
                 raise OptionError(f"--prime sets {letter}:{header[letter]} but {flag} says {given}")
         rhythm = header.get("R", rhythm)
         meter = header.get("M", meter)

@@ -936,7 +936,9 @@ class AbcConstraint(Constraint):
 
     def kin(self) -> tuple:
         # masks: the grammar, the compass rows carry and the endings; adjust: the lookback bonus and
-        # the first rest's (a row's title and prime are its own forced tokens, not the constraint's)
+        # the first rest's (a row's title and prime are its own forced tokens, not the constraint's).
+        # The plan's dance and other R: ids, its title words and its loose parts' shares follow from
+        # the grammar's key (_plan), so one grammar means one of each
         return (AbcConstraint, id(self.grammar), id(self.plan.compass), self.config.lookback,
                 self.plan.ending, self.config.first_rest)
 
@@ -984,8 +986,9 @@ class AbcConstraint(Constraint):
             row.forced = list(self.plan.prime)
         if self.plan.part_closes and not row.forced:
             phrases = grammar.phrase_bar(row.sid)
-            if phrases:
-                row.sid = grammar.part_close(row.sid, _part_close(self.plan, row, phrases))
+            if phrases:  # (a tune the length guard asks to end closes the part)
+                close = grammar.state(row.sid).closing or _part_close(self.plan, row, phrases)
+                row.sid = grammar.part_close(row.sid, close)
         if row.tracker is not None and row.tracker.bar >= _LONGEST_PART and self.config.constrain \
                 and not row.forced and grammar.state(row.sid).form < 0:
             row.sid = grammar.closing(row.sid)  # a part no bar line could close (_end_long_parts): the end
@@ -1084,7 +1087,9 @@ def sample_one(engine, vocabulary, seed: int, *, config: SampleConfig | None = N
 def beam_search(engine, vocabulary, *, seed: int = 0, config: SampleConfig | None = None,
                 conditions: Conditions | None = None, index: int = 0, plan: _Plan | None = None,
                 on_step: Callable[[], None] | None = None) -> Sampled:
-    """The most probable tune by beam search (deterministic: the seed is only recorded).
+    """The most probable tune by beam search (deterministic given the seed, which draws only what
+    the sampler draws from a tune's seed in every strategy: whether an untitled tune is a dance, the
+    endings a form's parts take and where a loose form's parts close).
 
     W hypotheses are extended by every allowed token; the W best by total log-probability live on.
     A hypothesis that ends is set aside; the search stops when W have ended, when none is left

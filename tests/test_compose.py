@@ -29,6 +29,7 @@ from folkrnn.compose import (
     usual_tonic,
 )
 from folkrnn.errors import AbcError, ModelError, OptionError
+from folkrnn.tables import DANCES
 from folkrnn.validate import validate_tune
 
 REPO = Path(__file__).resolve().parent.parent
@@ -567,3 +568,18 @@ def test_a_title_the_shipped_model_writes_names_no_other_dance(tmp_path):
         named = [(t.tune.title, t.tune.rhythm) for t in result.tunes if title_rhythm(t.tune.title) != "other"]
         assert named  # the test sees some
         assert all(title_rhythm(title) == rhythm_of.replace(" ", "") for title, rhythm_of in named), named
+
+
+def test_rhythm_dance_takes_a_dance_the_title_or_prime_names(model):
+    """--rhythm dance: always a dance. A prime's own dance R: is one (no clash with the option), and
+    so is the dance a title names; a prime of another rhythm is refused, in one line."""
+    primed = compose(ComposeOptions(seed=5, model=model, rhythm="dance", prime="R:jig\nM:6/8\nK:G\nGAG GBd"),
+                     write=False)
+    assert primed.tune.rhythm == "jig"
+    titled = compose(ComposeOptions(seed=5, model=model, rhythm="dance", title="Tom's Jig"), write=False)
+    assert titled.tune.rhythm == "jig" and str(titled.tune.meter) == "6/8"
+    with pytest.raises(OptionError, match="--prime sets R:other but --rhythm says dance"):
+        compose(ComposeOptions(seed=5, model=model, rhythm="dance", prime="R:other\nK:G\nGAG GBd"), write=False)
+    for seed in range(6):
+        tokens = compose(ComposeOptions(seed=seed, model=model, rhythm="dance"), write=False).tokens
+        assert next(t for t in tokens if t.startswith("R:")) in {f"R:{name}" for name, d in DANCES.items() if d.meters}

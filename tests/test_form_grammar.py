@@ -598,12 +598,12 @@ def test_a_tune_nobody_asked_a_rhythm_for_is_a_dance_as_often_as_the_share_says(
         assert rhythm == "any" or all(_rhythm(r.tokens) == "other" for r in asked)
 
 
-def _loose_parts(conditions, seeds, salt=3):
+def _loose_parts(conditions, seeds, salt=3, config=None):
     """Tunes of random logits and their parts' bars; those with first and second endings left out
     (random logits write them often, the model all but never: a second ending that runs on past the
     first's length is read by the form scanner as a part of its own)."""
     engine = RandomEngine(len(VOCABULARY), 3.0, salt)
-    results = sample_tunes(engine, VOCABULARY, seeds, conditions=conditions)
+    results = sample_tunes(engine, VOCABULARY, seeds, conditions=conditions, config=config)
     assert all(r.ok for r in results)
     assert not [why for r in results for _, why in r.failures if "no allowed token" in why]  # never a dead end
     results = [r for r in results if "[1" not in r.tokens]
@@ -639,8 +639,40 @@ def test_a_loose_part_closes_where_it_is_held_to(monkeypatch, closes, bars):
     from dataclasses import replace
 
     from folkrnn import tables
+    from folkrnn.sample import SampleConfig
 
     monkeypatch.setitem(tables.DANCES, "other", replace(tables.DANCES["other"], part_closes=closes))
-    results, lengths = _loose_parts(Conditions(rhythm="other"), list(range(40)), salt=4)
+    # (room for four 16-bar parts of random logits: the length guard's request to end closes a part)
+    results, lengths = _loose_parts(Conditions(rhythm="other"), list(range(40)), salt=4,
+                                    config=SampleConfig(max_tokens=5000))
     assert set(lengths) == {bars}
     assert all(token.lstrip("=")[:1] in ("C", "c") for r in results for token in _part_closes(r.tokens))
+
+
+def test_a_loose_part_held_to_go_on_still_ends_when_the_length_guard_asks():
+    """A loose part held to go on past a phrase's last bar (part_close) that meets the length
+    guard's request to end there closes with that bar instead, on its tonic; and an ending begun
+    in that bar is free of the hold, so a first ending asked to end inside it is no dead end."""
+    from folkrnn.abc.grammar import AbcGrammar
+
+    tokens = ["<s>", "</s>", "R:other", "M:4/4", "L:1/8", "K:Cmaj", "C", "D", "4", "8", "|", "||", ":|", "|:",
+              "[1", "[2"]
+    grammar = AbcGrammar(tokens, rhythm_forms={tokens.index("R:other"): Form((), 4)})
+    sid = grammar.start
+    for token in ["R:other", "M:4/4", "L:1/8", "K:Cmaj", "|:", "C", "8", "|", "C", "8", "|", "C", "8", "|"]:
+        sid = grammar.next(sid, tokens.index(token))
+        assert sid >= 0, token
+    assert grammar.phrase_bar(sid) == 1
+    goes_on = grammar.part_close(sid, False)
+    # asked to end in the bar held to go on: the part closes with it (:| on the tonic), not 4 bars on
+    ending = grammar.closing(goes_on)
+    bar = grammar.next(grammar.next(grammar.next(ending, tokens.index("D")), tokens.index("4")),
+                       tokens.index("C"))
+    bar = grammar.next(bar, tokens.index("4"))
+    assert [tokens[i] for i in np.flatnonzero(grammar.mask(bar))] == ["</s>"]
+    assert grammar.eos_fix(bar) == ("append", ":|")
+    # a first ending begun in that bar, then asked to end: its bar closes with :|
+    first = grammar.closing(grammar.next(goes_on, tokens.index("[1")))
+    bar = grammar.next(grammar.next(grammar.next(first, tokens.index("C")), tokens.index("4")), tokens.index("D"))
+    bar = grammar.next(bar, tokens.index("4"))
+    assert bar >= 0 and grammar.mask(bar).any()

@@ -457,9 +457,9 @@ class AbcGrammar:
         closes with that bar, the phrases the part holds after it (1, 2, ...); else 0. The caller
         says (:meth:`part_close`; folkrnn.sample draws it as the corpus's parts close)."""
         s = self._states[sid]
-        if s.form < 0 or s.phase != _BODY or s.part_close or s.first or s.pos or s.ev or s.last != _BAR_LAST \
-                or s.ending in (1, 3) or s.need_pickup:
-            return 0
+        if s.form < 0 or s.phase != _BODY or s.part_close or s.first or s.pos or s.ev \
+                or s.last not in (_BAR_LAST, _ENDING_LAST) or s.ending in (1, 3) or s.need_pickup:
+            return 0  # (after a bar line, or where ending 2 begins; not in ending 1, whose :| leads back)
         form = self._forms[s.form]
         bars = s.part_bars + 1
         if form.parts or bars % form.bars:
@@ -555,9 +555,17 @@ class AbcGrammar:
         out = self._closing.get(sid)
         if out is None:
             state = self._states[sid]
-            out = sid if state.closing or state.phase == _DONE else self._intern(_set(state, closing=True))
-            if out != sid and not self.mask(out).any():
-                out = sid
+            out = sid
+            if not state.closing and state.phase != _DONE:
+                # a loose part held to go on past this bar closes with it instead, where it can
+                tries = [_set(state, closing=True, part_close=1), _set(state, closing=True)] \
+                    if state.part_close == 2 else [_set(state, closing=True)]
+                for candidate in tries:
+                    out = self._intern(candidate)
+                    if self.mask(out).any():
+                        break
+                else:
+                    out = sid
             self._closing[sid] = out
         return out
 
@@ -987,7 +995,8 @@ class AbcGrammar:
             part_bars = ending_bars  # the second ending takes the first one's bars again
         else:
             return None
-        return _set(s, ending=numbers[0], last=_ENDING_LAST, after_open=False, ending_music=False,
+        # (a loose part's close is said again where ending 2 begins: none holds in an ending's first bar)
+        return _set(s, ending=numbers[0], last=_ENDING_LAST, after_open=False, ending_music=False, part_close=0,
                     part_bars=part_bars, ending_bars=ending_bars)
 
     def _eos(self, s: _State) -> tuple[_State, tuple[str, str] | None] | None:
