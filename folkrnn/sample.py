@@ -386,9 +386,10 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
         if token not in vocabulary:
             raise UnknownTokenError(token, vocabulary.nearest(token))
         prime_ids.append(vocabulary.id(token))
-    # the dances the model knows: R: token id -> dance (folkrnn.tables.DANCES; air, song, other aside)
-    dances = {vocabulary.id(f"R:{name}"): dance for name, dance in DANCES.items()
-              if dance.meters and f"R:{name}" in vocabulary}
+    # the rhythms the model knows: R: token id -> dance (folkrnn.tables.DANCES), and the dances among
+    # them (air, song, other aside)
+    rhythms = {vocabulary.id(f"R:{name}"): dance for name, dance in DANCES.items() if f"R:{name}" in vocabulary}
+    dances = {token: dance for token, dance in rhythms.items() if dance.meters}
     asked = None if conditions.meter is None else \
         {conditions.meter} if isinstance(conditions.meter, str) else set(conditions.meter)
     dance_ids, other_ids = (), ()
@@ -399,15 +400,13 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
         fitting = [token for token, dance in dances.items() if asked is None or asked & set(dance.meters)]
         dance_ids = tuple(fitting or dances)
         if conditions.rhythm is None:
-            other_ids = tuple(vocabulary.id(f"R:{name}") for name, dance in DANCES.items()
-                              if not dance.meters and f"R:{name}" in vocabulary)
+            other_ids = tuple(token for token in rhythms if token not in dances)
         fixed["R"] = frozenset(dance_ids + other_ids)
     # a dance in its own meters, unless --meter says otherwise
     rhythm_meters = {} if asked is not None else {
         token: [vocabulary.id(f"M:{m}") for m in dance.meters if f"M:{m}" in vocabulary]
         for token, dance in dances.items()}
-    form, rhythm_forms = _forms(conditions, {vocabulary.id(f"R:{name}"): dance for name, dance in DANCES.items()
-                                             if f"R:{name}" in vocabulary})
+    form, rhythm_forms = _forms(conditions, rhythms)
     # a title the model writes: of the words of its corpus' titles, in their order (the model folder's
     # titles.txt; an older folder's title_words.txt: the words alone); when R: is held to some dances,
     # of the titles that name no other dance (a jig is not "Mrs Baird's Strathspey"), and where
@@ -462,19 +461,19 @@ def _plan(vocabulary, conditions: Conditions, config: SampleConfig, features: in
                  vocabulary.id("[1") if endings and "[1" in vocabulary else -1, endings,
                  np.array(dance_ids if other_ids else (), np.intp), np.array(other_ids, np.intp),
                  TitleWords(grammar, *others) if others else None,
-                 _loose_parts(vocabulary, conditions, config))
+                 _loose_parts(rhythms, conditions, config))
 
 
 _COMPASSES: dict[tuple, Compass] = {}
 
 
-def _loose_parts(vocabulary, conditions: Conditions, config: SampleConfig) -> dict[int, tuple[float | None, ...]]:
+def _loose_parts(rhythms: dict, conditions: Conditions, config: SampleConfig) -> dict[int, tuple[float | None, ...]]:
     """The plan's ``part_closes``, where tunes take their rhythm's loose form of 4-bar phrases (no
-    --form, no --part-bars; the grammar on): R: id -> Dance.part_closes (PART_CLOSES where it has none)."""
+    --form, no --part-bars; the grammar on): R: id -> Dance.part_closes (PART_CLOSES where it has none),
+    for the rhythms (``rhythms``: R: id -> dance) with no usual form."""
     if conditions.form is not None or conditions.part_bars is not None or not config.constrain:
         return {}
-    return {vocabulary.id(f"R:{name}"): dance.part_closes or PART_CLOSES for name, dance in DANCES.items()
-            if dance.form == "free" and f"R:{name}" in vocabulary}
+    return {token: dance.part_closes or PART_CLOSES for token, dance in rhythms.items() if dance.form == "free"}
 
 
 def check_request(vocabulary, conditions: Conditions, config: SampleConfig, features: int = 0) -> list[str]:
@@ -597,7 +596,7 @@ def _endings(plan: _Plan, masks: np.ndarray, rows: list[_Row], sids: np.ndarray)
             continue
         if not plan.grammar.before_last_bar(int(sids[i])):
             continue
-        share = next((plan.endings[token] for token in row.ids if token in plan.endings), None)  # by its R:
+        share = _by_rhythm(row, plan.endings)
         if share is not None:
             at.append(i)
             shares.append(ENDINGS_AGAIN if ending in row.ids else share)
@@ -608,6 +607,12 @@ def _endings(plan: _Plan, masks: np.ndarray, rows: list[_Row], sids: np.ndarray)
         if take:
             masks[i] = False
         masks[i, ending] = take
+
+
+def _by_rhythm(row: _Row, table: dict):
+    """What ``table`` (R: token id -> value) gives the rhythm ``row``'s tune wrote (None: none it holds).
+    The grammar forgets the R: once the body starts (its states are shared), so the row's tokens say."""
+    return next((table[token] for token in row.ids if token in table), None)
 
 
 _DANCE_DRAW = 1 << 41  # its draw: the token choices' stream, far past any step a row takes (and the endings')
@@ -641,7 +646,7 @@ def _part_close(plan: _Plan, row: _Row, phrases: int) -> bool:
     longest part always. Held to it (AbcGrammar.part_close), the part closes on its tonic, as a
     strict form's do. The model alone ran on: of a march's parts 47% were 16 bars (real 7%), of
     other tunes' 55% (real 7%); their last note was the tonic in 71% and 66% (real 96% and 92%)."""
-    closes = next((plan.part_closes[token] for token in row.ids if token in plan.part_closes), None)
+    closes = _by_rhythm(row, plan.part_closes)
     share = closes[phrases - 1] if closes is not None and phrases <= len(closes) else None
     return share is None or bool(uniforms([row.seed], [len(row.ids) + _CLOSE_DRAWS])[0] < share)
 
